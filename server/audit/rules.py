@@ -1,0 +1,568 @@
+"""Static-HTML rules of the site audit: which images on one page lack a usable text alternative.
+
+The WCAG 1.1.1 rules follow axe-core's semantics (image-alt, input-image-alt, area-alt, role-img-alt, svg-img-alt,
+object-alt) so that a site owner who also runs axe sees the same verdicts, but they work on markup alone: no
+browser, no CSS cascade, no network. On top of them come heuristics axe does not have, for images that *do* have a
+name which is useless to a listener (a file name, "image", a repeat of the caption next to it); those are reported
+at moderate or minor severity because a person has to judge them.
+
+Everything a finding needs (selector, snippet, absolute image URL) is computed here, from the page alone, so a
+report can be written without keeping the parsed document around.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from itertools import chain
+from urllib.parse import urljoin
+
+import soupsieve
+from bs4 import BeautifulSoup, Comment, NavigableString, Tag
+
+WCAG_1_1_1 = "WCAG 2.2 SC 1.1.1 (A)"
+
+SEVERITY = {
+    # axe-core's impacts for its rules.
+    "image-alt": "critical",
+    "input-image-alt": "critical",
+    "area-alt": "critical",
+    "role-img-alt": "serious",
+    "svg-img-alt": "serious",
+    "object-alt": "serious",
+    # The image has a name, but it tells a listener nothing.
+    "alt-suspicious-filename": "moderate",
+    "alt-placeholder": "moderate",
+    "alt-stopwords-only": "moderate",
+    # The name works, but it could serve the listener better.
+    "alt-redundant-prefix": "minor",
+    "alt-too-long": "minor",
+    "alt-duplicate-different-images": "minor",
+    "alt-duplicates-adjacent-text": "minor",
+}
+RULES = tuple(SEVERITY)
+
+
+@dataclass(frozen=True)
+class RuleOptions:
+    max_alt_length: int = 150
+    tiny_px: int = 16  # width and height attributes both at most this: likely decorative
+    repeat_threshold: int = 5  # the same image URL this many times on a page: likely an icon or ornament
+    snippet_chars: int = 300
+
+
+@dataclass(frozen=True)
+class Finding:
+    page_url: str
+    rule: str
+    wcag: str
+    severity: str
+    selector: str
+    snippet: str
+    image_url: str | None
+    message: str
+    current_alt: str | None
+    decorative_candidate: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Attributes and text
+
+
+def _attr(el: Tag, name: str) -> str | None:
+    """An attribute as one string (documents parsed elsewhere may split multi-valued attributes into lists)."""
+    value = el.get(name)
+    if isinstance(value, list):
+        return " ".join(value)
+    return value
+
+
+def _clean(text: str | None) -> str | None:
+    """Whitespace collapsed, or None when nothing is left."""
+    if not text:
+        return None
+    return " ".join(text.split()) or None
+
+
+def _role(el: Tag) -> str:
+    tokens = (_attr(el, "role") or "").lower().split()
+    return tokens[0] if tokens else ""
+
+
+def _in_svg(el: Tag) -> bool:
+    return el.name == "svg" or el.find_parent("svg") is not None
+
+
+_GLOBAL_ARIA = frozenset({
+    "aria-atomic", "aria-busy", "aria-controls", "aria-current", "aria-describedby", "aria-details",
+    "aria-dropeffect", "aria-flowto", "aria-grabbed", "aria-haspopup", "aria-invalid", "aria-keyshortcuts",
+    "aria-label", "aria-labelledby", "aria-live", "aria-owns", "aria-relevant", "aria-roledescription",
+})
+
+
+def _is_presentational(el: Tag) -> bool:
+    """role=none/presentation that browsers honour: not when focusable or carrying global ARIA (role conflict)."""
+    if _role(el) not in ("none", "presentation"):
+        return False
+    return not el.has_attr("tabindex") and not any(el.has_attr(a) for a in _GLOBAL_ARIA)
+
+
+_STYLE_HIDDEN = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden)\s*(?:!important\s*)?(?:;|$)",
+                           re.I)
+
+
+def _is_inert(el: Tag) -> bool:
+    """Inside <template> (never rendered) or <noscript> (rendered only when scripts are off)."""
+    return el.find_parent(["template", "noscript"]) is not None
+
+
+def _is_hidden(el: Tag) -> bool:
+    """Hidden from assistive technology by the element or an ancestor, as far as markup alone can tell."""
+    for node in chain([el], el.parents):
+        if isinstance(node, BeautifulSoup):
+            return False
+        if (_attr(node, "aria-hidden") or "").strip().lower() == "true" or node.has_attr("hidden"):
+            return True
+        if _STYLE_HIDDEN.search(_attr(node, "style") or ""):
+            return True
+    return False
+
+
+def _node_text(node: Tag) -> str | None:
+    """The text an aria-labelledby reference contributes."""
+    own = _clean(_attr(node, "aria-label"))
+    if own:
+        return own
+    if node.name == "img" and _clean(_attr(node, "alt")):
+        return _clean(_attr(node, "alt"))
+    return _clean(node.get_text(" "))
+
+
+def _labelledby_text(el: Tag, soup: Tag) -> str | None:
+    ids = (_attr(el, "aria-labelledby") or "").split()
+    targets = (soup.find(id=i) for i in ids)
+    return _clean(" ".join(filter(None, (_node_text(t) for t in targets if t is not None))))
+
+
+def _aria_name(el: Tag, soup: Tag) -> str | None:
+    return _labelledby_text(el, soup) or _clean(_attr(el, "aria-label"))
+
+
+def _svg_title(el: Tag) -> str | None:
+    title = el.find("title", recursive=False)
+    return _clean(title.get_text(" ")) if title is not None else None
+
+
+def _native_names(el: Tag) -> tuple[str | None, ...]:
+    title = _clean(_attr(el, "title"))
+    if el.name in ("img", "area", "input"):
+        return _clean(_attr(el, "alt")), title
+    if _in_svg(el):
+        return _svg_title(el), title
+    if el.name == "object":
+        return title, _clean(el.get_text(" "))
+    return (title,)
+
+
+def accessible_name(el: Tag, soup: Tag) -> str | None:
+    """The element's text alternative: aria-labelledby, aria-label, then what its element type offers.
+
+    aria-labelledby counts only ids that exist and have text; native sources are alt (img, area, input), a <title>
+    child (svg), fallback content (object) and the title attribute. When none gives text, the raw alt attribute is
+    returned if present ("" marks an image as decorative, " " is a mistake), else None.
+    """
+    for name in (_aria_name(el, soup), *_native_names(el)):
+        if name:
+            return name
+    return _attr(el, "alt") if el.name in ("img", "area", "input") else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The WCAG 1.1.1 rules (axe-core semantics)
+
+
+def _rule_for(el: Tag) -> str | None:
+    """Which axe rule applies to the element, if any."""
+    role = _role(el)
+    if el.name == "img":
+        return "image-alt"
+    if el.name == "input":
+        return "input-image-alt" if (_attr(el, "type") or "").strip().lower() == "image" else None
+    if el.name == "area":
+        return "area-alt" if el.has_attr("href") and el.find_parent("map") is not None else None
+    if el.name == "object":
+        return "object-alt" if (_attr(el, "data") or "").strip() else None  # without data only fallback shows
+    if _in_svg(el):
+        if role in ("img", "graphics-symbol") or (el.name == "svg" and role == "graphics-document"):
+            return "svg-img-alt"
+        return None
+    return "role-img-alt" if role == "img" else None
+
+
+def _passes(rule: str, el: Tag, soup: Tag) -> bool:
+    named = _aria_name(el, soup) is not None or _clean(_attr(el, "title")) is not None
+    if rule == "image-alt":
+        alt = _attr(el, "alt")
+        if alt and not alt.strip():  # axe's alt-space-value: fails whatever else is there
+            return False
+        return alt is not None or named or _is_presentational(el)
+    if rule in ("input-image-alt", "area-alt"):
+        return named or _clean(_attr(el, "alt")) is not None
+    if rule == "svg-img-alt":
+        return named or _svg_title(el) is not None
+    if rule == "object-alt":
+        return named or _is_presentational(el) or _clean(el.get_text(" ")) is not None
+    return named  # role-img-alt
+
+
+_SUBJECT = {
+    "image-alt": "Image",
+    "input-image-alt": "Image button",
+    "area-alt": "Image-map link",
+    "role-img-alt": 'Element with role="img"',
+    "svg-img-alt": "SVG image",
+    "object-alt": "Embedded object",
+}
+_FIX = {
+    "image-alt": 'add an alt attribute that describes it, or alt="" if it is purely decorative',
+    "input-image-alt": "add an alt attribute that says what the button does",
+    "area-alt": "add an alt attribute that says where the link goes",
+    "role-img-alt": 'add an aria-label that describes it, or remove role="img" and hide it with aria-hidden="true"'
+                    " if it is decorative",
+    "svg-img-alt": 'add a <title> child or an aria-label that describes it, or aria-hidden="true" if it is decorative',
+    "object-alt": "add an aria-label, a title, or fallback text inside the element",
+}
+_DECORATIVE_FIX = {
+    "image-alt": 'it looks decorative, so add alt="" (or an alt that describes it if it carries meaning)',
+    "svg-img-alt": 'it looks decorative, so add aria-hidden="true" (or a <title> that describes it if it carries'
+                   " meaning)",
+}
+
+
+def _failure_message(rule: str, el: Tag, decorative: bool) -> str:
+    alt = _attr(el, "alt")
+    if rule == "image-alt" and alt and not alt.strip():
+        why = " (its alt contains only spaces, which screen readers may replace with the file name)"
+    elif rule == "input-image-alt" and alt == "":
+        why = ' (alt="" is for decorative images, but a button must say what it does)'
+    elif el.has_attr("aria-labelledby"):
+        why = " (aria-labelledby points to elements that are missing or empty)"
+    else:
+        why = ""
+    fix = _DECORATIVE_FIX.get(rule, _FIX[rule]) if decorative else _FIX[rule]
+    return f"{_SUBJECT[rule]} has no text alternative{why}: {fix}."
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Names that exist but say nothing
+
+
+_IMAGE_EXTENSION = re.compile(r"\.(?:jpe?g|png|gif|webp|avif|svg|bmp|tiff?|heic|ico)$", re.I)
+_CAMERA_NAME = re.compile(r"^(?:img|dsc[nf]?|dcim|pxl|mvimg|gopr|dji|screenshot|screen shot|photo|image)[\s_-]*\d{3,}",
+                          re.I)
+_PATH_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|www\.|\.{0,2}/)\S*$", re.I)
+_PLACEHOLDERS = frozenset({
+    "image", "images", "img", "photo", "photos", "photograph", "picture", "pic", "graphic", "logo", "spacer", "icon",
+    "untitled", "placeholder", "thumbnail", "thumb", "banner", "screenshot", "figure", "blank", "default", "alt",
+    "alt text", "alternative text", "image description", "description", "null", "undefined", "none",
+})
+_NUMBERED_PLACEHOLDER = re.compile(r"^(?:image|img|photo|picture|pic|graphic|icon|figure|untitled|slide)\s*\d+$")
+_STOPWORDS = frozenset(w for p in _PLACEHOLDERS for w in p.split()) | {
+    "a", "an", "the", "of", "and", "or", "for", "with", "in", "on", "at", "to", "my", "our", "your", "this", "that",
+}
+_REDUNDANT_PREFIX = re.compile(
+    r"^(?:(?:an?|the)\s+)?(?:image|picture|photo|photograph|graphic|illustration|screenshot|img|pic)"
+    r"(?:\s+(?:of|showing|shows|depicting)\b|\s*[:\u2013\u2014-]\s)\s*\S",
+    re.I,
+)
+
+
+def _looks_like_filename(text: str) -> bool:
+    if _IMAGE_EXTENSION.search(text) or _CAMERA_NAME.match(text):
+        return True
+    # A URL or path, or one "word" joined by underscores (hero_banner_final), is not prose.
+    return bool(_PATH_LIKE.match(text)) or (" " not in text and "_" in text)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[^\W\d_]+", text.lower())
+
+
+def _placeholder_form(text: str) -> str:
+    return " ".join(re.sub(r"[\W_]+", " ", text.lower()).split())
+
+
+def suspicious_reason(alt: str, options: RuleOptions = RuleOptions()) -> str | None:
+    """None when the alt text looks like a real description, else the id of the first rule it trips."""
+    text = _clean(alt)
+    if text is None:
+        return None
+    if _looks_like_filename(text):
+        return "alt-suspicious-filename"
+    form = _placeholder_form(text)
+    if form in _PLACEHOLDERS or _NUMBERED_PLACEHOLDER.match(form):
+        return "alt-placeholder"
+    if _REDUNDANT_PREFIX.match(text):
+        return "alt-redundant-prefix"
+    if len("".join(w for w in _words(text) if w not in _STOPWORDS)) <= 3:
+        return "alt-stopwords-only"
+    if len(text) > options.max_alt_length:
+        return "alt-too-long"
+    return None
+
+
+def _quote(text: str, limit: int = 80) -> str:
+    return f'"{text}"' if len(text) <= limit else f'"{text[:limit - 1]}…"'
+
+
+def _suspicious_message(rule: str, name: str, options: RuleOptions) -> str:
+    q = _quote(name)
+    if rule == "alt-suspicious-filename":
+        return f"Alt text {q} looks like a file name: replace it with a description of what the image shows."
+    if rule == "alt-placeholder":
+        return (f"Alt text {q} is a placeholder that tells a listener nothing: describe what the image shows, "
+                'or use alt="" if it is decorative.')
+    if rule == "alt-stopwords-only":
+        return (f"Alt text {q} has almost no meaningful words: describe what the image shows, "
+                'or use alt="" if it is decorative.')
+    if rule == "alt-redundant-prefix":
+        return (f"Alt text {q} starts by saying it is an image, which screen readers already announce: "
+                "start with what the image shows.")
+    return (f"Alt text is {len(name)} characters long (more than {options.max_alt_length}): keep it to a short "
+            "summary and put the long description in the page text or a caption.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Where the element is, what it looks like, which image it shows
+
+
+def _step(el: Tag) -> str:
+    name = soupsieve.escape(el.name)
+    before = len(el.find_previous_siblings(el.name, recursive=False))
+    after = len(el.find_next_siblings(el.name, recursive=False))
+    return f"{name}:nth-of-type({before + 1})" if before or after else name
+
+
+def _selector(el: Tag, id_counts: Counter) -> str:
+    """A selector that finds exactly this element: its id if unique, else a child path from the nearest such id."""
+    steps = []
+    for node in chain([el], el.parents):
+        if isinstance(node, BeautifulSoup):
+            break
+        node_id = _attr(node, "id")
+        if node_id and id_counts[node_id] == 1:
+            steps.append("#" + soupsieve.escape(node_id))
+            break
+        steps.append(_step(node))
+    return " > ".join(reversed(steps))
+
+
+def _snippet(el: Tag, limit: int) -> str:
+    html = str(el)
+    return html if len(html) <= limit else html[:limit - 1] + "…"
+
+
+def _join(base: str, ref: str) -> str:
+    try:
+        return urljoin(base, ref)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: keep what the page said
+        return ref
+
+
+def _first_srcset_url(srcset: str) -> str | None:
+    """The URL of the first candidate (a URL runs to the next space; trailing commas end a bare candidate)."""
+    tokens = srcset.split()
+    if not tokens:
+        return None
+    return tokens[0].rstrip(",") or None
+
+
+_BACKGROUND_URL = re.compile(r"background(?:-image)?\s*:[^;]*?url\(\s*(['\"]?)(.*?)\1\s*\)", re.I)
+
+
+def _raw_image_ref(el: Tag) -> str | None:
+    if el.name == "img":
+        return (_clean(_attr(el, "src")) or _first_srcset_url(_attr(el, "srcset") or "")
+                or _clean(_attr(el, "data-src")))
+    if el.name == "input":
+        return _clean(_attr(el, "src"))
+    if el.name == "object":
+        return _clean(_attr(el, "data"))
+    if el.name in ("area",) or _in_svg(el):
+        return None
+    match = _BACKGROUND_URL.search(_attr(el, "style") or "")  # role="img" on a box with a background image
+    return _clean(match.group(2)) if match else None
+
+
+def _base_url(soup: BeautifulSoup, page_url: str) -> str:
+    base = soup.find("base", href=True)
+    href = (_attr(base, "href") or "").strip() if base is not None else ""
+    return _join(page_url, href) if href else page_url
+
+
+def _pixels(value: str | None) -> float | None:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:px)?\s*", value or "")
+    return float(match.group(1)) if match else None
+
+
+_SPACER_NAME = re.compile(r"^(?:spacer|blank|pixel|transparent|clear|shim)(?:[_-]?\d+(?:x\d+)?)?\.(?:gif|png|webp)$"
+                          r"|(?:^|[^\d])1x1(?:[^\d]|$)", re.I)
+
+
+def _file_name(url: str) -> str:
+    """The last path segment, by plain string splitting: a malformed URL must not raise."""
+    if url.startswith("data:"):
+        return ""
+    return re.split(r"[?#]", url, maxsplit=1)[0].rsplit("/", 1)[-1]
+
+
+def _decorative_candidate(el: Tag, image_url: str | None, url_counts: Counter, options: RuleOptions) -> bool:
+    width, height = _pixels(_attr(el, "width")), _pixels(_attr(el, "height"))
+    if width is not None and height is not None and width <= options.tiny_px and height <= options.tiny_px:
+        return True
+    if image_url is None:
+        return False
+    return bool(_SPACER_NAME.search(_file_name(image_url))) or url_counts[image_url] >= options.repeat_threshold
+
+
+def _comparable(text: str | None) -> str:
+    """Text as a listener hears it: case, punctuation and spacing do not matter."""
+    return " ".join(re.sub(r"[^\w\s]", " ", (text or "").casefold()).split())
+
+
+def _neighbour(node, forward: bool):
+    """The nearest sibling that is an element or non-blank text."""
+    while node is not None:
+        if isinstance(node, Tag) or (isinstance(node, NavigableString) and not isinstance(node, Comment)
+                                     and node.strip()):
+            return node
+        node = node.next_sibling if forward else node.previous_sibling
+    return None
+
+
+def _adjacent_texts(el: Tag):
+    """Text a screen reader reads right before or after the element: its link, its figure's caption, its neighbours."""
+    link = el.find_parent("a")
+    if link is not None:
+        yield link.get_text(" ")
+    figure = el.find_parent("figure")
+    caption = figure.find("figcaption", recursive=False) if figure is not None else None
+    if caption is not None:
+        yield caption.get_text(" ")
+    for node in (_neighbour(el.previous_sibling, False), _neighbour(el.next_sibling, True)):
+        if isinstance(node, Tag):
+            yield node.get_text(" ")
+        elif node is not None:
+            yield str(node)
+
+
+def _duplicates_adjacent_text(el: Tag, name: str) -> bool:
+    wanted = _comparable(name)
+    return bool(wanted) and any(_comparable(text) == wanted for text in _adjacent_texts(el))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One page
+
+
+@dataclass
+class _Candidate:
+    element: Tag
+    rule: str
+    image_url: str | None
+    passed: bool = True
+    name: str | None = None
+    suspicious: str | None = None
+    decorative: bool = False
+    named_by_reference: bool = False  # aria-labelledby: pointing at visible text is meant to repeat it
+
+
+@dataclass
+class _Page:
+    url: str
+    options: RuleOptions
+    id_counts: Counter
+
+    def finding(self, c: _Candidate, rule: str, message: str) -> Finding:
+        return Finding(
+            page_url=self.url,
+            rule=rule,
+            wcag=WCAG_1_1_1,
+            severity=SEVERITY[rule],
+            selector=_selector(c.element, self.id_counts),
+            snippet=_snippet(c.element, self.options.snippet_chars),
+            image_url=c.image_url,
+            message=message,
+            current_alt=c.name,
+            decorative_candidate=c.decorative,
+        )
+
+
+def _parse(html: str | bytes) -> BeautifulSoup:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bs4 warns when markup looks like a file name or URL
+        return BeautifulSoup(html, "lxml", multi_valued_attributes=None)
+
+
+def _candidates(soup: BeautifulSoup, base: str) -> list[_Candidate]:
+    found = []
+    for el in soup.find_all(True):
+        rule = _rule_for(el)
+        if rule is None or _is_inert(el) or (rule != "area-alt" and _is_hidden(el)):  # axe checks hidden areas
+            continue
+        ref = _raw_image_ref(el)
+        found.append(_Candidate(el, rule, _join(base, ref) if ref else None))
+    return found
+
+
+def _evaluate(c: _Candidate, soup: BeautifulSoup, options: RuleOptions) -> None:
+    c.passed = _passes(c.rule, c.element, soup)
+    c.name = accessible_name(c.element, soup)
+    c.named_by_reference = _labelledby_text(c.element, soup) is not None
+    if c.passed and c.name:
+        c.suspicious = suspicious_reason(c.name, options)
+
+
+def _shared_alt_different_images(candidates: list[_Candidate]) -> set[int]:
+    """Indices of named images whose (otherwise fine) alt text is also used for a different image on the page."""
+    urls_by_alt: dict[str, set[str]] = defaultdict(set)
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(candidates):
+        key = _comparable(c.name)
+        if c.passed and key and c.suspicious is None and c.image_url is not None:
+            urls_by_alt[key].add(c.image_url)
+            members[key].append(i)
+    return {i for key, idx in members.items() if len(urls_by_alt[key]) > 1 for i in idx}
+
+
+def _findings_for(page: _Page, c: _Candidate, shared: bool) -> list[Finding]:
+    if not c.passed:
+        return [page.finding(c, c.rule, _failure_message(c.rule, c.element, c.decorative))]
+    if not c.name or not c.name.strip():
+        return []
+    out = []
+    if c.suspicious:
+        out.append(page.finding(c, c.suspicious, _suspicious_message(c.suspicious, c.name, page.options)))
+    if shared:
+        out.append(page.finding(c, "alt-duplicate-different-images",
+                                f"Alt text {_quote(c.name)} is also used for a different image on this page: "
+                                "say what distinguishes this one."))
+    if not c.named_by_reference and _duplicates_adjacent_text(c.element, c.name):
+        out.append(page.finding(c, "alt-duplicates-adjacent-text",
+                                f"Alt text {_quote(c.name)} repeats the text right next to the image, so screen "
+                                'readers read it twice: use alt="" or say something the text does not.'))
+    return out
+
+
+def check_page(html: str | bytes, page_url: str, options: RuleOptions = RuleOptions()) -> list[Finding]:
+    """Every WCAG 1.1.1 failure and suspicious text alternative on one page, in document order."""
+    soup = _parse(html)
+    candidates = _candidates(soup, _base_url(soup, page_url))
+    url_counts = Counter(c.image_url for c in candidates if c.image_url)
+    for c in candidates:
+        _evaluate(c, soup, options)
+        c.decorative = _decorative_candidate(c.element, c.image_url, url_counts, options)
+    page = _Page(page_url, options, Counter(_attr(el, "id") for el in soup.find_all(id=True)))
+    shared = _shared_alt_different_images(candidates)
+    return [f for i, c in enumerate(candidates) for f in _findings_for(page, c, i in shared)]

@@ -1,0 +1,94 @@
+"""One model worker per process: request threads hand in images and wait on futures; the worker gathers whatever
+is pending (up to ``max_batch`` images or ``max_wait_ms`` of waiting) and runs one batched forward pass.
+
+Batching is where the throughput comes from: the encoder and the beam search cost little more for 16 images than
+for one. The worker thread is the only code that touches the model, so the model needs no locks.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+class WorkerStopped(RuntimeError):
+    pass
+
+
+class BatchWorker:
+    def __init__(self, captioner, beam_size: int = 3, max_batch: int = 16, max_wait_ms: float = 5.0,
+                 on_batch: Callable[[int, float], None] | None = None):
+        self.captioner = captioner
+        self.search = captioner.search_config(beam_size)
+        self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
+        self.on_batch = on_batch  # metrics hook: (batch size, seconds)
+        self._queue: queue.Queue = queue.Queue()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alt-text-model-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, image: Image.Image) -> Future:
+        if self._stopped.is_set():
+            raise WorkerStopped("the model worker has stopped")
+        fut: Future = Future()
+        self._queue.put((image, fut))
+        return fut
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopped.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _gather(self) -> list:
+        first = self._queue.get()
+        if first is None:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.max_wait
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # let the loop see the stop after this batch
+                break
+            batch.append(item)
+        return batch
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            batch = self._gather()
+            if not batch:
+                continue
+            live = [(im, f) for im, f in batch if f.set_running_or_notify_cancel()]
+            if not live:
+                continue
+            t0 = time.perf_counter()
+            try:
+                feats = self.captioner.encode([im for im, _ in live])
+                captions = self.captioner.caption_features(feats, self.search)
+            except Exception as e:  # noqa: BLE001 - handed to every waiting request, never lost
+                log.exception("model worker failed on a batch of %d", len(live))
+                for _, f in live:
+                    f.set_exception(e)
+                continue
+            for (_, f), c in zip(live, captions):
+                f.set_result(c)
+            if self.on_batch:
+                self.on_batch(len(live), time.perf_counter() - t0)
+        while True:  # fail whatever is still queued
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(WorkerStopped("the model worker has stopped"))

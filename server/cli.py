@@ -1,0 +1,293 @@
+"""The ``alt-text`` command line: caption files, train and evaluate the model.
+
+Every failure a user can cause (a bad path, a damaged checkpoint, a missing dataset) ends in a one-line message and
+a non-zero exit status, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import click
+
+from .images import ImageError, read_image_file
+
+
+class _Failed(click.ClickException):
+    """Exit status 1 after some inputs failed; their reasons were already printed."""
+
+    def show(self, file=None):
+        pass
+
+
+def _fail_on(*errors: type[Exception]):
+    """Turn the library's own error types into click errors (one line, exit status 1)."""
+    import functools
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except errors as e:
+                raise click.ClickException(str(e)) from None
+
+        return inner
+
+    return wrap
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    from model.checkpoint import CheckpointError
+    from model.datasets import DatasetError
+    from model.encoders import UnknownEncoderError
+    from model.train import TrainingError
+
+    return CheckpointError, DatasetError, TrainingError, UnknownEncoderError
+
+
+def load_captioner(checkpoint: str | None, device: str | None = None):
+    from model import Captioner
+    from model.checkpoint import CheckpointError
+
+    try:
+        return Captioner.load(checkpoint, device=device)
+    except CheckpointError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def emit_results(inputs: list[str], results: list[dict], as_json: bool) -> None:
+    """Print one result per input in input order (``{"input","alt","confidence"}`` or ``{"input","error"}``);
+    exit non-zero when any input failed."""
+    if as_json:
+        click.echo(json.dumps(results, indent=2, ensure_ascii=False))
+    failed = 0
+    for r in results:
+        if "error" in r:
+            failed += 1
+            click.echo(f"alt-text: {r['input']}: {r['error']}", err=True)
+        elif not as_json:
+            click.echo(r["alt"] if len(inputs) == 1 else f"{r['input']}: {r['alt']}")
+    if failed:
+        raise _Failed(f"{failed} of {len(inputs)} input(s) failed")
+
+
+checkpoint_option = click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+                                 help="Model checkpoint (default: the bundled model).")
+beam_option = click.option("--beam-size", type=click.IntRange(1, 20), default=3, show_default=True,
+                           help="Beam width; 1 is greedy decoding.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per input.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details.")
+@click.version_option(package_name="alt-text")
+def main(verbose: bool) -> None:
+    """Describe images that were published without alt text."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+@main.command("file")
+@click.argument("paths", nargs=-1, required=True)
+@checkpoint_option
+@beam_option
+@json_option
+def file_command(paths: tuple[str, ...], checkpoint: str | None, beam_size: int, as_json: bool) -> None:
+    """Caption local image files."""
+    images, results = [], []
+    for p in paths:
+        try:
+            images.append(read_image_file(p))
+            results.append({"input": p})
+        except ImageError as e:
+            results.append({"input": p, "error": e.message})
+    ok = [r for r in results if "error" not in r]
+    if ok:
+        captioner = load_captioner(checkpoint)
+        for r, c in zip(ok, captioner.caption(images, beam_size=beam_size)):
+            r.update(alt=c.text, confidence=c.confidence)
+    emit_results(list(paths), results, as_json)
+
+
+@main.command("url")
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--server", "server_url", default=None, metavar="URL",
+              help="Ask a running alt-text service (e.g. http://127.0.0.1:8000) instead of the local model.")
+@click.option("--api-key", default=None, envvar="ALT_TEXT_API_KEY", help="X-API-Key for --server.")
+@checkpoint_option
+@beam_option
+@json_option
+def url_command(urls, server_url, api_key, checkpoint, beam_size, as_json) -> None:
+    """Caption images on the web, fetched safely (public addresses only, size and pixel limits, timeouts)."""
+    if server_url:
+        results = _ask_server(server_url, api_key, list(urls))
+    else:
+        from .config import Config
+        from .fetch import FetchError, FetchLimits, fetch_image
+
+        cfg = Config.from_env(load_model=False)
+        limits = FetchLimits(max_bytes=cfg.max_image_bytes, total_timeout=cfg.fetch_timeout,
+                             max_pixels=cfg.max_pixels, test_allow_loopback=tuple(cfg.test_allow_loopback))
+        images, results = [], []
+        for u in urls:
+            try:
+                images.append(fetch_image(u, limits)[0])
+                results.append({"input": u})
+            except FetchError as e:
+                results.append({"input": u, "error": e.message})
+        ok = [r for r in results if "error" not in r]
+        if ok:
+            captioner = load_captioner(checkpoint)
+            for r, c in zip(ok, captioner.caption(images, beam_size=beam_size)):
+                r.update(alt=c.text, confidence=c.confidence)
+    emit_results(list(urls), results, as_json)
+
+
+def _ask_server(server_url: str, api_key: str | None, urls: list[str]) -> list[dict]:
+    import requests
+
+    headers = {"X-API-Key": api_key} if api_key else {}
+    endpoint = server_url.rstrip("/") + "/v1/alt-text"
+    results = []
+    for start in range(0, len(urls), 16):  # the service's default per-request limit
+        chunk = urls[start : start + 16]
+        try:
+            r = requests.post(endpoint, json={"images": [{"url": u} for u in chunk]}, headers=headers, timeout=120)
+        except requests.RequestException as e:
+            raise click.ClickException(f"cannot reach the service at {server_url}: {e}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
+        if r.status_code != 200 or "results" not in body:
+            reason = body.get("error", {}).get("message") if isinstance(body, dict) else None
+            raise click.ClickException(f"the service answered HTTP {r.status_code}: {reason or r.text[:200]}")
+        for u, res in zip(chunk, body["results"]):
+            if "error" in res:
+                results.append({"input": u, "error": res["error"]["message"]})
+            else:  # the model's own caption, as the local path prints it; the confidence tells how sure it is
+                results.append({"input": u, "alt": res["caption"], "confidence": res["confidence"]})
+    return results
+
+
+def _train_options(fn):
+    """One click option per TrainConfig field, so the CLI and the dataclass cannot drift apart."""
+    from model.train import TrainConfig
+
+    skip = {"data", "out"}
+    for f in reversed(fields(TrainConfig)):
+        if f.name in skip:
+            continue
+        default = f.default
+        name = "--" + f.name.replace("_", "-")
+        kind = {int: int, float: float, str: str}.get(type(default), str)
+        fn = click.option(name, f.name, type=kind, default=default, show_default=True)(fn)
+    return fn
+
+
+@main.command()
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(file_okay=False),
+              help="Dataset directory (Flickr8k, COCO, Karpathy or captions.txt layout); repeat for several.")
+@click.option("--out", default="runs/default", show_default=True, type=click.Path(file_okay=False),
+              help="Run directory: checkpoints, training state and log.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last saved step.")
+@_train_options
+def train(data, out, resume, **options) -> None:
+    """Train a captioner; the best checkpoint by dev CIDEr is OUT/best.safetensors."""
+    from model.train import TrainConfig, train as run
+
+    logging.getLogger().setLevel(logging.INFO)
+    cfg = TrainConfig(data=list(data), out=out, **options)
+    try:
+        result = run(cfg, resume=resume)
+    except _model_errors() as e:
+        raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        raise click.ClickException(f"interrupted; continue with the same command plus --resume (state in {out})")
+    click.echo(json.dumps({k: v for k, v in result.items() if k != "samples"}))
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset directory.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]))
+@checkpoint_option
+@beam_option
+@click.option("--limit", type=int, default=0, help="Evaluate only the first N images of the split.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
+@click.option("--no-java", is_flag=True, help="Skip the Java-based PTB tokenizer and METEOR.")
+def evaluate(data, split, checkpoint, beam_size, limit, out, no_java) -> None:
+    """Score captions on a dataset split: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D."""
+    from model.datasets import load_split
+    from model.evaluate import evaluate as run
+
+    try:
+        items = load_split(data, split)
+    except _model_errors() as e:
+        raise click.ClickException(str(e)) from None
+    if limit:
+        items = items[:limit]
+    if not items:
+        raise click.ClickException(f"{data}: the {split} split has no usable images")
+    captioner = load_captioner(checkpoint)
+    report = run(captioner, items, beam_size=beam_size, use_java=False if no_java else None)
+    report.update(dataset=str(Path(data).resolve()), split=split)
+    if out:
+        Path(out).write_text(json.dumps(report, indent=2))
+    click.echo(json.dumps({k: v for k, v in report.items() if k != "captions"}, indent=2))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Processes; each loads its own model copy and batching worker.")
+@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256),
+              help="Request threads per process (they wait on the batching worker).")
+@checkpoint_option
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when present).")
+@click.option("--cache", type=click.Choice(["sqlite", "redis", "none"]), default=None, help="Result cache.")
+@click.option("--cache-path", default=None, help="SQLite cache file.")
+@click.option("--redis-url", default=None, help="Share the cache through Redis (redis://host:6379/0).")
+@click.option("--max-batch", type=int, default=None, help="Images per forward pass.")
+@click.option("--max-wait-ms", type=float, default=None, help="How long to wait to fill a batch.")
+@click.option("--api-key", "api_keys", multiple=True, help="Require this X-API-Key (repeatable).")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this web origin (repeatable).")
+def serve(host, port, workers, threads, **options) -> None:
+    """Run the HTTP service under gunicorn. Every setting can also come from ALT_TEXT_* variables."""
+    from gunicorn.app.base import BaseApplication
+
+    from .app import create_app
+    from .config import Config
+
+    options["api_keys"] = tuple(options["api_keys"]) or None
+    options["cors_origins"] = tuple(options["cors_origins"]) or None
+    try:
+        cfg = Config.from_env(**options)
+    except (TypeError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    if cfg.checkpoint:  # fail here, with one line, not in every worker
+        from model.checkpoint import CheckpointError, load
+
+        try:
+            load(cfg.checkpoint)
+        except CheckpointError as e:
+            raise click.ClickException(str(e)) from None
+
+    class Gunicorn(BaseApplication):
+        def load_config(self):
+            for k, v in {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
+                         "worker_class": "gthread", "timeout": 120, "graceful_timeout": 10,
+                         "accesslog": "-", "errorlog": "-"}.items():
+                self.cfg.set(k, v)
+
+        def load(self):
+            return create_app(cfg)
+
+    Gunicorn().run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

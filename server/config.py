@@ -1,0 +1,62 @@
+"""Service configuration: one dataclass, filled from defaults, then ``ALT_TEXT_*`` environment variables, then flags.
+
+Environment variables exist so that gunicorn workers (separate processes) and container deployments configure the
+app without code; every field is documented in the README's server section.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import MISSING, dataclass, field, fields
+
+
+@dataclass
+class Config:
+    checkpoint: str | None = None  # None: the bundled model
+    device: str | None = None  # None: CUDA when present, else CPU
+    beam_size: int = 3
+    max_batch: int = 16  # images per forward pass
+    max_wait_ms: float = 5.0  # how long the worker waits to fill a batch
+    max_images: int = 16  # images per request
+    max_body_bytes: int = 20_000_000  # request body (base64 images included)
+    max_image_bytes: int = 10_000_000  # fetched or uploaded image
+    max_pixels: int = 40_000_000
+    fetch_timeout: float = 10.0  # total deadline of one fetch
+    withhold_below: float = 0.2  # confidence under which no alt text is given
+    hedge_below: float = 0.4  # confidence under which the alt text is hedged
+    hedge_prefix: str = "Possibly "
+    cache: str = "sqlite"  # "sqlite", "redis" or "none"
+    cache_path: str = field(default_factory=lambda: os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "alt-text", "service-cache.sqlite3"))
+    redis_url: str | None = None
+    cache_ttl: int = 7 * 24 * 3600  # seconds a URL's answer is reused without fetching it again
+    cors_origins: tuple[str, ...] = ()  # web origins allowed besides the browser extensions
+    api_keys: tuple[str, ...] = ()  # when set, requests need one in the X-API-Key header
+    rate_limit: int = 120  # requests per minute per client (API key or address); 0 disables
+    test_allow_loopback: tuple[str, ...] = ()  # TEST ONLY: "127.0.0.1:PORT" origins the fetcher may reach
+    load_model: bool = True  # False: start without a model (tests of the HTTP layer)
+
+    @classmethod
+    def from_env(cls, environ=os.environ, **overrides) -> "Config":
+        """Defaults, overridden by ALT_TEXT_<FIELD> variables, overridden by keyword arguments."""
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f"ALT_TEXT_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _parse(raw, None if f.default is MISSING else f.default, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(raw: str, default, name: str):
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, tuple):
+        return tuple(s.strip() for s in raw.split(",") if s.strip())
+    try:
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"ALT_TEXT_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from None
+    return raw or None

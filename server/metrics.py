@@ -1,0 +1,33 @@
+"""Prometheus metrics of one service process, in their own registry (no process-global state).
+
+With several gunicorn workers each process reports its own numbers; scrape each, or run one worker with threads.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ServiceMetrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("alt_text_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
+                                registry=r)
+        self.errors = Counter("alt_text_errors", "Errors by code (request-level and per image)", ["code"], registry=r)
+        self.images = Counter("alt_text_images", "Images answered, by outcome", ["outcome"], registry=r)
+        self.cache = Counter("alt_text_cache", "Cache look-ups by result", ["result"], registry=r)
+        self.latency = Histogram("alt_text_request_seconds", "Request latency", ["endpoint"], registry=r,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.batch_size = Histogram("alt_text_batch_size", "Images per model forward pass", registry=r,
+                                    buckets=(1, 2, 4, 8, 16, 32, 64))
+        self.batch_seconds = Histogram("alt_text_batch_seconds", "Model time per batch", registry=r,
+                                       buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.batch_seconds.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

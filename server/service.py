@@ -1,0 +1,150 @@
+"""What happens to one image: fetch or decode it, look in the cache, caption it through the batching worker, and
+phrase the answer honestly (hedged or withheld when the model is unsure).
+
+Each image is independent: its failure becomes an error entry, never an exception that fails its neighbours.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .batcher import BatchWorker
+from .cache import Cache, image_key
+from .config import Config
+from .fetch import FetchError, FetchLimits, fetch_image
+from .images import ImageError, decode_image
+from .metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+MAX_URL_LENGTH = 4096
+
+
+@dataclass
+class ImageFailure(Exception):
+    code: str
+    message: str
+    status: int = 422
+
+
+def phrase(caption: str, confidence: float, cfg: Config) -> tuple[str | None, bool]:
+    """(alt text, hedged): withheld under ``withhold_below``, hedged under ``hedge_below``."""
+    if not caption or confidence < cfg.withhold_below:
+        return None, False
+    if confidence < cfg.hedge_below:
+        return cfg.hedge_prefix + caption[:1].lower() + caption[1:], True
+    return caption, False
+
+
+class AltTextService:
+    def __init__(self, cfg: Config, captioner, cache: Cache, metrics: ServiceMetrics):
+        self.cfg, self.captioner, self.cache, self.metrics = cfg, captioner, cache, metrics
+        self.model_version = captioner.version
+        self.worker = BatchWorker(captioner, cfg.beam_size, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch)
+        self.limits = FetchLimits(max_bytes=cfg.max_image_bytes, total_timeout=cfg.fetch_timeout,
+                                  max_pixels=cfg.max_pixels, test_allow_loopback=tuple(cfg.test_allow_loopback))
+        self.fetchers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="alt-text-fetch")
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.fetchers.shutdown(wait=False, cancel_futures=True)
+
+    # -- one image ---------------------------------------------------------------------------------------------
+
+    def _load(self, spec) -> tuple[object, bytes] | dict:
+        """The decoded image and its bytes, or a finished result when the URL is in the cache."""
+        if not isinstance(spec, dict):
+            raise ImageFailure("invalid_image", "each image must be an object with a 'url' or a 'data' field", 400)
+        url, data = spec.get("url"), spec.get("data")
+        if (url is None) == (data is None):
+            raise ImageFailure("invalid_image", "give exactly one of 'url' and 'data'", 400)
+        if url is not None:
+            if not isinstance(url, str) or not url.strip():
+                raise ImageFailure("invalid_url", "'url' must be a non-empty string", 400)
+            if len(url) > MAX_URL_LENGTH:
+                raise ImageFailure("invalid_url", f"the URL is longer than {MAX_URL_LENGTH} characters", 400)
+            hit = self.cache.get_url(url, self.model_version)
+            if hit:
+                return hit
+            try:
+                image, raw = fetch_image(url, self.limits)
+            except FetchError as e:
+                raise ImageFailure(e.code, e.message, e.status) from None
+            return image, raw
+        if not isinstance(data, str):
+            raise ImageFailure("invalid_data", "'data' must be a base64 string", 400)
+        if len(data) > self.cfg.max_image_bytes * 4 // 3 + 4:
+            raise ImageFailure("too_large", f"the image is larger than {self.cfg.max_image_bytes:,} bytes", 413)
+        try:
+            raw = base64.b64decode(data.split(",", 1)[1] if data.startswith("data:") else data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ImageFailure("invalid_data", "'data' is not valid base64", 400) from None
+        try:
+            return decode_image(raw, self.cfg.max_pixels), raw
+        except ImageError as e:
+            raise ImageFailure(e.code, e.message, 413 if e.code == "too_many_pixels" else 422) from None
+
+    def _prepare(self, spec) -> dict | tuple[str, Future, str | None]:
+        """Runs on a fetch thread: a finished result, or (cache key, caption future, url)."""
+        try:
+            loaded = self._load(spec)
+            if isinstance(loaded, dict):
+                self.metrics.cache.labels("hit").inc()
+                return self._result(loaded, cached=True)
+            image, raw = loaded
+            key = image_key(raw, self.model_version)
+            url = spec.get("url")
+            hit = self.cache.get(key)
+            if hit:
+                self.metrics.cache.labels("hit").inc()
+                if url:
+                    self.cache.put_url(url, self.model_version, key)
+                return self._result(hit, cached=True)
+            self.metrics.cache.labels("miss").inc()
+            return key, self.worker.submit(image), url
+        except ImageFailure as e:
+            return self._error(e.code, e.message, e.status)
+        except Exception:  # noqa: BLE001 - a bug must not take the other images down with it
+            log.exception("unexpected failure preparing an image")
+            return self._error("internal_error", "the image could not be processed", 500)
+
+    def _result(self, stored: dict, cached: bool) -> dict:
+        alt, hedged = phrase(stored["caption"], stored["confidence"], self.cfg)
+        self.metrics.images.labels("withheld" if alt is None else "hedged" if hedged else "described").inc()
+        return {"alt": alt, "caption": stored["caption"], "confidence": stored["confidence"], "hedged": hedged,
+                "withheld": alt is None, "cached": cached, "model": self.model_version}
+
+    def _error(self, code: str, message: str, status: int) -> dict:
+        self.metrics.errors.labels(code).inc()
+        self.metrics.images.labels("error").inc()
+        return {"error": {"code": code, "message": message, "status": status}}
+
+    # -- a request ---------------------------------------------------------------------------------------------
+
+    def describe(self, specs: list) -> list[dict]:
+        """One result per spec, in order. Fetches run in parallel; captioning is batched by the worker."""
+        t0 = time.perf_counter()
+        prepared = [self.fetchers.submit(self._prepare, s) for s in specs]
+        results = []
+        for fut in prepared:
+            p = fut.result()
+            if isinstance(p, tuple):
+                key, caption_future, url = p
+                try:
+                    c = caption_future.result(timeout=60)
+                except Exception:  # noqa: BLE001
+                    log.exception("captioning failed")
+                    p = self._error("model_error", "the model failed on this image", 500)
+                else:
+                    stored = {"caption": c.text, "confidence": c.confidence}
+                    self.cache.put(key, stored)
+                    if url:
+                        self.cache.put_url(url, self.model_version, key)
+                    p = self._result(stored, cached=False)
+            p["elapsed_ms"] = round(1000 * (time.perf_counter() - t0), 1)
+            results.append(p)
+        return results

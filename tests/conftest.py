@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny datasets made on the fly and tiny randomly-initialised models."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 170, 60), "yellow": (230, 210, 40)}
+SHAPES = ("square", "circle")
+
+
+def make_shape_image(colour: str, shape: str, size: int = 64) -> Image.Image:
+    im = Image.new("RGB", (size, size), (250, 250, 250))
+    d = ImageDraw.Draw(im)
+    box = (size // 4, size // 4, 3 * size // 4, 3 * size // 4)
+    (d.rectangle if shape == "square" else d.ellipse)(box, fill=COLOURS[colour])
+    return im
+
+
+def make_coco_dataset(root: Path, per_split=(8, 4, 4)) -> Path:
+    """A COCO-layout dataset of coloured shapes: every caption says which colour and shape."""
+    (root / "images").mkdir(parents=True)
+    combos = [(c, s) for c in COLOURS for s in SHAPES]
+    images, anns, names = [], [], []
+    for i in range(sum(per_split)):
+        colour, shape = combos[i % len(combos)]
+        name = f"{i:04d}.png"
+        make_shape_image(colour, shape).save(root / "images" / name)
+        images.append({"id": i, "file_name": name})
+        for j, template in enumerate(["a {c} {s}", "a {c} {s} on white", "one {c} {s}"]):
+            anns.append({"id": 10 * i + j, "image_id": i, "caption": template.format(c=colour, s=shape)})
+        names.append(name)
+    (root / "captions.json").write_text(json.dumps({"images": images, "annotations": anns}))
+    a, b, _ = per_split
+    for split, part in (("train", names[:a]), ("dev", names[a:a + b]), ("test", names[a + b:])):
+        (root / f"{split}.txt").write_text("\n".join(part) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def shapes_dataset(tmp_path_factory) -> Path:
+    return make_coco_dataset(tmp_path_factory.mktemp("shapes"))
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture(scope="session")
+def shapes_checkpoint(shapes_dataset, feature_cache, tmp_path_factory) -> Path:
+    """A tiny captioner trained for seconds on the shapes: it names colours and shapes correctly."""
+    from model.train import Trainer
+    from tiny import tiny_train_config
+
+    out = tmp_path_factory.mktemp("shapes-run")
+    Trainer(tiny_train_config(shapes_dataset, out, feature_cache, epochs=15)).run()
+    return out / "best.safetensors"

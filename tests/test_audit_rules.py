@@ -1,0 +1,472 @@
+"""The audit's static-HTML rules: axe-core's pass/fail cases for WCAG 1.1.1, the suspicious-alt heuristics, and
+what every finding carries (a selector that finds the element, a snippet, an absolute image URL)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+from server.audit.rules import (RULES, SEVERITY, WCAG_1_1_1, Finding, RuleOptions, accessible_name, check_page,
+                                suspicious_reason)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "audit"
+PAGE = "https://example.com/blog/post.html"
+GOOD = "A red bicycle leaning on a brick wall"
+
+
+def rules(html: str, **options) -> list[str]:
+    return [f.rule for f in check_page(html, PAGE, RuleOptions(**options))]
+
+
+def only(html: str) -> Finding:
+    findings = check_page(html, PAGE)
+    assert len(findings) == 1, findings
+    return findings[0]
+
+
+# --- WCAG 1.1.1 rules, axe-core's documented passes and failures ---------------------------------------------------
+
+AXE_CASES = {
+    # image-alt
+    "img alt text": (f'<img src="a.png" alt="{GOOD}">', []),
+    "img empty alt is decorative": ('<img src="a.png" alt="">', []),
+    "img role=presentation": ('<img src="a.png" role="presentation">', []),
+    "img role=none": ('<img src="a.png" role="none">', []),
+    "img aria-label": (f'<img src="a.png" aria-label="{GOOD}">', []),
+    "img aria-labelledby": (f'<p id="l">{GOOD}</p><img src="a.png" aria-labelledby="l">', []),
+    "img aria-labelledby, one id missing": (f'<p id="l">{GOOD}</p><img src="a.png" aria-labelledby="gone l">', []),
+    "img title": (f'<img src="a.png" title="{GOOD}">', []),
+    "img no alt": ('<img src="a.png">', ["image-alt"]),
+    "img alt of spaces": ('<img src="a.png" alt="  ">', ["image-alt"]),
+    "img alt of spaces wins over aria-label": (f'<img src="a.png" alt=" " aria-label="{GOOD}">', ["image-alt"]),
+    "img aria-labelledby to a missing id": ('<img src="a.png" aria-labelledby="gone">', ["image-alt"]),
+    "img aria-labelledby to an empty element": ('<p id="l"> </p><img src="a.png" aria-labelledby="l">',
+                                                ["image-alt"]),
+    "img blank aria-label": ('<img src="a.png" aria-label="  ">', ["image-alt"]),
+    "img empty title": ('<img src="a.png" title="">', ["image-alt"]),
+    "img role=presentation but focusable": ('<img src="a.png" role="presentation" tabindex="0">', ["image-alt"]),
+    "img role=none with global ARIA": ('<img src="a.png" role="none" aria-describedby="d">', ["image-alt"]),
+    # input-image-alt
+    "input image alt": ('<input type="image" src="go.png" alt="Search the site">', []),
+    "input image aria-label": ('<input type="image" src="go.png" aria-label="Search the site">', []),
+    "input image aria-labelledby": ('<b id="s">Search the site</b><input type="image" src="go.png" '
+                                    'aria-labelledby="s">', []),
+    "input image title": ('<input type="image" src="go.png" title="Search the site">', []),
+    "input image no alt": ('<input type="image" src="go.png">', ["input-image-alt"]),
+    "input image empty alt fails": ('<input type="image" src="go.png" alt="">', ["input-image-alt"]),
+    "input image alt of spaces": ('<input type="image" src="go.png" alt=" ">', ["input-image-alt"]),
+    "input image type is case-insensitive": ('<input type="IMAGE" src="go.png">', ["input-image-alt"]),
+    "input of another type is not an image": ('<input type="submit" value="Go">', []),
+    # area-alt
+    "area alt": ('<map name="m"><area href="/paris" alt="Paris office"></map>', []),
+    "area aria-label": ('<map name="m"><area href="/paris" aria-label="Paris office"></map>', []),
+    "area title": ('<map name="m"><area href="/paris" title="Paris office"></map>', []),
+    "area without href is not a link": ('<map name="m"><area shape="rect" coords="0,0,1,1"></map>', []),
+    "area no alt": ('<map name="m"><area href="/paris"></map>', ["area-alt"]),
+    "area empty alt": ('<map name="m"><area href="/paris" alt=""></map>', ["area-alt"]),
+    # role-img-alt
+    "role img aria-label": ('<div role="img" aria-label="Sales rose in May"></div>', []),
+    "role img aria-labelledby": ('<p id="c">Sales rose in May</p><div role="img" aria-labelledby="c"></div>', []),
+    "role img title": ('<span role="img" title="Sales rose in May"></span>', []),
+    "role img no name": ('<div role="img"></div>', ["role-img-alt"]),
+    "role img text content is not a name": ('<div role="img">Sales rose in May</div>', ["role-img-alt"]),
+    "role img blank aria-label": ('<span role="img" aria-label=" "></span>', ["role-img-alt"]),
+    "role img on an img is image-alt's": ('<img src="a.png" role="img">', ["image-alt"]),
+    # svg-img-alt
+    "svg title child": ('<svg role="img"><title>Rainfall by month</title></svg>', []),
+    "svg aria-label": ('<svg role="img" aria-label="Rainfall by month"></svg>', []),
+    "svg aria-labelledby": ('<h2 id="h">Rainfall by month</h2><svg role="img" aria-labelledby="h"></svg>', []),
+    "svg title attribute": ('<svg role="img" title="Rainfall by month"></svg>', []),
+    "svg without role is not checked": ("<svg><rect></rect></svg>", []),
+    "svg graphics-document with title": ('<svg role="graphics-document"><title>Floor plan</title></svg>', []),
+    "svg no name": ('<svg role="img"><rect></rect></svg>', ["svg-img-alt"]),
+    "svg empty title": ('<svg role="img"><title> </title></svg>', ["svg-img-alt"]),
+    "svg title must be a direct child": ('<svg role="img"><g><title>Rainfall</title></g></svg>', ["svg-img-alt"]),
+    "svg graphics-document no name": ('<svg role="graphics-document"></svg>', ["svg-img-alt"]),
+    "svg graphics-symbol inside svg": ('<svg><g role="graphics-symbol"></g></svg>', ["svg-img-alt"]),
+    "svg role img on an inner element": ('<svg><circle role="img" r="4"></circle></svg>', ["svg-img-alt"]),
+    # object-alt
+    "object aria-label": ('<object data="tour.pdf" aria-label="Harbour tour brochure"></object>', []),
+    "object title": ('<object data="tour.pdf" title="Harbour tour brochure"></object>', []),
+    "object fallback text": ('<object data="tour.pdf">Harbour tour brochure</object>', []),
+    "object role presentation": ('<object data="border.svg" role="presentation"></object>', []),
+    "object without data shows its fallback": ("<object></object>", []),
+    "object no name": ('<object data="tour.pdf"></object>', ["object-alt"]),
+    "object blank fallback": ('<object data="logo.svg" type="image/svg+xml">  </object>', ["object-alt"]),
+}
+
+
+@pytest.mark.parametrize("html, expected", AXE_CASES.values(), ids=AXE_CASES.keys())
+def test_axe_rules(html, expected):
+    assert rules(html) == expected
+
+
+@pytest.mark.parametrize("rule, severity", [
+    ("image-alt", "critical"), ("input-image-alt", "critical"), ("area-alt", "critical"),
+    ("role-img-alt", "serious"), ("svg-img-alt", "serious"), ("object-alt", "serious"),
+])
+def test_axe_rules_carry_axe_severity_and_wcag_reference(rule, severity):
+    html = next(h for h, expected in AXE_CASES.values() if expected == [rule])
+    finding = only(html)
+    assert (finding.rule, finding.severity, finding.wcag) == (rule, severity, WCAG_1_1_1)
+    assert finding.page_url == PAGE
+
+
+def test_rule_ids_and_severities():
+    assert set(RULES) == {
+        "image-alt", "input-image-alt", "area-alt", "role-img-alt", "svg-img-alt", "object-alt",
+        "alt-suspicious-filename", "alt-placeholder", "alt-stopwords-only", "alt-redundant-prefix", "alt-too-long",
+        "alt-duplicate-different-images", "alt-duplicates-adjacent-text",
+    }
+    assert {SEVERITY[r] for r in RULES if r.startswith("alt-")} <= {"moderate", "minor"}
+
+
+# --- Hidden and inert images are not checked -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("html", [
+    '<img src="a.png" aria-hidden="true">',
+    '<div aria-hidden="TRUE"><p><img src="a.png"></p></div>',
+    '<img src="a.png" hidden>',
+    '<section hidden><img src="a.png"></section>',
+    '<img src="a.png" style="display:none">',
+    '<div style="color: red; display: none !important"><img src="a.png"></div>',
+    '<div style="visibility:hidden"><svg role="img"></svg></div>',
+    '<svg aria-hidden="true" role="img"></svg>',
+    '<div role="img" aria-hidden="true"></div>',
+    '<noscript><img src="a.png"></noscript>',
+    '<template><img src="a.png"></template>',
+], ids=["aria-hidden", "aria-hidden ancestor", "hidden", "hidden ancestor", "display none",
+        "display none ancestor", "visibility hidden", "svg aria-hidden", "role img aria-hidden", "noscript",
+        "template"])
+def test_hidden_images_are_skipped(html):
+    assert rules(html) == []
+
+
+def test_aria_hidden_false_does_not_hide():
+    assert rules('<img src="a.png" aria-hidden="false">') == ["image-alt"]
+
+
+def test_areas_are_checked_even_when_their_map_is_hidden():
+    # axe's area-alt has excludeHidden: false, because a <map> is never rendered itself.
+    assert rules('<map name="m" style="display:none"><area href="/x"></map>') == ["area-alt"]
+
+
+# --- accessible_name -----------------------------------------------------------------------------------------------
+
+def _name(html: str, selector: str = "#t") -> str | None:
+    soup = BeautifulSoup(html, "lxml")
+    return accessible_name(soup.select_one(selector), soup)
+
+
+@pytest.mark.parametrize("html, expected", [
+    ('<i id="a">Left</i><i id="b">  </i><i id="c">right</i>'
+     '<img id="t" aria-labelledby="a missing b c" aria-label="label" alt="alt">', "Left right"),
+    ('<img id="t" aria-labelledby="missing" aria-label=" the  label " alt="alt">', "the label"),
+    ('<img id="t" alt="The alt" title="The title">', "The alt"),
+    ('<img id="t" alt="" title="The title">', "The title"),
+    ('<img id="t" alt="">', ""),
+    ('<img id="t" alt="   ">', "   "),
+    ('<img id="t" src="a.png">', None),
+    ('<svg id="t" role="img" title="attr"><title>Child</title></svg>', "Child"),
+    ('<object id="t" data="x.pdf">  Fallback <b>text</b> </object>', "Fallback text"),
+    ('<div id="t" role="img">Content is not a name</div>', None),
+    ('<span id="other">Other</span><img id="logo" alt="Site logo"><img id="t" aria-labelledby="logo">', "Site logo"),
+])
+def test_accessible_name(html, expected):
+    assert _name(html) == expected
+
+
+# --- Suspicious alt text on images that do have a name -------------------------------------------------------------
+
+@pytest.mark.parametrize("alt, expected", [
+    ("IMG_1234.jpg", "alt-suspicious-filename"),
+    ("DSC0001", "alt-suspicious-filename"),
+    ("photo.png", "alt-suspicious-filename"),
+    ("banner_final-v2.webp", "alt-suspicious-filename"),
+    ("hero_banner_final", "alt-suspicious-filename"),
+    ("https://cdn.example.com/a/b", "alt-suspicious-filename"),
+    ("image", "alt-placeholder"),
+    ("Photo", "alt-placeholder"),
+    ("Image 1", "alt-placeholder"),
+    ("untitled-3", "alt-placeholder"),
+    ("placeholder", "alt-placeholder"),
+    ("  logo ", "alt-placeholder"),
+    ("a logo", "alt-stopwords-only"),
+    ("img 01 !!", "alt-placeholder"),
+    ("the image (01)", "alt-stopwords-only"),
+    ("Cat", "alt-stopwords-only"),
+    ("Image of a golden retriever on a beach", "alt-redundant-prefix"),
+    ("picture of the team at the 2024 retreat", "alt-redundant-prefix"),
+    ("Photo: sunset over the pier", "alt-redundant-prefix"),
+    ("A " + "very " * 40 + "long description", "alt-too-long"),
+    (GOOD, None),
+    ("Picture-perfect beach at low tide", None),
+    ("Logo of the Harbour Travel company", None),
+    ("TCP/IP", None),
+    ("", None),
+    ("   ", None),
+])
+def test_suspicious_reason(alt, expected):
+    assert suspicious_reason(alt) == expected
+
+
+def test_max_alt_length_is_an_option():
+    alt = "Ten words " * 5  # 50 characters
+    assert suspicious_reason(alt, RuleOptions(max_alt_length=40)) == "alt-too-long"
+    assert suspicious_reason(alt) is None
+    assert rules(f'<img src="a.png" alt="{alt}">', max_alt_length=40) == ["alt-too-long"]
+
+
+@pytest.mark.parametrize("alt, rule, severity", [
+    ("IMG_1234.jpg", "alt-suspicious-filename", "moderate"),
+    ("image", "alt-placeholder", "moderate"),
+    ("an icon", "alt-stopwords-only", "moderate"),
+    ("Image of a golden retriever on a beach", "alt-redundant-prefix", "minor"),
+    ("word " * 40, "alt-too-long", "minor"),
+])
+def test_suspicious_alt_findings(alt, rule, severity):
+    finding = only(f'<img src="dog.jpg" alt="{alt}">')
+    assert (finding.rule, finding.severity, finding.wcag) == (rule, severity, WCAG_1_1_1)
+    assert finding.current_alt == " ".join(alt.split())
+    assert finding.image_url == "https://example.com/blog/dog.jpg"
+
+
+def test_suspicious_rules_apply_to_every_named_element():
+    html = ('<input type="image" src="go.png" alt="button.png">'
+            '<svg role="img"><title>graphic</title></svg>'
+            '<div role="img" aria-label="IMG_0001"></div>')
+    assert rules(html) == ["alt-suspicious-filename", "alt-placeholder", "alt-suspicious-filename"]
+
+
+# --- Same alt on different images; alt repeating adjacent text -----------------------------------------------------
+
+def test_same_alt_on_different_images_flags_each_of_them():
+    findings = check_page(f'<img src="a.jpg" alt="{GOOD}"><p><img src="b.jpg" alt="  {GOOD.upper()} "></p>', PAGE)
+    assert [f.rule for f in findings] == ["alt-duplicate-different-images"] * 2
+    assert {f.image_url for f in findings} == {"https://example.com/blog/a.jpg", "https://example.com/blog/b.jpg"}
+
+
+def test_same_alt_on_the_same_image_is_fine():
+    assert rules(f'<img src="a.jpg" alt="{GOOD}"><img src="./a.jpg" alt="{GOOD}">') == []
+
+
+def test_same_placeholder_alt_is_reported_once_per_image_as_placeholder():
+    assert rules('<img src="a.jpg" alt="image"><img src="b.jpg" alt="image">') == ["alt-placeholder"] * 2
+
+
+@pytest.mark.parametrize("html", [
+    '<a href="/"><img src="home.png" alt="Home page"> Home page</a>',
+    '<figure><img src="p.jpg" alt="The harbour at dawn"><figcaption>The harbour at dawn.</figcaption></figure>',
+    '<p><img src="p.jpg" alt="Jane Doe, CEO">\n  jane doe — CEO</p>',
+    '<p><span>Jane  Doe</span><!-- portrait --> <img src="p.jpg" alt="jane doe"></p>',
+], ids=["link text", "figcaption", "following text", "previous element"])
+def test_alt_that_repeats_adjacent_text(html):
+    assert rules(html) == ["alt-duplicates-adjacent-text"]
+
+
+@pytest.mark.parametrize("html", [
+    '<a href="/"><img src="home.png" alt="Harbour Travel home"></a>',
+    '<figure><img src="p.jpg" alt="Boats moored in the harbour"><figcaption>The harbour at dawn</figcaption></figure>',
+    '<p>Jane Doe is our CEO. <img src="p.jpg" alt="Jane Doe"></p>',
+], ids=["image-only link", "different caption", "longer text"])
+def test_alt_that_does_not_repeat_adjacent_text(html):
+    assert rules(html) == []
+
+
+def test_aria_labelledby_pointing_at_the_adjacent_text_is_not_a_duplicate():
+    # ARIA10: naming an image by reference to the visible caption is the recommended way to reuse it.
+    assert rules('<figure><img src="p.jpg" aria-labelledby="c"><figcaption id="c">The harbour at dawn</figcaption>'
+                 "</figure>") == []
+
+
+def test_a_decorative_image_next_to_its_text_is_fine():
+    assert rules('<a href="/"><img src="home.png" alt=""> Home</a>') == []
+
+
+# --- Decorative candidates -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("img", [
+    '<img src="chevron.png" width="12" height="12">',
+    '<img src="chevron.png" width="16px" height="16">',
+    '<img src="spacer.gif" width="300" height="20">',
+    '<img src="/i/blank.gif">',
+    '<img src="pixel.png">',
+    '<img src="/t/ad-1x1.png?c=3">',
+], ids=["tiny", "tiny 16px", "spacer", "blank", "pixel", "1x1"])
+def test_decorative_candidates(img):
+    finding = only(img)
+    assert finding.rule == "image-alt" and finding.decorative_candidate
+    assert 'alt=""' in finding.message and "looks decorative" in finding.message
+
+
+@pytest.mark.parametrize("img", [
+    '<img src="photo.jpg" width="800" height="600">',
+    '<img src="photo.jpg" width="12">',
+    '<img src="pixel_art_cat.png">',
+    '<img src="dotnet.png" width="auto" height="10">',
+], ids=["large", "one dimension only", "pixel art", "unparseable width"])
+def test_not_decorative_candidates(img):
+    finding = only(img)
+    assert not finding.decorative_candidate
+    assert "looks decorative" not in finding.message
+
+
+def test_tiny_px_is_an_option():
+    img = '<img src="i.png" width="24" height="24">'
+    assert not only(img).decorative_candidate
+    assert check_page(img, PAGE, RuleOptions(tiny_px=24))[0].decorative_candidate
+
+
+def test_an_image_repeated_five_times_is_a_decorative_candidate():
+    five = check_page('<img src="star.png">' * 4 + '<img src="/blog/star.png">', PAGE)
+    four = check_page('<img src="star.png">' * 4, PAGE)
+    assert [f.decorative_candidate for f in five] == [True] * 5
+    assert [f.decorative_candidate for f in four] == [False] * 4
+    assert all(f.decorative_candidate for f in check_page('<img src="s.png">' * 3, PAGE,
+                                                          RuleOptions(repeat_threshold=3)))
+
+
+def test_tiny_inline_svg_is_a_decorative_candidate():
+    finding = only('<svg role="img" width="16" height="16"><path d="M0 0"></path></svg>')
+    assert finding.decorative_candidate and 'aria-hidden="true"' in finding.message
+
+
+# --- Image URLs ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("html, page, expected", [
+    ('<img src="img/a.png">', PAGE, "https://example.com/blog/img/a.png"),
+    ('<img src="/img/a.png">', PAGE, "https://example.com/img/a.png"),
+    ('<img src="../a.png">', "https://example.com/x/y/z.html", "https://example.com/x/a.png"),
+    ('<img src="//cdn.example.net/a.png">', PAGE, "https://cdn.example.net/a.png"),
+    ('<img src="http://other.example/a.png">', PAGE, "http://other.example/a.png"),
+    ('<img src="  a b.png  ">', PAGE, "https://example.com/blog/a b.png"),
+    ('<base href="https://cdn.example.net/assets/"><img src="a.png">', PAGE, "https://cdn.example.net/assets/a.png"),
+    ('<base href="/static/"><img src="a.png">', PAGE, "https://example.com/static/a.png"),
+    ('<base target="_blank"><base href="/second/"><img src="a.png">', PAGE, "https://example.com/second/a.png"),
+    ('<img srcset="small.jpg 480w, large.jpg 1080w" sizes="50vw">', PAGE, "https://example.com/blog/small.jpg"),
+    ('<img srcset="one.jpg, two.jpg 2x">', PAGE, "https://example.com/blog/one.jpg"),
+    ('<img src="src.jpg" srcset="set.jpg 2x">', PAGE, "https://example.com/blog/src.jpg"),
+    ('<img data-src="lazy.jpg">', PAGE, "https://example.com/blog/lazy.jpg"),
+    ('<input type="image" src="go.png">', PAGE, "https://example.com/blog/go.png"),
+    ('<object data="media/tour.pdf"></object>', PAGE, "https://example.com/blog/media/tour.pdf"),
+    ('<div role="img" style="background-image: url(\'bg.jpg\')"></div>', PAGE, "https://example.com/blog/bg.jpg"),
+    ('<svg role="img"></svg>', PAGE, None),
+    ('<map><area href="/x"></map>', PAGE, None),
+    ("<img>", PAGE, None),
+])
+def test_image_url_resolution(html, page, expected):
+    assert check_page(html, page)[0].image_url == expected
+
+
+# --- Selectors and snippets ----------------------------------------------------------------------------------------
+
+def _assert_selectors_find_exactly_their_element(html: str, findings: list[Finding]) -> None:
+    soup = BeautifulSoup(html, "lxml", multi_valued_attributes=None)
+    assert findings
+    for f in findings:
+        matches = soup.select(f.selector)
+        assert len(matches) == 1, (f.selector, matches)
+        outer = str(matches[0])
+        assert f.snippet == outer or (f.snippet.endswith("…") and outer.startswith(f.snippet[:-1])), f.selector
+
+
+def test_selectors_on_a_realistic_page():
+    html = (FIXTURES / "blog_post.html").read_text()
+    findings = check_page(html, "https://travel.example/blog/2024/coast.html")
+    _assert_selectors_find_exactly_their_element(html, findings)
+    assert [f.rule for f in findings] == [
+        "image-alt", "image-alt", "image-alt",  # two tiny arrows in links, a spacer
+        "alt-suspicious-filename", "alt-duplicates-adjacent-text",
+        "image-alt", "image-alt",  # srcset only; alt of spaces
+        "alt-duplicate-different-images", "alt-duplicate-different-images",
+        "image-alt", "image-alt",  # two images sharing id="dup"
+        "svg-img-alt", "role-img-alt", "input-image-alt", "area-alt", "object-alt",
+    ]
+    assert findings[0].selector.startswith("#top > ")  # anchored at the nearest unique id
+    assert [f.image_url for f in findings[:3]] == ["https://travel.example/static/icons/arrow.png"] * 2 + [
+        "https://travel.example/static/spacer.gif"]
+    assert [f.decorative_candidate for f in findings[:4]] == [True, True, True, False]
+
+
+@pytest.mark.parametrize("html", [
+    '<img id="hero" src="a.png">',
+    '<img id="dup" src="a.png"><img id="dup" src="b.png">',
+    '<div id="1st:col" class="x"><img src="a.png"><img src="b.png"></div>',
+    '<img id="has space" src="a.png"><img id="has.dot[0]" src="b.png">',
+    "<ul>" + "<li><a><img src='i.png'></a></li>" * 3 + "</ul><ul><li><img src='j.png'></li></ul>",
+    '<fb:like><img src="a.png"></fb:like><my-widget><img src="b.png"></my-widget>',
+    '<svg><g></g><g><circle role="img"></circle><circle role="img"></circle></g></svg>',
+], ids=["unique id", "duplicate ids", "id needing escapes", "odd ids", "repeated lists", "odd tag names", "in svg"])
+def test_selectors_are_unique(html):
+    findings = check_page(html, PAGE)
+    _assert_selectors_find_exactly_their_element(html, findings)
+    assert len({f.selector for f in findings}) == len(findings)
+
+
+def test_unique_id_gives_a_short_selector():
+    assert only('<img id="hero" src="a.png">').selector == "#hero"
+    assert only('<div id="main"><p><span><img src="a.png"></span></p></div>').selector == "#main > p > span > img"
+
+
+def test_snippet_is_the_outer_html_truncated():
+    short = only('<img src="a.png" class="x">')
+    assert short.snippet == '<img class="x" src="a.png"/>'
+    long = only(f'<img src="a.png" data-tracking="{"x" * 1000}">')
+    assert len(long.snippet) == 300 and long.snippet.endswith("…")
+    assert long.snippet.startswith('<img data-tracking="xxx')
+    assert len(check_page('<svg role="img">' + "<path></path>" * 50 + "</svg>", PAGE,
+                          RuleOptions(snippet_chars=40))[0].snippet) == 40
+
+
+# --- Messages and current alt --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("html, current_alt, hint", [
+    ('<img src="a.png">', None, 'alt=""'),
+    ('<img src="a.png" alt="  ">', "  ", "only spaces"),
+    ('<img src="a.png" aria-labelledby="nope">', None, "aria-labelledby"),
+    ('<input type="image" src="go.png" alt="">', "", "what the button does"),
+    ('<map><area href="/x"></map>', None, "where the link goes"),
+    ('<svg role="img"></svg>', None, "<title>"),
+    ('<object data="x.pdf"></object>', None, "fallback text"),
+])
+def test_failure_messages_say_what_is_wrong_and_how_to_fix_it(html, current_alt, hint):
+    finding = only(html)
+    assert finding.current_alt == current_alt
+    assert hint in finding.message
+    assert finding.message.endswith(".") and "\n" not in finding.message
+
+
+# --- Robustness ----------------------------------------------------------------------------------------------------
+
+def test_malformed_html_does_not_crash():
+    html = (FIXTURES / "malformed.html").read_text()
+    findings = check_page(html, "https://travel.example/blog/2024/coast.html")
+    _assert_selectors_find_exactly_their_element(html, findings)
+    assert {"area-alt", "input-image-alt", "role-img-alt", "image-alt"} <= {f.rule for f in findings}
+
+
+@pytest.mark.parametrize("html", [
+    "", "   ", "just text, no tags", "<", "<img", "<img src=", "<<img>>", "</img>", "<svg role=img><title>",
+    b"\xff\xfe<\x00i\x00m\x00g\x00>\x00", b"<img alt='caf\xe9'>", "<img src='http://[::1' srcset=', ,'>",
+    "<map><area href>" * 3, "<div role>" * 200,
+], ids=lambda html: repr(html)[:30])
+def test_garbage_does_not_crash(html):
+    findings = check_page(html, PAGE)
+    assert all(isinstance(f, Finding) and f.rule in RULES for f in findings)
+
+
+def test_bytes_are_decoded_with_the_declared_charset():
+    utf8 = only('<meta charset="utf-8"><img src="a.png" alt="Café_terrasse.jpg">'.encode())
+    latin1 = only('<meta charset="iso-8859-1"><img src="a.png" alt="Café_terrasse.jpg">'.encode("latin-1"))
+    assert utf8.current_alt == latin1.current_alt == "Café_terrasse.jpg"
+
+
+def test_page_without_images_returns_nothing():
+    assert check_page("<html><head><title>Hi</title></head><body><h1>Hello</h1><p>No images.</p></body></html>",
+                      PAGE) == []
+
+
+def test_findings_come_in_document_order():
+    html = '<img src="1.png"><div role="img"></div><p><input type="image" src="2.png"></p><img src="3.png">'
+    assert rules(html) == ["image-alt", "role-img-alt", "input-image-alt", "image-alt"]

@@ -1,0 +1,60 @@
+"""Integration: the shipped default checkpoint captions real photographs (skipped only if the file is absent)."""
+import json
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from model import Captioner, default_checkpoint_path
+from server.cli import main
+from conftest import REPO, SHARED_DATA
+
+pytestmark = pytest.mark.skipif(not default_checkpoint_path().is_file(), reason="default checkpoint not present")
+PHOTOS = sorted((REPO / "tests" / "data").glob("*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def captioner():
+    return Captioner.load(device="cpu")
+
+
+def test_default_checkpoint_is_small_and_self_describing(captioner):
+    assert default_checkpoint_path().stat().st_size <= 40 * 1024 * 1024
+    assert captioner.model.cfg.encoder == "efficientnet-lite0"
+    assert len(captioner.vocab) > 1000
+
+
+def test_captions_real_photos(captioner):
+    images = [Image.open(p) for p in PHOTOS]
+    caps = captioner.caption(images, beam_size=3)
+    assert len(caps) == len(PHOTOS)
+    for c in caps:
+        assert 3 <= len(c.tokens.split()) <= 22
+        assert c.text[0].isupper() and c.text.endswith(".")
+        assert 0 < c.confidence <= 1
+    # The cat photo is described as an animal: the one thing the model must get right on it.
+    cat = caps[[p.name for p in PHOTOS].index("cat.jpg")].tokens
+    assert any(w in cat.split() for w in ("cat", "dog", "animal", "kitten")), cat
+
+
+def test_batched_equals_one_by_one_with_the_real_model(captioner):
+    images = [Image.open(p) for p in PHOTOS]
+    batched = [c.tokens for c in captioner.caption(images)]
+    single = [captioner.caption([im])[0].tokens for im in images]
+    assert batched == single
+
+
+def test_cli_file_uses_the_default_model():
+    r = CliRunner().invoke(main, ["file", "--json", *map(str, PHOTOS)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert [o["input"] for o in out] == list(map(str, PHOTOS)) and all(o["alt"] for o in out)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "flickr8k").is_dir(), reason="Flickr8k not present")
+def test_scores_on_a_slice_of_flickr8k_test(captioner):
+    from model.datasets import load_split
+    from model.evaluate import evaluate
+
+    report = evaluate(captioner, load_split(SHARED_DATA / "flickr8k", "test")[:100], use_java=False, progress=False)
+    assert report["metrics"]["BLEU-1"] > 45 and report["metrics"]["CIDEr"] > 25

@@ -1,0 +1,174 @@
+"""The service as users run it: `alt-text serve` under gunicorn on loopback, images served by a local HTTP server.
+Also the batching worker itself: concurrent submissions share forward passes and get the right answers."""
+import base64
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+from PIL import Image
+
+from conftest import COLOURS, SHAPES, make_shape_image
+from model import Captioner
+from server.batcher import BatchWorker
+from test_service import _free_port
+
+COMBOS = [(c, s) for c in COLOURS for s in SHAPES]
+
+
+@pytest.fixture(scope="module")
+def captioner(shapes_checkpoint):
+    return Captioner.load(shapes_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def image_site(tmp_path_factory):
+    """A loopback HTTP server with one PNG per colour/shape."""
+    root = tmp_path_factory.mktemp("site")
+    for c, s in COMBOS:
+        make_shape_image(c, s).save(root / f"{c}-{s}.png")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_worker_batches_concurrent_images_and_answers_each_correctly(captioner):
+    sizes = []
+    worker = BatchWorker(captioner, max_batch=8, max_wait_ms=50, on_batch=lambda n, s: sizes.append(n))
+    try:
+        images = [make_shape_image(c, s) for c, s in COMBOS]
+        futures = [worker.submit(im) for im in images]
+        got = [f.result(timeout=30).text for f in futures]
+    finally:
+        worker.stop()
+    assert got == [c.text for c in captioner.caption(images)]
+    assert max(sizes) > 1 and sum(sizes) == len(images)
+
+
+def test_worker_failure_reaches_every_waiting_request(captioner):
+    worker = BatchWorker(captioner, max_batch=4, max_wait_ms=20)
+    try:
+        futures = [worker.submit("not an image") for _ in range(3)]
+        for f in futures:
+            with pytest.raises(Exception):
+                f.result(timeout=30)
+        assert worker.submit(make_shape_image("red", "circle")).result(timeout=30).text  # still alive
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def gunicorn(shapes_checkpoint, image_site, tmp_path_factory):
+    port = _free_port()
+    env = dict(os.environ, ALT_TEXT_CHECKPOINT=str(shapes_checkpoint), ALT_TEXT_DEVICE="cpu",
+               ALT_TEXT_CACHE_PATH=str(tmp_path_factory.mktemp("cache") / "c.sqlite3"),
+               ALT_TEXT_TEST_ALLOW_LOOPBACK=image_site, ALT_TEXT_RATE_LIMIT="0", ALT_TEXT_MAX_WAIT_MS="20")
+    log = open(tmp_path_factory.mktemp("log") / "gunicorn.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--threads", "32"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("gunicorn did not become ready")
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail("gunicorn exited:\n" + log.read()[-3000:])
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def test_fifty_parallel_requests_are_all_answered_correctly(gunicorn, image_site, captioner):
+    expected = {f"{c}-{s}": cap.text for (c, s), cap in
+                zip(COMBOS, captioner.caption([make_shape_image(c, s) for c, s in COMBOS]))}
+
+    def one(i):
+        c, s = COMBOS[i % len(COMBOS)]
+        if i % 2:  # half by URL from the local site, half as bytes
+            spec = {"url": f"http://{image_site}/{c}-{s}.png"}
+        else:
+            buf = io.BytesIO()
+            make_shape_image(c, s).save(buf, "PNG")
+            spec = {"data": base64.b64encode(buf.getvalue()).decode()}
+        r = requests.post(gunicorn + "/v1/alt-text", json={"images": [spec]}, timeout=60)
+        return f"{c}-{s}", r.status_code, r.json()["results"][0]
+
+    with ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(one, range(50)))
+    for name, status, result in answers:
+        assert status == 200, result
+        assert result["caption"] == expected[name], (name, result)
+    batches = requests.get(gunicorn + "/metrics", timeout=5).text
+    count = float(batches.split("alt_text_batch_size_count ")[1].split()[0])
+    assert count < 50  # some requests shared a forward pass
+
+
+def test_get_by_url_and_ssrf_refusal_through_gunicorn(gunicorn, image_site):
+    ok = requests.get(gunicorn + "/v1/alt-text", params={"url": f"http://{image_site}/red-square.png"}, timeout=30)
+    assert ok.status_code == 200 and ok.json()["results"][0]["caption"]
+    again = requests.get(gunicorn + "/v1/alt-text", params={"url": f"http://{image_site}/red-square.png"}, timeout=30)
+    assert again.json()["results"][0]["cached"] is True
+    port = int(image_site.rsplit(":", 1)[1])
+    other = f"http://127.0.0.1:{port + 1 if port < 65535 else port - 1}/x.png"  # loopback, not allow-listed
+    r = requests.get(gunicorn + "/v1/alt-text", params={"url": other}, timeout=30)
+    assert 400 <= r.status_code < 500 and "error" in r.json()["results"][0]
+
+
+def test_cli_url_in_process_and_through_the_service(gunicorn, image_site, shapes_checkpoint, captioner, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from server.cli import main
+
+    monkeypatch.setenv("ALT_TEXT_TEST_ALLOW_LOOPBACK", image_site)
+    good = f"http://{image_site}/blue-circle.png"
+    missing = f"http://{image_site}/missing.png"
+    private = "http://10.0.0.1/x.png"  # refused before any packet is sent
+    want = captioner.caption([make_shape_image("blue", "circle")])[0].text
+    for extra in (["--checkpoint", str(shapes_checkpoint)], ["--server", gunicorn]):
+        r = CliRunner().invoke(main, ["url", "--json", *extra, good, missing, private])
+        assert r.exit_code == 1, r.output
+        out = json.loads(r.stdout)
+        assert [o["input"] for o in out] == [good, missing, private]
+        assert out[0]["alt"] == want and 0 < out[0]["confidence"] <= 1
+        assert "404" in out[1]["error"]
+        assert out[2]["error"]
+        assert r.stderr.count("alt-text: ") == 2
+    one = CliRunner().invoke(main, ["url", "--checkpoint", str(shapes_checkpoint), good])
+    assert one.exit_code == 0 and one.output.strip() == want
+
+
+def test_cli_url_reports_an_unreachable_service():
+    from click.testing import CliRunner
+
+    from server.cli import main
+
+    r = CliRunner().invoke(main, ["url", "--server", f"http://127.0.0.1:{_free_port()}", "http://a.example/x.png"])
+    assert r.exit_code == 1 and "cannot reach the service" in r.output and "Traceback" not in r.output

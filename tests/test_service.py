@@ -1,0 +1,265 @@
+"""The HTTP service through Flask's test client, with a tiny trained model: API contract, per-image errors,
+limits, auth, rate limit, CORS, metrics, hedging and the cache (SQLite across restarts, Redis when available)."""
+import base64
+import io
+import json
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from PIL import Image
+
+from conftest import make_shape_image
+from model import Captioner
+from server.app import create_app
+from server.config import Config
+from server.service import phrase
+
+CHROME = "chrome-extension://" + "abcdefghijklmnopabcdefghijklmnop"
+FIREFOX = "moz-extension://12345678-90ab-cdef-1234-567890abcdef"
+
+
+def png(colour="red", shape="square", fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    make_shape_image(colour, shape).save(buf, fmt)
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.fixture(scope="module")
+def captioner(shapes_checkpoint):
+    return Captioner.load(shapes_checkpoint, device="cpu")
+
+
+@pytest.fixture
+def make_client(captioner, tmp_path):
+    apps = []
+
+    def make(**overrides):
+        cfg = Config(cache_path=str(tmp_path / "cache.sqlite3"), load_model=False, **overrides)
+        app = create_app(cfg, captioner=captioner)
+        apps.append(app)
+        return app.test_client()
+
+    yield make
+    for app in apps:
+        service = app.extensions["alt_text"]["service"]
+        if service:
+            service.close()
+
+
+def test_post_describes_images_in_order_and_caches_them(make_client, captioner):
+    client = make_client()
+    images = [png("red", "square"), png("blue", "circle")]
+    r = client.post("/v1/alt-text", json={"images": [{"data": b64(d)} for d in images]})
+    assert r.status_code == 200
+    results = r.get_json()["results"]
+    expected = captioner.caption([Image.open(io.BytesIO(d)) for d in images])
+    for res, exp in zip(results, expected):
+        assert res["caption"] == exp.text and res["confidence"] == exp.confidence
+        assert res["cached"] is False and res["model"] == captioner.version and res["elapsed_ms"] >= 0
+        assert set(res) >= {"alt", "confidence", "cached", "model", "elapsed_ms"}
+    again = client.post("/v1/alt-text", json={"images": [{"data": b64(images[1])}]}).get_json()["results"][0]
+    assert again["cached"] is True and again["caption"] == results[1]["caption"]
+
+
+def test_one_bad_image_never_fails_the_others(make_client):
+    client = make_client()
+    good = png("green", "square")
+    truncated = png("red", "circle", "JPEG")[:200]
+    specs = [
+        {"data": b64(good)},
+        {"data": "not base64!!"},
+        {"data": b64(b"<html><body>hello</body></html>")},
+        "just a string",
+        {"url": "http://example.com/a.png", "data": b64(good)},
+        {"data": b64(truncated)},
+        {"data": 12},
+        {"url": "ftp://example.com/a.png"},
+        {"data": b64(b"")},
+        {"data": b64(good)},
+    ]
+    r = client.post("/v1/alt-text", json={"images": specs})
+    assert r.status_code == 200
+    res = r.get_json()["results"]
+    assert len(res) == len(specs)
+    codes = [x["error"]["code"] if "error" in x else "ok" for x in res]
+    assert codes == ["ok", "invalid_data", "unsupported_format", "invalid_image", "invalid_image", "corrupt_image",
+                     "invalid_data", codes[7], "empty", "ok"]
+    assert codes[7] != "ok"  # ftp:// refused by the fetcher
+    assert all(x["error"]["message"] for x in res if "error" in x)
+
+
+def test_decompression_bomb_is_refused_before_decoding(make_client):
+    client = make_client(max_pixels=1_000_000)
+    buf = io.BytesIO()
+    Image.new("1", (5000, 5000)).save(buf, "PNG")  # 25 megapixels in a few kilobytes
+    res = client.post("/v1/alt-text", json={"images": [{"data": b64(buf.getvalue())}]}).get_json()["results"][0]
+    assert res["error"]["code"] == "too_many_pixels" and res["error"]["status"] == 413
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ("not json", 400, "invalid_json"),
+    ("[1, 2]", 400, "invalid_json"),
+    ('{"images": "x"}', 400, "invalid_images"),
+    ('{"images": []}', 400, "invalid_images"),
+    ('{"pictures": [{"url": "http://a"}]}', 400, "invalid_images"),
+])
+def test_malformed_requests_are_4xx_json(make_client, body, status, code):
+    r = make_client().post("/v1/alt-text", data=body, content_type="application/json")
+    assert r.status_code == status and r.get_json()["error"]["code"] == code
+
+
+def test_request_limits(make_client):
+    client = make_client(max_images=3, max_body_bytes=2000)
+    r = client.post("/v1/alt-text", json={"images": [{"url": "http://a.example/x.png"}] * 4})
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "too_many_images"
+    r = client.post("/v1/alt-text", json={"images": [{"data": "A" * 5000}]})
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "body_too_large"
+
+
+def test_unknown_routes_and_methods_are_json(make_client):
+    client = make_client()
+    assert client.get("/nope").get_json()["error"]["code"] == "not_found"
+    r = client.delete("/v1/alt-text")
+    assert r.status_code == 405 and r.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_get_needs_a_url_and_reports_fetch_errors_with_their_status(make_client):
+    client = make_client()
+    r = client.get("/v1/alt-text")
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid_url"
+    r = client.get("/v1/alt-text", query_string={"url": "http://127.0.0.1:9/x.png"})
+    assert 400 <= r.status_code < 500
+    assert "error" in r.get_json()["results"][0]
+
+
+def test_api_key(make_client):
+    client = make_client(api_keys=("s3cret",))
+    body = {"images": [{"data": b64(png())}]}
+    r = client.post("/v1/alt-text", json=body)
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "unauthorized"
+    assert client.post("/v1/alt-text", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.post("/v1/alt-text", json=body, headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert client.get("/healthz").status_code == 200  # operations endpoints stay open
+
+
+def test_rate_limit_per_client(make_client):
+    client = make_client(rate_limit=2)
+    body = {"images": [{"data": b64(png())}]}
+    assert [client.post("/v1/alt-text", json=body).status_code for _ in range(2)] == [200, 200]
+    r = client.post("/v1/alt-text", json=body)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    assert r.get_json()["error"]["code"] == "rate_limited"
+    other = client.post("/v1/alt-text", json=body, headers={"X-API-Key": "another-client"})
+    assert other.status_code == 200
+
+
+@pytest.mark.parametrize("origin, allowed", [
+    (CHROME, True), (FIREFOX, True), ("https://app.example.org", True),
+    ("https://evil.example", False), ("chrome-extension://short", False), (CHROME + ".evil.example", False),
+    ("null", False),
+])
+def test_cors_allows_extensions_and_configured_origins_only(make_client, origin, allowed):
+    client = make_client(cors_origins=("https://app.example.org",))
+    pre = client.options("/v1/alt-text", headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                                                  "Access-Control-Request-Headers": "content-type,x-api-key"})
+    got = pre.headers.get("Access-Control-Allow-Origin")
+    assert (got == origin) if allowed else (got is None)
+    r = client.post("/v1/alt-text", json={"images": [{"data": b64(png())}]}, headers={"Origin": origin})
+    assert (r.headers.get("Access-Control-Allow-Origin") == origin) == allowed
+
+
+def test_health_readiness_metrics_and_openapi(make_client, captioner):
+    client = make_client()
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["model"] == captioner.version
+    client.post("/v1/alt-text", json={"images": [{"data": b64(png())}, {"data": "!!"}]})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'alt_text_requests_total{endpoint="/v1/alt-text",status="200"}' in text
+    assert 'alt_text_errors_total{code="invalid_data"} 1.0' in text
+    assert "alt_text_batch_size_count" in text and "alt_text_request_seconds_bucket" in text
+    assert 'alt_text_cache_total{result="miss"}' in text
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.") and {"post", "get"} <= set(spec["paths"]["/v1/alt-text"])
+
+
+def test_not_ready_without_a_model(tmp_path):
+    app = create_app(Config(load_model=False, cache_path=str(tmp_path / "c.sqlite3")))
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 503
+    r = client.post("/v1/alt-text", json={"images": [{"data": b64(png())}]})
+    assert r.status_code == 503 and r.get_json()["error"]["code"] == "model_not_loaded"
+
+
+def test_cache_survives_a_restart(make_client):
+    body = {"images": [{"data": b64(png("yellow", "circle"))}]}
+    first = make_client().post("/v1/alt-text", json=body).get_json()["results"][0]
+    second = make_client().post("/v1/alt-text", json=body).get_json()["results"][0]  # a new app, same file
+    assert first["cached"] is False and second["cached"] is True
+    assert second["caption"] == first["caption"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    exe = shutil.which("redis-server")
+    if not exe:
+        pytest.skip("redis-server not installed")
+    port = _free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.skip("redis-server did not start")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_redis_cache_is_shared_by_replicas(make_client, redis_url):
+    body = {"images": [{"data": b64(png("blue", "square"))}]}
+    a = make_client(cache="redis", redis_url=redis_url)
+    b = make_client(cache="redis", redis_url=redis_url)
+    assert a.post("/v1/alt-text", json=body).get_json()["results"][0]["cached"] is False
+    assert b.post("/v1/alt-text", json=body).get_json()["results"][0]["cached"] is True
+
+
+@pytest.mark.parametrize("confidence, alt, hedged", [
+    (0.9, "A red square.", False), (0.3, "Possibly a red square.", True), (0.1, None, False),
+])
+def test_low_confidence_is_hedged_or_withheld(confidence, alt, hedged):
+    assert phrase("A red square.", confidence, Config()) == (alt, hedged)
+
+
+def test_config_from_environment():
+    cfg = Config.from_env({"ALT_TEXT_MAX_BATCH": "8", "ALT_TEXT_API_KEYS": "a, b", "ALT_TEXT_HEDGE_BELOW": "0.5",
+                           "ALT_TEXT_LOAD_MODEL": "false"}, max_wait_ms=2.0)
+    assert (cfg.max_batch, cfg.api_keys, cfg.hedge_below, cfg.load_model, cfg.max_wait_ms) == (
+        8, ("a", "b"), 0.5, False, 2.0)
+    with pytest.raises(ValueError, match="ALT_TEXT_MAX_BATCH"):
+        Config.from_env({"ALT_TEXT_MAX_BATCH": "many"})
+
+
+def test_requests_json_shape_is_stable(make_client):
+    r = make_client().post("/v1/alt-text", json={"images": [{"data": b64(png())}]})
+    assert list(json.loads(r.data)) == ["results"]
