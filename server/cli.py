@@ -97,19 +97,26 @@ def main(verbose: bool) -> None:
 @json_option
 def file_command(paths: tuple[str, ...], checkpoint: str | None, beam_size: int, as_json: bool) -> None:
     """Caption local image files."""
+    results = caption_inputs(list(paths), read_image_file, ImageError, checkpoint, beam_size)
+    emit_results(list(paths), results, as_json)
+
+
+def caption_inputs(inputs: list[str], load, error_type: type[Exception], checkpoint: str | None,
+                   beam_size: int) -> list[dict]:
+    """Load every input with ``load`` (failures become error entries), then caption the rest in one batch."""
     images, results = [], []
-    for p in paths:
+    for name in inputs:
         try:
-            images.append(read_image_file(p))
-            results.append({"input": p})
-        except ImageError as e:
-            results.append({"input": p, "error": e.message})
+            images.append(load(name))
+            results.append({"input": name})
+        except error_type as e:
+            results.append({"input": name, "error": e.message})
     ok = [r for r in results if "error" not in r]
     if ok:
         captioner = load_captioner(checkpoint)
         for r, c in zip(ok, captioner.caption(images, beam_size=beam_size)):
             r.update(alt=c.text, confidence=c.confidence)
-    emit_results(list(paths), results, as_json)
+    return results
 
 
 @main.command("url")
@@ -126,23 +133,10 @@ def url_command(urls, server_url, api_key, checkpoint, beam_size, as_json) -> No
         results = _ask_server(server_url, api_key, list(urls))
     else:
         from .config import Config
-        from .fetch import FetchError, FetchLimits, fetch_image
+        from .fetch import FetchError, fetch_image
 
-        cfg = Config.from_env(load_model=False)
-        limits = FetchLimits(max_bytes=cfg.max_image_bytes, total_timeout=cfg.fetch_timeout,
-                             max_pixels=cfg.max_pixels, test_allow_loopback=tuple(cfg.test_allow_loopback))
-        images, results = [], []
-        for u in urls:
-            try:
-                images.append(fetch_image(u, limits)[0])
-                results.append({"input": u})
-            except FetchError as e:
-                results.append({"input": u, "error": e.message})
-        ok = [r for r in results if "error" not in r]
-        if ok:
-            captioner = load_captioner(checkpoint)
-            for r, c in zip(ok, captioner.caption(images, beam_size=beam_size)):
-                r.update(alt=c.text, confidence=c.confidence)
+        limits = Config.from_env(load_model=False).fetch_limits()
+        results = caption_inputs(list(urls), lambda u: fetch_image(u, limits)[0], FetchError, checkpoint, beam_size)
     emit_results(list(urls), results, as_json)
 
 

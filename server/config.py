@@ -35,6 +35,12 @@ class Config:
     test_allow_loopback: tuple[str, ...] = ()  # TEST ONLY: "127.0.0.1:PORT" origins the fetcher may reach
     load_model: bool = True  # False: start without a model (tests of the HTTP layer)
 
+    def fetch_limits(self):
+        from .fetch import FetchLimits
+
+        return FetchLimits(max_bytes=self.max_image_bytes, total_timeout=self.fetch_timeout,
+                           max_pixels=self.max_pixels, test_allow_loopback=tuple(self.test_allow_loopback))
+
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Config":
         """Defaults, overridden by ALT_TEXT_<FIELD> variables, overridden by keyword arguments."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .batcher import BatchWorker
 from .cache import Cache, image_key
 from .config import Config
-from .fetch import FetchError, FetchLimits, fetch_image
+from .fetch import FetchError, fetch_image
 from .images import ImageError, decode_image
 from .metrics import ServiceMetrics
 
@@ -45,8 +45,7 @@ class AltTextService:
         self.cfg, self.captioner, self.cache, self.metrics = cfg, captioner, cache, metrics
         self.model_version = captioner.version
         self.worker = BatchWorker(captioner, cfg.beam_size, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch)
-        self.limits = FetchLimits(max_bytes=cfg.max_image_bytes, total_timeout=cfg.fetch_timeout,
-                                  max_pixels=cfg.max_pixels, test_allow_loopback=tuple(cfg.test_allow_loopback))
+        self.limits = cfg.fetch_limits()
         self.fetchers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="alt-text-fetch")
 
     def close(self) -> None:

@@ -1,0 +1,153 @@
+"""Throughput and latency of the service under gunicorn on loopback (a benchmark, not a test).
+
+Starts a local image site and `alt-text serve`, then drives it with N concurrent clients, each asking for one image
+URL per request:
+  - uncached, batched worker (max batch 16) vs batch size 1;
+  - cached (every URL answered before): p50 latency.
+Targets on a 2-core CPU: batching >= 2x the throughput of batch size 1 at 16 clients; cached p50 <= 10 ms.
+
+    python scripts/bench_server.py --images ../shared/data/flickr8k/images --out bench_server.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def start_site(directory: Path) -> tuple[ThreadingHTTPServer, str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(directory)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"127.0.0.1:{httpd.server_address[1]}"
+
+
+def start_service(site: str, max_batch: int, cache: str, checkpoint: str | None, workdir: Path, threads: int):
+    port = free_port()
+    env = dict(os.environ, ALT_TEXT_TEST_ALLOW_LOOPBACK=site, ALT_TEXT_RATE_LIMIT="0",
+               ALT_TEXT_MAX_BATCH=str(max_batch), ALT_TEXT_CACHE=cache,
+               ALT_TEXT_CACHE_PATH=str(workdir / f"cache-{port}.sqlite3"))
+    if checkpoint:
+        env["ALT_TEXT_CHECKPOINT"] = checkpoint
+    log = open(workdir / f"gunicorn-{port}.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port),
+                             "--threads", str(threads)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                return proc, base
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"the service did not start; see {log.name}")
+
+
+def drive(base: str, urls: list[str], clients: int) -> dict:
+    """Each client sends its share of the URLs one request at a time; returns throughput and latencies."""
+    session_local = threading.local()
+
+    def one(url):
+        s = getattr(session_local, "s", None) or requests.Session()
+        session_local.s = s
+        t = time.perf_counter()
+        r = s.post(base + "/v1/alt-text", json={"images": [{"url": url}]}, timeout=120)
+        dt = time.perf_counter() - t
+        res = r.json()["results"][0]
+        return dt, "error" not in res, res.get("cached", False)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        out = list(pool.map(one, urls))
+    wall = time.perf_counter() - t0
+    lat = sorted(x[0] for x in out)
+    return {"requests": len(out), "ok": sum(x[1] for x in out), "cached": sum(x[2] for x in out),
+            "seconds": round(wall, 2), "images_per_s": round(len(out) / wall, 2),
+            "p50_ms": round(1000 * statistics.median(lat), 1),
+            "p95_ms": round(1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", default=str(REPO.parent / "shared/data/flickr8k/images"),
+                    help="a directory of JPEG/PNG images to serve (default: Flickr8k beside the repo)")
+    ap.add_argument("--count", type=int, default=128, help="distinct images per uncached run")
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--out", default="bench_server.json")
+    args = ap.parse_args()
+
+    src = Path(args.images)
+    files = sorted(p.name for p in src.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if len(files) < 2 * args.count:
+        raise SystemExit(f"{src}: need at least {2 * args.count} images, found {len(files)}")
+    httpd, site = start_site(src)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-server-"))
+    urls = [f"http://{site}/{name}" for name in files]
+    results = {}
+    try:
+        # Different images for the two uncached runs, so neither helps the other through the OS page cache.
+        for label, batch, chunk in (("batched (max batch 16)", 16, urls[: args.count]),
+                                    ("batch size 1", 1, urls[args.count : 2 * args.count])):
+            proc, base = start_service(site, batch, "none", args.checkpoint, workdir, threads=args.clients * 2)
+            try:
+                drive(base, chunk[:4], 4)  # warm-up (first forward passes allocate)
+                results[label] = drive(base, chunk, args.clients)
+            finally:
+                proc.terminate()
+                proc.wait(10)
+        proc, base = start_service(site, 16, "sqlite", args.checkpoint, workdir, threads=args.clients * 2)
+        try:
+            warm = urls[:32]
+            drive(base, warm, args.clients)
+            results["cached"] = drive(base, warm * 8, args.clients)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    finally:
+        httpd.shutdown()
+
+    b, one, cached = results["batched (max batch 16)"], results["batch size 1"], results["cached"]
+    summary = {"clients": args.clients, "runs": results,
+               "batching_speedup": round(b["images_per_s"] / one["images_per_s"], 2),
+               "cached_p50_ms": cached["p50_ms"], "cpu_count": os.cpu_count()}
+    print(f"bench_server: {args.clients} concurrent clients, one image URL per request, gunicorn on loopback")
+    print(f"  {'run':<24} {'requests':>8} {'ok':>5} {'img/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
+    for label, r in results.items():
+        print(f"  {label:<24} {r['requests']:>8} {r['ok']:>5} {r['images_per_s']:>8} {r['p50_ms']:>8} {r['p95_ms']:>8}")
+    print(f"  batching speed-up: {summary['batching_speedup']}x (target >= 2x); "
+          f"cached p50: {summary['cached_p50_ms']} ms (target <= 10 ms)")
+    Path(args.out).write_text(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

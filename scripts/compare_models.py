@@ -1,0 +1,72 @@
+"""Score several checkpoints on several test splits at several beam sizes, for the model card.
+
+The encoder grids come from the feature cache (computed once per encoder and split), so trying beam 1/3/5 on
+four checkpoints costs decoding time only. Prints a Markdown table and writes JSON.
+
+    python scripts/compare_models.py --data ../shared/data/flickr8k --data ../shared/data/coco \
+        --checkpoint runs/a/best.safetensors --checkpoint runs/b/best.safetensors --beam 1 --beam 3 --beam 5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from model import Captioner
+from model.datasets import load_split
+from model.features import cached_features
+from model.metrics import score
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", action="append", required=True, help="dataset directory (repeatable)")
+    ap.add_argument("--checkpoint", action="append", required=True, help="checkpoint file (repeatable)")
+    ap.add_argument("--beam", action="append", type=int, default=None, help="beam size (repeatable; default 3)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--no-java", action="store_true")
+    ap.add_argument("--out", default="compare_models.json")
+    args = ap.parse_args()
+    beams = args.beam or [3]
+
+    rows = []
+    for ckpt in args.checkpoint:
+        cap = Captioner.load(ckpt, device="cpu", pretrained_encoder=False)  # grids come from the cache
+        for root in args.data:
+            items = load_split(root, args.split)
+            feats = cached_features([it.path for it in items], cap.model.cfg.encoder, args.cache_dir)
+            refs = {i: list(it.captions) for i, it in enumerate(items)}
+            for beam in beams:
+                search = cap.search_config(beam)
+                t0 = time.perf_counter()
+                hyps = {}
+                for s in range(0, len(items), 64):
+                    chunk = feats[s : s + 64].to(torch.float32)
+                    for j, c in enumerate(cap.caption_features(chunk, search)):
+                        hyps[s + j] = c.tokens
+                seconds = time.perf_counter() - t0
+                metrics = score(refs, hyps, use_java=False if args.no_java else None)
+                rows.append({"checkpoint": ckpt, "model": cap.name, "encoder": cap.model.cfg.encoder,
+                             "decoder": cap.model.cfg.decoder.kind, "data": Path(root).name, "split": args.split,
+                             "images": len(items), "beam": beam, "decode_ms_per_image": round(1000 * seconds / len(items), 2),
+                             **metrics})
+                r = rows[-1]
+                print(f"{r['model']:<28} {r['data']:<9} beam {beam}: BLEU-4 {r['BLEU-4']:5.1f}  METEOR "
+                      f"{r['METEOR'] if r['METEOR'] is not None else '-':>5}  ROUGE-L {r['ROUGE-L']:5.1f}  "
+                      f"CIDEr {r['CIDEr']:5.1f}", flush=True)
+
+    print("\n| model | encoder | decoder | test set | beam | BLEU-1 | BLEU-4 | METEOR | ROUGE-L | CIDEr |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['encoder']} | {r['decoder']} | {r['data']} ({r['images']}) | {r['beam']} | "
+              f"{r['BLEU-1']} | {r['BLEU-4']} | {r['METEOR']} | {r['ROUGE-L']} | {r['CIDEr']} |")
+    Path(args.out).write_text(json.dumps(rows, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
