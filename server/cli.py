@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from .audit.command import audit
 from .images import ImageError, read_image_file
 
 
@@ -281,6 +282,9 @@ def serve(host, port, workers, threads, **options) -> None:
             return create_app(cfg)
 
     Gunicorn().run()
+
+
+main.add_command(audit)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,388 @@
+"""The audit's reports: one JSON document (the source of truth, schema below), and CSV and HTML views of it.
+
+JSON is for tools (CI gates, dashboards), CSV for spreadsheets (one row per finding), HTML for the people who fix
+the pages. Every string in a report came from someone else's page (alt text, URLs, markup), so:
+
+* the HTML is rendered by Jinja2 with autoescaping, links and thumbnails are only emitted for http(s) URLs
+  (``javascript:`` and ``data:`` stay text), and a Content-Security-Policy meta tag allows only the report's own
+  style and script (by hash) and http(s) images, as a second line of defence;
+* CSV cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR) get a leading ``'``.
+
+The HTML report is itself accessible, and the tests hold it to the audit's own rules: every thumbnail has an alt
+that describes the image (the model's caption, else the page's own alt when it is meaningful, else what is known
+about the file), unique per image, never a file name or a placeholder.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import re
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jinja2
+
+from server.config import Config
+
+from .crawl import ERROR_STATUSES, PAGE_STATUSES, SKIP_REASONS, CrawlState, write_atomic
+from .rules import RULES, SEVERITY, suspicious_reason
+
+REPORT_FORMAT = "alt-text-audit-report/1"
+SEVERITIES = ("critical", "serious", "moderate", "minor")
+WCAG_SEVERITIES = ("critical", "serious")  # axe's impacts of the WCAG 1.1.1 failures; the rest are heuristics
+FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html"}
+LOW_CONFIDENCE = Config.hedge_below  # as the service: hedged under this confidence...
+WITHHOLD_BELOW = Config.withhold_below  # ...and withheld under this one
+
+# ---------------------------------------------------------------------------------------------------------------
+# The JSON report's schema (JSON Schema 2020-12). Tests validate every report they make against it.
+
+_STR_OR_NULL = {"type": ["string", "null"]}
+_COUNT = {"type": "integer", "minimum": 0}
+_SUGGESTION = {
+    "oneOf": [
+        {"type": "null", "description": "not asked for (--no-suggest) or not reached (interrupted)"},
+        {"type": "object", "description": "the model's description of the image",
+         "required": ["kind", "alt", "confidence", "model"], "additionalProperties": False,
+         "properties": {"kind": {"const": "caption"}, "alt": {"type": "string", "minLength": 1},
+                        "confidence": {"type": "number", "minimum": 0, "maximum": 1}, "model": {"type": "string"}}},
+        {"type": "object", "description": 'the rules think the image is decorative: alt="" (or aria-hidden)',
+         "required": ["kind", "alt", "message"], "additionalProperties": False,
+         "properties": {"kind": {"const": "decorative"}, "alt": {"enum": ["", None]}, "message": {"type": "string"}}},
+        {"type": "object", "description": "the image could not be fetched, decoded or described",
+         "required": ["kind", "code", "message"], "additionalProperties": False,
+         "properties": {"kind": {"const": "error"}, "code": {"type": "string"}, "message": {"type": "string"}}},
+        {"type": "object", "description": "no image file to describe (inline SVG, image-map area)",
+         "required": ["kind", "message"], "additionalProperties": False,
+         "properties": {"kind": {"const": "none"}, "message": {"type": "string"}}},
+    ]
+}
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://github.com/alt-text/schemas/audit-report-1.json",
+    "title": "alt-text site audit report",
+    "type": "object",
+    "required": ["format", "generator", "site", "started_at", "finished_at", "complete", "options", "summary",
+                 "pages", "crawl_errors", "skipped_urls", "findings"],
+    "additionalProperties": False,
+    "properties": {
+        "format": {"const": REPORT_FORMAT},
+        "generator": {"type": "object", "required": ["name", "version", "user_agent"],
+                      "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                                     "user_agent": {"type": "string"}}},
+        "site": {"type": "string", "description": "the start URL, normalised"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": "string", "format": "date-time"},
+        "complete": {"type": "boolean", "description": "false for a partial report (interrupted or failed)"},
+        "options": {"type": "object", "description": "the crawl and suggestion settings used"},
+        "summary": {
+            "type": "object",
+            "required": ["pages_audited", "urls_fetched", "queued", "images", "findings", "wcag_failures",
+                         "crawl_errors", "by_severity", "by_rule", "by_page", "skipped", "suggestions"],
+            "additionalProperties": False,
+            "properties": {
+                "pages_audited": {**_COUNT, "description": "HTML pages checked by the rules"},
+                "urls_fetched": {**_COUNT, "description": "every URL requested, whatever the outcome"},
+                "queued": {**_COUNT, "description": "URLs found but not fetched yet (a partial report)"},
+                "images": {**_COUNT, "description": "image elements on the audited pages"},
+                "findings": _COUNT,
+                "wcag_failures": {**_COUNT, "description": "critical and serious findings: WCAG 1.1.1 failures"},
+                "crawl_errors": _COUNT,
+                "by_severity": {"type": "object", "required": list(SEVERITIES), "additionalProperties": False,
+                                "properties": {s: _COUNT for s in SEVERITIES}},
+                "by_rule": {"type": "object", "required": list(RULES), "additionalProperties": False,
+                            "properties": {r: _COUNT for r in RULES}},
+                "by_page": {"type": "array", "description": "pages with findings, most findings first",
+                            "items": {"type": "object", "required": ["url", "findings", "wcag_failures"],
+                                      "additionalProperties": False,
+                                      "properties": {"url": {"type": "string"}, "findings": _COUNT,
+                                                     "wcag_failures": _COUNT}}},
+                "skipped": {"type": "object", "required": [*SKIP_REASONS, "page_limit"],
+                            "additionalProperties": False,
+                            "properties": {r: _COUNT for r in (*SKIP_REASONS, "page_limit")}},
+                "suggestions": {"type": "object", "required": ["caption", "decorative", "error", "none", "pending"],
+                                "additionalProperties": False,
+                                "properties": {k: _COUNT for k in ("caption", "decorative", "error", "none",
+                                                                   "pending")}},
+            },
+        },
+        "pages": {"type": "array", "items": {
+            "type": "object",
+            "required": ["url", "depth", "referrer", "status", "http_status", "final_url", "content_type", "bytes",
+                         "images", "findings", "elapsed_ms", "error"],
+            "additionalProperties": False,
+            "properties": {"url": {"type": "string"}, "depth": _COUNT, "referrer": _STR_OR_NULL,
+                           "status": {"enum": list(PAGE_STATUSES)}, "http_status": {"type": ["integer", "null"]},
+                           "final_url": _STR_OR_NULL, "content_type": _STR_OR_NULL, "bytes": _COUNT,
+                           "images": _COUNT, "findings": _COUNT, "elapsed_ms": {"type": "number", "minimum": 0},
+                           "error": _STR_OR_NULL}}},
+        "crawl_errors": {"type": "array", "items": {
+            "type": "object", "required": ["url", "kind", "message"],
+            "properties": {"url": {"type": "string"},
+                           "kind": {"enum": [*sorted(ERROR_STATUSES), "robots", "sitemap", "audit"]},
+                           "message": {"type": "string"}, "http_status": {"type": ["integer", "null"]},
+                           "referrer": _STR_OR_NULL}}},
+        "skipped_urls": {"type": "array", "items": {
+            "type": "object", "required": ["url", "reason", "referrer"], "additionalProperties": False,
+            "properties": {"url": {"type": "string"}, "reason": {"enum": list(SKIP_REASONS)},
+                           "referrer": _STR_OR_NULL}}},
+        "findings": {"type": "array", "items": {
+            "type": "object",
+            "required": ["id", "page_url", "rule", "wcag", "severity", "selector", "snippet", "image_url", "message",
+                         "current_alt", "decorative_candidate", "suggestion"],
+            "additionalProperties": False,
+            "properties": {"id": {"type": "string", "pattern": "^F[0-9]+$"}, "page_url": {"type": "string"},
+                           "rule": {"enum": list(RULES)}, "wcag": {"type": "string"},
+                           "severity": {"enum": list(SEVERITIES)}, "selector": {"type": "string"},
+                           "snippet": {"type": "string"}, "image_url": _STR_OR_NULL, "message": {"type": "string"},
+                           "current_alt": _STR_OR_NULL, "decorative_candidate": {"type": "boolean"},
+                           "suggestion": _SUGGESTION}}},
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building the report
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def crawl_errors(state: CrawlState) -> list[dict]:
+    errors = [{"url": p.url, "kind": p.status, "message": p.error or p.status, "http_status": p.http_status,
+               "referrer": p.referrer} for p in state.pages if p.status in ERROR_STATUSES]
+    return errors + [{"url": e["url"], "kind": e["kind"], "message": e["message"], "http_status": None,
+                      "referrer": None} for e in state.site_errors]
+
+
+def build_report(state: CrawlState, suggestions: list[dict | None] | None, *, options: dict, complete: bool,
+                 user_agent: str, version: str, finished_at: float) -> dict:
+    """The JSON report (see SCHEMA) for a crawl state and one suggestion (or None) per finding."""
+    suggestions = suggestions if suggestions is not None else [None] * len(state.findings)
+    findings = [{"id": f"F{i + 1}", **f, "suggestion": s} for i, (f, s) in enumerate(zip(state.findings, suggestions))]
+    by_page: dict[str, dict] = {}
+    for f in findings:
+        entry = by_page.setdefault(f["page_url"], {"url": f["page_url"], "findings": 0, "wcag_failures": 0})
+        entry["findings"] += 1
+        entry["wcag_failures"] += f["severity"] in WCAG_SEVERITIES
+    kinds = ("caption", "decorative", "error", "none")
+    errors = crawl_errors(state)
+    summary = {
+        "pages_audited": sum(p.status in ("ok", "truncated") for p in state.pages),
+        "urls_fetched": len(state.pages),
+        "queued": 0 if state.limit_reached else len(state.frontier),
+        "images": state.images,
+        "findings": len(findings),
+        "wcag_failures": sum(f["severity"] in WCAG_SEVERITIES for f in findings),
+        "crawl_errors": len(errors),
+        "by_severity": {s: sum(f["severity"] == s for f in findings) for s in SEVERITIES},
+        "by_rule": {r: sum(f["rule"] == r for f in findings) for r in RULES},
+        "by_page": sorted(by_page.values(), key=lambda e: (-e["findings"], e["url"])),
+        "skipped": {**{r: int(state.skipped.get(r, 0)) for r in SKIP_REASONS},
+                    "page_limit": len(state.frontier) if state.limit_reached else 0},
+        "suggestions": {**{k: sum(bool(s) and s["kind"] == k for s in suggestions) for k in kinds},
+                        "pending": sum(s is None for s in suggestions)},
+    }
+    return {
+        "format": REPORT_FORMAT,
+        "generator": {"name": "alt-text audit", "version": version, "user_agent": user_agent},
+        "site": state.start_url,
+        "started_at": _iso(state.started_at),
+        "finished_at": _iso(finished_at),
+        "complete": complete,
+        "options": options,
+        "summary": summary,
+        "pages": [dict(p.__dict__) for p in state.pages],
+        "crawl_errors": errors,
+        "skipped_urls": list(state.skipped_urls),
+        "findings": findings,
+    }
+
+
+def count_for_gate(report: dict, scope: str) -> int:
+    """What --fail-on compares with: WCAG failures (critical + serious findings), or all findings."""
+    s = report["summary"]
+    return s["wcag_failures"] if scope == "wcag" else s["findings"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JSON and CSV
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+
+
+CSV_COLUMNS = ("id", "page_url", "rule", "severity", "wcag", "image_url", "current_alt", "suggestion",
+               "suggested_alt", "confidence", "decorative_candidate", "suggestion_error", "message", "selector",
+               "snippet")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value) -> str | int | float:
+    """Numbers as numbers; text that a spreadsheet would evaluate as a formula is prefixed with an apostrophe."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def to_csv(report: dict) -> str:
+    """One row per finding, columns CSV_COLUMNS."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for f in report["findings"]:
+        s = f["suggestion"] or {}
+        kind = s.get("kind", "")
+        writer.writerow([_cell(v) for v in (
+            f["id"], f["page_url"], f["rule"], f["severity"], f["wcag"], f["image_url"], f["current_alt"], kind,
+            s.get("alt") if kind in ("caption", "decorative") else None, s.get("confidence"),
+            f["decorative_candidate"], s.get("message") if kind == "error" else None, f["message"], f["selector"],
+            f["snippet"])])
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HTML
+
+
+def safe_url(url: str | None) -> str | None:
+    """The URL if it is safe as an href or img src (http or https, nothing odd in it), else None."""
+    if not url or not re.match(r"https?://", url, re.I) or re.search(r"[\x00-\x20\x7f\"'<>`\\]", url):
+        return None
+    return url
+
+
+def _comparable(text: str) -> str:
+    """As the rules compare alt texts (case, punctuation and spacing do not matter)."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+
+
+def _shorten(text: str, limit: int = 140) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def _file_label(url: str, decorative: bool) -> str:
+    parts = urlsplit(url)
+    name = parts.path.rstrip("/").rsplit("/", 1)[-1][:60]
+    host = parts.hostname or "the site"
+    lead = "Probably decorative" if decorative else "Not described yet"
+    return f"{lead}: {name} from {host}" if name else f"{lead}, from {host}"
+
+
+def _describing_alt(findings: list[dict]) -> str:
+    """The best honest description of one image: the model's caption, else a meaningful alt the page already has,
+    else what is known about the file."""
+    url = findings[0]["image_url"]
+    for f in findings:
+        s = f["suggestion"] or {}
+        if s.get("kind") == "caption" and s["confidence"] >= WITHHOLD_BELOW:
+            candidate = _shorten(("Possibly " + s["alt"][:1].lower() + s["alt"][1:])
+                                 if s["confidence"] < LOW_CONFIDENCE else s["alt"])
+            if suspicious_reason(candidate) is None:
+                return candidate
+    for f in findings:
+        alt = (f["current_alt"] or "").strip()
+        if alt and suspicious_reason(_shorten(alt)) is None:
+            return _shorten(alt)
+    decorative = all((f["suggestion"] or {}).get("kind") == "decorative" for f in findings)
+    label = _file_label(url, decorative)
+    return label if suspicious_reason(label) is None else "Not described yet"
+
+
+def thumbnail_alts(findings: list[dict]) -> dict[str, str]:
+    """One alt per thumbnailed image URL: describing, and unique (two different images never share one, which
+    the audit's own alt-duplicate-different-images rule would flag)."""
+    groups: dict[str, list[dict]] = {}
+    for f in findings:
+        if safe_url(f["image_url"]):
+            groups.setdefault(f["image_url"], []).append(f)
+    alts = {url: _describing_alt(group) for url, group in groups.items()}
+    urls_by_text: dict[str, list[str]] = {}
+    for url, alt in alts.items():
+        urls_by_text.setdefault(_comparable(alt), []).append(url)
+    for urls in urls_by_text.values():
+        if len(urls) > 1:
+            for k, url in enumerate(urls, 1):
+                alts[url] = f"{alts[url]} (image {k} of {len(urls)} like it)"
+    return alts
+
+
+def _templates() -> dict[str, str]:
+    folder = resources.files("server.audit").joinpath("templates")
+    return {name: folder.joinpath(name).read_text(encoding="utf-8")
+            for name in ("report.html", "report.css", "report.js")}
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+RULE_TITLES = {
+    "image-alt": "Image without a text alternative",
+    "input-image-alt": "Image button without a text alternative",
+    "area-alt": "Image-map link without a text alternative",
+    "role-img-alt": 'Element with role="img" without a name',
+    "svg-img-alt": "SVG image without a name",
+    "object-alt": "Embedded object without a text alternative",
+    "alt-suspicious-filename": "Alt text looks like a file name",
+    "alt-placeholder": "Alt text is a placeholder",
+    "alt-stopwords-only": "Alt text has almost no meaningful words",
+    "alt-redundant-prefix": "Alt text starts by saying it is an image",
+    "alt-too-long": "Alt text is too long",
+    "alt-duplicate-different-images": "Same alt text on different images",
+    "alt-duplicates-adjacent-text": "Alt text repeats the text next to it",
+}
+
+
+def to_html(report: dict) -> str:
+    """The report for people: summary, findings per page with thumbnails and copyable suggestions."""
+    parts = _templates()
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters["safe_url"] = safe_url
+    env.filters["percent"] = lambda x: f"{round(100 * x)}%"
+    template = env.from_string(parts["report.html"])
+    findings_by_page: dict[str, list[dict]] = {}
+    for f in report["findings"]:
+        findings_by_page.setdefault(f["page_url"], []).append(f)
+    page_ids = {url: f"page-{i + 1}" for i, url in enumerate(findings_by_page)}
+    return template.render(
+        r=report, s=report["summary"], css=parts["report.css"], js=parts["report.js"],
+        csp=("default-src 'none'; img-src http: https:; style-src " + _csp_hash(parts["report.css"])
+             + "; script-src " + _csp_hash(parts["report.js"]) + "; base-uri 'none'; form-action 'none'"),
+        findings_by_page=findings_by_page, page_ids=page_ids, thumbs=thumbnail_alts(report["findings"]),
+        severities=SEVERITIES, severity_of=SEVERITY, rule_titles=RULE_TITLES, low_confidence=LOW_CONFIDENCE,
+        skip_reasons={"off_site": "links to other sites", "excluded": "excluded by --include/--exclude",
+                      "robots": "disallowed by robots.txt", "depth_limit": "deeper than --depth",
+                      "page_limit": "left in the queue at --max-pages"},
+    )
+
+
+RENDERERS = {"json": to_json, "csv": to_csv, "html": to_html}
+
+
+def format_of(path: str | Path) -> str | None:
+    return FORMATS.get(Path(path).suffix.lower())
+
+
+def write_report(report: dict, path: str | Path) -> None:
+    """Write in the format the extension names (.json, .csv, .html/.htm), atomically."""
+    fmt = format_of(path)
+    if fmt is None:
+        raise ValueError(f"{path}: the report format comes from the extension: .html, .json or .csv")
+    write_atomic(path, RENDERERS[fmt](report))

@@ -1,0 +1,348 @@
+"""Suggested alt text for the audit's image findings: the model's description and how sure it is, or "probably
+decorative" where the rules think the image is an ornament.
+
+Decorative candidates (tiny, spacer files, the same image repeated on a page; ``decorative_candidate`` from the
+rules) are not captioned: describing a spacer would be wrong advice. Image buttons and image-map links are never
+called decorative, since they must say what they do. Everything else with an image file gets a caption, batched
+(``batch_size`` images per model call) and cached in the service's cache (:mod:`server.cache`: image bytes hash +
+model version, plus the URL index), so a second audit of the same site costs no model time and no image fetches.
+
+Where the images come from, and why there are two paths:
+
+* Images on the audited site's own origin are fetched with the crawl's session (:class:`crawl.Site`): the owner
+  named that site, which may be private or on localhost, and robots.txt and the politeness delay apply to images
+  as to pages.
+* Images anywhere else (a CDN, another site) go through :func:`server.fetch.fetch_bytes`, which refuses private,
+  loopback and link-local addresses: a page can point an <img> at any URL, and the audit must not become a way to
+  reach an intranet host or a cloud metadata endpoint that the owner did not name.
+* ``data:`` URLs are decoded in place. Whatever the path, :class:`server.fetch.FetchLimits` bounds the bytes,
+  the time and (through :func:`server.images.decode_image`) the pixels.
+
+A failure (unreachable, not an image, too large) becomes that finding's suggestion ``{"kind": "error"}``; the
+audit goes on. With ``--server`` the images are sent as bytes to ``POST /v1/alt-text`` (16 per request): the
+service would refuse to fetch a private site's URLs itself, and the local cache needs the bytes anyway.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+from urllib.parse import unquote_to_bytes
+
+import requests
+from PIL import Image
+
+from server.cache import Cache, NoCache, image_key
+from server.fetch import FetchError, FetchLimits, fetch_bytes
+from server.images import ImageError, decode_image
+
+from .crawl import REDIRECTS, FetchFailure, Site, WorkerPool, normalize_url, origin
+
+log = logging.getLogger(__name__)
+
+DECORATIVE_IMG = 'Probably decorative: use alt=""'
+DECORATIVE_HIDE = 'Probably decorative: hide it with aria-hidden="true"'
+NOT_AN_IMAGE_FILE = "No image file to describe (an inline SVG or an image-map area): write the text by hand."
+MAX_REDIRECTS = 5
+IMAGE_ACCEPT = "image/webp,image/png,image/jpeg,image/gif,image/bmp;q=0.9,image/*;q=0.5"  # what decode_image reads
+
+
+class SuggestError(Exception):
+    """The suggestion backend cannot be used at all (the service is unreachable or not ready)."""
+
+
+@dataclass
+class LoadedImage:
+    url: str
+    image: Image.Image
+    data: bytes
+
+
+class Backend(Protocol):
+    version: str
+
+    def describe(self, images: list[LoadedImage]) -> list[dict]:
+        """One ``{"caption", "confidence"}`` or ``{"error": {"code", "message"}}`` per image, in order."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Backends
+
+
+class LocalBackend:
+    """The model in this process: anything with ``.caption(images, beam_size)`` and ``.version`` (a Captioner)."""
+
+    def __init__(self, captioner, beam_size: int = 3):
+        self.captioner, self.beam_size = captioner, beam_size
+        self.version = str(captioner.version)
+
+    def describe(self, images: list[LoadedImage]) -> list[dict]:
+        captions = self.captioner.caption([i.image for i in images], beam_size=self.beam_size)
+        return [{"caption": c.text, "confidence": float(c.confidence)} for c in captions]
+
+
+class ServiceBackend:
+    """A running alt-text service (``alt-text serve``). The model version comes from its /readyz, so that the
+    local cache never mixes two models' answers."""
+
+    chunk = 16  # the service's default per-request limit
+    max_request_bytes = 12_000_000  # base64 included; the service's default body limit is 20 MB
+
+    def __init__(self, server_url: str, api_key: str | None = None, timeout: float = 120.0,
+                 session: requests.Session | None = None):
+        self.base = server_url.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        if api_key:
+            self.session.headers["X-API-Key"] = api_key
+        self.version = "service:" + self._ready_model()
+
+    def _ready_model(self) -> str:
+        try:
+            r = self.session.get(self.base + "/readyz", timeout=10)
+        except requests.RequestException as e:
+            raise SuggestError(f"cannot reach the service at {self.base}: {type(e).__name__}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
+        if r.status_code != 200 or not isinstance(body, dict) or not body.get("model"):
+            reason = body.get("reason") if isinstance(body, dict) else None
+            raise SuggestError(f"the service at {self.base} is not ready (HTTP {r.status_code}"
+                               f"{': ' + str(reason) if reason else ''})")
+        return str(body["model"])
+
+    def _chunks(self, images: list[LoadedImage]):
+        chunk, size = [], 0
+        for img in images:
+            encoded = base64.b64encode(img.data).decode("ascii")
+            if chunk and (len(chunk) == self.chunk or size + len(encoded) > self.max_request_bytes):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(encoded)
+            size += len(encoded)
+        if chunk:
+            yield chunk
+
+    def _post(self, chunk: list[str]) -> list[dict]:
+        for attempt in range(4):
+            try:
+                r = self.session.post(self.base + "/v1/alt-text", json={"images": [{"data": d} for d in chunk]},
+                                      timeout=self.timeout)
+            except requests.RequestException as e:
+                return [_error("service_unreachable", f"the service could not be reached ({type(e).__name__})")
+                        ] * len(chunk)
+            if r.status_code in (429, 503) and attempt < 3:  # rate limited or warming up: wait as told
+                time.sleep(min(float(r.headers.get("Retry-After", "1") or 1), 30.0))
+                continue
+            try:
+                body = r.json()
+            except ValueError:
+                body = None
+            if r.status_code != 200 or not isinstance(body, dict) or len(body.get("results", [])) != len(chunk):
+                return [_error("service_error", f"the service answered HTTP {r.status_code}")] * len(chunk)
+            return [res if "error" in res else {"caption": res.get("caption") or "",
+                                                "confidence": float(res.get("confidence") or 0.0)}
+                    for res in body["results"]]
+        return [_error("service_error", "the service kept refusing the request")] * len(chunk)
+
+    def describe(self, images: list[LoadedImage]) -> list[dict]:
+        return [res for chunk in self._chunks(images) for res in self._post(chunk)]
+
+
+def _error(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Images
+
+
+class ImageSource:
+    """Fetches an image for captioning along the paths in the module docstring."""
+
+    def __init__(self, site: Site | None, origins: list[str], limits: FetchLimits):
+        self.site, self.origins, self.limits = site, origins, limits  # the crawl's list: it grows on redirects
+
+    def _decode(self, url: str, data: bytes) -> LoadedImage:
+        try:
+            return LoadedImage(url, decode_image(data, self.limits.max_pixels), data)
+        except ImageError as e:
+            raise FetchError(e.code, e.message, 422) from None
+        except Exception:  # noqa: BLE001 - a decoder bug on hostile bytes is this image's problem only
+            log.debug("decoding %s failed", url, exc_info=True)
+            raise FetchError("corrupt_image", "the image could not be decoded", 422) from None
+
+    def _data_url(self, url: str) -> bytes:
+        if len(url) > self.limits.max_bytes * 4 // 3 + 1024:
+            raise FetchError("too_large", f"the image is larger than {self.limits.max_bytes:,} bytes", 413)
+        header, sep, payload = url[5:].partition(",")
+        if not sep:
+            raise FetchError("invalid_url", "the data: URL has no comma", 400)
+        try:
+            if header.lower().endswith(";base64"):
+                text = re.sub(r"\s+", "", unquote_to_bytes(payload).decode("ascii"))
+                return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)  # browsers allow no padding
+            return unquote_to_bytes(payload)
+        except (binascii.Error, ValueError):
+            raise FetchError("invalid_data", "the data: URL is not valid base64", 400) from None
+
+    def _from_site(self, url: str) -> bytes:
+        """Same-origin hops through the crawl session; a redirect elsewhere continues through server.fetch."""
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            if origin(current) not in self.origins:
+                return fetch_bytes(current, self.limits)[0]
+            if not self.site.allowed(current):
+                raise FetchError("robots_disallowed", "robots.txt disallows fetching this image", 403)
+            try:
+                r = self.site.get(current, self.limits.max_bytes, timeout=self.limits.total_timeout,
+                                  accept=IMAGE_ACCEPT)
+            except FetchFailure as e:
+                raise FetchError(e.kind, e.message, 504 if e.kind == "timeout" else 502) from None
+            if r.status in REDIRECTS:
+                target = normalize_url(r.headers.get("Location") or "", current)
+                if target is None:
+                    raise FetchError("bad_redirect", f"HTTP {r.status} without a usable Location", 502)
+                current = target
+                continue
+            if r.status != 200:
+                raise FetchError("upstream_status", f"the image server answered HTTP {r.status}", 502)
+            if r.truncated:
+                raise FetchError("too_large", f"the image is larger than {self.limits.max_bytes:,} bytes", 413)
+            return r.body
+        raise FetchError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects", 502)
+
+    def load(self, url: str) -> LoadedImage:
+        """The decoded image and its bytes; raises FetchError."""
+        if url.lower().startswith("data:"):
+            return self._decode(url, self._data_url(url))
+        norm = normalize_url(url)
+        if norm is None:
+            raise FetchError("unsupported_scheme", "only http, https and data: image URLs can be described", 400)
+        if self.site is not None and origin(norm) in self.origins:
+            return self._decode(url, self._from_site(norm))
+        return self._decode(url, fetch_bytes(norm, self.limits)[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Findings -> suggestions
+
+
+def _element(finding: dict) -> str:
+    match = re.match(r"\s*<([A-Za-z][\w:-]*)", finding.get("snippet") or "")
+    return match.group(1).lower() if match else ""
+
+
+def decorative_suggestion(finding: dict) -> dict | None:
+    """The "probably decorative" advice for a finding the rules marked as a decorative candidate, else None."""
+    if not finding.get("decorative_candidate"):
+        return None
+    element = _element(finding)
+    if finding["rule"] in ("input-image-alt", "area-alt") or element in ("input", "area"):
+        return None  # controls need a name, however small their picture
+    if element in ("img", ""):
+        return {"kind": "decorative", "alt": "", "message": DECORATIVE_IMG}
+    return {"kind": "decorative", "alt": None, "message": DECORATIVE_HIDE}
+
+
+def _caption_suggestion(result: dict, version: str) -> dict:
+    if "error" in result:
+        err = result["error"]
+        return {"kind": "error", "code": str(err.get("code", "error")), "message": str(err.get("message", ""))}
+    text = (result.get("caption") or "").strip()
+    if not text:
+        return {"kind": "error", "code": "no_caption", "message": "the model produced no description"}
+    return {"kind": "caption", "alt": text, "confidence": round(float(result["confidence"]), 4), "model": version}
+
+
+class Suggester:
+    """Findings in, one suggestion per finding out: unique image URLs are fetched in parallel, looked up in the
+    cache, and the misses captioned ``batch_size`` at a time."""
+
+    def __init__(self, backend: Backend | None, source: ImageSource | None, cache: Cache | None = None,
+                 batch_size: int = 16, concurrency: int = 4):
+        self.backend, self.source, self.cache = backend, source, cache or NoCache()
+        self.batch_size, self.concurrency = batch_size, concurrency
+
+    def plan(self, findings: list[dict]) -> tuple[list[dict | None], dict[str, list[int]]]:
+        """Suggestions that need no model (decorative, no image file) and the findings per image URL that do."""
+        out: list[dict | None] = [None] * len(findings)
+        by_url: dict[str, list[int]] = {}
+        for i, f in enumerate(findings):
+            decorative = decorative_suggestion(f)
+            if decorative:
+                out[i] = decorative
+            elif not f.get("image_url"):
+                out[i] = {"kind": "none", "message": NOT_AN_IMAGE_FILE}
+            elif self.backend is not None:
+                by_url.setdefault(f["image_url"], []).append(i)
+        return out, by_url
+
+    def suggest(self, findings: list[dict], on_progress: Callable[[int], None] | None = None,
+                into: list | None = None) -> list[dict | None]:
+        """One suggestion per finding (None when there is no backend, i.e. --no-suggest). ``into`` is filled in
+        place as batches finish, so that an interrupted run keeps the suggestions it already has."""
+        out, by_url = self.plan(findings)
+        if into is not None:
+            into[:] = out
+            out = into
+        if not by_url:
+            return out
+        urls = list(by_url)
+        with WorkerPool(self.concurrency, "audit-images") as pool:
+            for start in range(0, len(urls), self.batch_size):
+                chunk = urls[start:start + self.batch_size]
+                for url, suggestion in zip(chunk, self._describe(chunk, pool)):
+                    for i in by_url[url]:
+                        out[i] = suggestion
+                if on_progress:
+                    on_progress(len(chunk))
+        return out
+
+    def _describe(self, urls: list[str], pool: WorkerPool) -> list[dict]:
+        version, cache = self.backend.version, self.cache
+        results: dict[str, dict] = {}
+        futures = {}
+        for url in urls:
+            hit = cache.get_url(url, version)
+            if hit:
+                results[url] = hit
+            else:
+                futures[url] = pool.submit(self.source.load, url)
+        todo: list[tuple[str, LoadedImage]] = []
+        for url, fut in futures.items():
+            try:
+                loaded = fut.result()
+            except FetchError as e:
+                results[url] = _error(e.code, e.message)
+                continue
+            except Exception as e:  # noqa: BLE001 - one image's bug is that image's error
+                log.debug("loading %s failed", url, exc_info=True)
+                results[url] = _error("fetch_failed", f"the image could not be fetched ({type(e).__name__})")
+                continue
+            key = image_key(loaded.data, version)
+            hit = cache.get(key)
+            if hit:
+                cache.put_url(url, version, key)
+                results[url] = hit
+            else:
+                todo.append((key, loaded))
+        if todo:
+            try:
+                described = self.backend.describe([loaded for _, loaded in todo])
+            except Exception as e:  # noqa: BLE001 - a model failure costs this batch its captions, not the audit
+                log.warning("the model failed on a batch of %d images: %s", len(todo), e)
+                log.debug("model failure", exc_info=True)
+                described = [_error("model_error", f"the model failed ({type(e).__name__})")] * len(todo)
+            for (key, loaded), res in zip(todo, described):
+                if "error" not in res and (res.get("caption") or "").strip():
+                    stored = {"caption": res["caption"], "confidence": res["confidence"]}
+                    cache.put(key, stored)
+                    cache.put_url(loaded.url, version, key)
+                results[loaded.url] = res
+        return [_caption_suggestion(results[url], version) for url in urls]
