@@ -1,0 +1,43 @@
+/* Descriptions by image URL in chrome.storage.local, so a page seen again costs no request. Only http(s) URLs are
+ * cached (blob: and data: URLs are per page or are the image itself). Old entries expire and the oldest are dropped
+ * beyond MAX_ENTRIES to stay far below the storage quota. */
+
+const PREFIX = "cache:";
+const TTL_MS = 7 * 24 * 3600 * 1000; // as the service's own URL cache: images behind a URL do change
+const MAX_ENTRIES = 2000;
+const PRUNE_EVERY = 100; // writes
+let writes = 0;
+
+const cacheable = (url) => /^https?:/i.test(url || "");
+
+export async function getCached(url) {
+  if (!cacheable(url)) return null;
+  const key = PREFIX + url;
+  const entry = (await chrome.storage.local.get(key))[key];
+  if (!entry || Date.now() - entry.savedAt > TTL_MS) return null;
+  return { ...entry.result, cached: true };
+}
+
+export async function putCached(url, result) {
+  if (!cacheable(url) || !result || result.error) return;
+  const { alt, caption, confidence, hedged, withheld, model } = result;
+  await chrome.storage.local.set({
+    [PREFIX + url]: { savedAt: Date.now(), result: { alt, caption, confidence, hedged, withheld, model } },
+  });
+  if (++writes % PRUNE_EVERY === 0) await prune();
+}
+
+export async function clearCache() {
+  const keys = Object.keys(await chrome.storage.local.get(null)).filter((k) => k.startsWith(PREFIX));
+  await chrome.storage.local.remove(keys);
+  return keys.length;
+}
+
+async function prune() {
+  const all = await chrome.storage.local.get(null);
+  const entries = Object.entries(all).filter(([k]) => k.startsWith(PREFIX));
+  const now = Date.now();
+  entries.sort((a, b) => b[1].savedAt - a[1].savedAt); // newest first
+  const drop = entries.filter(([, v], i) => i >= MAX_ENTRIES || now - v.savedAt > TTL_MS).map(([k]) => k);
+  if (drop.length) await chrome.storage.local.remove(drop);
+}

@@ -1,0 +1,33 @@
+/* The user's settings, kept in chrome.storage.local (not sync: the API key stays on this computer). */
+
+export const DEFAULTS = Object.freeze({
+  serviceUrl: "http://127.0.0.1:8000",
+  apiKey: "",
+  automatic: true, // false: describe only when asked (context menu, keyboard shortcut)
+  prefix: "Image may show:",
+  minSize: 16, // px; smaller rendered images are not described
+  disabledSites: [], // host names where the extension does nothing
+  sendPageUrl: false, // privacy: the page's address goes to the service only if the user opts in
+  // TEST ONLY, not in the options page: "host:port" loopback origins whose image URLs are sent as URLs, for a
+  // service started with the matching ALT_TEXT_TEST_ALLOW_LOOPBACK. Normally local images always go as bytes.
+  testAllowLoopback: [],
+});
+
+export async function getSettings() {
+  return { ...DEFAULTS, ...(await chrome.storage.local.get(Object.keys(DEFAULTS))) };
+}
+
+export function siteEnabled(settings, hostname) {
+  return !settings.disabledSites.includes(hostname);
+}
+
+/** "https://alt.example.org/" -> "https://alt.example.org"; null when it is not an http(s) URL. */
+export function normaliseServiceUrl(text) {
+  try {
+    const url = new URL(String(text).trim());
+    if (url.protocol !== "http:" && url.protocol !== "https:") return null;
+    return url.href.replace(/\/+$/, "");
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,65 @@
+// Node unit tests of the extension's pure logic (no browser, no dependencies): `node --test extension/tests/`.
+// The DOM rules are tested in a real Chromium by tests/test_extension_unit.py.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import "../accessible-name.js"; // a classic script: as a module it defines globalThis.altTextNames
+import { isLocalHost, retryWithBytes, serviceCanFetch } from "../addresses.js";
+import { normaliseServiceUrl } from "../settings.js";
+
+const { isSuspiciousName } = globalThis.altTextNames;
+
+test("file names and placeholder words are suspicious names", () => {
+  for (const name of ["IMG_1234.jpg", "IMG_0042.JPG", "DSC01234", "hero-banner.png", "photo.jpeg?w=300",
+    "image", "Photo", "picture", "graphic", "logo", "spacer", "Untitled", "image 1", "img-3", "  ", "",
+    "Image of logo", "123", "pic.", "---", "IMG 1234.jpg", "screenshot 2023-01-05 at 10.11.12"]) {
+    assert.equal(isSuspiciousName(name), true, name);
+  }
+});
+
+test("real descriptions are not suspicious", () => {
+  for (const name of ["A red square", "Company logo of Acme", "Sunset over the bay", "A cat", "Chart of sales 2024",
+    "猫", "Our team at the 2024 offsite", "photo of a dog"]) {
+    assert.equal(isSuspiciousName(name), false, name);
+  }
+});
+
+test("three or fewer letters left is too short", () => {
+  assert.equal(isSuspiciousName("Dog"), true);
+  assert.equal(isSuspiciousName("Dogs"), false);
+  assert.equal(isSuspiciousName("logo 2: A.B."), true);
+});
+
+test("local and intranet hosts are recognised", () => {
+  for (const host of ["localhost", "app.localhost", "printer.local", "10.1.2.3", "127.0.0.1", "192.168.0.10",
+    "172.20.0.1", "169.254.169.254", "[::1]", "[fd00::1]", "[fe80::1]", "intranet", "wiki.corp"]) {
+    assert.equal(isLocalHost(host), true, host);
+  }
+  for (const host of ["example.org", "8.8.8.8", "172.32.0.1", "[2001:4860::1]", "images.example.co.uk"]) {
+    assert.equal(isLocalHost(host), false, host);
+  }
+});
+
+test("the service gets public http(s) URLs; everything else goes as bytes", () => {
+  assert.equal(serviceCanFetch("https://example.org/a.png"), true);
+  assert.equal(serviceCanFetch("http://127.0.0.1:8080/a.png"), false);
+  assert.equal(serviceCanFetch("http://127.0.0.1:8080/a.png", ["127.0.0.1:8080"]), true);
+  assert.equal(serviceCanFetch("blob:https://example.org/0b1c"), false);
+  assert.equal(serviceCanFetch("data:image/png;base64,AAAA"), false);
+  assert.equal(serviceCanFetch("https://user:pw@example.org/a.png"), false);
+  assert.equal(serviceCanFetch("not a url"), false);
+});
+
+test("fetch errors are retried with bytes, image errors are not", () => {
+  assert.equal(retryWithBytes({ code: "blocked_address" }), true);
+  assert.equal(retryWithBytes({ code: "upstream_status" }), true);
+  assert.equal(retryWithBytes({ code: "too_many_pixels" }), false);
+  assert.equal(retryWithBytes(undefined), false);
+});
+
+test("service URLs are normalised", () => {
+  assert.equal(normaliseServiceUrl(" http://127.0.0.1:8000/ "), "http://127.0.0.1:8000");
+  assert.equal(normaliseServiceUrl("https://alt.example.org/base/"), "https://alt.example.org/base");
+  assert.equal(normaliseServiceUrl("ftp://x"), null);
+  assert.equal(normaliseServiceUrl("127.0.0.1:8000"), null);
+});
