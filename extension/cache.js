@@ -21,10 +21,16 @@ export async function getCached(url) {
 export async function putCached(url, result) {
   if (!cacheable(url) || !result || result.error) return;
   const { alt, caption, confidence, hedged, withheld, model } = result;
-  await chrome.storage.local.set({
-    [PREFIX + url]: { savedAt: Date.now(), result: { alt, caption, confidence, hedged, withheld, model } },
-  });
-  if (++writes % PRUNE_EVERY === 0) await prune();
+  try {
+    // The worker is stopped when idle, so the write counter restarts at 0: prune on its first write too.
+    if (writes++ % PRUNE_EVERY === 0) await prune();
+    await chrome.storage.local.set({
+      [PREFIX + url]: { savedAt: Date.now(), result: { alt, caption, confidence, hedged, withheld, model } },
+    });
+  } catch (e) {
+    // The cache only saves requests: a full or failing storage must not lose the description just received.
+    console.debug("alt-text: description not cached:", e);
+  }
 }
 
 export async function clearCache() {

@@ -52,7 +52,9 @@ def _constrain(logp, tokens, finished, step: int, cfg: SearchConfig):
         logp[:, cfg.eos + 1 :] = float("-inf")
         logp[:, cfg.eos] = logp[:, cfg.eos].clamp(min=-1e4)  # even if min_len or a ban forbade it
     n = cfg.no_repeat_ngram
-    if n and tokens.shape[1] >= n:  # prefix includes <bos>, which never repeats, so it is harmless here
+    if n == 1:  # no word twice
+        logp.scatter_(1, tokens, float("-inf"))
+    elif n and tokens.shape[1] >= n:  # prefix includes <bos>, which never repeats, so it is harmless here
         windows = tokens.unfold(1, n, 1)  # [N, W, n]
         match = (windows[:, :, :-1] == tokens[:, None, 1 - n:]).all(-1)  # [N, W]
         rows, cols = match.nonzero(as_tuple=True)

@@ -138,7 +138,8 @@ class Captioner:
 
     def search_config(self, beam_size: int = 3, **kw) -> SearchConfig:
         v = self.vocab
-        kw.setdefault("max_len", self.model.cfg.decoder.max_len - 2)
+        room = self.model.cfg.decoder.max_len - 2  # positions the decoder has, less <bos> and <eos>
+        kw["max_len"] = min(kw.get("max_len") or room, room)
         return SearchConfig(beam_size=beam_size, bos=v.bos_id, eos=v.eos_id,
                             banned=(v.pad_id, v.bos_id, v.unk_id), **kw)
 

@@ -34,8 +34,13 @@ class _Images(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        with Image.open(self.paths[i]) as im:
-            return preprocess([im], self.spec)[0]
+        try:
+            with Image.open(self.paths[i]) as im:
+                return preprocess([im], self.spec)[0]
+        except (OSError, ValueError) as e:  # one damaged file must not end an hour-long extraction
+            log.warning("%s: unreadable image (%s); its features are zeros", self.paths[i], e)
+            s = self.spec.image_size
+            return torch.zeros(3, s, s)
 
 
 def cached_features(paths: list[Path], encoder: str, cache_dir: str | Path | None = None,

@@ -145,8 +145,22 @@ class Trainer:
         self.device = _device(cfg.device)
         self.state_file = self.out / "train_state.pt"
 
+    def validate(self) -> None:
+        """Settings errors, found before minutes of feature extraction rather than after."""
+        cfg = self.cfg
+        get_spec(cfg.encoder)
+        if cfg.decoder not in ("transformer", "lstm"):
+            raise TrainingError(f"unknown decoder {cfg.decoder!r}; choose 'transformer' or 'lstm'")
+        if cfg.decoder == "transformer" and cfg.d_model % cfg.n_heads:
+            raise TrainingError(f"--d-model {cfg.d_model} must be a multiple of --n-heads {cfg.n_heads}")
+        if cfg.max_len < 4 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
+            raise TrainingError("--max-len must be >= 4, --epochs, --batch-size and --lr positive")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise TrainingError("--device cuda: no CUDA device is available here")
+
     def setup(self, resume: bool) -> None:
         cfg = self.cfg
+        self.validate()
         self.out.mkdir(parents=True, exist_ok=True)
         saved = None
         if resume:
@@ -291,7 +305,7 @@ class Trainer:
                     return {"step": self.step, "stopped": "max_steps"}
             bar.close()
             metrics = self.evaluate_dev()
-            last = {"epoch": epoch + 1, "step": self.step, "train_loss": loss,
+            last = {"epoch": epoch + 1, "step": self.step, "train_loss": None if math.isnan(loss) else loss,
                     "epoch_seconds": round(time.time() - t0, 1), **metrics}
             if metrics["dev_cider"] > self.best:
                 self.best, self.best_epoch = metrics["dev_cider"], epoch + 1

@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
-from .cache import open_cache
+from .cache import FailSafeCache, open_cache
 from .config import Config
 from .metrics import CONTENT_TYPE, ServiceMetrics
 from .openapi import openapi_spec
@@ -45,12 +45,16 @@ def _guard():
     cfg: Config = current_app.config["ALT_TEXT"]
     if request.method == "OPTIONS":
         return None  # CORS pre-flight carries no credentials
-    key = request.headers.get("X-API-Key", "")
-    if cfg.api_keys and not any(hmac.compare_digest(key, k) for k in cfg.api_keys):
-        return error(401, "unauthorized", "a valid X-API-Key header is required")
-    wait = _state()["limiter"].take(key or request.remote_addr or "?")
+    key = request.headers.get("X-API-Key", "").encode("utf-8", "surrogateescape")
+    valid = bool(cfg.api_keys) and any(hmac.compare_digest(key, k.encode()) for k in cfg.api_keys)
+    # A client is its key only when keys are configured and the key is valid: anything a client can invent
+    # (a made-up key) must not buy it a fresh bucket.
+    client = "key:" + key.decode("utf-8", "replace") if valid else "addr:" + (request.remote_addr or "?")
+    wait = _state()["limiter"].take(client)
     if wait > 0:
         return error(429, "rate_limited", "too many requests; slow down", **{"Retry-After": str(int(wait) + 1)})
+    if cfg.api_keys and not valid:
+        return error(401, "unauthorized", "a valid X-API-Key header is required")
     if _state()["service"] is None:
         return error(503, "model_not_loaded", "the model is not loaded")
     return None
@@ -124,7 +128,7 @@ def create_app(config: Config | None = None, captioner=None) -> Flask:
 
         captioner = Captioner.load(cfg.checkpoint, device=cfg.device)
     if captioner is not None:
-        cache = open_cache(cfg.cache, cfg.cache_path, cfg.redis_url, cfg.cache_ttl)
+        cache = FailSafeCache(open_cache(cfg.cache, cfg.cache_path, cfg.redis_url, cfg.cache_ttl))
         service = AltTextService(cfg, captioner, cache, metrics)
     app.extensions["alt_text"] = {"service": service, "metrics": metrics, "limiter": RateLimiter(cfg.rate_limit)}
 

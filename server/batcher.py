@@ -64,6 +64,22 @@ class BatchWorker:
             batch.append(item)
         return batch
 
+    def _caption(self, live: list) -> None:
+        try:
+            feats = self.captioner.encode([im for im, _ in live])
+            captions = self.captioner.caption_features(feats, self.search)
+        except Exception as e:  # noqa: BLE001 - handed to the waiting requests, never lost
+            if len(live) > 1:  # the batch mixes requests: find the one image at fault, spare the others
+                log.warning("batch of %d failed (%s); retrying its images one by one", len(live), e)
+                for item in live:
+                    self._caption([item])
+                return
+            log.exception("model worker failed on an image")
+            live[0][1].set_exception(e)
+            return
+        for (_, f), c in zip(live, captions):
+            f.set_result(c)
+
     def _run(self) -> None:
         while not self._stopped.is_set():
             batch = self._gather()
@@ -73,16 +89,7 @@ class BatchWorker:
             if not live:
                 continue
             t0 = time.perf_counter()
-            try:
-                feats = self.captioner.encode([im for im, _ in live])
-                captions = self.captioner.caption_features(feats, self.search)
-            except Exception as e:  # noqa: BLE001 - handed to every waiting request, never lost
-                log.exception("model worker failed on a batch of %d", len(live))
-                for _, f in live:
-                    f.set_exception(e)
-                continue
-            for (_, f), c in zip(live, captions):
-                f.set_result(c)
+            self._caption(live)
             if self.on_batch:
                 self.on_batch(len(live), time.perf_counter() - t0)
         while True:  # fail whatever is still queued

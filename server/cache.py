@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 def image_key(data: bytes, model_version: str) -> str:
@@ -46,17 +49,18 @@ class NoCache:
 
 
 class SQLiteCache:
-    """One connection per thread (sqlite3 connections must not be shared across threads)."""
+    """One connection per thread (sqlite3 connections must not be shared across threads). Expired URL entries
+    and the oldest results beyond ``max_results`` are pruned every ``prune_every`` writes."""
 
-    def __init__(self, path: str | Path, ttl: int):
-        self.path, self.ttl = str(path), ttl
+    prune_every = 1000
+
+    def __init__(self, path: str | Path, ttl: int, max_results: int = 500_000):
+        self.path, self.ttl, self.max_results = str(path), ttl, max_results
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self._conn() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            db.execute("CREATE TABLE IF NOT EXISTS urls (key TEXT PRIMARY KEY, result_key TEXT NOT NULL, "
-                       "expires REAL NOT NULL)")
+        self._writes = 0
+        self._conn()
 
     def _conn(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -64,8 +68,23 @@ class SQLiteCache:
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            # Created per connection: a ":memory:" database is private to its connection.
+            db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS urls (key TEXT PRIMARY KEY, result_key TEXT NOT NULL, "
+                       "expires REAL NOT NULL)")
             self._local.db = db
         return db
+
+    def _wrote(self) -> None:
+        self._writes += 1
+        if self._writes % self.prune_every == 0:
+            self.prune()
+
+    def prune(self) -> None:
+        db = self._conn()
+        db.execute("DELETE FROM urls WHERE expires < ?", (time.time(),))
+        # rowid grows with insertion: the oldest results go first (they are recomputed if asked again)
+        db.execute("DELETE FROM results WHERE rowid <= (SELECT MAX(rowid) FROM results) - ?", (self.max_results,))
 
     def get(self, key: str) -> dict | None:
         row = self._conn().execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
@@ -73,6 +92,7 @@ class SQLiteCache:
 
     def put(self, key: str, value: dict) -> None:
         self._conn().execute("INSERT OR REPLACE INTO results (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        self._wrote()
 
     def get_url(self, url: str, model_version: str) -> dict | None:
         row = self._conn().execute(
@@ -83,6 +103,7 @@ class SQLiteCache:
     def put_url(self, url: str, model_version: str, key: str) -> None:
         self._conn().execute("INSERT OR REPLACE INTO urls (key, result_key, expires) VALUES (?, ?, ?)",
                              (url_key(url, model_version), key, time.time() + self.ttl))
+        self._wrote()
 
 
 class RedisCache:
@@ -110,6 +131,33 @@ class RedisCache:
 
     def put_url(self, url: str, model_version: str, key: str) -> None:
         self.db.set(self.prefix + "u:" + url_key(url, model_version), key, ex=self.ttl)
+
+
+class FailSafeCache:
+    """The cache is an optimisation: when it fails (Redis down, SQLite locked, disk full), log it and go on
+    without it rather than fail the request."""
+
+    def __init__(self, inner: Cache):
+        self.inner = inner
+
+    def _call(self, name: str, *args):
+        try:
+            return getattr(self.inner, name)(*args)
+        except Exception:  # noqa: BLE001
+            log.warning("cache %s failed; continuing without the cache", name, exc_info=True)
+            return None
+
+    def get(self, key):
+        return self._call("get", key)
+
+    def put(self, key, value):
+        self._call("put", key, value)
+
+    def get_url(self, url, model_version):
+        return self._call("get_url", url, model_version)
+
+    def put_url(self, url, model_version, key):
+        self._call("put_url", url, model_version, key)
 
 
 def open_cache(kind: str, path: str, redis_url: str | None, ttl: int) -> Cache:

@@ -170,15 +170,18 @@ def _ask_server(server_url: str, api_key: str | None, urls: list[str]) -> list[d
 
 def _train_options(fn):
     """One click option per TrainConfig field, so the CLI and the dataclass cannot drift apart."""
+    from model.encoders import ENCODERS
     from model.train import TrainConfig
 
     skip = {"data", "out"}
+    choices = {"encoder": list(ENCODERS), "decoder": ["transformer", "lstm"]}
     for f in reversed(fields(TrainConfig)):
         if f.name in skip:
             continue
         default = f.default
         name = "--" + f.name.replace("_", "-")
-        kind = {int: int, float: float, str: str}.get(type(default), str)
+        kind = click.Choice(choices[f.name]) if f.name in choices else (
+            {int: int, float: float, str: str}.get(type(default), str))
         fn = click.option(name, f.name, type=kind, default=default, show_default=True)(fn)
     return fn
 
@@ -226,6 +229,8 @@ def evaluate(data, split, checkpoint, beam_size, limit, out, no_java) -> None:
         items = items[:limit]
     if not items:
         raise click.ClickException(f"{data}: the {split} split has no usable images")
+    if out and not Path(out).resolve().parent.is_dir():
+        raise click.ClickException(f"--out {out}: the directory does not exist")
     captioner = load_captioner(checkpoint)
     report = run(captioner, items, beam_size=beam_size, use_java=False if no_java else None)
     report.update(dataset=str(Path(data).resolve()), split=split)
@@ -263,11 +268,12 @@ def serve(host, port, workers, threads, **options) -> None:
         cfg = Config.from_env(**options)
     except (TypeError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    if cfg.checkpoint:  # fail here, with one line, not in every worker
+    if cfg.load_model:  # fail here, with one line, not in every worker
+        from model import default_checkpoint_path
         from model.checkpoint import CheckpointError, load
 
         try:
-            load(cfg.checkpoint)
+            load(cfg.checkpoint or default_checkpoint_path())
         except CheckpointError as e:
             raise click.ClickException(str(e)) from None
 

@@ -65,4 +65,6 @@ def _parse(raw: str, default, name: str):
             return float(raw)
     except ValueError:
         raise ValueError(f"ALT_TEXT_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from None
+    if isinstance(default, str):
+        return raw  # an empty string is a value (e.g. no hedge prefix)
     return raw or None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,13 +16,14 @@ from dataclasses import dataclass
 from .batcher import BatchWorker
 from .cache import Cache, image_key
 from .config import Config
-from .fetch import FetchError, fetch_image
+from .fetch import FetchError, check_url, fetch_image
 from .images import ImageError, decode_image
 from .metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 4096
+REQUEST_DEADLINE = 60.0  # seconds one request may wait for the model, all its images together
 
 
 @dataclass
@@ -44,6 +46,10 @@ class AltTextService:
     def __init__(self, cfg: Config, captioner, cache: Cache, metrics: ServiceMetrics):
         self.cfg, self.captioner, self.cache, self.metrics = cfg, captioner, cache, metrics
         self.model_version = captioner.version
+        self.cache_version = f"{captioner.version}:beam{cfg.beam_size}"  # results depend on the search too
+        # Decoding a large image takes memory (a 40-megapixel RGBA PNG is ~160 MB while it is converted):
+        # bound how many decode at once, whatever the number of request threads.
+        self._decoding = threading.BoundedSemaphore(2)
         self.worker = BatchWorker(captioner, cfg.beam_size, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch)
         self.limits = cfg.fetch_limits()
         self.fetchers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="alt-text-fetch")
@@ -66,24 +72,30 @@ class AltTextService:
                 raise ImageFailure("invalid_url", "'url' must be a non-empty string", 400)
             if len(url) > MAX_URL_LENGTH:
                 raise ImageFailure("invalid_url", f"the URL is longer than {MAX_URL_LENGTH} characters", 400)
-            hit = self.cache.get_url(url, self.model_version)
-            if hit:
-                return hit
             try:
-                image, raw = fetch_image(url, self.limits)
+                check_url(url)  # refuse a malformed or non-http URL before the cache could answer for it
+                hit = self.cache.get_url(url, self.cache_version)
+                if hit:
+                    return hit
+                with self._decoding:
+                    return fetch_image(url, self.limits)
             except FetchError as e:
                 raise ImageFailure(e.code, e.message, e.status) from None
-            return image, raw
         if not isinstance(data, str):
             raise ImageFailure("invalid_data", "'data' must be a base64 string", 400)
         if len(data) > self.cfg.max_image_bytes * 4 // 3 + 4:
             raise ImageFailure("too_large", f"the image is larger than {self.cfg.max_image_bytes:,} bytes", 413)
+        if data.startswith("data:"):  # a data: URL: keep what follows the comma
+            _, comma, data = data.partition(",")
+            if not comma:
+                raise ImageFailure("invalid_data", "'data' is a data: URL without a payload", 400)
         try:
-            raw = base64.b64decode(data.split(",", 1)[1] if data.startswith("data:") else data, validate=True)
+            raw = base64.b64decode("".join(data.split()), validate=True)  # line-wrapped base64 is fine
         except (binascii.Error, ValueError):
             raise ImageFailure("invalid_data", "'data' is not valid base64", 400) from None
         try:
-            return decode_image(raw, self.cfg.max_pixels), raw
+            with self._decoding:
+                return decode_image(raw, self.cfg.max_pixels), raw
         except ImageError as e:
             raise ImageFailure(e.code, e.message, 413 if e.code == "too_many_pixels" else 422) from None
 
@@ -95,13 +107,13 @@ class AltTextService:
                 self.metrics.cache.labels("hit").inc()
                 return self._result(loaded, cached=True)
             image, raw = loaded
-            key = image_key(raw, self.model_version)
+            key = image_key(raw, self.cache_version)
             url = spec.get("url")
             hit = self.cache.get(key)
             if hit:
                 self.metrics.cache.labels("hit").inc()
                 if url:
-                    self.cache.put_url(url, self.model_version, key)
+                    self.cache.put_url(url, self.cache_version, key)
                 return self._result(hit, cached=True)
             self.metrics.cache.labels("miss").inc()
             return key, self.worker.submit(image), url
@@ -127,6 +139,7 @@ class AltTextService:
     def describe(self, specs: list) -> list[dict]:
         """One result per spec, in order. Fetches run in parallel; captioning is batched by the worker."""
         t0 = time.perf_counter()
+        deadline = time.monotonic() + REQUEST_DEADLINE
         prepared = [self.fetchers.submit(self._prepare, s) for s in specs]
         results = []
         for fut in prepared:
@@ -134,7 +147,10 @@ class AltTextService:
             if isinstance(p, tuple):
                 key, caption_future, url = p
                 try:
-                    c = caption_future.result(timeout=60)
+                    c = caption_future.result(timeout=max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    caption_future.cancel()  # the worker skips it if it has not started yet
+                    p = self._error("model_timeout", "the model did not answer in time", 503)
                 except Exception:  # noqa: BLE001
                     log.exception("captioning failed")
                     p = self._error("model_error", "the model failed on this image", 500)
@@ -142,7 +158,7 @@ class AltTextService:
                     stored = {"caption": c.text, "confidence": c.confidence}
                     self.cache.put(key, stored)
                     if url:
-                        self.cache.put_url(url, self.model_version, key)
+                        self.cache.put_url(url, self.cache_version, key)
                     p = self._result(stored, cached=False)
             p["elapsed_ms"] = round(1000 * (time.perf_counter() - t0), 1)
             results.append(p)

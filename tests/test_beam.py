@@ -72,3 +72,10 @@ def test_finished_hypotheses_only_extend_with_eos():
                      cfg=SearchConfig(banned=()))
     assert out[1, 2] == 0 and torch.isinf(out[1, [0, 1, 3, 4, 5]]).all()
     assert torch.equal(out[0], logp[0])
+
+
+def test_no_repeat_unigram_means_no_word_twice():
+    dec, f = tiny_decoder("transformer"), feats(4)
+    for h in beam_search(dec, f, SearchConfig(beam_size=3, max_len=8, no_repeat_ngram=1)):
+        words = [t for t in h.tokens if t != 2]
+        assert len(words) == len(set(words))

@@ -76,3 +76,19 @@ def test_evaluate_and_train_reject_bad_datasets(tmp_path):
 def test_train_resume_without_state_is_an_error(shapes_dataset, tmp_path):
     r = CliRunner().invoke(main, ["train", "--data", str(shapes_dataset), "--out", str(tmp_path / "r"), "--resume"])
     assert r.exit_code == 1 and "no" in r.output and "resume" in r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--decoder", "gru"], "Invalid value for '--decoder'"),
+    (["--encoder", "clip"], "Invalid value for '--encoder'"),
+    (["--d-model", "30", "--n-heads", "8"], "must be a multiple of --n-heads"),
+])
+def test_train_rejects_bad_settings_before_any_work(shapes_dataset, tmp_path, args, message):
+    r = CliRunner().invoke(main, ["train", "--data", str(shapes_dataset), "--out", str(tmp_path / "r"), *args])
+    assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_checks_the_report_directory_first(shapes_dataset, tmp_path):
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(shapes_dataset), "--out", str(tmp_path / "no" / "r.json")])
+    assert r.exit_code == 1 and "directory does not exist" in r.output

@@ -95,6 +95,41 @@ def test_one_bad_image_never_fails_the_others(make_client):
     assert all(x["error"]["message"] for x in res if "error" in x)
 
 
+def test_data_urls_and_line_wrapped_base64_are_accepted(make_client):
+    client = make_client()
+    wrapped = "\n".join(b64(png()) [i : i + 76] for i in range(0, len(b64(png())), 76))
+    specs = [{"data": "data:image/png;base64," + b64(png())}, {"data": wrapped}, {"data": "data:image/png;base64"}]
+    res = client.post("/v1/alt-text", json={"images": specs}).get_json()["results"]
+    assert "caption" in res[0] and "caption" in res[1]
+    assert res[2]["error"]["code"] == "invalid_data"
+
+
+def test_large_images_are_reduced_on_decode():
+    from server.images import decode_image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (10, 20, 30)).save(buf, "JPEG")
+    im = decode_image(buf.getvalue())
+    assert max(im.size) == 1024 and im.mode == "RGB"
+
+
+def test_cache_failures_do_not_fail_requests(make_client, monkeypatch):
+    from server.cache import SQLiteCache
+
+    def broken(*args):
+        raise RuntimeError("disk full")
+
+    for name in ("get", "put", "get_url", "put_url"):
+        monkeypatch.setattr(SQLiteCache, name, broken)
+    res = make_client().post("/v1/alt-text", json={"images": [{"data": b64(png())}]}).get_json()["results"][0]
+    assert res["caption"] and res["cached"] is False
+
+
+def test_url_index_is_never_consulted_for_an_invalid_url(make_client):
+    res = make_client().get("/v1/alt-text", query_string={"url": "file:///etc/passwd"}).get_json()["results"][0]
+    assert res["error"]["code"] == "unsupported_scheme"
+
+
 def test_decompression_bomb_is_refused_before_decoding(make_client):
     client = make_client(max_pixels=1_000_000)
     buf = io.BytesIO()
@@ -156,8 +191,28 @@ def test_rate_limit_per_client(make_client):
     r = client.post("/v1/alt-text", json=body)
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
     assert r.get_json()["error"]["code"] == "rate_limited"
-    other = client.post("/v1/alt-text", json=body, headers={"X-API-Key": "another-client"})
+    # Without configured keys, an invented key does not make a new client.
+    assert client.post("/v1/alt-text", json=body, headers={"X-API-Key": "made-up"}).status_code == 429
+    other = client.post("/v1/alt-text", json=body, environ_base={"REMOTE_ADDR": "10.1.2.3"})
     assert other.status_code == 200
+
+
+def test_rate_limit_per_valid_key_and_on_wrong_keys(make_client):
+    client = make_client(rate_limit=2, api_keys=("k1", "k2"))
+    body = {"images": [{"data": b64(png())}]}
+    for _ in range(2):
+        assert client.post("/v1/alt-text", json=body, headers={"X-API-Key": "k1"}).status_code == 200
+    assert client.post("/v1/alt-text", json=body, headers={"X-API-Key": "k1"}).status_code == 429
+    assert client.post("/v1/alt-text", json=body, headers={"X-API-Key": "k2"}).status_code == 200
+    guesses = [client.post("/v1/alt-text", json=body, headers={"X-API-Key": f"guess{i}"}).status_code
+               for i in range(3)]
+    assert guesses == [401, 401, 429]  # guessing keys is rate-limited by address
+
+
+def test_non_ascii_api_key_is_refused_not_a_crash(make_client):
+    client = make_client(api_keys=("s3cret",))
+    r = client.post("/v1/alt-text", json={"images": [{"data": b64(png())}]}, headers={"X-API-Key": "caf\xe9"})
+    assert r.status_code == 401
 
 
 @pytest.mark.parametrize("origin, allowed", [
@@ -263,3 +318,26 @@ def test_config_from_environment():
 def test_requests_json_shape_is_stable(make_client):
     r = make_client().post("/v1/alt-text", json={"images": [{"data": b64(png())}]})
     assert list(json.loads(r.data)) == ["results"]
+
+
+def test_sqlite_cache_prunes_expired_urls_and_old_results(tmp_path):
+    import threading
+
+    from server.cache import SQLiteCache
+
+    cache = SQLiteCache(tmp_path / "c.sqlite3", ttl=-1, max_results=5)  # every URL entry is born expired
+    cache.prune_every = 4
+    for i in range(12):
+        cache.put(f"k{i}", {"caption": str(i), "confidence": 0.5})
+    cache.put_url("http://a.example/x.png", "v", "k11")
+    assert cache.get_url("http://a.example/x.png", "v") is None  # expired
+    cache.prune()
+    db = cache._conn()
+    assert db.execute("SELECT COUNT(*) FROM urls").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 5
+    assert cache.get("k11") and cache.get("k0") is None  # the oldest went first
+    seen = []  # another thread gets its own connection to the same file
+    t = threading.Thread(target=lambda: seen.append(cache.get("k11")))
+    t.start()
+    t.join()
+    assert seen == [{"caption": "11", "confidence": 0.5}]

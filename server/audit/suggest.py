@@ -78,7 +78,8 @@ class LocalBackend:
 
     def __init__(self, captioner, beam_size: int = 3):
         self.captioner, self.beam_size = captioner, beam_size
-        self.version = str(captioner.version)
+        # Its own cache namespace: the audit fetches private addresses the service must never answer for.
+        self.version = f"audit:{captioner.version}:beam{beam_size}"
 
     def describe(self, images: list[LoadedImage]) -> list[dict]:
         captions = self.captioner.caption([i.image for i in images], beam_size=self.beam_size)
@@ -99,7 +100,7 @@ class ServiceBackend:
         self.session = session or requests.Session()
         if api_key:
             self.session.headers["X-API-Key"] = api_key
-        self.version = "service:" + self._ready_model()
+        self.version = "audit:service:" + self._ready_model()
 
     def _ready_model(self) -> str:
         try:
