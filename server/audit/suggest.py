@@ -78,8 +78,8 @@ class LocalBackend:
 
     def __init__(self, captioner, beam_size: int = 3):
         self.captioner, self.beam_size = captioner, beam_size
-        # Its own cache namespace: the audit fetches private addresses the service must never answer for.
-        self.version = f"audit:{captioner.version}:beam{beam_size}"
+        self.version = str(captioner.version)
+        self.cache_namespace = f"{self.version}:beam{beam_size}"
 
     def describe(self, images: list[LoadedImage]) -> list[dict]:
         captions = self.captioner.caption([i.image for i in images], beam_size=self.beam_size)
@@ -100,7 +100,8 @@ class ServiceBackend:
         self.session = session or requests.Session()
         if api_key:
             self.session.headers["X-API-Key"] = api_key
-        self.version = "audit:service:" + self._ready_model()
+        self.version = "service:" + self._ready_model()
+        self.cache_namespace = self.version
 
     def _ready_model(self) -> str:
         try:
@@ -306,7 +307,10 @@ class Suggester:
         return out
 
     def _describe(self, urls: list[str], pool: WorkerPool) -> list[dict]:
-        version, cache = self.backend.version, self.cache
+        # The audit's own cache namespace: it fetches private addresses, which the service (sharing the same
+        # cache file by default) must never answer for; and results depend on the beam size.
+        version = "audit:" + getattr(self.backend, "cache_namespace", self.backend.version)
+        cache = self.cache
         results: dict[str, dict] = {}
         futures = {}
         for url in urls:
@@ -346,4 +350,4 @@ class Suggester:
                     cache.put(key, stored)
                     cache.put_url(loaded.url, version, key)
                 results[loaded.url] = res
-        return [_caption_suggestion(results[url], version) for url in urls]
+        return [_caption_suggestion(results[url], self.backend.version) for url in urls]
