@@ -105,21 +105,45 @@ def _advance(tokens, finished, lengths, rows, new, cfg: SearchConfig):
 
 @torch.no_grad()
 def beam_search(decoder, feats: torch.Tensor, cfg: SearchConfig) -> list[Hypothesis]:
-    """Best hypothesis for each of the B images whose encoder grids are ``feats`` [B, N, C]."""
+    """Best hypothesis for each of the B images whose encoder grids are ``feats`` [B, N, C].
+
+    An image whose beams have all ended leaves the batch at once, so short captions do not pay for long ones.
+    """
     groups, k = feats.shape[0], cfg.beam_size
     static, dynamic = decoder.init_state(feats)
     static = expand_static(static, k)
     dynamic = {name: v.repeat_interleave(k, dim=0) for name, v in dynamic.items()}
     tokens, scores, finished, lengths = _start(groups, k, feats.device, cfg)
-    for step in range(cfg.max_len + 1):
+    active = torch.arange(groups)  # which image each group of k rows belongs to
+    results: list[Hypothesis | None] = [None] * groups
+    for step in range(cfg.max_len + 1):  # the last step forces <eos>: every image is done after it
+        g = len(active)
         logits, dynamic = decoder.step(tokens[:, -1], static, dynamic)
         logp = _constrain(F.log_softmax(logits.float(), dim=-1), tokens, finished, step, cfg)
-        scores, rows, new = _select(scores, logp, groups, k)
+        scores, rows, new = _select(scores, logp, g, k)
         tokens, finished, lengths = _advance(tokens, finished, lengths, rows, new, cfg)
-        if finished.all():
+        done = finished.view(g, k).all(dim=1)
+        if not done.any():
+            dynamic = {name: v.index_select(0, rows) for name, v in dynamic.items()}
+            continue
+        done_rows = _rows(done.nonzero(as_tuple=True)[0], k)
+        hyps = _finish(tokens[done_rows], scores[done], lengths[done_rows], int(done.sum()), k, cfg)
+        for image, h in zip(active[done].tolist(), hyps):
+            results[image] = h
+        keep = (~done).nonzero(as_tuple=True)[0]
+        if not len(keep):
             break
-        dynamic = {name: v.index_select(0, rows) for name, v in dynamic.items()}
-    return _finish(tokens, scores, lengths, groups, k, cfg)
+        keep_rows = _rows(keep, k)
+        tokens, finished, lengths, scores = tokens[keep_rows], finished[keep_rows], lengths[keep_rows], scores[keep]
+        dynamic = {name: v.index_select(0, rows[keep_rows]) for name, v in dynamic.items()}
+        static = {name: v.index_select(0, keep_rows) for name, v in static.items()}  # beams share it: no reorder
+        active = active[keep]
+    return results
+
+
+def _rows(group_idx: torch.Tensor, k: int) -> torch.Tensor:
+    """Row indices of the given groups of k rows."""
+    return (group_idx[:, None] * k + torch.arange(k, device=group_idx.device)).view(-1)
 
 
 @torch.no_grad()

@@ -47,6 +47,7 @@ def save(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, o
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # safetensors creates it private; a checkpoint is meant to be shared
     tmp.replace(path)
 
 

@@ -21,8 +21,8 @@ class Config:
     max_image_bytes: int = 10_000_000  # fetched or uploaded image
     max_pixels: int = 40_000_000
     fetch_timeout: float = 10.0  # total deadline of one fetch
-    withhold_below: float = 0.2  # confidence under which no alt text is given
-    hedge_below: float = 0.4  # confidence under which the alt text is hedged
+    withhold_below: float = 0.3  # confidence under which no alt text is given (see model/MODEL_CARD.md)
+    hedge_below: float = 0.45  # confidence under which the alt text is hedged
     hedge_prefix: str = "Possibly "
     cache: str = "sqlite"  # "sqlite", "redis" or "none"
     cache_path: str = field(default_factory=lambda: os.path.join(
