@@ -2,9 +2,17 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,3 +69,38 @@ def shapes_checkpoint(shapes_dataset, feature_cache, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shapes-run")
     Trainer(tiny_train_config(shapes_dataset, out, feature_cache, epochs=15)).run()
     return out / "best.safetensors"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_service(log_dir: Path, threads: int = 8, **settings) -> Iterator[str]:
+    """`alt-text serve` (gunicorn) on a free loopback port, configured by ALT_TEXT_<SETTING> variables; yields its
+    base URL once /readyz answers, and stops it afterwards."""
+    port = free_port()
+    env = dict(os.environ, **{f"ALT_TEXT_{k.upper()}": str(v) for k, v in settings.items()})
+    log = open(log_dir / "gunicorn.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--threads",
+                             str(threads)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail("the service did not become ready:\n" + log.read()[-3000:])
+            try:
+                if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()

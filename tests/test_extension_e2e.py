@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -25,8 +24,7 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 import pytest
 import requests
 
-from conftest import COLOURS, REPO, SHAPES, make_shape_image
-from test_service import _free_port
+from conftest import COLOURS, REPO, SHAPES, make_shape_image, running_service
 
 CHROMIUM = "/usr/bin/chromium"
 EXTENSION = REPO / "extension"
@@ -159,30 +157,10 @@ def site(site_server) -> str:
 
 @pytest.fixture(scope="module")
 def service(shapes_checkpoint, site, tmp_path_factory):
-    port = _free_port()
-    env = dict(os.environ, ALT_TEXT_CHECKPOINT=str(shapes_checkpoint), ALT_TEXT_DEVICE="cpu", ALT_TEXT_CACHE="none",
-               ALT_TEXT_TEST_ALLOW_LOOPBACK=site, ALT_TEXT_RATE_LIMIT="0", ALT_TEXT_MAX_WAIT_MS="20",
-               ALT_TEXT_WITHHOLD_BELOW="0")  # the tiny model is unsure; every image gets a description
-    log = open(tmp_path_factory.mktemp("log") / "gunicorn.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--threads", "8"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if requests.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            log.seek(0)
-            pytest.fail("the service did not become ready:\n" + log.read()[-3000:])
+    # The tiny model is unsure: withhold nothing, so every image gets a description.
+    with running_service(tmp_path_factory.mktemp("log"), checkpoint=shapes_checkpoint, device="cpu", cache="none",
+                         test_allow_loopback=site, rate_limit=0, max_wait_ms=20, withhold_below=0) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 class Recorder:

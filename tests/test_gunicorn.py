@@ -2,22 +2,16 @@
 Also the batching worker itself: concurrent submissions share forward passes and get the right answers."""
 import base64
 import io
-import os
-import subprocess
-import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from PIL import Image
 
-from conftest import COLOURS, SHAPES, make_shape_image
+from conftest import COLOURS, SHAPES, free_port, make_shape_image, running_service
 from model import Captioner
 from server.batcher import BatchWorker
-from test_service import _free_port
 
 COMBOS = [(c, s) for c in COLOURS for s in SHAPES]
 
@@ -76,34 +70,10 @@ def test_a_bad_image_fails_alone_not_its_batch(captioner):
 
 @pytest.fixture(scope="module")
 def gunicorn(shapes_checkpoint, image_site, tmp_path_factory):
-    port = _free_port()
-    env = dict(os.environ, ALT_TEXT_CHECKPOINT=str(shapes_checkpoint), ALT_TEXT_DEVICE="cpu",
-               ALT_TEXT_CACHE_PATH=str(tmp_path_factory.mktemp("cache") / "c.sqlite3"),
-               ALT_TEXT_TEST_ALLOW_LOOPBACK=image_site, ALT_TEXT_RATE_LIMIT="0", ALT_TEXT_MAX_WAIT_MS="20")
-    log = open(tmp_path_factory.mktemp("log") / "gunicorn.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--threads", "32"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("gunicorn did not become ready")
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail("gunicorn exited:\n" + log.read()[-3000:])
+    with running_service(tmp_path_factory.mktemp("log"), threads=32, checkpoint=shapes_checkpoint, device="cpu",
+                         cache_path=tmp_path_factory.mktemp("cache") / "c.sqlite3",
+                         test_allow_loopback=image_site, rate_limit=0, max_wait_ms=20) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 def test_fifty_parallel_requests_are_all_answered_correctly(gunicorn, image_site, captioner):
@@ -172,5 +142,5 @@ def test_cli_url_reports_an_unreachable_service():
 
     from server.cli import main
 
-    r = CliRunner().invoke(main, ["url", "--server", f"http://127.0.0.1:{_free_port()}", "http://a.example/x.png"])
+    r = CliRunner().invoke(main, ["url", "--server", f"http://127.0.0.1:{free_port()}", "http://a.example/x.png"])
     assert r.exit_code == 1 and "cannot reach the service" in r.output and "Traceback" not in r.output

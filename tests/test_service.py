@@ -11,7 +11,7 @@ import time
 import pytest
 from PIL import Image
 
-from conftest import make_shape_image
+from conftest import free_port, make_shape_image
 from model import Captioner
 from server.app import create_app
 from server.config import Config
@@ -262,18 +262,12 @@ def test_cache_survives_a_restart(make_client):
     assert second["caption"] == first["caption"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def redis_url(tmp_path):
     exe = shutil.which("redis-server")
     if not exe:
         pytest.skip("redis-server not installed")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
