@@ -13,6 +13,7 @@ import time
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .cache import FailSafeCache, open_cache
 from .config import Config
@@ -136,6 +137,8 @@ def create_app(config: Config | None = None, captioner=None) -> Flask:
          allow_headers=["Content-Type", "X-API-Key"], methods=["GET", "POST", "OPTIONS"], max_age=600)
     app.register_blueprint(api)
     app.register_blueprint(ops)
+    if cfg.trusted_proxies:  # behind N proxies every request comes from a proxy: rate-limit the real client
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg.trusted_proxies)
 
     @app.before_request
     def _start_timer():

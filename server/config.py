@@ -32,6 +32,7 @@ class Config:
     cors_origins: tuple[str, ...] = ()  # web origins allowed besides the browser extensions
     api_keys: tuple[str, ...] = ()  # when set, requests need one in the X-API-Key header
     rate_limit: int = 120  # requests per minute per client (API key or address); 0 disables
+    trusted_proxies: int = 0  # reverse proxies in front: the client address is taken from X-Forwarded-For
     test_allow_loopback: tuple[str, ...] = ()  # TEST ONLY: "127.0.0.1:PORT" origins the fetcher may reach
     load_model: bool = True  # False: start without a model (tests of the HTTP layer)
 

@@ -209,6 +209,18 @@ def test_rate_limit_per_valid_key_and_on_wrong_keys(make_client):
     assert guesses == [401, 401, 429]  # guessing keys is rate-limited by address
 
 
+def test_rate_limit_behind_a_trusted_proxy_uses_the_forwarded_address(make_client):
+    body = {"images": [{"data": b64(png())}]}
+    direct = make_client(rate_limit=1)
+    fwd = lambda ip: {"X-Forwarded-For": ip}  # noqa: E731
+    assert direct.post("/v1/alt-text", json=body, headers=fwd("1.1.1.1")).status_code == 200
+    assert direct.post("/v1/alt-text", json=body, headers=fwd("2.2.2.2")).status_code == 429  # header not trusted
+    proxied = make_client(rate_limit=1, trusted_proxies=1)
+    assert proxied.post("/v1/alt-text", json=body, headers=fwd("1.1.1.1")).status_code == 200
+    assert proxied.post("/v1/alt-text", json=body, headers=fwd("2.2.2.2")).status_code == 200
+    assert proxied.post("/v1/alt-text", json=body, headers=fwd("1.1.1.1")).status_code == 429
+
+
 def test_non_ascii_api_key_is_refused_not_a_crash(make_client):
     client = make_client(api_keys=("s3cret",))
     r = client.post("/v1/alt-text", json={"images": [{"data": b64(png())}]}, headers={"X-API-Key": "caf\xe9"})
