@@ -29,6 +29,12 @@ class SearchConfig:
     eos: int = 2
     banned: tuple[int, ...] = (0, 1, 3)  # <pad>, <bos>, <unk> are never generated
 
+    @classmethod
+    def for_vocab(cls, vocab, beam_size: int = 3, **kw) -> "SearchConfig":
+        """Settings with ``vocab``'s special ids: <pad>, <bos> and <unk> are never generated."""
+        return cls(beam_size=beam_size, bos=vocab.bos_id, eos=vocab.eos_id,
+                   banned=(vocab.pad_id, vocab.bos_id, vocab.unk_id), **kw)
+
 
 @dataclass(frozen=True)
 class Hypothesis:

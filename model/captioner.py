@@ -137,11 +137,9 @@ class Captioner:
         return Caption(to_sentence(words), round(h.confidence, 4), words)
 
     def search_config(self, beam_size: int = 3, **kw) -> SearchConfig:
-        v = self.vocab
         room = self.model.cfg.decoder.max_len - 2  # positions the decoder has, less <bos> and <eos>
         kw["max_len"] = min(kw.get("max_len") or room, room)
-        return SearchConfig(beam_size=beam_size, bos=v.bos_id, eos=v.eos_id,
-                            banned=(v.pad_id, v.bos_id, v.unk_id), **kw)
+        return SearchConfig.for_vocab(self.vocab, beam_size, **kw)
 
     def caption(self, images: list[Image.Image], beam_size: int = 3, batch_size: int = 32, **search) -> list[Caption]:
         """One caption per image, in order. Extra keywords (max_len, min_len, length_penalty, no_repeat_ngram)

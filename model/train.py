@@ -260,8 +260,7 @@ class Trainer:
         self.model.eval()
         dev, v = self.dev, self.vocab
         losses, hyps = [], {}
-        search = SearchConfig(beam_size=self.cfg.eval_beam, max_len=self.cfg.max_len - 2, bos=v.bos_id,
-                              eos=v.eos_id, banned=(v.pad_id, v.bos_id, v.unk_id))
+        search = SearchConfig.for_vocab(v, self.cfg.eval_beam, max_len=self.cfg.max_len - 2)
         for s in range(0, len(dev.items), 100):
             idx = torch.arange(s, min(s + 100, len(dev.items)))
             feats = dev.inputs(idx, self.model, self.device)

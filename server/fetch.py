@@ -606,18 +606,21 @@ def fetch_bytes(url: str, limits: FetchLimits = DEFAULT_LIMITS, resolver=socket.
         raise _bad("too_many_redirects", f"more than {limits.max_redirects} redirects", 502)
 
 
-def fetch_image(url: str, limits: FetchLimits = DEFAULT_LIMITS,
-                resolver=socket.getaddrinfo) -> tuple[Image.Image, bytes]:
-    """Fetch and decode: (RGB image, the raw bytes, which the caller hashes for its cache). The format is
-    detected from the bytes; ImageError becomes FetchError with the same code (413 for too_many_pixels and
-    too_large, 422 otherwise)."""
-    data, _final_url = fetch_bytes(url, limits, resolver)
+def decode_fetched(data: bytes, max_pixels: int = DEFAULT_LIMITS.max_pixels) -> Image.Image:
+    """Decode fetched or uploaded bytes: (RGB image). The format is detected from the bytes; ImageError becomes
+    FetchError with the same code (413 for too_many_pixels and too_large, 422 otherwise)."""
     try:
-        image = decode_image(data, limits.max_pixels)
+        return decode_image(data, max_pixels)
     except ImageError as e:
         status = 413 if e.code in ("too_many_pixels", "too_large") else 422
         raise FetchError(e.code, e.message, status) from None
     except Exception:  # a decoder bug on hostile bytes must not become a 500 with a traceback
-        log.warning("unexpected error decoding a fetched image", exc_info=True)
+        log.warning("unexpected error decoding an image", exc_info=True)
         raise FetchError("corrupt_image", "the image could not be decoded", 422) from None
-    return image, data
+
+
+def fetch_image(url: str, limits: FetchLimits = DEFAULT_LIMITS,
+                resolver=socket.getaddrinfo) -> tuple[Image.Image, bytes]:
+    """Fetch and decode: (RGB image, the raw bytes, which the caller hashes for its cache)."""
+    data, _final_url = fetch_bytes(url, limits, resolver)
+    return decode_fetched(data, limits.max_pixels), data

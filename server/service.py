@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from .batcher import BatchWorker
 from .cache import Cache, image_key
 from .config import Config
-from .fetch import FetchError, check_url, fetch_image
-from .images import ImageError, decode_image
+from .fetch import FetchError, check_url, decode_fetched, fetch_bytes
 from .metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -77,10 +76,10 @@ class AltTextService:
                 hit = self.cache.get_url(url, self.cache_version)
                 if hit:
                     return hit
-                with self._decoding:
-                    return fetch_image(url, self.limits)
+                raw = fetch_bytes(url, self.limits)[0]  # not under the decode bound: fetches wait on the network
             except FetchError as e:
                 raise ImageFailure(e.code, e.message, e.status) from None
+            return self._decode(raw), raw
         if not isinstance(data, str):
             raise ImageFailure("invalid_data", "'data' must be a base64 string", 400)
         if len(data) > self.cfg.max_image_bytes * 4 // 3 + 4:
@@ -93,11 +92,14 @@ class AltTextService:
             raw = base64.b64decode("".join(data.split()), validate=True)  # line-wrapped base64 is fine
         except (binascii.Error, ValueError):
             raise ImageFailure("invalid_data", "'data' is not valid base64", 400) from None
-        try:
-            with self._decoding:
-                return decode_image(raw, self.cfg.max_pixels), raw
-        except ImageError as e:
-            raise ImageFailure(e.code, e.message, 413 if e.code == "too_many_pixels" else 422) from None
+        return self._decode(raw), raw
+
+    def _decode(self, raw: bytes):
+        with self._decoding:
+            try:
+                return decode_fetched(raw, self.cfg.max_pixels)
+            except FetchError as e:
+                raise ImageFailure(e.code, e.message, e.status) from None
 
     def _prepare(self, spec) -> dict | tuple[str, Future, str | None]:
         """Runs on a fetch thread: a finished result, or (cache key, caption future, url)."""

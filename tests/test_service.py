@@ -347,3 +347,39 @@ def test_sqlite_cache_prunes_expired_urls_and_old_results(tmp_path):
     t.start()
     t.join()
     assert seen == [{"caption": "11", "confidence": 0.5}]
+
+
+def test_slow_fetches_run_in_parallel_not_behind_the_decode_bound(make_client):
+    """Only decoding is bounded; fetches wait on the network and must overlap."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body, state, lock = png("green", "circle"), {"now": 0, "max": 0}, threading.Lock()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self):
+            with lock:
+                state["now"] += 1
+                state["max"] = max(state["max"], state["now"])
+            time.sleep(0.5)
+            with lock:
+                state["now"] -= 1
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        site = f"127.0.0.1:{httpd.server_address[1]}"
+        client = make_client(test_allow_loopback=(site,))
+        specs = [{"url": f"http://{site}/img{i}.png"} for i in range(4)]
+        res = client.post("/v1/alt-text", json={"images": specs}).get_json()["results"]
+    finally:
+        httpd.shutdown()
+    assert all("caption" in r for r in res)
+    assert state["max"] >= 3

@@ -37,8 +37,7 @@ import requests
 from PIL import Image
 
 from server.cache import Cache, NoCache, image_key
-from server.fetch import FetchError, FetchLimits, fetch_bytes
-from server.images import ImageError, decode_image
+from server.fetch import FetchError, FetchLimits, decode_fetched, fetch_bytes
 
 from .crawl import REDIRECTS, FetchFailure, Site, WorkerPool, normalize_url, origin
 
@@ -171,13 +170,7 @@ class ImageSource:
         self.site, self.origins, self.limits = site, origins, limits  # the crawl's list: it grows on redirects
 
     def _decode(self, url: str, data: bytes) -> LoadedImage:
-        try:
-            return LoadedImage(url, decode_image(data, self.limits.max_pixels), data)
-        except ImageError as e:
-            raise FetchError(e.code, e.message, 422) from None
-        except Exception:  # noqa: BLE001 - a decoder bug on hostile bytes is this image's problem only
-            log.debug("decoding %s failed", url, exc_info=True)
-            raise FetchError("corrupt_image", "the image could not be decoded", 422) from None
+        return LoadedImage(url, decode_fetched(data, self.limits.max_pixels), data)
 
     def _data_url(self, url: str) -> bytes:
         if len(url) > self.limits.max_bytes * 4 // 3 + 1024:
