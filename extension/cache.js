@@ -20,12 +20,15 @@ export async function getCached(url) {
 
 export async function putCached(url, result) {
   if (!cacheable(url) || !result || result.error) return;
-  const { alt, caption, confidence, hedged, withheld, model } = result;
+  const { alt, kind, text, caption, confidence, hedged, withheld, reason, model } = result;
   try {
     // The worker is stopped when idle, so the write counter restarts at 0: prune on its first write too.
     if (writes++ % PRUNE_EVERY === 0) await prune();
     await chrome.storage.local.set({
-      [PREFIX + url]: { savedAt: Date.now(), result: { alt, caption, confidence, hedged, withheld, model } },
+      [PREFIX + url]: {
+        savedAt: Date.now(),
+        result: { alt, kind, text, caption, confidence, hedged, withheld, reason, model },
+      },
     });
   } catch (e) {
     // The cache only saves requests: a full or failing storage must not lose the description just received.

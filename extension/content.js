@@ -265,7 +265,7 @@
     const count = writes.get(el) || 0;
     if (count >= MAX_WRITES) return;
     writes.set(el, count + 1);
-    const text = `${settings.prefix} ${description}`.trim();
+    const text = withPrefix(description);
     const saved = originals.get(el) || {};
     const set = (attr, value) => {
       if (!(attr in saved)) saved[attr] = el.getAttribute(attr);
@@ -324,9 +324,14 @@
     announceAnswer(answer);
   }
 
+  /** The service's words, spoken as it decided them: at most the user's own prefix before them (none by default). */
+  function withPrefix(description) {
+    return `${(settings && settings.prefix) || ""} ${description}`.trim();
+  }
+
   function announceAnswer(answer) {
-    if (answer && answer.alt) announce(`${settings ? settings.prefix : ""} ${answer.alt}`.trim());
-    else if (answer && answer.withheld) announce("The service is not sure enough what this image shows.");
+    if (answer && answer.alt) announce(withPrefix(answer.alt));
+    else if (answer && answer.withheld) announce("No description available.");
     else announce(`Could not describe this image. ${(answer && answer.error && answer.error.message) || ""}`.trim());
   }
 

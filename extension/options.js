@@ -104,7 +104,7 @@ form.addEventListener("submit", async (e) => {
     serviceUrl,
     apiKey: $("apiKey").value.trim(),
     automatic: $("mode-automatic").checked,
-    prefix: $("prefix").value.trim() || DEFAULTS.prefix,
+    prefix: $("prefix").value.trim(), // empty is a choice: the service's wording already says it is machine-made
     minSize,
     sendPageUrl: $("sendPageUrl").checked,
   });

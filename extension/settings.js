@@ -4,7 +4,9 @@ export const DEFAULTS = Object.freeze({
   serviceUrl: "http://127.0.0.1:8000",
   apiKey: "",
   automatic: true, // false: describe only when asked (context menu, keyboard shortcut)
-  prefix: "Image may show:",
+  // Words before each description: none by default, since the service's answers already say they are machine-made
+  // ("Appears to be: ...", "Appears to say: ..."); a second hedge would be read twice.
+  prefix: "",
   minSize: 16, // px; smaller rendered images are not described
   disabledSites: [], // host names where the extension does nothing
   sendPageUrl: false, // privacy: the page's address goes to the service only if the user opts in
@@ -13,8 +15,13 @@ export const DEFAULTS = Object.freeze({
   testAllowLoopback: [],
 });
 
+// The default of versions before 0.2, when the service's answers did not say they were machine-made.
+const OLD_DEFAULT_PREFIX = "Image may show:";
+
 export async function getSettings() {
-  return { ...DEFAULTS, ...(await chrome.storage.local.get(Object.keys(DEFAULTS))) };
+  const s = { ...DEFAULTS, ...(await chrome.storage.local.get(Object.keys(DEFAULTS))) };
+  if (s.prefix === OLD_DEFAULT_PREFIX) s.prefix = ""; // saved unchanged from the old default: not a choice
+  return s;
 }
 
 export function siteEnabled(settings, hostname) {

@@ -132,6 +132,13 @@ class Captioner:
         hyps = beam_search(self.model.decoder, feats.to(self.device, self.dtype), search)
         return [self._to_caption(h) for h in hyps]
 
+    @torch.no_grad()
+    def caption_and_pool(self, images: list[Image.Image], search: SearchConfig) -> tuple[list[Caption], torch.Tensor]:
+        """Captions and the mean-pooled encoder features [B, C] (fp32, CPU) of one batch, from one encoder pass:
+        the pooled vector is what callers compare images by and classify them with."""
+        feats = self.encode(images)
+        return self.caption_features(feats, search), feats.float().mean(1).cpu()
+
     def _to_caption(self, h: Hypothesis) -> Caption:
         words = self.vocab.decode(h.tokens)
         return Caption(to_sentence(words), round(h.confidence, 4), words)

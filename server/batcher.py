@@ -1,5 +1,6 @@
 """One model worker per process: request threads hand in images and wait on futures; the worker gathers whatever
-is pending (up to ``max_batch`` images or ``max_wait_ms`` of waiting) and runs one batched forward pass.
+is pending (up to ``max_batch`` images or ``max_wait_ms`` of waiting) and runs one batched forward pass
+(``run(images) -> one result per image``: the describe pipeline's model stage).
 
 Batching is where the throughput comes from: the encoder and the beam search cost little more for 16 images than
 for one. The worker thread is the only code that touches the model, so the model needs no locks.
@@ -23,10 +24,9 @@ class WorkerStopped(RuntimeError):
 
 
 class BatchWorker:
-    def __init__(self, captioner, beam_size: int = 3, max_batch: int = 16, max_wait_ms: float = 5.0,
+    def __init__(self, run: Callable[[list], list], max_batch: int = 16, max_wait_ms: float = 5.0,
                  on_batch: Callable[[int, float], None] | None = None):
-        self.captioner = captioner
-        self.search = captioner.search_config(beam_size)
+        self.run = run
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.on_batch = on_batch  # metrics hook: (batch size, seconds)
         self._queue: queue.Queue = queue.Queue()
@@ -66,8 +66,7 @@ class BatchWorker:
 
     def _caption(self, live: list) -> None:
         try:
-            feats = self.captioner.encode([im for im, _ in live])
-            captions = self.captioner.caption_features(feats, self.search)
+            outputs = self.run([im for im, _ in live])
         except Exception as e:  # noqa: BLE001 - handed to the waiting requests, never lost
             if len(live) > 1:  # the batch mixes requests: find the one image at fault, spare the others
                 log.warning("batch of %d failed (%s); retrying its images one by one", len(live), e)
@@ -77,8 +76,8 @@ class BatchWorker:
             log.exception("model worker failed on an image")
             live[0][1].set_exception(e)
             return
-        for (_, f), c in zip(live, captions):
-            f.set_result(c)
+        for (_, f), out in zip(live, outputs):
+            f.set_result(out)
 
     def _run(self) -> None:
         while not self._stopped.is_set():

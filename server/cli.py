@@ -60,9 +60,31 @@ def load_captioner(checkpoint: str | None, device: str | None = None):
         raise click.ClickException(str(e)) from None
 
 
+def load_describer(checkpoint: str | None, beam_size: int = 3, device: str | None = None):
+    """The describe pipeline on ``checkpoint`` (the bundled model when None), thresholds and wording from the
+    ALT_TEXT_* settings the service reads too, so every surface says the same."""
+    from model.checkpoint import CheckpointError
+
+    from .config import Config
+    from .describe import Describer, HeadsError
+
+    try:
+        cfg = Config.from_env(load_model=False)
+    except (TypeError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        return Describer.load(checkpoint, device=device, beam_size=beam_size, policy=cfg.policy(),
+                              wording=cfg.wording(), use_ocr=cfg.ocr)
+    except (CheckpointError, HeadsError) as e:
+        raise click.ClickException(str(e)) from None
+
+
 def emit_results(inputs: list[str], results: list[dict], as_json: bool) -> None:
-    """Print one result per input in input order (``{"input","alt","confidence"}`` or ``{"input","error"}``);
-    exit non-zero when any input failed."""
+    """Print one result per input in input order: the pipeline's ``alt`` (or why there is none), or with
+    ``--json`` its whole result plus ``input`` (``{"input","error"}`` for a failure); exit non-zero when any
+    input failed."""
+    from .describe import reason_message
+
     if as_json:
         click.echo(json.dumps(results, indent=2, ensure_ascii=False))
     failed = 0
@@ -71,7 +93,8 @@ def emit_results(inputs: list[str], results: list[dict], as_json: bool) -> None:
             failed += 1
             click.echo(f"alt-text: {r['input']}: {r['error']}", err=True)
         elif not as_json:
-            click.echo(r["alt"] if len(inputs) == 1 else f"{r['input']}: {r['alt']}")
+            line = r["alt"] if r.get("alt") else f"({reason_message(r.get('reason'))})"
+            click.echo(line if len(inputs) == 1 else f"{r['input']}: {line}")
     if failed:
         raise _Failed(f"{failed} of {len(inputs)} input(s) failed")
 
@@ -97,14 +120,14 @@ def main(verbose: bool) -> None:
 @beam_option
 @json_option
 def file_command(paths: tuple[str, ...], checkpoint: str | None, beam_size: int, as_json: bool) -> None:
-    """Caption local image files."""
-    results = caption_inputs(list(paths), read_image_file, ImageError, checkpoint, beam_size)
+    """Describe local image files."""
+    results = describe_inputs(list(paths), read_image_file, ImageError, checkpoint, beam_size)
     emit_results(list(paths), results, as_json)
 
 
-def caption_inputs(inputs: list[str], load, error_type: type[Exception], checkpoint: str | None,
-                   beam_size: int) -> list[dict]:
-    """Load every input with ``load`` (failures become error entries), then caption the rest in one batch."""
+def describe_inputs(inputs: list[str], load, error_type: type[Exception], checkpoint: str | None,
+                    beam_size: int) -> list[dict]:
+    """Load every input with ``load`` (failures become error entries), then describe the rest in one batch."""
     images, results = [], []
     for name in inputs:
         try:
@@ -114,9 +137,8 @@ def caption_inputs(inputs: list[str], load, error_type: type[Exception], checkpo
             results.append({"input": name, "error": e.message})
     ok = [r for r in results if "error" not in r]
     if ok:
-        captioner = load_captioner(checkpoint)
-        for r, c in zip(ok, captioner.caption(images, beam_size=beam_size)):
-            r.update(alt=c.text, confidence=c.confidence)
+        for r, described in zip(ok, load_describer(checkpoint, beam_size).describe(images)):
+            r.update(described)
     return results
 
 
@@ -129,7 +151,7 @@ def caption_inputs(inputs: list[str], load, error_type: type[Exception], checkpo
 @beam_option
 @json_option
 def url_command(urls, server_url, api_key, checkpoint, beam_size, as_json) -> None:
-    """Caption images on the web, fetched safely (public addresses only, size and pixel limits, timeouts)."""
+    """Describe images on the web, fetched safely (public addresses only, size and pixel limits, timeouts)."""
     if server_url:
         results = _ask_server(server_url, api_key, list(urls))
     else:
@@ -137,7 +159,8 @@ def url_command(urls, server_url, api_key, checkpoint, beam_size, as_json) -> No
         from .fetch import FetchError, fetch_image
 
         limits = Config.from_env(load_model=False).fetch_limits()
-        results = caption_inputs(list(urls), lambda u: fetch_image(u, limits)[0], FetchError, checkpoint, beam_size)
+        results = describe_inputs(list(urls), lambda u: fetch_image(u, limits)[0], FetchError, checkpoint,
+                                  beam_size)
     emit_results(list(urls), results, as_json)
 
 
@@ -163,8 +186,8 @@ def _ask_server(server_url: str, api_key: str | None, urls: list[str]) -> list[d
         for u, res in zip(chunk, body["results"]):
             if "error" in res:
                 results.append({"input": u, "error": res["error"]["message"]})
-            else:  # the model's own caption, as the local path prints it; the confidence tells how sure it is
-                results.append({"input": u, "alt": res["caption"], "confidence": res["confidence"]})
+            else:  # the service ran the same pipeline: show its result as the local path would
+                results.append({"input": u, **{k: v for k, v in res.items() if k not in ("cached", "elapsed_ms")}})
     return results
 
 

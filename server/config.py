@@ -21,9 +21,16 @@ class Config:
     max_image_bytes: int = 10_000_000  # fetched or uploaded image
     max_pixels: int = 40_000_000
     fetch_timeout: float = 10.0  # total deadline of one fetch
-    withhold_below: float = 0.3  # confidence under which no alt text is given (see model/MODEL_CARD.md)
-    hedge_below: float = 0.45  # confidence under which the alt text is hedged
-    hedge_prefix: str = "Possibly "
+    # What is said, and how sure it must be (server/describe: decision.Policy and wording.Wording; the defaults and
+    # their measurements are in model/MODEL_CARD.md). Confidences are calibrated P(caption acceptable).
+    withhold_below: float = 0.2  # a caption under this confidence is not spoken
+    hedge_below: float = 0.5  # under this it is hedged more strongly ("Might be: ...")
+    photo_min: float = 0.6  # P(photo) a caption needs; other images are named by kind and text
+    kind_min: float = 0.4  # P(kind) needed to name a non-photo kind
+    sure_prefix: str = "Appears to be: "
+    unsure_prefix: str = "Might be: "
+    says_prefix: str = "Appears to say: "
+    ocr: bool = True  # read text with Tesseract where text is likely (when it is installed)
     cache: str = "sqlite"  # "sqlite", "redis" or "none"
     cache_path: str = field(default_factory=lambda: os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "alt-text", "service-cache.sqlite3"))
@@ -35,6 +42,18 @@ class Config:
     trusted_proxies: int = 0  # reverse proxies in front: the client address is taken from X-Forwarded-For
     test_allow_loopback: tuple[str, ...] = ()  # TEST ONLY: "127.0.0.1:PORT" origins the fetcher may reach
     load_model: bool = True  # False: start without a model (tests of the HTTP layer)
+
+    def policy(self):
+        from .describe import Policy
+
+        return Policy(withhold_below=self.withhold_below, hedge_below=self.hedge_below, photo_min=self.photo_min,
+                      kind_min=self.kind_min)
+
+    def wording(self):
+        from .describe import Wording
+
+        return Wording(caption_sure=self.sure_prefix + "{caption}", caption_unsure=self.unsure_prefix + "{caption}",
+                       says=self.says_prefix + "“{text}”")
 
     def fetch_limits(self):
         from .fetch import FetchLimits

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .describe.pixels import transparent_share
+
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP"})
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: larger than any photo a page shows, far below a bomb
 DEFAULT_MAX_SIDE = 1024  # decoded images are reduced to this: several times what any encoder looks at
@@ -73,9 +75,13 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: in
             im.draft("RGB", (max_side, max_side))  # decode at a reduced scale: faster, a fraction of the memory
         im.load()
         im = ImageOps.exif_transpose(im)
+        source = {"width": im.width, "height": im.height, "transparent": transparent_share(im)}
         if max(im.size) > max_side:
             im.thumbnail((max_side, max_side), Image.BICUBIC)
-        return to_rgb(im)
+        rgb = to_rgb(im)
+        # What the RGB copy no longer shows, for the describe pipeline's evidence (a transparent icon, its size).
+        rgb.info["alt_text_source"] = source
+        return rgb
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageError("corrupt_image", f"the image is damaged or truncated ({e})") from None
 
@@ -83,7 +89,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: in
 def to_rgb(im: Image.Image) -> Image.Image:
     """Palette, greyscale, CMYK and alpha images to plain RGB; transparent areas become white, as on most pages."""
     if im.mode == "RGB":
-        return im
+        return im.copy() if im.info else im
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA"):

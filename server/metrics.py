@@ -17,6 +17,10 @@ class ServiceMetrics:
                                 registry=r)
         self.errors = Counter("alt_text_errors", "Errors by code (request-level and per image)", ["code"], registry=r)
         self.images = Counter("alt_text_images", "Images answered, by outcome", ["outcome"], registry=r)
+        self.kinds = Counter("alt_text_kinds", "Images answered, by the kind the pipeline decided", ["kind"],
+                             registry=r)
+        self.withheld = Counter("alt_text_withheld", "Images given no alt text, by reason", ["reason"], registry=r)
+        self.ocr = Counter("alt_text_ocr", "Images whose text was read by OCR", registry=r)
         self.cache = Counter("alt_text_cache", "Cache look-ups by result", ["result"], registry=r)
         self.latency = Histogram("alt_text_request_seconds", "Request latency", ["endpoint"], registry=r,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))

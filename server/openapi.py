@@ -8,16 +8,39 @@ _ERROR = {
         "message": {"type": "string"},
         "status": {"type": "integer", "description": "the HTTP status this error would have on its own"}}}},
 }
+_NUM01 = {"type": "number", "minimum": 0, "maximum": 1}
+_DESCRIPTION = {
+    "type": "object",
+    "required": ["alt", "kind", "text", "caption", "confidence", "raw_confidence", "concepts", "hedged", "withheld",
+                 "reason", "out_of_domain", "ocr", "cached", "model", "elapsed_ms"],
+    "properties": {
+        "alt": {"type": ["string", "null"],
+                "description": "exactly what to put in the page, already saying it is machine-made and how sure it is "
+                               "(\"Appears to be: a dog on a beach.\", \"Appears to say: “Summer sale”\", "
+                               "\"Screenshot.\"); null when nothing reliable can be said (see reason). Show it as "
+                               "is: never add a second hedge."},
+        "kind": {"enum": ["photo", "text", "screenshot", "chart", "icon", "logo", "illustration", "unknown"],
+                 "description": "what kind of image the pipeline decided this is"},
+        "text": {"type": ["string", "null"], "description": "text read in the image by OCR (confident words only)"},
+        "caption": {"type": "string", "description": "the captioner's own sentence, spoken only for in-domain photos"},
+        "confidence": {**_NUM01, "description": "calibrated probability that the caption is acceptable"},
+        "raw_confidence": {**_NUM01, "description": "geometric mean token probability of the caption"},
+        "concepts": {"type": "array", "description": "what the encoder's ImageNet classifier sees, in plain words",
+                     "items": {"type": "object", "required": ["word", "label", "p"],
+                               "properties": {"word": {"type": "string"}, "label": {"type": "string"},
+                                              "p": _NUM01}}},
+        "hedged": {"type": "boolean", "description": "the caption is spoken with the stronger hedge"},
+        "withheld": {"type": "boolean", "description": "alt is null"},
+        "reason": {"type": ["string", "null"], "enum": ["out_of_domain", "low_confidence", "uncertain_kind", None],
+                   "description": "why alt is null"},
+        "out_of_domain": {"type": "boolean", "description": "the image is unlike the captioner's training photos"},
+        "ocr": {"enum": ["read", "skipped", "unavailable"],
+                "description": "whether OCR ran (skipped: text was unlikely; unavailable: no Tesseract)"},
+        "cached": {"type": "boolean"}, "model": {"type": "string"}, "elapsed_ms": {"type": "number"}},
+}
 _RESULT = {
     "oneOf": [
-        {"type": "object", "required": ["alt", "confidence", "cached", "model", "elapsed_ms"], "properties": {
-            "alt": {"type": ["string", "null"],
-                    "description": "text for the alt attribute; hedged when unsure, null when withheld"},
-            "caption": {"type": "string", "description": "the model's caption, before hedging"},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1,
-                           "description": "geometric mean token probability of the caption"},
-            "hedged": {"type": "boolean"}, "withheld": {"type": "boolean"},
-            "cached": {"type": "boolean"}, "model": {"type": "string"}, "elapsed_ms": {"type": "number"}}},
+        _DESCRIPTION,
         {"allOf": [_ERROR, {"type": "object", "properties": {"elapsed_ms": {"type": "number"}}}]},
     ]
 }

@@ -1,5 +1,6 @@
-"""What happens to one image: fetch or decode it, look in the cache, caption it through the batching worker, and
-phrase the answer honestly (hedged or withheld when the model is unsure).
+"""What happens to one image: fetch or decode it, look in the cache, and run the describe pipeline
+(:mod:`server.describe`) on it, its model stage through the batching worker. What to say is decided there, once,
+for every surface; this module adds only HTTP concerns (errors with status codes, timing, caching, metrics).
 
 Each image is independent: its failure becomes an error entry, never an exception that fails its neighbours.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from .batcher import BatchWorker
 from .cache import Cache, image_key
 from .config import Config
+from .describe import Describer, Evidence
 from .fetch import FetchError, check_url, decode_fetched, fetch_bytes
 from .metrics import ServiceMetrics
 
@@ -32,24 +34,16 @@ class ImageFailure(Exception):
     status: int = 422
 
 
-def phrase(caption: str, confidence: float, cfg: Config) -> tuple[str | None, bool]:
-    """(alt text, hedged): withheld under ``withhold_below``, hedged under ``hedge_below``."""
-    if not caption or confidence < cfg.withhold_below:
-        return None, False
-    if confidence < cfg.hedge_below:
-        return cfg.hedge_prefix + caption[:1].lower() + caption[1:], True
-    return caption, False
-
-
 class AltTextService:
-    def __init__(self, cfg: Config, captioner, cache: Cache, metrics: ServiceMetrics):
-        self.cfg, self.captioner, self.cache, self.metrics = cfg, captioner, cache, metrics
-        self.model_version = captioner.version
-        self.cache_version = f"{captioner.version}:beam{cfg.beam_size}"  # results depend on the search too
+    def __init__(self, cfg: Config, describer: Describer, cache: Cache, metrics: ServiceMetrics):
+        self.cfg, self.describer, self.cache, self.metrics = cfg, describer, cache, metrics
+        self.captioner = describer.captioner
+        self.model_version = self.captioner.version
+        self.cache_version = describer.namespace  # model, search, pipeline version and fitted heads
         # Decoding a large image takes memory (a 40-megapixel RGBA PNG is ~160 MB while it is converted):
         # bound how many decode at once, whatever the number of request threads.
         self._decoding = threading.BoundedSemaphore(2)
-        self.worker = BatchWorker(captioner, cfg.beam_size, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch)
+        self.worker = BatchWorker(describer.run_model, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch)
         self.limits = cfg.fetch_limits()
         self.fetchers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="alt-text-fetch")
 
@@ -101,8 +95,8 @@ class AltTextService:
             except FetchError as e:
                 raise ImageFailure(e.code, e.message, e.status) from None
 
-    def _prepare(self, spec) -> dict | tuple[str, Future, str | None]:
-        """Runs on a fetch thread: a finished result, or (cache key, caption future, url)."""
+    def _prepare(self, spec) -> dict | tuple:
+        """Runs on a fetch thread: a finished result, or (cache key, model future, url, image, pixel stats)."""
         try:
             loaded = self._load(spec)
             if isinstance(loaded, dict):
@@ -118,7 +112,7 @@ class AltTextService:
                     self.cache.put_url(url, self.cache_version, key)
                 return self._result(hit, cached=True)
             self.metrics.cache.labels("miss").inc()
-            return key, self.worker.submit(image), url
+            return key, self.worker.submit(image), url, image, self.describer.look(image)
         except ImageFailure as e:
             return self._error(e.code, e.message, e.status)
         except Exception:  # noqa: BLE001 - a bug must not take the other images down with it
@@ -126,10 +120,13 @@ class AltTextService:
             return self._error("internal_error", "the image could not be processed", 500)
 
     def _result(self, stored: dict, cached: bool) -> dict:
-        alt, hedged = phrase(stored["caption"], stored["confidence"], self.cfg)
-        self.metrics.images.labels("withheld" if alt is None else "hedged" if hedged else "described").inc()
-        return {"alt": alt, "caption": stored["caption"], "confidence": stored["confidence"], "hedged": hedged,
-                "withheld": alt is None, "cached": cached, "model": self.model_version}
+        """The pipeline's decision on stored evidence (fresh or cached: thresholds and wording apply either way)."""
+        r = self.describer.decide(Evidence.from_dict(stored))
+        self.metrics.images.labels("withheld" if r["withheld"] else "hedged" if r["hedged"] else "described").inc()
+        self.metrics.kinds.labels(r["kind"]).inc()
+        if r["withheld"]:
+            self.metrics.withheld.labels(r["reason"] or "none").inc()
+        return {**r, "cached": cached, "model": self.model_version}
 
     def _error(self, code: str, message: str, status: int) -> dict:
         self.metrics.errors.labels(code).inc()
@@ -147,17 +144,20 @@ class AltTextService:
         for fut in prepared:
             p = fut.result()
             if isinstance(p, tuple):
-                key, caption_future, url = p
+                key, model_future, url, image, pixels = p
                 try:
-                    c = caption_future.result(timeout=max(0.0, deadline - time.monotonic()))
+                    out = model_future.result(timeout=max(0.0, deadline - time.monotonic()))
+                    evidence = self.describer.gather(pixels, out, image)  # OCR, when text is likely, runs here
                 except TimeoutError:
-                    caption_future.cancel()  # the worker skips it if it has not started yet
+                    model_future.cancel()  # the worker skips it if it has not started yet
                     p = self._error("model_timeout", "the model did not answer in time", 503)
                 except Exception:  # noqa: BLE001
-                    log.exception("captioning failed")
+                    log.exception("describing failed")
                     p = self._error("model_error", "the model failed on this image", 500)
                 else:
-                    stored = {"caption": c.text, "confidence": c.confidence}
+                    if evidence.ocr == "read":
+                        self.metrics.ocr.inc()
+                    stored = evidence.to_dict()
                     self.cache.put(key, stored)
                     if url:
                         self.cache.put_url(url, self.cache_version, key)

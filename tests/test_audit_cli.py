@@ -6,9 +6,11 @@ import base64
 import csv
 import json
 import threading
+from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jsonschema
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -18,6 +20,7 @@ from server.audit.report import CSV_COLUMNS, SCHEMA
 from server.audit.rules import check_page
 from server.audit.crawl import CrawlConfig, Site
 from server.audit.suggest import ImageSource, LoadedImage, ServiceBackend
+from server.describe import Describer, ModelOutput, Policy, Wording
 from server.fetch import FetchError, FetchLimits
 from test_audit_crawl import IMAGES, LocalSite, png
 
@@ -57,23 +60,23 @@ def _private_cache(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-class FakeCaptioner:
-    """Names the colour in the middle of the image; records the batch sizes it was given."""
-
-    version = "fake-1"
+class FakeDescriber(Describer):
+    """The real describe pipeline (no fitted heads, no OCR) over a fake model that names the colour in the middle
+    of the image; records the batch sizes it was given."""
 
     def __init__(self):
+        self.captioner = SimpleNamespace(version="fake-1")
+        self.heads, self.ocr, self.policy, self.wording = None, None, Policy(), Wording()
+        self.namespace = "fake-1:describe"
         self.calls: list[int] = []
 
-    def caption(self, images, beam_size=3):
-        from types import SimpleNamespace
-
+    def run_model(self, images):
         self.calls.append(len(images))
         out = []
         for im in images:
             rgb = im.convert("RGB").getpixel((im.width // 2, im.height // 2))
             name = min(IMAGES, key=lambda n: sum((a - b) ** 2 for a, b in zip(IMAGES[n], rgb)))
-            out.append(SimpleNamespace(text=f"A {name} square.", confidence=0.75))
+            out.append(ModelOutput(f"A {name} square.", f"a {name} square", 0.75, np.zeros(4, np.float32), None))
         return out
 
 
@@ -203,28 +206,31 @@ def test_interrupt_or_crash_writes_partial_report_and_resume_finishes(site, tmp_
 
 
 def test_suggestions_from_a_fake_captioner_are_batched_and_cached(site, tmp_path, monkeypatch):
-    fake = FakeCaptioner()
-    monkeypatch.setattr(command, "load_captioner", lambda checkpoint: fake)
+    fake = FakeDescriber()
+    monkeypatch.setattr(command, "load_describer", lambda checkpoint, beam_size: fake)
     r = run(site.url("/"), "--out", "r.json")
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "r.json").read_text())
     jsonschema.Draft202012Validator(SCHEMA).validate(report)
     by_image = {(f["image_url"] or "none")[:30]: f["suggestion"] for f in report["findings"]}
     red = by_image[site.url("/img/red.png")[:30]]
-    assert red == {"kind": "caption", "alt": "A red square.", "confidence": 0.75, "model": "fake-1"}
-    assert by_image[site.url("/img/blue.png")[:30]]["alt"] == "A blue square."
-    assert by_image[DATA_PNG[:30]]["alt"] == "A yellow square."  # a data: URL, decoded in place
+    # exactly the pipeline's words (it hedges; the audit adds nothing of its own)
+    assert red == {"kind": "caption", "alt": "Appears to be: a red square.", "hedged": False, "image_kind": "photo",
+                   "caption": "A red square.", "confidence": 0.75, "model": "fake-1"}
+    assert by_image[site.url("/img/blue.png")[:30]]["alt"] == "Appears to be: a blue square."
+    assert by_image[DATA_PNG[:30]]["alt"] == "Appears to be: a yellow square."  # a data: URL, decoded in place
     assert by_image[site.url("/img/spacer.gif")[:30]]["kind"] == "decorative"
     assert by_image[site.url("/img/missing.png")[:30]] == {
         "kind": "error", "code": "upstream_status", "message": "the image server answered HTTP 404"}
     assert by_image["none"]["kind"] == "none"  # the inline SVG
     assert fake.calls == [5]  # red (twice on the site), blue, green, yellow, the data: URL: one batch
-    assert report["summary"]["suggestions"] == {"caption": 6, "decorative": 1, "error": 1, "none": 1, "pending": 0}
+    assert report["summary"]["suggestions"] == {"caption": 6, "withheld": 0, "decorative": 1, "error": 1, "none": 1,
+                                                "pending": 0}
     assert report["options"]["model"] == "fake-1"
     html = (tmp_path / "r.json").with_suffix(".html")
     assert run(site.url("/"), "--out", html).exit_code == 0
     assert fake.calls == [5]  # second audit: every caption came from the cache
-    assert 'alt="A red square."' in html.read_text()
+    assert 'alt="Appears to be: a red square."' in html.read_text()
     assert check_page(html.read_text(), html.as_uri()) == []
 
 
@@ -275,7 +281,8 @@ def test_service_backend_chunks_of_sixteen():
         images = [LoadedImage(f"u{i}", None, b"x" * (20 if i != 3 else 5)) for i in range(20)]
         results = backend.describe(images)
         assert svc.batches == [16, 4]
-        assert results[0] == {"caption": "A thing.", "confidence": 0.5} and results[3]["error"]["code"] == "empty"
+        assert results[0]["alt"] == "A thing." and results[0]["confidence"] == 0.5
+        assert results[3]["error"]["code"] == "empty"
     finally:
         svc.close()
 

@@ -31,13 +31,15 @@ EVIL_HTML = f"""<!doctype html><html><body>
 <img src="/formula.png" alt="=HYPERLINK(&quot;http://evil&quot;) IMG_0001.jpg">
 </body></html>"""
 
+def _described(alt, confidence, hedged=False):
+    return {"kind": "caption", "alt": alt, "confidence": confidence, "model": "fake-1", "image_kind": "photo",
+            "caption": alt, "hedged": hedged}
+
+
 CAPTIONS = {
-    "https://example.com/cat.png": {"kind": "caption", "alt": "</textarea><script>alert(6)</script> A cat",
-                                    "confidence": 0.81, "model": "fake-1"},
-    "https://example.com/dog.png": {"kind": "caption", "alt": "A dog on a sofa.", "confidence": 0.3,
-                                    "model": "fake-1"},
-    'https://cdn.example.com/a.png?"onerror="alert(4)': {"kind": "caption", "alt": "A dog on a sofa.",
-                                                           "confidence": 0.9, "model": "fake-1"},
+    "https://example.com/cat.png": _described("</textarea><script>alert(6)</script> A cat", 0.81),
+    "https://example.com/dog.png": _described("Might be: a dog on a sofa.", 0.3, hedged=True),
+    'https://cdn.example.com/a.png?"onerror="alert(4)': _described("Appears to be: a dog on a sofa.", 0.9),
 }
 
 
@@ -165,10 +167,10 @@ def test_html_report_shows_suggestions(report):
     cat = soup.find("img", src="https://example.com/cat.png")
     assert cat["alt"] == "</textarea><script>alert(6)</script> A cat"  # the model's description, as text
     copy = [b["data-copy"] for b in soup.find_all("button")]
-    assert 'alt=""' in copy and "A dog on a sofa." in copy
+    assert 'alt=""' in copy and "Appears to be: a dog on a sofa." in copy
     low = soup.find("img", src="https://example.com/dog.png")
-    assert low["alt"].startswith("Possibly a dog on a sofa")  # hedged: confidence 0.3
-    assert "low, check it" in soup.get_text()
+    assert low["alt"] == "Might be: a dog on a sofa."  # the pipeline's hedge, once: nothing added by the report
+    assert "unsure, check it" in soup.get_text()
 
 
 def test_thumbnail_alts_are_unique_and_meaningful():

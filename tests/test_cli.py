@@ -5,6 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from server.cli import main
+from server.describe.pipeline import RESULT_FIELDS
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,8 @@ def test_file_json_keeps_input_order_and_reports_bad_inputs(checkpoint, shapes_d
     assert r.exit_code == 1
     out = json.loads(r.stdout)
     assert [o["input"] for o in out] == inputs
-    assert set(out[0]) == {"input", "alt", "confidence"} and 0 < out[0]["confidence"] <= 1
-    assert set(out[3]) == {"input", "alt", "confidence"}
+    assert list(out[0]) == ["input", *RESULT_FIELDS] and 0 < out[0]["confidence"] <= 1
+    assert list(out[3]) == ["input", *RESULT_FIELDS]
     assert out[1]["error"] == "no such file"
     assert "HTML" in out[2]["error"]
     assert "damaged" in out[4]["error"] or "truncated" in out[4]["error"]

@@ -15,7 +15,6 @@ from conftest import free_port, make_shape_image
 from model import Captioner
 from server.app import create_app
 from server.config import Config
-from server.service import phrase
 
 CHROME = "chrome-extension://" + "abcdefghijklmnopabcdefghijklmnop"
 FIREFOX = "moz-extension://12345678-90ab-cdef-1234-567890abcdef"
@@ -303,13 +302,6 @@ def test_redis_cache_is_shared_by_replicas(make_client, redis_url):
     b = make_client(cache="redis", redis_url=redis_url)
     assert a.post("/v1/alt-text", json=body).get_json()["results"][0]["cached"] is False
     assert b.post("/v1/alt-text", json=body).get_json()["results"][0]["cached"] is True
-
-
-@pytest.mark.parametrize("confidence, alt, hedged", [
-    (0.9, "A red square.", False), (0.3, "Possibly a red square.", True), (0.1, None, False),
-])
-def test_low_confidence_is_hedged_or_withheld(confidence, alt, hedged):
-    assert phrase("A red square.", confidence, Config()) == (alt, hedged)
 
 
 def test_config_from_environment():

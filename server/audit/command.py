@@ -38,14 +38,14 @@ def state_path_for(outs: tuple[str, ...]) -> Path:
     return Path(outs[0]).with_suffix(".state.json") if outs else Path(DEFAULT_STATE)
 
 
-def load_captioner(checkpoint: str | None):
-    """The in-process model (tests replace this function with one that returns a fake)."""
-    from model import Captioner, CheckpointError
+def load_describer(checkpoint: str | None, beam_size: int):
+    """The in-process describe pipeline (tests replace this function with one that returns a fake)."""
+    from server.cli import load_describer as load
 
     try:
-        return Captioner.load(checkpoint)
-    except CheckpointError as e:
-        raise click.ClickException(f"{e} (give --checkpoint, --server URL or --no-suggest)") from None
+        return load(checkpoint, beam_size)
+    except click.ClickException as e:
+        raise click.ClickException(f"{e.message} (give --checkpoint, --server URL or --no-suggest)") from None
 
 
 def _suggester(crawler: Crawler, server_url, api_key, checkpoint, beam_size, concurrency):
@@ -74,7 +74,7 @@ def _suggester(crawler: Crawler, server_url, api_key, checkpoint, beam_size, con
         except SuggestError as e:
             raise click.ClickException(str(e)) from None
     else:
-        backend = LocalBackend(load_captioner(checkpoint), beam_size)
+        backend = LocalBackend(load_describer(checkpoint, beam_size))
     source = ImageSource(crawler.site, crawler.state.origins, limits)
     return Suggester(backend, source, cache, concurrency=concurrency)
 
@@ -127,9 +127,9 @@ def _summary(report: dict, outs: tuple[str, ...]) -> list[str]:
     if len(s["by_page"]) > 5:
         lines.append(f"  ... and {len(s['by_page']) - 5} more page(s) with findings")
     sg = s["suggestions"]
-    if sg["caption"] or sg["decorative"] or sg["error"]:
-        lines.append(f"  suggestions: {sg['caption']} described, {sg['decorative']} probably decorative, "
-                     f"{sg['error']} failed")
+    if sg["caption"] or sg["withheld"] or sg["decorative"] or sg["error"]:
+        lines.append(f"  suggestions: {sg['caption']} described, {sg['withheld']} without a reliable description, "
+                     f"{sg['decorative']} probably decorative, {sg['error']} failed")
     if s["queued"]:
         lines.append(f"  not crawled yet: {s['queued']} URL(s) in the queue")
     skipped = {k: v for k, v in s["skipped"].items() if v}

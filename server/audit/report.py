@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 
 import jinja2
 
-from server.config import Config
 
 from .crawl import ERROR_STATUSES, PAGE_STATUSES, SKIP_REASONS, CrawlState, write_atomic
 from .rules import RULES, SEVERITY, suspicious_reason
@@ -36,8 +35,6 @@ REPORT_FORMAT = "alt-text-audit-report/1"
 SEVERITIES = ("critical", "serious", "moderate", "minor")
 WCAG_SEVERITIES = ("critical", "serious")  # axe's impacts of the WCAG 1.1.1 failures; the rest are heuristics
 FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html"}
-LOW_CONFIDENCE = Config.hedge_below  # as the service: hedged under this confidence...
-WITHHOLD_BELOW = Config.withhold_below  # ...and withheld under this one
 
 # ---------------------------------------------------------------------------------------------------------------
 # The JSON report's schema (JSON Schema 2020-12). Tests validate every report they make against it.
@@ -47,10 +44,20 @@ _COUNT = {"type": "integer", "minimum": 0}
 _SUGGESTION = {
     "oneOf": [
         {"type": "null", "description": "not asked for (--no-suggest) or not reached (interrupted)"},
-        {"type": "object", "description": "the model's description of the image",
-         "required": ["kind", "alt", "confidence", "model"], "additionalProperties": False,
+        {"type": "object", "description": "the describe pipeline's alt text for the image (as the service says it)",
+         "required": ["kind", "alt", "confidence", "model", "image_kind", "caption", "hedged"],
+         "additionalProperties": False,
          "properties": {"kind": {"const": "caption"}, "alt": {"type": "string", "minLength": 1},
-                        "confidence": {"type": "number", "minimum": 0, "maximum": 1}, "model": {"type": "string"}}},
+                        "confidence": {"type": "number", "minimum": 0, "maximum": 1}, "model": {"type": "string"},
+                        "image_kind": {"type": "string"}, "caption": {"type": "string"},
+                        "hedged": {"type": "boolean"}}},
+        {"type": "object", "description": "the pipeline has nothing reliable to say about the image, and why",
+         "required": ["kind", "alt", "reason", "message", "confidence", "model", "image_kind", "caption"],
+         "additionalProperties": False,
+         "properties": {"kind": {"const": "withheld"}, "alt": {"type": "null"}, "reason": {"type": "string"},
+                        "message": {"type": "string"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                        "model": {"type": "string"}, "image_kind": {"type": "string"},
+                        "caption": {"type": "string"}}},
         {"type": "object", "description": 'the rules think the image is decorative: alt="" (or aria-hidden)',
          "required": ["kind", "alt", "message"], "additionalProperties": False,
          "properties": {"kind": {"const": "decorative"}, "alt": {"enum": ["", None]}, "message": {"type": "string"}}},
@@ -105,10 +112,11 @@ SCHEMA = {
                 "skipped": {"type": "object", "required": [*SKIP_REASONS, "page_limit"],
                             "additionalProperties": False,
                             "properties": {r: _COUNT for r in (*SKIP_REASONS, "page_limit")}},
-                "suggestions": {"type": "object", "required": ["caption", "decorative", "error", "none", "pending"],
+                "suggestions": {"type": "object",
+                                "required": ["caption", "withheld", "decorative", "error", "none", "pending"],
                                 "additionalProperties": False,
-                                "properties": {k: _COUNT for k in ("caption", "decorative", "error", "none",
-                                                                   "pending")}},
+                                "properties": {k: _COUNT for k in ("caption", "withheld", "decorative", "error",
+                                                                   "none", "pending")}},
             },
         },
         "pages": {"type": "array", "items": {
@@ -171,7 +179,7 @@ def build_report(state: CrawlState, suggestions: list[dict | None] | None, *, op
         entry = by_page.setdefault(f["page_url"], {"url": f["page_url"], "findings": 0, "wcag_failures": 0})
         entry["findings"] += 1
         entry["wcag_failures"] += f["severity"] in WCAG_SEVERITIES
-    kinds = ("caption", "decorative", "error", "none")
+    kinds = ("caption", "withheld", "decorative", "error", "none")
     errors = crawl_errors(state)
     summary = {
         "pages_audited": sum(p.status in ("ok", "truncated") for p in state.pages),
@@ -248,7 +256,8 @@ def to_csv(report: dict) -> str:
         writer.writerow([_cell(v) for v in (
             f["id"], f["page_url"], f["rule"], f["severity"], f["wcag"], f["image_url"], f["current_alt"], kind,
             s.get("alt") if kind in ("caption", "decorative") else None, s.get("confidence"),
-            f["decorative_candidate"], s.get("message") if kind == "error" else None, f["message"], f["selector"],
+            f["decorative_candidate"], s.get("message") if kind in ("error", "withheld") else None, f["message"],
+            f["selector"],
             f["snippet"])])
     return buf.getvalue()
 
@@ -290,9 +299,8 @@ def _describing_alt(findings: list[dict]) -> str:
     url = findings[0]["image_url"]
     for f in findings:
         s = f["suggestion"] or {}
-        if s.get("kind") == "caption" and s["confidence"] >= WITHHOLD_BELOW:
-            candidate = _shorten(("Possibly " + s["alt"][:1].lower() + s["alt"][1:])
-                                 if s["confidence"] < LOW_CONFIDENCE else s["alt"])
+        if s.get("kind") == "caption":  # the pipeline's words, already hedged as it decided
+            candidate = _shorten(s["alt"])
             if suspicious_reason(candidate) is None:
                 return candidate
     for f in findings:
@@ -366,7 +374,7 @@ def to_html(report: dict) -> str:
         csp=("default-src 'none'; img-src http: https:; style-src " + _csp_hash(parts["report.css"])
              + "; script-src " + _csp_hash(parts["report.js"]) + "; base-uri 'none'; form-action 'none'"),
         findings_by_page=findings_by_page, page_ids=page_ids, thumbs=thumbnail_alts(report["findings"]),
-        severities=SEVERITIES, severity_of=SEVERITY, rule_titles=RULE_TITLES, low_confidence=LOW_CONFIDENCE,
+        severities=SEVERITIES, severity_of=SEVERITY, rule_titles=RULE_TITLES,
         skip_reasons={"off_site": "links to other sites", "excluded": "excluded by --include/--exclude",
                       "robots": "disallowed by robots.txt", "depth_limit": "deeper than --depth",
                       "page_limit": "left in the queue at --max-pages"},

@@ -2,10 +2,12 @@
 decorative" where the rules think the image is an ornament.
 
 Decorative candidates (tiny, spacer files, the same image repeated on a page; ``decorative_candidate`` from the
-rules) are not captioned: describing a spacer would be wrong advice. Image buttons and image-map links are never
-called decorative, since they must say what they do. Everything else with an image file gets a caption, batched
+rules) are not described: describing a spacer would be wrong advice. Image buttons and image-map links are never
+called decorative, since they must say what they do. Everything else with an image file goes through the describe
+pipeline (:mod:`server.describe`, the one the service runs: the same kinds, text, thresholds and wording), batched
 (``batch_size`` images per model call) and cached in the service's cache (:mod:`server.cache`: image bytes hash +
-model version, plus the URL index), so a second audit of the same site costs no model time and no image fetches.
+pipeline namespace, plus the URL index), so a second audit of the same site costs no model time and no fetches.
+Where the pipeline withholds a description, the suggestion says why and offers no text to copy.
 
 Where the images come from, and why there are two paths:
 
@@ -63,9 +65,13 @@ class LoadedImage:
 
 class Backend(Protocol):
     version: str
+    cache_namespace: str
 
     def describe(self, images: list[LoadedImage]) -> list[dict]:
-        """One ``{"caption", "confidence"}`` or ``{"error": {"code", "message"}}`` per image, in order."""
+        """One cacheable record or ``{"error": {"code", "message"}}`` per image, in order."""
+
+    def result(self, stored: dict) -> dict:
+        """The pipeline's result (``alt``, ``kind``, ``confidence``, ``reason``, ...) for a record."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -73,16 +79,21 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """The model in this process: anything with ``.caption(images, beam_size)`` and ``.version`` (a Captioner)."""
+    """The describe pipeline in this process (a :class:`server.describe.Describer`). Records are its evidence, so
+    the decision and the wording are made fresh from the cache, as in the service."""
 
-    def __init__(self, captioner, beam_size: int = 3):
-        self.captioner, self.beam_size = captioner, beam_size
-        self.version = str(captioner.version)
-        self.cache_namespace = f"{self.version}:beam{beam_size}"
+    def __init__(self, describer):
+        self.describer = describer
+        self.version = str(describer.captioner.version)
+        self.cache_namespace = describer.namespace
 
     def describe(self, images: list[LoadedImage]) -> list[dict]:
-        captions = self.captioner.caption([i.image for i in images], beam_size=self.beam_size)
-        return [{"caption": c.text, "confidence": float(c.confidence)} for c in captions]
+        return [e.to_dict() for e in self.describer.evidence([i.image for i in images])]
+
+    def result(self, stored: dict) -> dict:
+        from server.describe import Evidence
+
+        return self.describer.decide(Evidence.from_dict(stored))
 
 
 class ServiceBackend:
@@ -99,10 +110,12 @@ class ServiceBackend:
         self.session = session or requests.Session()
         if api_key:
             self.session.headers["X-API-Key"] = api_key
-        self.version = "service:" + self._ready_model()
-        self.cache_namespace = self.version
+        ready = self._ready()
+        self.version = "service:" + str(ready["model"])
+        # The service's results depend on its pipeline and settings too: its namespace says which pipeline.
+        self.cache_namespace = "service:" + str(ready.get("pipeline") or ready["model"])
 
-    def _ready_model(self) -> str:
+    def _ready(self) -> dict:
         try:
             r = self.session.get(self.base + "/readyz", timeout=10)
         except requests.RequestException as e:
@@ -115,7 +128,7 @@ class ServiceBackend:
             reason = body.get("reason") if isinstance(body, dict) else None
             raise SuggestError(f"the service at {self.base} is not ready (HTTP {r.status_code}"
                                f"{': ' + str(reason) if reason else ''})")
-        return str(body["model"])
+        return body
 
     def _chunks(self, images: list[LoadedImage]):
         chunk, size = [], 0
@@ -146,13 +159,15 @@ class ServiceBackend:
                 body = None
             if r.status_code != 200 or not isinstance(body, dict) or len(body.get("results", [])) != len(chunk):
                 return [_error("service_error", f"the service answered HTTP {r.status_code}")] * len(chunk)
-            return [res if "error" in res else {"caption": res.get("caption") or "",
-                                                "confidence": float(res.get("confidence") or 0.0)}
-                    for res in body["results"]]
+            keep = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "hedged", "withheld", "reason")
+            return [res if "error" in res else {k: res.get(k) for k in keep} for res in body["results"]]
         return [_error("service_error", "the service kept refusing the request")] * len(chunk)
 
     def describe(self, images: list[LoadedImage]) -> list[dict]:
         return [res for chunk in self._chunks(images) for res in self._post(chunk)]
+
+    def result(self, stored: dict) -> dict:
+        return stored  # the service decided already, with its own settings
 
 
 def _error(code: str, message: str) -> dict:
@@ -246,13 +261,19 @@ def decorative_suggestion(finding: dict) -> dict | None:
 
 
 def _caption_suggestion(result: dict, version: str) -> dict:
+    """The pipeline's result as a suggestion: its ``alt`` as is (no hedge added here), or why there is none."""
+    from server.describe import reason_message
+
     if "error" in result:
         err = result["error"]
         return {"kind": "error", "code": str(err.get("code", "error")), "message": str(err.get("message", ""))}
-    text = (result.get("caption") or "").strip()
-    if not text:
-        return {"kind": "error", "code": "no_caption", "message": "the model produced no description"}
-    return {"kind": "caption", "alt": text, "confidence": round(float(result["confidence"]), 4), "model": version}
+    common = {"image_kind": str(result.get("kind") or "unknown"), "caption": result.get("caption") or "",
+              "confidence": round(float(result.get("confidence") or 0.0), 4), "model": version}
+    alt = (result.get("alt") or "").strip()
+    if not alt:
+        reason = result.get("reason") or "no_description"
+        return {"kind": "withheld", "alt": None, "reason": reason, "message": reason_message(reason), **common}
+    return {"kind": "caption", "alt": alt, "hedged": bool(result.get("hedged")), **common}
 
 
 class Suggester:
@@ -338,9 +359,9 @@ class Suggester:
                 log.debug("model failure", exc_info=True)
                 described = [_error("model_error", f"the model failed ({type(e).__name__})")] * len(todo)
             for (key, loaded), res in zip(todo, described):
-                if "error" not in res and (res.get("caption") or "").strip():
-                    stored = {"caption": res["caption"], "confidence": res["confidence"]}
-                    cache.put(key, stored)
+                if "error" not in res:
+                    cache.put(key, res)
                     cache.put_url(loaded.url, version, key)
                 results[loaded.url] = res
-        return [_caption_suggestion(results[url], self.backend.version) for url in urls]
+        return [_caption_suggestion(res if "error" in res else self.backend.result(res), self.backend.version)
+                for res in (results[url] for url in urls)]

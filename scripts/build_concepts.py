@@ -1,0 +1,81 @@
+"""Write ``server/describe/concepts.json``: a plain word for each of the encoder's 1000 ImageNet classes.
+
+A listener understands "dog", not "Staffordshire bullterrier". ImageNet's classes are WordNet 3.0 noun synsets, so
+each class's hypernym chain says what it is: we walk it up to the first ancestor in ``BASIC`` (dog breeds → dog,
+"Egyptian cat" → cat) and otherwise keep the class's own first name. Run once per change of ``BASIC``; needs
+Debian's ``wordnet-base`` (``/usr/share/wordnet``) and the class-order synset list that timm's wheel ships
+(``pip download timm --no-deps``, then unzip ``timm/data/_info/imagenet_synsets.txt``).
+
+    python scripts/build_concepts.py --synsets /tmp/timm/timm/data/_info/imagenet_synsets.txt
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+# ancestor lemma -> the word a listener hears. Ordered from specific to general only by the chain itself.
+BASIC = {
+    "dog": "dog", "domestic_cat": "cat", "wolf": "wolf", "fox": "fox", "bird": "bird", "snake": "snake",
+    "lizard": "lizard", "turtle": "turtle", "frog": "frog", "salamander": "salamander", "shark": "shark",
+    "ray": "ray", "crab": "crab", "spider": "spider", "beetle": "beetle", "butterfly": "butterfly",
+    "monkey": "monkey", "ape": "ape", "lemur": "lemur", "whale": "whale", "fungus": "mushroom", "fish": "fish",
+    "bear": "bear", "big_cat": None, "antelope": "antelope", "rabbit": "rabbit", "squirrel": "squirrel",
+}
+
+
+def read_wordnet(path: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """offset -> (lemmas, hypernym offsets), from WordNet's data.noun (format: wndb(5))."""
+    out = {}
+    for line in path.read_text(encoding="latin-1").splitlines():
+        if line.startswith("  "):
+            continue  # licence header
+        f = line.split()
+        n_words = int(f[3], 16)
+        lemmas = [f[4 + 2 * i] for i in range(n_words)]
+        i = 4 + 2 * n_words
+        n_ptrs = int(f[i])
+        hypers = [f[i + 1 + 4 * j + 1] for j in range(n_ptrs) if f[i + 1 + 4 * j] in ("@", "@i")]
+        out[f[0]] = (lemmas, hypers)
+    return out
+
+
+def plain_word(offset: str, wn, fallback: str) -> str:
+    seen, frontier = set(), [offset]
+    while frontier:  # breadth-first: the nearest basic ancestor wins
+        nxt = []
+        for off in frontier:
+            lemmas, hypers = wn[off]
+            for lemma in lemmas:
+                if off != offset and lemma.lower() in BASIC:
+                    return BASIC[lemma.lower()] or fallback
+            nxt.extend(h for h in hypers if h not in seen)
+            seen.update(hypers)
+        frontier = nxt
+    return fallback
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--synsets", required=True, type=Path, help="timm's imagenet_synsets.txt (class order)")
+    ap.add_argument("--wordnet", default=Path("/usr/share/wordnet/data.noun"), type=Path)
+    ap.add_argument("--out", default=Path(__file__).resolve().parents[1] / "server/describe/concepts.json",
+                    type=Path)
+    args = ap.parse_args()
+    from torchvision.models._meta import _IMAGENET_CATEGORIES as names
+
+    wn = read_wordnet(args.wordnet)
+    synsets = args.synsets.read_text().split()
+    assert len(synsets) == len(names) == 1000
+    classes = []
+    for name, wnid in zip(names, synsets):
+        word = plain_word(wnid[1:], wn, name.lower())
+        classes.append([name, wnid, word])
+    rows = ",\n".join(json.dumps(c, ensure_ascii=False) for c in classes)
+    args.out.write_text('{"source": "ImageNet-1k classes in torchvision order; WordNet 3.0 hypernyms",\n'
+                        '"columns": ["label", "wnid", "word"],\n"classes": [\n' + rows + "\n]}\n")
+    print(f"wrote {args.out}: {len({c[2] for c in classes})} distinct words for 1000 classes")
+
+
+if __name__ == "__main__":
+    main()

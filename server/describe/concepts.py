@@ -1,0 +1,68 @@
+"""What the encoder's ImageNet classifier thinks an image is, in words a listener understands.
+
+The raw labels mislead on anything but photos (a save icon scores "whistle"), so they serve three purposes, each
+measured: type cues (probability mass on screens and documents says "screenshot" or "text" better than any
+caption), a check on the caption (a caption that names none of what a confident classifier sees is less
+trustworthy), and, shown to users, only their plain word ("Egyptian cat" → "cat", from WordNet; see
+``scripts/build_concepts.py``).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+# ImageNet classes that are type cues rather than subjects (torchvision's class indices).
+CUES = {
+    "screen": (916, 664, 782, 851, 527, 620, 681, 590, 605, 487, 508, 878),  # web site, monitor, screen, ...
+    "document": (922, 918, 921, 549, 446, 692, 919, 781, 769, 798, 478),  # menu, crossword, book jacket, ...
+    "drawing": (917, 611, 750, 815),  # comic book, jigsaw puzzle, quilt, spider web
+}
+
+
+@dataclass(frozen=True)
+class Concept:
+    word: str  # plain word ("cat")
+    label: str  # the ImageNet label it came from ("Egyptian cat")
+    p: float  # the classifier's probability, summed over classes sharing the word
+
+    def to_dict(self) -> dict:
+        return {"word": self.word, "label": self.label, "p": round(self.p, 4)}
+
+
+@lru_cache(maxsize=1)
+def _table() -> tuple[list[str], list[str]]:
+    data = json.loads((Path(__file__).with_name("concepts.json")).read_text(encoding="utf-8"))
+    return [c[0] for c in data["classes"]], [c[2] for c in data["classes"]]
+
+
+def cue_masses(probs: torch.Tensor) -> dict[str, float]:
+    """Probability mass on each cue group, for one image's [1000] probabilities."""
+    return {name: float(probs[list(idx)].sum()) for name, idx in CUES.items()}
+
+
+def top_concepts(probs: torch.Tensor, k: int = 3, min_p: float = 0.05) -> list[Concept]:
+    """The ``k`` most probable plain words (probabilities of classes with the same word added up)."""
+    labels, words = _table()
+    values, idx = probs.topk(min(25, probs.numel()))
+    by_word: dict[str, list] = {}
+    for p, i in zip(values.tolist(), idx.tolist()):
+        entry = by_word.setdefault(words[i], [0.0, labels[i]])
+        entry[0] += p
+    ranked = sorted(by_word.items(), key=lambda kv: -kv[1][0])
+    return [Concept(w, label, p) for w, (p, label) in ranked[:k] if p >= min_p]
+
+
+def _stem(word: str) -> str:
+    return re.sub(r"(es|s)$", "", word) if len(word) > 3 else word
+
+
+def agreement(concepts: list[Concept], caption_words: str) -> float:
+    """Probability mass of the concepts the caption mentions (plural-insensitive): near 0 when a confident
+    classifier sees something the caption never names."""
+    said = {_stem(w) for w in re.findall(r"[a-z]+", caption_words.lower())}
+    return float(sum(c.p for c in concepts if any(_stem(w) in said for w in c.word.split())))

@@ -1,0 +1,73 @@
+"""What to say about an image, given its evidence: the one place that decides, for every surface.
+
+The rules, in order (a false description is worse than none):
+
+1. A kind other than photo is named for what it is (text, screenshot, chart, icon, logo, illustration), with the
+   text it shows when OCR read some. A photo caption is never spoken for it.
+2. When the classifier is not sure the image is a photo, and not sure what else it is, only its text is said.
+3. A photo unlike anything the captioner learned from (out of domain) gets no caption: its text if any, else
+   nothing, with ``reason="out_of_domain"``.
+4. A photo's caption is spoken only above ``withhold_below`` calibrated confidence, hedged more strongly below
+   ``hedge_below``.
+
+Without OCR text, a non-photo is still named by its kind ("Screenshot."): true, if less useful. Thresholds are
+``Policy`` fields, configurable per deployment; the defaults come from the measurements in the model card.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .evidence import Evidence
+
+NON_PHOTO = ("text", "screenshot", "chart", "icon", "logo", "illustration")
+
+
+@dataclass(frozen=True)
+class Policy:
+    withhold_below: float = 0.2  # calibrated confidence under which a caption is not spoken
+    hedge_below: float = 0.5  # ... and under which it is hedged more strongly
+    photo_min: float = 0.6  # P(photo) a caption needs
+    kind_min: float = 0.4  # probability a non-photo kind needs to be named
+    min_text_words: int = 1  # OCR words that count as text
+    max_text_chars: int = 150  # text is trimmed to this, at a word boundary
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str  # the kind the result reports: one of heads.KINDS, or "unknown"
+    say_caption: bool
+    sure: bool  # the caption is above hedge_below
+    text: str  # the (trimmed) text to quote, "" for none
+    named: bool  # the kind is said
+    reason: str | None  # why nothing is said (alt null), else None
+
+
+def trim(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(" ,;:.-") + " …"
+
+
+def decide(ev: Evidence, policy: Policy) -> Decision:
+    words = len(ev.text.split())
+    text = trim(ev.text, policy.max_text_chars) if words >= policy.min_text_words else ""
+    probs = ev.kind_probs or {"photo": 1.0}
+    p_photo = probs.get("photo", 0.0)
+    best = max(NON_PHOTO, key=lambda k: probs.get(k, 0.0))
+    if p_photo < policy.photo_min:
+        if probs.get(best, 0.0) >= policy.kind_min:
+            if best == "chart" and text:  # a chart is named by its title, the first line of two words or more
+                title = next((line for line in ev.text_lines if len(line.split()) >= 2), ev.text_lines[0])
+                text = trim(title, policy.max_text_chars)
+            return Decision(best, False, False, text, True, None)
+        if text:
+            return Decision("unknown", False, False, text, False, None)
+        return Decision("unknown", False, False, "", False, "uncertain_kind")
+    if ev.out_of_domain:
+        return Decision("photo", False, False, text, False, None if text else "out_of_domain")
+    conf = ev.confidence if ev.confidence is not None else ev.raw_confidence
+    if not ev.caption or conf < policy.withhold_below:
+        return Decision("photo", False, False, text, False, None if text else "low_confidence")
+    return Decision("photo", True, conf >= policy.hedge_below, text, False, None)

@@ -1,0 +1,158 @@
+"""The small models the describe pipeline fits per captioner checkpoint and stores beside it.
+
+``scripts/fit_honesty.py`` fits them on the training and dev splits (never the test sets) and writes
+``<checkpoint>.honesty.safetensors`` next to the checkpoint; the file names the checkpoint's digest, so a head
+fitted for one model is never used with another. Three heads, all linear, all evaluated in microseconds:
+
+* **out of domain**: how unlike the captioner's training images an image is: 1 - the mean cosine similarity of its
+  pooled encoder features to its ``k`` nearest training images (in a PCA space, to keep the file small);
+* **kind**: photo, text, screenshot, chart, icon, logo or illustration, from pixel statistics, the ImageNet
+  classifier's type cues, the out-of-domain score and the PCA-projected features (multinomial logistic regression);
+* **calibration**: the probability that the caption is acceptable, from the raw token confidence, caption length,
+  agreement with the classifier, out-of-domain score and P(photo) (logistic regression, monotone in the raw
+  confidence: a more confident model is never judged less trustworthy, all else equal).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+KINDS = ("photo", "text", "screenshot", "chart", "icon", "logo", "illustration")
+SUFFIX = ".honesty.safetensors"
+
+
+class HeadsError(ValueError):
+    pass
+
+
+def heads_path(checkpoint: str | Path) -> Path:
+    p = Path(checkpoint)
+    return p.with_name(p.name.removesuffix(".safetensors") + SUFFIX)
+
+
+@dataclass
+class Linear:
+    """Standardise, then an affine map: logits = ((x - mean) / std) @ weight.T + bias."""
+
+    weight: np.ndarray  # [K, F]
+    bias: np.ndarray  # [K]
+    mean: np.ndarray  # [F]
+    std: np.ndarray  # [F]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std) @ self.weight.T + self.bias
+
+    def tensors(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}.{k}": getattr(self, k).astype(np.float32) for k in ("weight", "bias", "mean", "std")}
+
+    @classmethod
+    def from_tensors(cls, t: dict, prefix: str) -> "Linear":
+        return cls(*(t[f"{prefix}.{k}"] for k in ("weight", "bias", "mean", "std")))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclass
+class Heads:
+    pca_mean: np.ndarray  # [C] of L2-normalised pooled features
+    pca: np.ndarray  # [P, C]
+    reference: np.ndarray  # [R, P] L2-normalised projected training features
+    kind: Linear
+    calibration: Linear
+    meta: dict = field(default_factory=dict)  # checkpoint digest, k, thresholds, feature names, fit report
+
+    # -- features ----------------------------------------------------------------------------------------------
+
+    def project(self, pooled: np.ndarray) -> np.ndarray:
+        x = pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-8)
+        return (x - self.pca_mean) @ self.pca.T
+
+    def ood(self, pooled: np.ndarray) -> np.ndarray:
+        """[B] out-of-domain scores in [0, 2]: about 0.1-0.3 for everyday photos, more for anything else."""
+        z = self.project(pooled)
+        z = z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-8)
+        sims = z @ self.reference.T
+        k = min(int(self.meta.get("k", 5)), sims.shape[1])
+        top = -np.sort(-sims, axis=1)[:, :k]
+        return 1.0 - top.mean(1)
+
+    def kind_probs(self, features: np.ndarray) -> np.ndarray:
+        return softmax(self.kind(features))
+
+    def acceptable(self, features: np.ndarray) -> np.ndarray:
+        return sigmoid(self.calibration(features)[..., 0])
+
+    @property
+    def digest(self) -> str:
+        return str(self.meta.get("digest", ""))[:12]
+
+    # -- storage -----------------------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        tensors = {"pca_mean": self.pca_mean, "pca": self.pca, "reference": self.reference,
+                   **self.kind.tensors("kind"), **self.calibration.tensors("calibration")}
+        tensors = {k: np.ascontiguousarray(v, dtype=np.float16 if k == "reference" else np.float32)
+                   for k, v in tensors.items()}
+        body = json.dumps(self.meta, sort_keys=True)
+        meta = dict(self.meta, digest=hashlib.sha256(body.encode() + b"".join(
+            v.tobytes() for _, v in sorted(tensors.items()))).hexdigest())
+        save_file(tensors, str(path), metadata={"honesty": json.dumps(meta, sort_keys=True)})
+        self.meta = meta
+
+    @classmethod
+    def load(cls, path: str | Path, checkpoint_digest: str | None = None) -> "Heads":
+        try:
+            t = load_file(str(path))
+            from safetensors import safe_open
+
+            with safe_open(str(path), "np") as f:
+                meta = json.loads((f.metadata() or {})["honesty"])
+            heads = cls(t["pca_mean"], t["pca"], t["reference"].astype(np.float32),
+                        Linear.from_tensors(t, "kind"), Linear.from_tensors(t, "calibration"), meta)
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            raise HeadsError(f"{path}: not a valid honesty heads file ({type(e).__name__}: {e})") from None
+        if checkpoint_digest and meta.get("checkpoint") and meta["checkpoint"] != checkpoint_digest:
+            raise HeadsError(f"{path} was fitted for another checkpoint ({meta['checkpoint'][:12]}, not "
+                             f"{checkpoint_digest[:12]}): run scripts/fit_honesty.py for this one")
+        if tuple(meta.get("kinds", ())) != KINDS:
+            raise HeadsError(f"{path}: its kinds {meta.get('kinds')} are not {list(KINDS)}")
+        return heads
+
+
+# -- the feature vectors, one definition for fitting and for serving ----------------------------------------------
+
+PIXEL_FEATURES = ("log_aspect", "log_short_side", "log_long_side", "transparent", "equal_neighbours",
+                  "distinct_colours", "top_colour", "white", "saturation", "edges")
+CUE_FEATURES = ("cue_screen", "cue_document", "cue_drawing", "top_p", "entropy")
+
+
+def kind_features(pixels, cues: dict[str, float], top_p: float, entropy: float, ood: float,
+                  projected: np.ndarray, n_pca: int) -> np.ndarray:
+    w, h = max(pixels.width, 1), max(pixels.height, 1)
+    base = [math.log(w / h), math.log(min(w, h)), math.log(max(w, h)), pixels.transparent,
+            pixels.equal_neighbours, pixels.distinct_colours, pixels.top_colour, pixels.white, pixels.saturation,
+            pixels.edges, cues["screen"], cues["document"], cues["drawing"], top_p, entropy, ood]
+    return np.concatenate([np.asarray(base, dtype=np.float32), projected[:n_pca].astype(np.float32)])
+
+
+CALIBRATION_FEATURES = ("logit_raw_confidence", "words", "agreement", "top_p", "ood", "p_photo")
+
+
+def calibration_features(raw_confidence: float, words: int, agreement: float, top_p: float, ood: float,
+                         p_photo: float) -> np.ndarray:
+    c = min(max(raw_confidence, 1e-4), 1 - 1e-4)
+    return np.asarray([math.log(c / (1 - c)), words, agreement, top_p, ood, p_photo], dtype=np.float32)

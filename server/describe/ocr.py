@@ -1,0 +1,82 @@
+"""Text in an image, read by Tesseract (Debian's ``tesseract-ocr`` and ``tesseract-ocr-eng``, through pytesseract).
+
+OCR costs 100-300 ms an image on two cores, so the pipeline runs it only where text is likely (not on a confident
+photo). Words Tesseract is unsure of are dropped (Chromium drops OCR words under 0.7 confidence), as are strings
+that are not words at all; the few spurious words it reads in the texture of a photo rarely survive both rules.
+Without Tesseract the service still works: ``available()`` is False, and results say there was no text evidence.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+MIN_WORD_CONFIDENCE = 70  # Tesseract's 0-100 scale
+MIN_SIDE = 400  # smaller images are upscaled: Tesseract reads text with ~20 px capitals best
+_WORD = re.compile(r"[A-Za-z0-9À-ÿ]")
+
+
+@dataclass(frozen=True)
+class OcrText:
+    lines: list[str] = field(default_factory=list)  # reading order, confident words only
+    words: int = 0
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+    def first_line(self, min_words: int = 2) -> str:
+        """The first line with ``min_words`` or more words (a chart's title), else the first line."""
+        for line in self.lines:
+            if len(line.split()) >= min_words:
+                return line
+        return self.lines[0] if self.lines else ""
+
+
+def available(command: str | None = None) -> bool:
+    try:
+        import pytesseract  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which(command or "tesseract") is not None
+
+
+def _is_word(w: str) -> bool:
+    letters = len(_WORD.findall(w))
+    return letters >= 2 and letters >= 0.6 * len(w) or w.isdigit()
+
+
+class Ocr:
+    def __init__(self, command: str = "tesseract", lang: str = "eng", timeout: float = 10.0):
+        import pytesseract
+
+        self._tess = pytesseract
+        pytesseract.pytesseract.tesseract_cmd = command
+        self.lang, self.timeout = lang, timeout
+        os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # one core per call: requests already run in parallel
+
+    def read(self, im: Image.Image) -> OcrText:
+        """Confident words of ``im``, grouped in lines. A Tesseract failure (crash, timeout) reads as no text."""
+        im = im.convert("L")
+        if min(im.size) < MIN_SIDE:
+            scale = min(MIN_SIDE / min(im.size), 4.0)
+            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.BICUBIC)
+        try:
+            d = self._tess.image_to_data(im, lang=self.lang, output_type=self._tess.Output.DICT,
+                                         timeout=self.timeout, config="--psm 3")
+        except (RuntimeError, OSError, self._tess.TesseractError) as e:
+            log.warning("OCR failed: %s", e)
+            return OcrText()
+        lines: dict[tuple, list[str]] = {}
+        for text, conf, *key in zip(d["text"], d["conf"], d["block_num"], d["par_num"], d["line_num"]):
+            w = text.strip()
+            if w and float(conf) >= MIN_WORD_CONFIDENCE and _is_word(w):
+                lines.setdefault(tuple(key), []).append(w)
+        ordered = [" ".join(ws) for ws in lines.values()]
+        return OcrText(ordered, sum(len(ws) for ws in lines.values()))

@@ -1,0 +1,170 @@
+"""The describe pipeline: image in, structured description out. Every surface (service, CLI, audit) calls it.
+
+Stages, and where each runs in the service:
+
+* ``look`` (request thread): pixel statistics of the decoded image, well under a millisecond;
+* ``run_model`` (the batching worker, the only code that touches the network): one encoder pass gives the caption,
+  the pooled features, the ImageNet probabilities and the out-of-domain score;
+* ``gather`` (request thread): kind, calibrated confidence, and OCR only where text is likely;
+* ``decide`` (anywhere, also on a cache hit): decision and wording, from the evidence alone.
+
+``describe(images)`` chains them for callers that hold a batch in one thread (the CLI, the audit).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import ocr as ocr_module
+from .concepts import agreement, cue_masses, top_concepts
+from .decision import Policy, decide
+from .evidence import Evidence
+from .heads import KINDS, Heads, HeadsError, calibration_features, heads_path, kind_features
+from .pixels import PixelStats, pixel_stats
+from .wording import Wording, phrase
+
+log = logging.getLogger(__name__)
+
+# Bump when the evidence changes for the same image and model (new features, heads, OCR rules): it is part of the
+# cache namespace, so a new pipeline never serves an old one's answers.
+PIPELINE_VERSION = "describe-1"
+OCR_BELOW_P_PHOTO = 0.8  # OCR runs unless the image is this surely a photo
+# The fields of every result, in this order (the service adds cached, model and elapsed_ms; the CLI, input).
+RESULT_FIELDS = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "concepts", "hedged", "withheld",
+                 "reason", "out_of_domain", "ocr")
+
+
+@dataclass
+class ModelOutput:
+    caption: str
+    words: str  # lower-case tokens of the caption
+    raw_confidence: float
+    pooled: np.ndarray  # [C]
+    probs: torch.Tensor | None  # [1000] ImageNet probabilities, None when the encoder has no head
+
+
+class Describer:
+    def __init__(self, captioner, heads: Heads | None = None, policy: Policy | None = None,
+                 wording: Wording | None = None, ocr: "ocr_module.Ocr | None" = None, beam_size: int = 3):
+        from model.encoders import imagenet_head
+
+        self.captioner, self.heads, self.ocr = captioner, heads, ocr
+        self.policy, self.wording = policy or Policy(), wording or Wording()
+        self.beam_size = beam_size
+        self.search = captioner.search_config(beam_size)
+        head = imagenet_head(captioner.model.cfg.encoder)
+        self.imagenet = head.to(captioner.device) if head is not None else None
+        self.namespace = ":".join([str(captioner.version), f"beam{beam_size}", PIPELINE_VERSION,
+                                   heads.digest if heads else "noheads", "ocr" if ocr else "noocr"])
+
+    @classmethod
+    def load(cls, checkpoint: str | Path | None = None, device: str | None = None, beam_size: int = 3,
+             policy: Policy | None = None, wording: Wording | None = None, use_ocr: bool = True) -> "Describer":
+        """The captioner, its fitted heads (``<checkpoint>.honesty.safetensors``) and Tesseract when installed.
+        A checkpoint without heads still describes, warned about: no kinds, no out-of-domain check, raw
+        confidence."""
+        from model import Captioner, default_checkpoint_path
+        from model.captioner import _file_digest
+
+        path = Path(checkpoint) if checkpoint else default_checkpoint_path()
+        captioner = Captioner.load(path, device=device)
+        hp = heads_path(path)
+        heads = None
+        if hp.is_file():
+            heads = Heads.load(hp, checkpoint_digest=_file_digest(path))
+        else:
+            log.warning("%s has no fitted honesty heads (%s): no kind, out-of-domain or calibrated confidence; "
+                        "fit them with scripts/fit_honesty.py", path, hp.name)
+        ocr = ocr_module.Ocr() if use_ocr and ocr_module.available() else None
+        if use_ocr and ocr is None:
+            log.warning("Tesseract is not installed: images are described without reading their text")
+        return cls(captioner, heads, policy, wording, ocr, beam_size)
+
+    @property
+    def ocr_available(self) -> bool:
+        return self.ocr is not None
+
+    # -- stages ------------------------------------------------------------------------------------------------
+
+    def look(self, image: Image.Image) -> PixelStats:
+        return pixel_stats(image)
+
+    @torch.no_grad()
+    def run_model(self, images: list[Image.Image]) -> list[ModelOutput]:
+        captions, pooled = self.captioner.caption_and_pool(images, self.search)
+        probs = None
+        if self.imagenet is not None:
+            w = self.imagenet.weight
+            probs = torch.softmax(self.imagenet(pooled.to(w.device, w.dtype)).float(), -1).cpu()
+        pooled_np = pooled.numpy()
+        return [ModelOutput(c.text, c.tokens, float(c.confidence), pooled_np[i],
+                            None if probs is None else probs[i]) for i, c in enumerate(captions)]
+
+    def gather(self, pixels: PixelStats, out: ModelOutput, image: Image.Image | None) -> Evidence:
+        """The evidence for one image. ``image`` is needed for OCR; None skips it."""
+        h = self.heads
+        concepts = top_concepts(out.probs) if out.probs is not None else []
+        ev = Evidence(caption=out.caption, raw_confidence=round(out.raw_confidence, 4), confidence=None,
+                      kind_probs={}, ood=None, ood_threshold=None, concepts=concepts, pixels=pixels)
+        if h is not None and out.probs is not None:
+            probs = out.probs
+            ood = float(h.ood(out.pooled[None])[0])
+            top_p = float(probs.max())
+            entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum())
+            feats = kind_features(pixels, cue_masses(probs), top_p, entropy, ood, h.project(out.pooled),
+                                  int(h.meta.get("n_pca", 0)))
+            kp = h.kind_probs(feats[None])[0]
+            ev.kind_probs = {k: round(float(p), 4) for k, p in zip(KINDS, kp)}
+            ev.ood, ev.ood_threshold = round(ood, 4), h.meta.get("ood_threshold")
+            cal = calibration_features(out.raw_confidence, len(out.words.split()), agreement(concepts, out.words),
+                                       top_p, ood, ev.kind_probs["photo"])
+            ev.confidence = round(float(h.acceptable(cal[None])[0]), 4)
+        if self.ocr is None:
+            ev.ocr = "unavailable"
+        elif image is not None and (ev.kind_probs or {"photo": 1.0}).get("photo", 0) < OCR_BELOW_P_PHOTO:
+            read = self.ocr.read(image)
+            ev.ocr, ev.text_lines = "read", read.lines
+        return ev
+
+    def decide(self, ev: Evidence) -> dict:
+        """The result every surface shows (``alt`` is what goes into the page; None: say nothing)."""
+        d = decide(ev, self.policy)
+        alt = phrase(d, ev.caption, self.wording)
+        return {
+            "alt": alt,
+            "kind": d.kind,
+            "text": d.text or None,
+            "caption": ev.caption,
+            "confidence": ev.confidence if ev.confidence is not None else ev.raw_confidence,
+            "raw_confidence": ev.raw_confidence,
+            "concepts": [c.to_dict() for c in ev.concepts],
+            "hedged": d.say_caption and not d.sure,
+            "withheld": alt is None,
+            "reason": d.reason if alt is None else None,
+            "out_of_domain": ev.out_of_domain,
+            "ocr": ev.ocr,
+        }
+
+    def describe(self, images: list[Image.Image], batch_size: int = 16) -> list[dict]:
+        """All stages for a batch held by one thread: one result per image, in order."""
+        results = []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i:i + batch_size]
+            for im, out in zip(chunk, self.run_model(chunk)):
+                results.append(self.decide(self.gather(self.look(im), out, im)))
+        return results
+
+    def evidence(self, images: list[Image.Image], batch_size: int = 16) -> list[Evidence]:
+        out = []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i:i + batch_size]
+            out.extend(self.gather(self.look(im), o, im) for im, o in zip(chunk, self.run_model(chunk)))
+        return out
+
+
+__all__ = ["Describer", "Evidence", "HeadsError", "ModelOutput", "PIPELINE_VERSION", "Policy", "Wording"]
