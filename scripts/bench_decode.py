@@ -3,6 +3,9 @@
 (a) Batched beam search (images x beams in one decoder call per step, cached keys/values) against the naive
     reference (one hypothesis at a time, whole prefix re-run every step): the captions must be identical.
 (b) End-to-end time per image, split into image loading, encoder and decoding.
+(c) The same photos through the whole describe pipeline (safe decoder, pixel statistics, the model pass with the
+    ImageNet head and out-of-domain score, kind and calibration heads, OCR where text is likely, decision and
+    wording), measured in the same run as (b): the ratio is the cost of honesty on photos.
 
     python scripts/bench_decode.py --data ../shared/data/flickr8k --images 32 --out bench_decode.json
 """
@@ -80,6 +83,18 @@ def main() -> None:
         cap.caption_features(f, search)
         t_dec += time.perf_counter() - t
     total = t_load + t_enc + t_dec
+
+    # (c) the describe pipeline on the same photos, in batches, everything included
+    from server.describe import Describer
+    from server.images import read_image_file
+
+    describer = Describer.load(args.checkpoint, device="cpu", beam_size=args.beam)
+    t_pipe, ocr_runs = 0.0, 0
+    for s in range(0, n, args.batch):
+        t = time.perf_counter()
+        results = describer.describe([read_image_file(str(p)) for p in paths[s : s + args.batch]])
+        t_pipe += time.perf_counter() - t
+        ocr_runs += sum(r["ocr"] == "read" for r in results)
     result = {
         "model": cap.name, "decoder": cap.model.cfg.decoder.kind, "encoder": cap.model.cfg.encoder,
         "device": "cpu", "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
@@ -89,6 +104,8 @@ def main() -> None:
         "b_images": n, "b_load_ms_per_image": round(1000 * t_load / n, 2),
         "b_encoder_ms_per_image": round(1000 * t_enc / n, 2), "b_decode_ms_per_image": round(1000 * t_dec / n, 2),
         "b_total_ms_per_image": round(1000 * total / n, 2), "b_decode_share": round(t_dec / total, 3),
+        "c_describe_ms_per_image": round(1000 * t_pipe / n, 2), "c_ratio_to_b": round(t_pipe / total, 3),
+        "c_ocr_share": round(ocr_runs / n, 3), "c_pipeline": describer.namespace,
     }
     rows = [
         ("(a) batched beam search, ms / batch", result["a_batched_ms_per_batch"]),
@@ -100,6 +117,9 @@ def main() -> None:
         ("(b) decoding, ms / image", result["b_decode_ms_per_image"]),
         ("(b) total, ms / image", result["b_total_ms_per_image"]),
         ("(b) decoding share (target <= 30%)", f"{100 * result['b_decode_share']:.1f}%"),
+        ("(c) describe pipeline, ms / image", result["c_describe_ms_per_image"]),
+        ("(c) pipeline / (b) (target <= 1.10)", result["c_ratio_to_b"]),
+        ("(c) photos that needed OCR", f"{100 * result['c_ocr_share']:.1f}%"),
     ]
     print(f"bench_decode: {result['encoder']} + {result['decoder']}, batch {args.batch}, beam {args.beam}, "
           f"{result['threads']} CPU threads")

@@ -5,8 +5,8 @@
 
 Data, and what each part is fitted on (test sets are never read):
 
-* out-of-domain reference: pooled encoder features of ``--refs`` images from the datasets' *train* splits; the
-  threshold keeps ``--ood-keep`` of the *dev* photos in domain;
+* out-of-domain reference: pooled encoder features of ``--refs`` images from the datasets' *train* splits (and the
+  PCA the kind classifier sees); the threshold keeps ``--ood-keep`` of the *dev* photos in domain;
 * kind classifier: the kinds manifest's *train* split (real screenshots, charts, icons, ... gathered by
   ``scripts/gather_honesty_set.py``) plus in-domain photos from the *train* splits (none of them a reference
   image), checked on the manifest's *dev* split and the dev photos;
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model import default_checkpoint_path  # noqa: E402
 from model.captioner import _file_digest  # noqa: E402
 from model.datasets import load_split  # noqa: E402
-from server.describe import KINDS, Describer, heads_path  # noqa: E402
+from server.describe import KINDS, PIPELINE_VERSION, Describer, heads_path  # noqa: E402
 from server.describe.concepts import agreement, cue_masses, top_concepts  # noqa: E402
 from server.describe.heads import (CALIBRATION_FEATURES, CUE_FEATURES, PIXEL_FEATURES, Heads, Linear,  # noqa: E402
                                    calibration_features, kind_features)
@@ -53,7 +53,7 @@ class Extractor:
         cache_dir.mkdir(parents=True, exist_ok=True)
 
     def _file(self, paths: list[str], tag: str) -> Path:
-        key = hashlib.sha1("\n".join([self.d.captioner.version, tag, *paths]).encode()).hexdigest()[:16]
+        key = hashlib.sha1("\n".join([self.d.captioner.version, PIPELINE_VERSION, tag, *paths]).encode()).hexdigest()[:16]
         return self.cache_dir / f"{tag}-{key}.npz"
 
     def run(self, paths: list[str], tag: str, batch: int = 16) -> dict:
@@ -175,12 +175,12 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="heads file (default: beside the checkpoint)")
     ap.add_argument("--report", default="honesty_fit.json")
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache/alt-text/honesty-fit")
-    ap.add_argument("--refs", type=int, default=2500, help="reference images from the train splits")
+    ap.add_argument("--refs", type=int, default=1000, help="reference images from the train splits")
     ap.add_argument("--kind-photos", type=int, default=600, help="train photos for the kind classifier")
     ap.add_argument("--dev-photos", type=int, default=1200, help="dev photos (calibration, thresholds)")
-    ap.add_argument("--pca", type=int, default=128, help="dimensions of the out-of-domain space")
-    ap.add_argument("--kind-pca", type=int, default=32, help="PCA dimensions fed to the kind classifier")
-    ap.add_argument("--ood-keep", type=float, default=0.95, help="share of dev photos kept in domain")
+    ap.add_argument("--kind-pca", type=int, default=32, help="PCA dimensions of the features the kind classifier sees")
+    ap.add_argument("--kind-l2", type=float, default=1e-4, help="L2 penalty of the kind classifier")
+    ap.add_argument("--ood-keep", type=float, default=0.97, help="share of dev photos kept in domain")
     ap.add_argument("--acceptable-cider", type=float, default=0.5)
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -217,9 +217,8 @@ def main() -> None:
     x = refs["pooled"] / np.linalg.norm(refs["pooled"], axis=1, keepdims=True)
     pca_mean = x.mean(0)
     _, _, vt = np.linalg.svd(x - pca_mean, full_matrices=False)
-    pca = vt[:args.pca].astype(np.float32)
-    z = (x - pca_mean) @ pca.T
-    reference = (z / np.linalg.norm(z, axis=1, keepdims=True)).astype(np.float32)
+    pca = vt[:args.kind_pca].astype(np.float32)
+    reference = x.astype(np.float32)
     dummy = Linear(np.zeros((1, 1), np.float32), np.zeros(1, np.float32), np.zeros(1, np.float32),
                    np.ones(1, np.float32))
     heads = Heads(pca_mean.astype(np.float32), pca, reference, dummy, dummy,
@@ -244,7 +243,7 @@ def main() -> None:
     by_file = {m["file"]: m["kind"] for m in manifest}
     xk = np.concatenate([kfeats(ktrain), kfeats(kphotos)])
     yk = np.array([kind_index[by_file[f]] for f in ktrain["kept"]] + [0] * len(kphotos["kept"]))
-    heads.kind = fit_linear(xk, yk, len(KINDS), l2=1e-3)
+    heads.kind = fit_linear(xk, yk, len(KINDS), l2=args.kind_l2)
     xdev = np.concatenate([kfeats(kdev), kfeats(dev)])
     ydev = np.array([kind_index[by_file[f]] for f in kdev["kept"]] + [0] * len(dev["kept"]))
     pdev = heads.kind_probs(xdev)
@@ -284,6 +283,8 @@ def main() -> None:
         "acceptable_cider": args.acceptable_cider, "dev_images": int(len(y)), "acceptable_share": round(float(y.mean()), 3),
         "auroc_calibrated_crossfit": round(auroc(cross, y), 3), "auroc_raw_confidence": round(auroc(raw, y), 3),
         "reliability_crossfit": reliability(cross, y), "reliability_raw": reliability(raw, y),
+        "calibrated_quantiles": {q: round(float(np.quantile(cross, float(q))), 3) for q in
+                                 ("0.05", "0.08", "0.1", "0.25", "0.5")},
         "weights": dict(zip(CALIBRATION_FEATURES, heads.calibration.weight[0].round(3).tolist())),
     }
 

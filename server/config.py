@@ -23,10 +23,11 @@ class Config:
     fetch_timeout: float = 10.0  # total deadline of one fetch
     # What is said, and how sure it must be (server/describe: decision.Policy and wording.Wording; the defaults and
     # their measurements are in model/MODEL_CARD.md). Confidences are calibrated P(caption acceptable).
-    withhold_below: float = 0.2  # a caption under this confidence is not spoken
-    hedge_below: float = 0.5  # under this it is hedged more strongly ("Might be: ...")
+    withhold_below: float = 0.15  # a caption under this confidence is not spoken
+    hedge_below: float = 0.35  # under this it is hedged more strongly ("Might be: ...")
     photo_min: float = 0.6  # P(photo) a caption needs; other images are named by kind and text
     kind_min: float = 0.4  # P(kind) needed to name a non-photo kind
+    concept_min: float = 0.8  # ImageNet probability for a plain word ("a cat") instead of an unsure caption
     sure_prefix: str = "Appears to be: "
     unsure_prefix: str = "Might be: "
     says_prefix: str = "Appears to say: "
@@ -47,7 +48,7 @@ class Config:
         from .describe import Policy
 
         return Policy(withhold_below=self.withhold_below, hedge_below=self.hedge_below, photo_min=self.photo_min,
-                      kind_min=self.kind_min)
+                      kind_min=self.kind_min, concept_min=self.concept_min)
 
     def wording(self):
         from .describe import Wording

@@ -79,8 +79,11 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: in
         if max(im.size) > max_side:
             im.thumbnail((max_side, max_side), Image.BICUBIC)
         rgb = to_rgb(im)
-        # What the RGB copy no longer shows, for the describe pipeline's evidence (a transparent icon, its size).
+        # What the RGB copy no longer shows, for the describe pipeline's evidence (a transparent icon, its size,
+        # and which pixels are the picture rather than the white it was composited onto).
         rgb.info["alt_text_source"] = source
+        if source["transparent"] > 0:
+            rgb.info["alt_text_alpha"] = im.convert("RGBA").getchannel("A")
         return rgb
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageError("corrupt_image", f"the image is damaged or truncated ({e})") from None

@@ -5,16 +5,19 @@ The rules, in order (a false description is worse than none):
 1. A kind other than photo is named for what it is (text, screenshot, chart, icon, logo, illustration), with the
    text it shows when OCR read some. A photo caption is never spoken for it.
 2. When the classifier is not sure the image is a photo, and not sure what else it is, only its text is said.
-3. A photo unlike anything the captioner learned from (out of domain) gets no caption: its text if any, else
-   nothing, with ``reason="out_of_domain"``.
+3. A photo unlike anything the captioner learned from (out of domain) gets no caption: the ImageNet classifier's
+   plain word when it is confident (``concept_min``; the classifier learned from object photos much like these,
+   and is measured on them in the model card), else its text, else nothing (``reason="out_of_domain"``).
 4. A photo's caption is spoken only above ``withhold_below`` calibrated confidence, hedged more strongly below
-   ``hedge_below``.
+   ``hedge_below``; below ``hedge_below`` a confident concept replaces it (an unsure caption's details are what it
+   gets wrong: "a cat on a bed with a tennis ball" for a cat's face becomes "a cat").
 
 Without OCR text, a non-photo is still named by its kind ("Screenshot."): true, if less useful. Thresholds are
 ``Policy`` fields, configurable per deployment; the defaults come from the measurements in the model card.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .evidence import Evidence
@@ -24,10 +27,11 @@ NON_PHOTO = ("text", "screenshot", "chart", "icon", "logo", "illustration")
 
 @dataclass(frozen=True)
 class Policy:
-    withhold_below: float = 0.2  # calibrated confidence under which a caption is not spoken
-    hedge_below: float = 0.5  # ... and under which it is hedged more strongly
+    withhold_below: float = 0.15  # calibrated confidence under which a caption is not spoken
+    hedge_below: float = 0.35  # ... and under which it is hedged more strongly
     photo_min: float = 0.6  # P(photo) a caption needs
     kind_min: float = 0.4  # probability a non-photo kind needs to be named
+    concept_min: float = 0.8  # classifier probability a concept needs to be said instead of a caption
     min_text_words: int = 1  # OCR words that count as text
     max_text_chars: int = 150  # text is trimmed to this, at a word boundary
 
@@ -40,6 +44,7 @@ class Decision:
     text: str  # the (trimmed) text to quote, "" for none
     named: bool  # the kind is said
     reason: str | None  # why nothing is said (alt null), else None
+    concept: str = ""  # a plain word said instead of the caption ("cat")
 
 
 def trim(text: str, limit: int) -> str:
@@ -50,6 +55,10 @@ def trim(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:.-") + " …"
 
 
+def _title_like(line: str) -> bool:
+    return sum(len(re.sub(r"[^A-Za-z]", "", w)) >= 3 for w in line.split()) >= 2
+
+
 def decide(ev: Evidence, policy: Policy) -> Decision:
     words = len(ev.text.split())
     text = trim(ev.text, policy.max_text_chars) if words >= policy.min_text_words else ""
@@ -58,16 +67,19 @@ def decide(ev: Evidence, policy: Policy) -> Decision:
     best = max(NON_PHOTO, key=lambda k: probs.get(k, 0.0))
     if p_photo < policy.photo_min:
         if probs.get(best, 0.0) >= policy.kind_min:
-            if best == "chart" and text:  # a chart is named by its title, the first line of two words or more
-                title = next((line for line in ev.text_lines if len(line.split()) >= 2), ev.text_lines[0])
+            if best == "chart" and text:  # a chart is named by its title: its first line of two real words or more
+                title = next((line for line in ev.text_lines if _title_like(line)), "")
                 text = trim(title, policy.max_text_chars)
             return Decision(best, False, False, text, True, None)
         if text:
             return Decision("unknown", False, False, text, False, None)
         return Decision("unknown", False, False, "", False, "uncertain_kind")
+    concept = ev.concepts[0].word if ev.concepts and ev.concepts[0].p >= policy.concept_min else ""
     if ev.out_of_domain:
-        return Decision("photo", False, False, text, False, None if text else "out_of_domain")
+        return Decision("photo", False, False, text, False, None if text or concept else "out_of_domain", concept)
     conf = ev.confidence if ev.confidence is not None else ev.raw_confidence
+    if concept and conf < policy.hedge_below:
+        return Decision("photo", False, False, text, False, None, concept)
     if not ev.caption or conf < policy.withhold_below:
         return Decision("photo", False, False, text, False, None if text else "low_confidence")
     return Decision("photo", True, conf >= policy.hedge_below, text, False, None)

@@ -5,7 +5,8 @@
 fitted for one model is never used with another. Three heads, all linear, all evaluated in microseconds:
 
 * **out of domain**: how unlike the captioner's training images an image is: 1 - the mean cosine similarity of its
-  pooled encoder features to its ``k`` nearest training images (in a PCA space, to keep the file small);
+  pooled encoder features to its ``k`` nearest training images (full features: a PCA space of 128-256 dimensions
+  separated out-of-domain photos far worse, AUROC 0.81-0.93 against 0.997 on the dev set);
 * **kind**: photo, text, screenshot, chart, icon, logo or illustration, from pixel statistics, the ImageNet
   classifier's type cues, the out-of-domain score and the PCA-projected features (multinomial logistic regression);
 * **calibration**: the probability that the caption is acceptable, from the raw token confidence, caption length,
@@ -69,8 +70,8 @@ def sigmoid(z):
 @dataclass
 class Heads:
     pca_mean: np.ndarray  # [C] of L2-normalised pooled features
-    pca: np.ndarray  # [P, C]
-    reference: np.ndarray  # [R, P] L2-normalised projected training features
+    pca: np.ndarray  # [P, C]: the kind classifier sees the first n_pca components
+    reference: np.ndarray  # [R, C] L2-normalised pooled features of training images
     kind: Linear
     calibration: Linear
     meta: dict = field(default_factory=dict)  # checkpoint digest, k, thresholds, feature names, fit report
@@ -83,8 +84,7 @@ class Heads:
 
     def ood(self, pooled: np.ndarray) -> np.ndarray:
         """[B] out-of-domain scores in [0, 2]: about 0.1-0.3 for everyday photos, more for anything else."""
-        z = self.project(pooled)
-        z = z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-8)
+        z = pooled / np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-8)
         sims = z @ self.reference.T
         k = min(int(self.meta.get("k", 5)), sims.shape[1])
         top = -np.sort(-sims, axis=1)[:, :k]
@@ -123,7 +123,7 @@ class Heads:
                 meta = json.loads((f.metadata() or {})["honesty"])
             heads = cls(t["pca_mean"], t["pca"], t["reference"].astype(np.float32),
                         Linear.from_tensors(t, "kind"), Linear.from_tensors(t, "calibration"), meta)
-        except (OSError, KeyError, ValueError, TypeError) as e:
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for damaged files
             raise HeadsError(f"{path}: not a valid honesty heads file ({type(e).__name__}: {e})") from None
         if checkpoint_digest and meta.get("checkpoint") and meta["checkpoint"] != checkpoint_digest:
             raise HeadsError(f"{path} was fitted for another checkpoint ({meta['checkpoint'][:12]}, not "

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the evidence changes for the same image and model (new features, heads, OCR rules): it is part of the
 # cache namespace, so a new pipeline never serves an old one's answers.
-PIPELINE_VERSION = "describe-1"
+PIPELINE_VERSION = "describe-2"  # the decision and wording are not in it: they apply to cached evidence
 OCR_BELOW_P_PHOTO = 0.8  # OCR runs unless the image is this surely a photo
 # The fields of every result, in this order (the service adds cached, model and elapsed_ms; the CLI, input).
 RESULT_FIELDS = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "concepts", "hedged", "withheld",
@@ -143,7 +143,7 @@ class Describer:
             "confidence": ev.confidence if ev.confidence is not None else ev.raw_confidence,
             "raw_confidence": ev.raw_confidence,
             "concepts": [c.to_dict() for c in ev.concepts],
-            "hedged": d.say_caption and not d.sure,
+            "hedged": (d.say_caption and not d.sure) or bool(d.concept),
             "withheld": alt is None,
             "reason": d.reason if alt is None else None,
             "out_of_domain": ev.out_of_domain,

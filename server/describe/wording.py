@@ -32,11 +32,16 @@ def _sentence_start_lower(caption: str) -> str:
     return caption if first.isupper() and len(first) > 1 else caption[:1].lower() + caption[1:]
 
 
+def with_article(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
 def phrase(d: Decision, caption: str, w: Wording) -> str | None:
     """The alt text for a decision, or None when nothing reliable can be said."""
     says = w.says.format(text=d.text) if d.text else ""
-    if d.say_caption:
-        text = (w.caption_sure if d.sure else w.caption_unsure).format(caption=_sentence_start_lower(caption))
+    if d.say_caption or d.concept:
+        said = _sentence_start_lower(caption) if d.say_caption else with_article(d.concept) + "."
+        text = (w.caption_sure if d.say_caption and d.sure else w.caption_unsure).format(caption=said)
         return f"{text} {says}".strip() if says else text
     if d.named:
         if d.kind == "text":

@@ -1,0 +1,228 @@
+"""The describe core (server/describe): decision rules, the phrasing table, evidence records, heads storage and
+calibration, pixel statistics, OCR and its absence, and the cache namespace. Fast: no captioner is loaded here
+(the real checkpoint's tests are in test_describe_real.py)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from server.describe import KINDS, Evidence, Heads, HeadsError, Policy, Wording, decide, phrase
+from server.describe import ocr as ocr_module
+from server.describe.concepts import Concept, agreement, top_concepts
+from server.describe.decision import trim
+from server.describe.heads import Linear, calibration_features
+from server.describe.pixels import pixel_stats
+from server.images import decode_image
+
+
+def evidence(kind="photo", p=0.95, confidence=0.8, ood=0.1, text=(), caption="A dog runs on the beach.", concept=None):
+    probs = {k: (p if k == kind else (1 - p) / (len(KINDS) - 1)) for k in KINDS}
+    concepts = [Concept(concept[0], concept[0], concept[1])] if concept else []
+    return Evidence(caption=caption, raw_confidence=0.4, confidence=confidence, kind_probs=probs, ood=ood,
+                    ood_threshold=0.3, concepts=concepts, text_lines=list(text), ocr="read" if text else "skipped")
+
+
+def say(ev, policy=Policy(), wording=Wording()):
+    d = decide(ev, policy)
+    return phrase(d, ev.caption, wording), d
+
+
+# -- the phrasing table: every kind of answer, in the words users hear ------------------------------------------
+
+@pytest.mark.parametrize("ev, alt, kind, reason", [
+    (evidence(confidence=0.8), "Appears to be: a dog runs on the beach.", "photo", None),
+    (evidence(confidence=0.3), "Might be: a dog runs on the beach.", "photo", None),
+    (evidence(confidence=0.1), None, "photo", "low_confidence"),
+    (evidence(ood=0.5), None, "photo", "out_of_domain"),
+    (evidence(ood=0.5, concept=("owl", 0.9)), "Might be: an owl.", "photo", None),
+    (evidence(ood=0.5, concept=("owl", 0.5)), None, "photo", "out_of_domain"),
+    (evidence(confidence=0.3, concept=("cat", 0.95)), "Might be: a cat.", "photo", None),
+    (evidence(confidence=0.8, concept=("cat", 0.95)), "Appears to be: a dog runs on the beach.", "photo", None),
+    (evidence(confidence=0.1, concept=("cat", 0.95)), "Might be: a cat.", "photo", None),
+    (evidence(ood=0.5, text=["EXIT"]), "Appears to say: “EXIT”", "photo", None),
+    (evidence(confidence=0.8, text=["Summer sale"]),
+     "Appears to be: a dog runs on the beach. Appears to say: “Summer sale”", "photo", None),
+    (evidence("text", text=["Summer sale, 30 % off"]), "Appears to say: “Summer sale, 30 % off”", "text", None),
+    (evidence("text"), "Image of text.", "text", None),
+    (evidence("screenshot", text=["File Edit View", "Create a New Image"]),
+     "Screenshot. Appears to say: “File Edit View Create a New Image”", "screenshot", None),
+    (evidence("screenshot"), "Screenshot.", "screenshot", None),
+    (evidence("chart", text=["3", "Histogram of 10,000 random numbers", "0 1 2"]),
+     "Chart: “Histogram of 10,000 random numbers”", "chart", None),
+    (evidence("chart"), "Chart.", "chart", None),
+    (evidence("chart", text=["OW", "0 5 10"]), "Chart.", "chart", None),
+    (evidence("icon"), "Icon.", "icon", None),
+    (evidence("logo", text=["Debian"]), "Logo. Appears to say: “Debian”", "logo", None),
+    (evidence("illustration"), "Illustration.", "illustration", None),
+    (evidence("photo", p=0.5), None, "unknown", "uncertain_kind"),
+    (evidence("photo", p=0.5, text=["Open"]), "Appears to say: “Open”", "unknown", None),
+])
+def test_phrasing_table(ev, alt, kind, reason):
+    text, d = say(ev)
+    assert text == alt and d.kind == kind and d.reason == reason
+
+
+def test_a_non_photo_never_gets_the_photo_caption():
+    for kind in KINDS[1:]:
+        alt, d = say(evidence(kind, confidence=0.99))
+        assert not d.say_caption and "dog" not in alt
+
+
+def test_wording_and_thresholds_are_configurable():
+    w = Wording(caption_sure="Probably {caption}", says="Text: {text}")
+    assert say(evidence(confidence=0.8), wording=w)[0] == "Probably a dog runs on the beach."
+    assert say(evidence("text", text=["Hello"]), wording=w)[0] == "Text: Hello"
+    assert say(evidence(confidence=0.8), policy=Policy(withhold_below=0.9))[0] is None
+    assert say(evidence(ood=0.5), policy=Policy())[1].reason == "out_of_domain"
+
+
+def test_acronym_starting_a_caption_keeps_its_case():
+    assert say(evidence(caption="NASA astronauts in a lab."))[0] == "Appears to be: NASA astronauts in a lab."
+
+
+def test_text_is_trimmed_at_a_word_boundary():
+    long = " ".join(["word"] * 80)
+    assert trim(long, 30) == "word word word word word word …"
+    assert len(say(evidence("text", text=[long]))[0]) < 180
+
+
+def test_without_heads_the_raw_confidence_decides_and_everything_is_a_photo():
+    ev = Evidence(caption="A cat.", raw_confidence=0.6, confidence=None, kind_probs={}, ood=None,
+                  ood_threshold=None)
+    assert ev.kind == "photo" and not ev.out_of_domain
+    assert say(ev)[0] == "Appears to be: a cat."
+
+
+def test_evidence_round_trips_through_a_dict():
+    ev = evidence("chart", text=["A title"])
+    ev.concepts = [Concept("cat", "Egyptian cat", 0.81)]
+    ev.pixels = pixel_stats(Image.new("RGB", (40, 30), "white"))
+    again = Evidence.from_dict(ev.to_dict())
+    assert again == ev and again.to_dict() == ev.to_dict()
+
+
+# -- concepts -------------------------------------------------------------------------------------------------
+
+def test_imagenet_labels_become_plain_words():
+    import torch
+
+    probs = torch.zeros(1000)
+    probs[285], probs[281], probs[207] = 0.5, 0.3, 0.2  # Egyptian cat, tabby, golden retriever
+    concepts = top_concepts(probs)
+    assert [(c.word, round(c.p, 2)) for c in concepts] == [("cat", 0.8), ("dog", 0.2)]
+    assert agreement(concepts, "a cats sits on a sofa") == pytest.approx(0.8)
+    assert agreement(concepts, "a man rides a bike") == 0
+
+
+# -- heads: storage, checkpoint binding, calibration monotone --------------------------------------------------
+
+def _heads(rng, c=8, p=4, f=None):
+    f = f or 16 + 2
+    lin = lambda k, n: Linear(rng.normal(size=(k, n)).astype(np.float32), np.zeros(k, np.float32),  # noqa: E731
+                              np.zeros(n, np.float32), np.ones(n, np.float32))
+    cal = lin(1, 6)
+    cal.weight[0, 0] = abs(cal.weight[0, 0])
+    return Heads(np.zeros(c, np.float32), rng.normal(size=(p, c)).astype(np.float32),
+                 rng.normal(size=(20, c)).astype(np.float32), lin(len(KINDS), f), cal,
+                 {"k": 3, "kinds": list(KINDS), "n_pca": 2, "checkpoint": "abc123", "ood_threshold": 0.4})
+
+
+def test_heads_round_trip_and_refuse_another_checkpoint(tmp_path):
+    heads = _heads(np.random.default_rng(0))
+    path = tmp_path / "m.honesty.safetensors"
+    heads.save(path)
+    again = Heads.load(path, checkpoint_digest="abc123")
+    x = np.random.default_rng(1).normal(size=(3, 8)).astype(np.float32)
+    assert np.allclose(again.ood(x), heads.ood(x), atol=1e-3) and again.digest == heads.digest
+    with pytest.raises(HeadsError, match="another checkpoint"):
+        Heads.load(path, checkpoint_digest="def456")
+    path.write_bytes(b"not safetensors")
+    with pytest.raises(HeadsError, match="not a valid"):
+        Heads.load(path)
+
+
+def test_calibration_is_monotone_in_the_raw_confidence():
+    heads = _heads(np.random.default_rng(2))
+    raws = np.linspace(0.05, 0.95, 19)
+    p = heads.acceptable(np.stack([calibration_features(r, 9, 0.2, 0.5, 0.2, 0.9) for r in raws]))
+    assert np.all(np.diff(p) >= 0)
+
+
+def test_fitting_keeps_the_raw_confidence_weight_non_negative():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("fit_honesty", Path(__file__).parents[1] / "scripts/fit_honesty.py")
+    fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    y = (x[:, 0] < 0).astype(float)  # the label *falls* with feature 0: unconstrained, its weight is negative
+    lin = fit.fit_linear(x, y, 1, l2=1e-3, class_weight=False, monotone=0)
+    assert lin.weight[0, 0] >= 0
+    free = fit.fit_linear(x, y, 1, l2=1e-3, class_weight=False)
+    assert free.weight[0, 0] < 0
+
+
+# -- pixels and the decoder's record of the source --------------------------------------------------------------
+
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_decoder_records_size_and_transparency_for_the_evidence():
+    icon = Image.new("RGBA", (2000, 1000), (0, 0, 0, 0))
+    ImageDraw.Draw(icon).ellipse((500, 200, 1500, 800), fill=(200, 30, 30, 255))
+    im = decode_image(_png(icon))
+    stats = pixel_stats(im)
+    assert max(im.size) == 1024 and (stats.width, stats.height) == (2000, 1000)
+    assert 0.7 < stats.transparent < 0.82 and stats.equal_neighbours > 0.9 and stats.distinct_colours < 0.05
+
+
+def test_photo_statistics_differ_from_a_flat_graphic():
+    rng = np.random.default_rng(0)
+    noisy = Image.fromarray((rng.normal(128, 30, (200, 300, 3))).clip(0, 255).astype(np.uint8))
+    s = pixel_stats(noisy)
+    assert s.equal_neighbours < 0.05 and s.distinct_colours > 0.5 and s.transparent == 0
+
+
+# -- OCR ----------------------------------------------------------------------------------------------------------
+
+def test_missing_tesseract_is_reported_not_fatal():
+    assert ocr_module.available("/nonexistent/tesseract") is False
+
+
+needs_tesseract = pytest.mark.skipif(not ocr_module.available(), reason="Tesseract is not installed")
+
+
+@needs_tesseract
+def test_ocr_reads_a_rendered_banner():
+    from PIL import ImageFont
+
+    banner = Image.new("RGB", (640, 120), "white")
+    font = ImageFont.load_default(size=48)
+    ImageDraw.Draw(banner).text((20, 30), "Summer sale today", fill="black", font=font)
+    read = ocr_module.Ocr().read(banner)
+    assert read.text == "Summer sale today" and read.words == 3
+
+
+@needs_tesseract
+def test_ocr_invents_no_text_on_a_text_free_photo():
+    from pathlib import Path
+
+    from server.images import read_image_file
+
+    for name in ("cat.jpg", "coffee.jpg"):
+        assert ocr_module.Ocr().read(read_image_file(str(Path(__file__).parent / "data" / name))).lines == []
+
+
+def test_an_ocr_failure_reads_as_no_text(monkeypatch):
+    if not ocr_module.available():
+        pytest.skip("Tesseract is not installed")
+    o = ocr_module.Ocr(command="/bin/false")
+    assert o.read(Image.new("RGB", (50, 50))).lines == []
