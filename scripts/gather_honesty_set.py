@@ -9,7 +9,8 @@ commits only the list `scripts/honesty_set.json`; this script rebuilds the image
 
 It downloads the packages named in the list with `apt-get download` (never installs them) into OUT/debs, unpacks
 them with `dpkg-deb -x` into OUT/pkgs (both skipped when already there), renders PDF pages with `pdftoppm`
-(poppler-utils), HTML pages with a headless Chromium and SVG files with `rsvg-convert` (librsvg2-bin), and writes
+(poppler-utils), HTML pages with a headless Chromium and SVG files with `rsvg-convert` (librsvg2-bin), reads GIMP
+pattern files (.pat, a tiny raw-pixel format Pillow lacks) itself, and writes
 OUT/images/<id>.png (photos without transparency as .jpg) and OUT/manifest.json: a list of
 {id, file, kind, split, keywords, source, licence}. Images are reduced to at most 1024 px a side; transparency
 is kept. Entries whose file has vanished from its package are skipped and reported.
@@ -24,6 +25,7 @@ import gzip
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -89,8 +91,21 @@ def fetch_package(pkg: str, debs: Path, pkgs: Path, log) -> Path:
     return root
 
 
+def read_gimp_pattern(path: Path) -> Image.Image:
+    """A GIMP .pat file: big-endian header (header size, version, width, height, bytes per pixel, b"GPAT",
+    name) followed by the raw pixels."""
+    data = path.read_bytes()
+    header_size, _version, width, height, depth = struct.unpack(">5I", data[:20])
+    if data[20:24] != b"GPAT" or depth not in (1, 2, 3, 4):
+        raise GatherError(f"{path} is not a GIMP pattern file")
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[depth]
+    return Image.frombytes(mode, (width, height), data[header_size:header_size + width * height * depth])
+
+
 def load_raster(path: Path, svg_size: int) -> Image.Image:
     name = path.name.lower()
+    if name.endswith(".pat"):
+        return read_gimp_pattern(path)
     if name.endswith((".svg", ".svgz")):
         rsvg = need_tool("rsvg-convert", "install librsvg2-bin to rasterise SVG entries")
         with tempfile.TemporaryDirectory() as tmp:

@@ -100,7 +100,7 @@ FIXTURE = f"""<!doctype html><html lang="en"><head><style>.gone {{ display: none
   Search</button>
 <a href="#top"><svg id="svg-icon-only-link" width="24" height="24" data-expect="describe"><rect width="9"/></svg></a>
 <svg width="64" height="64"><svg id="svg-nested" width="32" height="32" data-expect="ignore"></svg></svg>
-<img id="generated" alt="Image may show: a red square" data-alt-text="Image may show: a red square" src="{PNG}"
+<img id="generated" alt="Appears to be: a red square." data-alt-text="Appears to be: a red square." src="{PNG}"
      width="64" height="64" data-expect="generated">
 <p id="paragraph" data-expect="ignore">Not an image</p>
 <div style="height: 6000px"></div>

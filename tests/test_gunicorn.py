@@ -12,6 +12,7 @@ import requests
 from conftest import COLOURS, SHAPES, free_port, make_shape_image, running_service
 from model import Captioner
 from server.batcher import BatchWorker
+from server.describe import Describer
 
 COMBOS = [(c, s) for c in COLOURS for s in SHAPES]
 
@@ -43,7 +44,7 @@ def image_site(tmp_path_factory):
 
 def test_worker_batches_concurrent_images_and_answers_each_correctly(captioner):
     sizes = []
-    worker = BatchWorker(captioner, max_batch=8, max_wait_ms=50, on_batch=lambda n, s: sizes.append(n))
+    worker = BatchWorker(captioner.caption, max_batch=8, max_wait_ms=50, on_batch=lambda n, s: sizes.append(n))
     try:
         images = [make_shape_image(c, s) for c, s in COMBOS]
         futures = [worker.submit(im) for im in images]
@@ -55,7 +56,7 @@ def test_worker_batches_concurrent_images_and_answers_each_correctly(captioner):
 
 
 def test_a_bad_image_fails_alone_not_its_batch(captioner):
-    worker = BatchWorker(captioner, max_batch=8, max_wait_ms=200)
+    worker = BatchWorker(captioner.caption, max_batch=8, max_wait_ms=200)
     try:
         good = make_shape_image("red", "circle")
         futures = [worker.submit(x) for x in (good, "not an image", good, "nor this")]
@@ -123,7 +124,7 @@ def test_cli_url_in_process_and_through_the_service(gunicorn, image_site, shapes
     good = f"http://{image_site}/blue-circle.png"
     missing = f"http://{image_site}/missing.png"
     private = "http://10.0.0.1/x.png"  # refused before any packet is sent
-    want = captioner.caption([make_shape_image("blue", "circle")])[0].text
+    want = Describer(captioner).describe([make_shape_image("blue", "circle")])[0]["alt"]
     for extra in (["--checkpoint", str(shapes_checkpoint)], ["--server", gunicorn]):
         r = CliRunner().invoke(main, ["url", "--json", *extra, good, missing, private])
         assert r.exit_code == 1, r.output

@@ -375,3 +375,70 @@ def test_slow_fetches_run_in_parallel_not_behind_the_decode_bound(make_client):
         httpd.shutdown()
     assert all("caption" in r for r in res)
     assert state["max"] >= 3
+
+
+# -- the describe core behind the service ---------------------------------------------------------------------
+
+def test_results_follow_the_openapi_schema_and_the_describe_core(make_client, captioner):
+    import jsonschema
+
+    from server.describe import Describer
+    from server.openapi import openapi_spec
+
+    client = make_client()
+    image = png("red", "square")
+    result = client.post("/v1/alt-text", json={"images": [{"data": b64(image)}, {"data": "!!"}]}).get_json()
+    schema = openapi_spec()["paths"]["/v1/alt-text"]["post"]["responses"]["200"]["content"]["application/json"]
+    jsonschema.Draft202012Validator(schema["schema"]).validate(result)
+    good = result["results"][0]
+    # The service shows exactly what the one pipeline decided: no hedge of its own on top.
+    ocr = client.application.extensions["alt_text"]["service"].describer.ocr
+    direct = Describer(captioner, ocr=ocr).describe([Image.open(io.BytesIO(image))])[0]
+    assert {k: good[k] for k in direct} == direct
+    prefix = "Might be: " if good["hedged"] else "Appears to be: "
+    assert good["alt"] == prefix + good["caption"][0].lower() + good["caption"][1:]
+
+
+def test_readiness_and_metrics_report_the_pipeline(make_client):
+    client = make_client()
+    ready = client.get("/readyz").get_json()
+    assert ready["pipeline"].startswith(ready["model"]) and ready["honesty_heads"] is False
+    assert isinstance(ready["ocr"], bool)
+    client.post("/v1/alt-text", json={"images": [{"data": b64(png("green", "circle"))}]})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'alt_text_kinds_total{kind="photo"} 1.0' in text
+
+
+def test_withheld_reasons_are_counted(make_client):
+    client = make_client(withhold_below=1.0)  # nothing is sure enough: every caption is withheld
+    r = client.post("/v1/alt-text", json={"images": [{"data": b64(png("blue", "circle"))}]}).get_json()["results"][0]
+    assert r["alt"] is None and r["withheld"] and r["reason"] == "low_confidence" and r["caption"]
+    assert 'alt_text_withheld_total{reason="low_confidence"} 1.0' in client.get("/metrics").get_data(as_text=True)
+
+
+def test_without_ocr_the_service_still_describes(make_client):
+    client = make_client(ocr=False)
+    assert client.get("/readyz").get_json()["ocr"] is False
+    r = client.post("/v1/alt-text", json={"images": [{"data": b64(png())}]}).get_json()["results"][0]
+    assert r["alt"] and r["ocr"] == "unavailable"
+
+
+def test_cache_namespace_changes_with_the_pipeline_version(make_client, monkeypatch):
+    from server.describe import pipeline
+
+    body = {"images": [{"data": b64(png("red", "circle"))}]}
+    first = make_client()
+    assert first.post("/v1/alt-text", json=body).get_json()["results"][0]["cached"] is False
+    assert first.post("/v1/alt-text", json=body).get_json()["results"][0]["cached"] is True
+    monkeypatch.setattr(pipeline, "PIPELINE_VERSION", "describe-next")
+    later = make_client()  # same cache file, new pipeline: the old evidence must not be served
+    assert later.get("/readyz").get_json()["pipeline"].count("describe-next") == 1
+    assert later.post("/v1/alt-text", json=body).get_json()["results"][0]["cached"] is False
+
+
+def test_changed_wording_applies_to_cached_results(make_client):
+    body = {"images": [{"data": b64(png("yellow", "square"))}]}
+    assert make_client().post("/v1/alt-text", json=body).get_json()["results"][0]["cached"] is False
+    again = make_client(sure_prefix="Probably: ", unsure_prefix="Probably: ").post("/v1/alt-text", json=body)
+    r = again.get_json()["results"][0]
+    assert r["cached"] is True and r["alt"].startswith("Probably: ")
