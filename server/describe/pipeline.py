@@ -46,6 +46,7 @@ class ModelOutput:
     raw_confidence: float
     pooled: np.ndarray  # [C]
     probs: torch.Tensor | None  # [1000] ImageNet probabilities, None when the encoder has no head
+    ood: float | None = None  # out-of-domain score, None without fitted heads
 
 
 class Describer:
@@ -102,8 +103,10 @@ class Describer:
             w = self.imagenet.weight
             probs = torch.softmax(self.imagenet(pooled.to(w.device, w.dtype)).float(), -1).cpu()
         pooled_np = pooled.numpy()
+        oods = self.heads.ood(pooled_np) if self.heads is not None else [None] * len(captions)  # one product
         return [ModelOutput(c.text, c.tokens, float(c.confidence), pooled_np[i],
-                            None if probs is None else probs[i]) for i, c in enumerate(captions)]
+                            None if probs is None else probs[i], None if oods[i] is None else float(oods[i]))
+                for i, c in enumerate(captions)]
 
     def gather(self, pixels: PixelStats, out: ModelOutput, image: Image.Image | None) -> Evidence:
         """The evidence for one image. ``image`` is needed for OCR; None skips it."""
@@ -113,7 +116,7 @@ class Describer:
                       kind_probs={}, ood=None, ood_threshold=None, concepts=concepts, pixels=pixels)
         if h is not None and out.probs is not None:
             probs = out.probs
-            ood = float(h.ood(out.pooled[None])[0])
+            ood = out.ood if out.ood is not None else float(h.ood(out.pooled[None])[0])
             top_p = float(probs.max())
             entropy = float(-(probs * probs.clamp_min(1e-12).log()).sum())
             feats = kind_features(pixels, cue_masses(probs), top_p, entropy, ood, h.project(out.pooled),

@@ -2,7 +2,7 @@
 
 Photographs have sensor noise and soft gradients: runs of *exactly* equal neighbouring pixels are rare, and nearly
 every pixel has a colour of its own. Rendered graphics are the opposite: large flat areas, few colours, hard
-edges, often transparency and small or extreme sizes. These numbers cost well under a millisecond on a 160 px
+edges, often transparency and small or extreme sizes. These numbers cost well under a millisecond on a 128 px
 nearest-neighbour thumbnail (nearest keeps exact equalities that a smoothing resize would blend away).
 
 Where the image has transparency, the statistics describe its visible pixels only: a photo cut out on a
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-THUMB = 160
+THUMB = 128
 
 
 @dataclass(frozen=True)
