@@ -7,8 +7,9 @@ The images are real non-photos and out-of-domain photos gathered by ``scripts/ga
 keywords written by a person who looked at it (``scripts/honesty_set.json``). An answer is judged:
 
 * **withheld**: no alt text;
-* **truthful**: for a non-photo, its kind is named right (icon and logo count as one) or the text read contains
-  one of its keywords, and no photo caption is spoken; for a photo, the alt text contains one of its keywords;
+* **truthful**: for a non-photo, its kind is named right (icon and logo count as one), or the text read or the alt
+  text contains one of its keywords ("a printer" for a printer icon), and no photo-scene caption is spoken; for a
+  photo, the alt text contains one of its keywords;
 * **false**: anything else (a photo-scene caption on a screenshot, the wrong kind, a caption naming the wrong thing).
 
 It also reports in-domain coverage (the share of the datasets' photos of the same split that still get an alt text), the
@@ -55,7 +56,8 @@ def judge(item: dict, r: dict) -> dict:
     elif true_kind == "photo":
         verdict = "truthful" if mentions(r["alt"], item.get("keywords", [])) else "false"
     else:
-        verdict = "truthful" if (kind_right or text_right) and not caption_spoken else "false"
+        said_right = mentions(r["alt"], item.get("keywords", []))
+        verdict = "truthful" if (kind_right or text_right or said_right) and not caption_spoken else "false"
     return {"verdict": verdict, "caption_spoken": caption_spoken, "kind_right": kind_right, "text_right": text_right}
 
 
