@@ -13,6 +13,8 @@ Stages, and where each runs in the service:
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,19 +156,18 @@ class Describer:
         }
 
     def describe(self, images: list[Image.Image], batch_size: int = 16) -> list[dict]:
-        """All stages for a batch held by one thread: one result per image, in order."""
-        results = []
-        for i in range(0, len(images), batch_size):
-            chunk = images[i:i + batch_size]
-            for im, out in zip(chunk, self.run_model(chunk)):
-                results.append(self.decide(self.gather(self.look(im), out, im)))
-        return results
+        """All stages for a batch held by one caller: one result per image, in order."""
+        return [self.decide(ev) for ev in self.evidence(images, batch_size)]
 
     def evidence(self, images: list[Image.Image], batch_size: int = 16) -> list[Evidence]:
+        """The evidence for a batch; OCR (a Tesseract process per image) runs on one thread per core."""
         out = []
-        for i in range(0, len(images), batch_size):
-            chunk = images[i:i + batch_size]
-            out.extend(self.gather(self.look(im), o, im) for im, o in zip(chunk, self.run_model(chunk)))
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for i in range(0, len(images), batch_size):
+                chunk = images[i:i + batch_size]
+                outputs = self.run_model(chunk)
+                out.extend(pool.map(lambda pair: self.gather(self.look(pair[0]), pair[1], pair[0]),
+                                    zip(chunk, outputs)))
         return out
 
 
