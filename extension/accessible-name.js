@@ -19,13 +19,17 @@ globalThis.altTextNames = (() => {
     "dscn", "pxl", "jpg", "jpeg", "png", "gif", "webp", "avif", "svg", "bmp", "tif", "tiff", "heic", "ico", "file",
     "copy", "final", "edited", "small", "large", "medium",
   ]);
+  // Words that carry no meaning of their own ("a logo", "of the").
+  const STOPWORDS = new Set(["a", "an", "the", "of", "and", "or", "for", "with", "in", "on", "at", "to", "my", "our",
+    "your", "this", "that"]);
   const IMAGE_FILE = /\.(?:jpe?g|png|gif|webp|avif|svg|bmp|tiff?|ico|heic)(?:\?\S*)?$/i;
   // Ideographic scripts say a lot in few characters: "猫" is a fine name.
   const IDEOGRAPHIC = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
 
   const collapse = (s) => (s || "").replace(/\s+/g, " ").trim();
 
-  /** True for names that do not describe anything: file names, placeholder words, near-empty text. */
+  /** True for names that do not describe anything: file names, placeholder words, stop words only. A short real
+   * word or acronym ("Dog", "CEO", "UN logo") is a name: the cases are in tests/vectors/names.json. */
   function isSuspiciousName(name) {
     const text = collapse(name).toLowerCase();
     if (!text) return true;
@@ -35,8 +39,8 @@ globalThis.altTextNames = (() => {
       .replace(/\.(?:jpe?g|png|gif|webp|avif|svg|bmp|tiff?|ico|heic)\b/g, " ")
       .replace(/[\p{N}\p{P}\p{S}_]+/gu, " ")
       .split(" ")
-      .filter((w) => w && !PLACEHOLDER_WORDS.has(w));
-    return words.join("").length <= 3;
+      .filter((w) => w && !PLACEHOLDER_WORDS.has(w) && !STOPWORDS.has(w));
+    return !words.some((w) => w.length >= 2);
   }
 
   function role(el) {

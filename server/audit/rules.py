@@ -261,6 +261,8 @@ def _failure_message(rule: str, el: Tag, decorative: bool) -> str:
 _IMAGE_EXTENSION = re.compile(r"\.(?:jpe?g|png|gif|webp|avif|svg|bmp|tiff?|heic|ico)$", re.I)
 _CAMERA_NAME = re.compile(r"^(?:img|dsc[nf]?|dcim|pxl|mvimg|gopr|dji|screenshot|screen shot|photo|image)[\s_-]*\d{3,}",
                           re.I)
+# Ideographic scripts say a lot in one character (as extension/accessible-name.js IDEOGRAPHIC).
+_IDEOGRAPHIC = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _PATH_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|www\.|\.{0,2}/)\S*$", re.I)
 _PLACEHOLDERS = frozenset({
     "image", "images", "img", "photo", "photos", "photograph", "picture", "pic", "graphic", "logo", "spacer", "icon",
@@ -305,7 +307,8 @@ def suspicious_reason(alt: str, options: RuleOptions = RuleOptions()) -> str | N
         return "alt-placeholder"
     if _REDUNDANT_PREFIX.match(text):
         return "alt-redundant-prefix"
-    if len("".join(w for w in _words(text) if w not in _STOPWORDS)) <= 3:
+    meaningful = _IDEOGRAPHIC.search(text) or any(len(w) >= 2 for w in _words(text) if w not in _STOPWORDS)
+    if not meaningful:  # "Dog", "IBM", "UN logo" and "猫" are names; "a logo" and "of the" are not
         return "alt-stopwords-only"
     if len(text) > options.max_alt_length:
         return "alt-too-long"
