@@ -15,7 +15,7 @@
   const MAX_BYTES = 5 * 1024 * 1024;
   const MAX_SIDE = 1024; // images drawn from the page are scaled down to this: the model sees far less anyway
   const SERVICE_FORMATS = /^image\/(?:png|jpeg|gif|webp|bmp)$|^$|^application\/octet-stream$/;
-  const MAX_WRITES = 3; // a page that keeps removing our name gets its way
+  const MAX_WRITES = 3; // per picture: a page that keeps removing our name from the same picture gets its way
 
   let settings = null;
   let running = false;
@@ -27,7 +27,7 @@
   let settled = new WeakSet(); // has a final answer (described, named, decorative, tiny, failed): not asked again
   let busy = new WeakSet();
   const originals = new WeakMap(); // element -> {attribute: value before we wrote, or null}
-  let writes = new WeakMap(); // element -> how often we named it, up to MAX_WRITES
+  let writes = new WeakMap(); // element -> {picture, count}: how often we named its current picture
   const waitingForLoad = new WeakSet();
   const pictures = new WeakMap(); // element -> how often its src/srcset changed
   let contextTarget = null;
@@ -262,9 +262,12 @@
   }
 
   function inject(el, description) {
-    const count = writes.get(el) || 0;
+    // Counted per picture, not per element: a slideshow that changes src legitimately needs a name per slide.
+    const picture = pictures.get(el) || 0;
+    const seen = writes.get(el);
+    const count = seen && seen.picture === picture ? seen.count : 0;
     if (count >= MAX_WRITES) return;
-    writes.set(el, count + 1);
+    writes.set(el, { picture, count: count + 1 });
     const text = withPrefix(description);
     const saved = originals.get(el) || {};
     const set = (attr, value) => {
