@@ -59,9 +59,45 @@
     running = true;
     visibility = new IntersectionObserver(onVisibility, { rootMargin: "200px" });
     mutations = new MutationObserver(onMutations);
-    mutations.observe(document.documentElement, { childList: true, subtree: true, attributes: true,
-                                                   attributeFilter: WATCHED });
+    observedRoots = new WeakSet();
+    watch(document.documentElement);
     scan(document);
+  }
+
+  // ---- shadow roots: images inside web components are images on the page ----------------------------------
+
+  let observedRoots = new WeakSet();
+
+  function watch(root) {
+    if (observedRoots.has(root)) return;
+    observedRoots.add(root);
+    mutations.observe(root, { childList: true, subtree: true, attributes: true, attributeFilter: WATCHED });
+  }
+
+  /** An element's shadow root: open ones directly; closed ones through the extension APIs that reach them
+   * (Chrome's chrome.dom.openOrClosedShadowRoot, Firefox's element.openOrClosedShadowRoot). */
+  function shadowOf(el) {
+    if (el.shadowRoot) return el.shadowRoot;
+    try {
+      if (globalThis.chrome && chrome.dom && chrome.dom.openOrClosedShadowRoot) return chrome.dom.openOrClosedShadowRoot(el);
+      if (el.openOrClosedShadowRoot) return el.openOrClosedShadowRoot();
+    } catch {
+      // not a shadow host the API accepts
+    }
+    return null;
+  }
+
+  /** Elements matching ``selector`` in ``root`` and in every shadow root below it (watched for changes too). */
+  function deepQuery(root, selector) {
+    const found = root.querySelectorAll ? Array.from(root.querySelectorAll(selector)) : [];
+    const hosts = root.querySelectorAll ? root.querySelectorAll("*") : [];
+    for (const host of [root, ...hosts]) {
+      const shadow = host.nodeType === 1 ? shadowOf(host) : null;
+      if (!shadow) continue;
+      if (running) watch(shadow);
+      found.push(...deepQuery(shadow, selector));
+    }
+    return found;
   }
 
   function stop() {
@@ -75,13 +111,13 @@
     settled = new WeakSet();
     busy = new WeakSet();
     writes = new WeakMap();
-    document.querySelectorAll(`[${GENERATED}]`).forEach(restore);
+    deepQuery(document, `[${GENERATED}]`).forEach(restore);
     if (liveRegion) liveRegion.remove();
     liveRegion = null;
   }
 
   function scan(root) {
-    const found = root.querySelectorAll ? Array.from(root.querySelectorAll(names.SELECTOR)) : [];
+    const found = deepQuery(root, names.SELECTOR);
     if (root.matches && root.matches(names.SELECTOR)) found.push(root);
     for (const el of found) if (names.imageKind(el)) visibility.observe(el);
   }

@@ -88,6 +88,32 @@ ON_DEMAND = """
 <a id="link" href="#nowhere"><img id="in-link" src="yellow-circle.png?{v}" width="64" height="64"></a>
 <img id="named" src="red-square.png?{v}" alt="A drawing of a square" width="64" height="64">"""
 
+COMPONENTS = """
+<open-card id="open-host"></open-card>
+<closed-card id="closed-host"></closed-card>
+<iframe id="same-origin" src="frame-{v}.html" width="200" height="120"></iframe>
+<iframe id="srcdoc" width="200" height="120"
+        srcdoc="<img id='in-srcdoc' src='blue-circle.png?srcdoc-{v}' width='64' height='64'>"></iframe>
+<script>
+  customElements.define("open-card", class extends HTMLElement {{
+    constructor() {{
+      super();
+      this.attachShadow({{mode: "open"}}).innerHTML =
+        '<img id="in-open" src="red-square.png?open-{v}" width="64" height="64">';
+    }}
+  }});
+  customElements.define("closed-card", class extends HTMLElement {{
+    constructor() {{
+      super();
+      const root = this.attachShadow({{mode: "closed"}});
+      root.innerHTML = '<img id="in-closed" src="green-circle.png?closed-{v}" width="64" height="64">';
+      window.closedRoot = root;  // for the test only: pages keep closed roots to themselves
+    }}
+  }});
+</script>"""
+
+FRAME = """<img id="in-frame" src="yellow-square.png?frame-{v}" width="64" height="64">"""
+
 
 FIREFOX_PAGE = """
 <img id="no-alt" src="red-square.png?ff" width="64" height="64">
@@ -138,7 +164,8 @@ def site_server(tmp_path_factory):
         for s in SHAPES:
             make_shape_image(c, s).save(root / f"{c}-{s}.png")
     yellow = base64.b64encode((root / "yellow-square.png").read_bytes()).decode()
-    pages = {"main": MAIN, "simple": SIMPLE, "on-demand": ON_DEMAND, "firefox": FIREFOX_PAGE}
+    pages = {"main": MAIN, "simple": SIMPLE, "on-demand": ON_DEMAND, "firefox": FIREFOX_PAGE,
+             "components": COMPONENTS, "frame": FRAME}
     for name, body in pages.items():
         for v in range(1, 4):  # versions with their own image URLs, so the extension's cache does not answer
             html = PAGE.format(title=f"{name} {v}", body=body.format(v=v, yellow_square=yellow))
@@ -396,6 +423,21 @@ def test_images_without_alt_get_names_screen_readers_read(browser, open_page, re
         assert "cookie" not in {k.lower() for k in r["headers"]}  # the site set one for 127.0.0.1
         assert b"main-1.html" not in r["body"]
     assert len(recorder.posts()) < len(sent)  # batched
+
+
+def test_images_in_shadow_roots_and_frames_are_named(open_page, expected):
+    page = open_page("components-1")
+    named = "(el) => el && el.hasAttribute('data-alt-text') ? el.getAttribute('alt') : null"
+    page.wait_for_function(f"""() => ({named})(document.querySelector('open-card').shadowRoot.getElementById('in-open'))
+                               && ({named})(window.closedRoot.getElementById('in-closed'))""", timeout=WAIT_MS)
+    assert ax_tree(page)["in-open"]["name"] == expected["red-square"]  # what a screen reader reads
+    assert page.evaluate(f"() => ({named})(window.closedRoot.getElementById('in-closed'))") == expected["green-circle"]
+    frames = {f.url.rsplit("/", 1)[-1]: f for f in page.frames}
+    for frame_name, element_id, picture in (("frame-1.html", "in-frame", "yellow-square"),
+                                            ("about:srcdoc", "in-srcdoc", "blue-circle")):
+        frame = frames[frame_name]
+        frame.wait_for_function(f"() => ({named})(document.getElementById('{element_id}'))", timeout=WAIT_MS)
+        assert frame.evaluate(f"() => document.getElementById('{element_id}').alt") == expected[picture]
 
 
 def test_turning_a_site_off_restores_the_page_and_sends_nothing(browser, open_page, recorder, expected, site):
