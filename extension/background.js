@@ -17,19 +17,18 @@ chrome.runtime.onInstalled.addListener(async () => {
  * One image for a content script: {url} first; the answer {needBytes: true} asks it to send {url, data} instead
  * (the service cannot fetch the URL, or tried and failed). Returns the service's result or {error}.
  */
-async function describeImage({ url, data, page }) {
+async function describeImage({ url, data }) {
   const settings = await getSettings();
-  const extra = settings.sendPageUrl && page ? { page } : {};
   if (!data) {
     const hit = await getCached(url);
     if (hit) return hit;
     if (!serviceCanFetch(url, settings.testAllowLoopback)) return { needBytes: true };
-    const result = await describe({ url, ...extra });
+    const result = await describe({ url });
     if (retryWithBytes(result.error)) return { needBytes: true, error: result.error };
     await putCached(url, result);
     return result;
   }
-  const result = await describe({ data, ...extra });
+  const result = await describe({ data });
   await putCached(url, result); // keyed by the page's URL for the image, so the bytes are not sent again
   return result;
 }
@@ -38,8 +37,7 @@ const handlers = {
   describe: (message) => describeImage(message),
   settings: async ({ hostname }) => {
     const s = await getSettings();
-    return { enabled: siteEnabled(s, hostname), automatic: s.automatic, prefix: s.prefix, minSize: s.minSize,
-             sendPageUrl: s.sendPageUrl };
+    return { enabled: siteEnabled(s, hostname), automatic: s.automatic, prefix: s.prefix, minSize: s.minSize };
   },
 };
 

@@ -9,7 +9,7 @@
 
   const names = globalThis.altTextNames;
   const GENERATED = names.GENERATED; // data-alt-text="<text we wrote>": never re-captioned from its own text
-  const SETTING_KEYS = ["automatic", "prefix", "minSize", "disabledSites", "sendPageUrl"];
+  const SETTING_KEYS = ["automatic", "prefix", "minSize", "disabledSites"];
   const WATCHED = ["src", "srcset", "alt", "aria-label", "aria-labelledby"];
   const BACKLOG_DELAY_MS = 300; // off-screen images wait this long, so visible ones go first
   const MAX_BYTES = 5 * 1024 * 1024;
@@ -213,17 +213,30 @@
     return bg ? { url: new URL(bg[1], document.baseURI).href } : null;
   }
 
-  /** The URL first (the worker may have it cached, or the service fetch it), the bytes when the worker asks. */
+  /** The URL first (the worker may have it cached, or the service fetch it), the bytes when the worker asks,
+   * or at once for an image behind the user's login: its URL never leaves the browser. */
   async function ask(source) {
-    const page = settings.sendPageUrl ? location.href : undefined;
     const url = /^https?:/i.test(source.url || "") ? source.url : undefined; // blob: and data: go as bytes
-    if (url) {
-      const first = await send({ type: "describe", url, page });
+    if (url && !(await needsCookies(url))) {
+      const first = await send({ type: "describe", url });
       if (!first || !first.needBytes) return first || unreachable();
     }
     const data = await bytesOf(source);
     if (!data) return { error: { code: "unreadable", message: "The image could not be read in the page." } };
-    return (await send({ type: "describe", url, data, page })) || unreachable();
+    return (await send({ type: "describe", url, data })) || unreachable();
+  }
+
+  /** True when the site refuses the image without the user's cookies (a members-only picture). Only images of
+   * the page's own origin can be asked without cookies from here (others are opaque to the page); a HEAD request
+   * costs no image download. Anything unclear counts as public, and the bytes still follow if the service fails. */
+  async function needsCookies(url) {
+    try {
+      if (new URL(url).origin !== location.origin) return false;
+      const response = await fetch(url, { method: "HEAD", credentials: "omit", cache: "no-store" });
+      return response.status === 401 || response.status === 403;
+    } catch {
+      return false;
+    }
   }
 
   function unreachable() {

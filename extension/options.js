@@ -31,7 +31,6 @@ async function load() {
   $(s.automatic ? "mode-automatic" : "mode-on-demand").checked = true;
   $("prefix").value = s.prefix;
   $("minSize").value = s.minSize;
-  $("sendPageUrl").checked = s.sendPageUrl;
   disabledSites = [...s.disabledSites];
   renderSites();
   const command = (await chrome.commands.getAll()).find((c) => c.name === "describe-focused-image");
@@ -106,7 +105,6 @@ form.addEventListener("submit", async (e) => {
     automatic: $("mode-automatic").checked,
     prefix: $("prefix").value.trim(), // empty is a choice: the service's wording already says it is machine-made
     minSize,
-    sendPageUrl: $("sendPageUrl").checked,
   });
   $("serviceUrl").value = serviceUrl;
   say("Saved.");

@@ -9,7 +9,6 @@ export const DEFAULTS = Object.freeze({
   prefix: "",
   minSize: 16, // px; smaller rendered images are not described
   disabledSites: [], // host names where the extension does nothing
-  sendPageUrl: false, // privacy: the page's address goes to the service only if the user opts in
   // TEST ONLY, not in the options page: "host:port" loopback origins whose image URLs are sent as URLs, for a
   // service started with the matching ALT_TEXT_TEST_ALLOW_LOOPBACK. Normally local images always go as bytes.
   testAllowLoopback: [],

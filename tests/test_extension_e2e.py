@@ -135,6 +135,13 @@ class Site(SimpleHTTPRequestHandler):
     def __init__(self, *a, **kw):
         super().__init__(*a, directory=self.root, **kw)
 
+    def do_HEAD(self):  # noqa: N802 - the extension asks this way whether an image needs the user's cookies
+        if self.path.startswith("/private/") and "session=ok" not in self.headers.get("Cookie", ""):
+            self.send_error(403)
+            return
+        self.path = self.path.replace("/private/", "/")
+        super().do_HEAD()
+
     def do_GET(self):
         if self.path.startswith("/report?"):
             self.reports.append(dict(urllib.parse.parse_qsl(self.path.split("?", 1)[1], keep_blank_values=True)))
@@ -301,7 +308,11 @@ def open_page(browser, site):
 
     def open_(name: str):
         page = ctx.new_page()
-        page.on("console", lambda m: m.type in ("error", "warning") and noise.append(f"{name}: {m.text}"))
+        # The one expected failure: the extension's cookie-less HEAD of a members-only image (it is refused, so
+        # the image is sent as bytes).
+        expected_refusal = lambda m: "/private/" in (m.location or {}).get("url", "")  # noqa: E731
+        page.on("console", lambda m: m.type in ("error", "warning") and not expected_refusal(m)
+                and noise.append(f"{name}: {m.text}"))
         page.on("pageerror", lambda e: noise.append(f"{name}: {e}"))
         pages.append(page)
         page.goto(f"http://{site}/{name}.html")
@@ -366,7 +377,7 @@ def test_images_without_alt_get_names_screen_readers_read(browser, open_page, re
     assert ax["role-img"]["name"] == expected["green-circle"]  # role=img with a CSS background: aria-label
     assert ax["data-url"]["name"] == expected["yellow-square"]  # data: URL, sent as bytes
     assert ax["blob-url"]["name"] == expected["red-circle"]  # blob: URL, sent as bytes
-    assert ax["private"]["name"] == expected["blue-square"]  # the service got 403; the page's bytes then
+    assert ax["private"]["name"] == expected["blue-square"]  # behind the login: sent as the page's bytes
     assert ax["inserted"]["name"] == expected["green-square"]  # inserted by a script after load
     assert ax["svg"]["role"] == "image" and re.match(r"(Appears to be|Might be): ", ax["svg"]["name"])  # drawn, sent as bytes
     # Left alone: decorative, a meaningful author name, tiny and hidden images.
@@ -415,7 +426,8 @@ def test_images_without_alt_get_names_screen_readers_read(browser, open_page, re
     sent = recorder.images()
     urls = [s["url"] for s in sent if "url" in s]
     assert all(set(s) in ({"url"}, {"data"}) for s in sent), sent
-    assert f"http://{site}/red-square.png?1" in urls and f"http://{site}/private/blue-square.png?1" in urls
+    assert f"http://{site}/red-square.png?1" in urls
+    assert not any("/private/" in u for u in urls)  # a members-only image's address never leaves the browser
     assert sum("data" in s for s in sent) >= 4  # data:, blob:, svg and the private image
     assert f"http://{site}/red-circle.png?1" not in urls  # tiny
     assert f"http://{site}/blue-square.png?1" not in urls  # hidden
