@@ -1,13 +1,17 @@
 /* Talks to the alt-text service. Images asked for within GATHER_MS of each other go in one POST /v1/alt-text
- * (at most MAX_IMAGES and about MAX_BODY_CHARS of JSON), so a page of images costs a few requests, and the service
- * can caption them in one forward pass. Only image URLs or bytes are sent: no cookies, no page text. */
+ * (at most the service's max_images and about half its body limit of JSON, as it publishes them at /v1/limits),
+ * so a page of images costs a few requests, and the service can describe them in one forward pass. Only image
+ * URLs or bytes are sent: no cookies, no page text. */
 
 import { getSettings } from "./settings.js";
 
 const GATHER_MS = 50;
-const MAX_IMAGES = 16; // the service's default per-request limit
+const MAX_IMAGES = 16; // gathered before a flush; sent in requests of at most the service's own limit
 const MAX_BODY_CHARS = 12_000_000; // under the service's default 20 MB body limit
+const DEFAULT_LIMITS = { maxImages: 16, maxBodyChars: MAX_BODY_CHARS }; // an older service publishes none
 const TIMEOUT_MS = 60_000;
+
+let limits = null; // {serviceUrl, maxImages, maxBodyChars}: read once per worker start and service address
 
 let queue = []; // {spec, resolve}
 let timer = null;
@@ -44,10 +48,50 @@ function flush() {
   post(batch).catch((e) => batch.forEach((item) => item.resolve(failure("extension_error", String(e)))));
 }
 
+/** The service's published limits (GET /v1/limits), or the defaults when it publishes none. */
+async function serviceLimits(settings, headers) {
+  if (limits && limits.serviceUrl === settings.serviceUrl) return limits;
+  let published = {};
+  try {
+    const r = await fetch(`${settings.serviceUrl}/v1/limits`, {
+      headers, credentials: "omit", cache: "no-store", signal: AbortSignal.timeout(10_000),
+    });
+    if (r.ok) published = await r.json();
+  } catch {
+    // unreachable: the POST will say so; the defaults are used meanwhile
+    return DEFAULT_LIMITS;
+  }
+  const positive = (n) => Number.isInteger(n) && n > 0;
+  limits = {
+    serviceUrl: settings.serviceUrl,
+    maxImages: positive(published.max_images) ? published.max_images : DEFAULT_LIMITS.maxImages,
+    maxBodyChars: positive(published.max_body_bytes)
+      ? Math.min(MAX_BODY_CHARS, Math.floor(published.max_body_bytes * 0.6)) : MAX_BODY_CHARS,
+  };
+  return limits;
+}
+
 async function post(batch) {
   const settings = await getSettings();
   const headers = { "Content-Type": "application/json" };
   if (settings.apiKey) headers["X-API-Key"] = settings.apiKey;
+  const { maxImages, maxBodyChars } = await serviceLimits(settings, headers);
+  const chunks = [[]];
+  let chars = 0;
+  for (const item of batch) {
+    const size = (item.spec.data || item.spec.url || "").length;
+    const last = chunks[chunks.length - 1];
+    if (last.length && (last.length >= maxImages || chars + size > maxBodyChars)) {
+      chunks.push([]);
+      chars = 0;
+    }
+    chunks[chunks.length - 1].push(item);
+    chars += size;
+  }
+  await Promise.all(chunks.map((chunk) => postChunk(chunk, settings, headers)));
+}
+
+async function postChunk(batch, settings, headers) {
   const body = JSON.stringify({ images: batch.map((item) => item.spec) });
   let response;
   try {

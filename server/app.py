@@ -59,7 +59,7 @@ def _guard():
         return error(429, "rate_limited", "too many requests; slow down", **{"Retry-After": str(int(wait) + 1)})
     if cfg.api_keys and not valid:
         return error(401, "unauthorized", "a valid X-API-Key header is required")
-    if _state()["service"] is None:
+    if _state()["service"] is None and request.endpoint != "api.limits":
         return error(503, "model_not_loaded", "the model is not loaded")
     return None
 
@@ -95,6 +95,11 @@ def describe_one():
     return jsonify({"results": [result]}), status
 
 
+@api.get("/limits")
+def limits():
+    return jsonify(current_app.config["ALT_TEXT"].limits())
+
+
 @ops.get("/healthz")
 def healthz():
     return jsonify({"status": "ok"})
@@ -107,7 +112,8 @@ def readyz():
         return jsonify({"status": "not ready", "reason": "model not loaded"}), 503
     d = service.describer
     return jsonify({"status": "ready", "model": service.model_version, "device": str(service.captioner.device),
-                    "pipeline": d.namespace, "ocr": d.ocr_available, "honesty_heads": d.heads is not None})
+                    "pipeline": d.namespace, "ocr": d.ocr_available, "honesty_heads": d.heads is not None,
+                    "limits": current_app.config["ALT_TEXT"].limits()})
 
 
 @ops.get("/metrics")

@@ -169,9 +169,12 @@ def _ask_server(server_url: str, api_key: str | None, urls: list[str]) -> list[d
 
     headers = {"X-API-Key": api_key} if api_key else {}
     endpoint = server_url.rstrip("/") + "/v1/alt-text"
+    from .client import service_limits
+
+    per_request = service_limits(server_url, headers)["max_images"]
     results = []
-    for start in range(0, len(urls), 16):  # the service's default per-request limit
-        chunk = urls[start : start + 16]
+    for start in range(0, len(urls), per_request):
+        chunk = urls[start : start + per_request]
         try:
             r = requests.post(endpoint, json={"images": [{"url": u} for u in chunk]}, headers=headers, timeout=120)
         except requests.RequestException as e:

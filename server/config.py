@@ -44,6 +44,12 @@ class Config:
     test_allow_loopback: tuple[str, ...] = ()  # TEST ONLY: "127.0.0.1:PORT" origins the fetcher may reach
     load_model: bool = True  # False: start without a model (tests of the HTTP layer)
 
+    def limits(self) -> dict:
+        """The request limits clients must respect, as ``GET /v1/limits`` publishes them (the CLI, the audit and
+        the extension read them instead of assuming the defaults)."""
+        return {"max_images": self.max_images, "max_body_bytes": self.max_body_bytes,
+                "max_image_bytes": self.max_image_bytes, "max_pixels": self.max_pixels}
+
     def policy(self):
         from .describe import Policy
 

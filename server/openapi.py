@@ -8,6 +8,8 @@ _ERROR = {
         "message": {"type": "string"},
         "status": {"type": "integer", "description": "the HTTP status this error would have on its own"}}}},
 }
+_LIMITS = {"max_images": "images per request", "max_body_bytes": "request body, base64 included",
+           "max_image_bytes": "one image's bytes", "max_pixels": "one image's pixels"}
 _NUM01 = {"type": "number", "minimum": 0, "maximum": 1}
 _DESCRIPTION = {
     "type": "object",
@@ -81,6 +83,11 @@ def openapi_spec() -> dict:
                                   "422": _json(_RESULTS, "the image could not be fetched or read"), **errors},
                 },
             },
+            "/v1/limits": {"get": {"summary": "The request limits this deployment enforces", "responses": {
+                "200": _json({"type": "object", "required": list(_LIMITS), "properties": {
+                    k: {"type": "integer", "minimum": 1, "description": d} for k, d in _LIMITS.items()}},
+                    "send at most max_images per request and max_body_bytes per body"),
+                "401": errors["401"], "429": errors["429"]}}},
             "/healthz": {"get": {"summary": "Process is up", "responses": {"200": {"description": "up"}}}},
             "/readyz": {"get": {"summary": "Model is loaded", "responses": {
                 "200": {"description": "ready"}, "503": {"description": "not ready"}}}},

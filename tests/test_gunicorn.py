@@ -145,3 +145,10 @@ def test_cli_url_reports_an_unreachable_service():
 
     r = CliRunner().invoke(main, ["url", "--server", f"http://127.0.0.1:{free_port()}", "http://a.example/x.png"])
     assert r.exit_code == 1 and "cannot reach the service" in r.output and "Traceback" not in r.output
+
+
+def test_clients_read_the_published_limits(gunicorn):
+    from server.client import DEFAULT_LIMITS, service_limits
+
+    assert service_limits(gunicorn) == {"max_images": 16, "max_body_bytes": 20_000_000}
+    assert service_limits("http://127.0.0.1:9") == DEFAULT_LIMITS  # nothing answers: the defaults

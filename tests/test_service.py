@@ -442,3 +442,13 @@ def test_changed_wording_applies_to_cached_results(make_client):
     again = make_client(sure_prefix="Probably: ", unsure_prefix="Probably: ").post("/v1/alt-text", json=body)
     r = again.get_json()["results"][0]
     assert r["cached"] is True and r["alt"].startswith("Probably: ")
+
+
+def test_limits_are_published_for_clients(make_client, tmp_path):
+    client = make_client(max_images=8, max_body_bytes=5_000_000)
+    want = {"max_images": 8, "max_body_bytes": 5_000_000, "max_image_bytes": 10_000_000, "max_pixels": 40_000_000}
+    assert client.get("/v1/limits").get_json() == want
+    assert client.get("/readyz").get_json()["limits"] == want
+    # also before a model is loaded: a client sizes its requests first
+    bare = create_app(Config(load_model=False, cache_path=str(tmp_path / "c.sqlite3"))).test_client()
+    assert bare.get("/v1/limits").get_json()["max_images"] == 16

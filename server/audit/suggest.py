@@ -39,6 +39,7 @@ import requests
 from PIL import Image
 
 from server.cache import Cache, NoCache, image_key
+from server.client import service_limits
 from server.fetch import FetchError, FetchLimits, decode_fetched, fetch_bytes
 
 from .crawl import REDIRECTS, FetchFailure, Site, WorkerPool, normalize_url, origin
@@ -100,8 +101,8 @@ class ServiceBackend:
     """A running alt-text service (``alt-text serve``). The model version comes from its /readyz, so that the
     local cache never mixes two models' answers."""
 
-    chunk = 16  # the service's default per-request limit
-    max_request_bytes = 12_000_000  # base64 included; the service's default body limit is 20 MB
+    chunk = 16  # images per request and body size: replaced by what the service publishes at /v1/limits
+    max_request_bytes = 12_000_000
 
     def __init__(self, server_url: str, api_key: str | None = None, timeout: float = 120.0,
                  session: requests.Session | None = None):
@@ -111,6 +112,9 @@ class ServiceBackend:
         if api_key:
             self.session.headers["X-API-Key"] = api_key
         ready = self._ready()
+        limits = service_limits(self.base, session=self.session)
+        self.chunk = limits["max_images"]
+        self.max_request_bytes = min(self.max_request_bytes, int(limits["max_body_bytes"] * 0.6))  # JSON framing
         self.version = "service:" + str(ready["model"])
         # The service's results depend on its pipeline and settings too: its namespace says which pipeline.
         self.cache_namespace = "service:" + str(ready.get("pipeline") or ready["model"])
