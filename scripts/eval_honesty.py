@@ -58,7 +58,10 @@ def judge(item: dict, r: dict) -> dict:
     else:
         said_right = mentions(r["alt"], item.get("keywords", []))
         verdict = "truthful" if (kind_right or text_right or said_right) and not caption_spoken else "false"
-    return {"verdict": verdict, "caption_spoken": caption_spoken, "kind_right": kind_right, "text_right": text_right}
+    concept_said = (bool(r["alt"]) and not caption_spoken and r["kind"] == "photo"
+                    and any(f" {c['word']}." in r["alt"] for c in r.get("concepts", [])))
+    return {"verdict": verdict, "caption_spoken": caption_spoken, "kind_right": kind_right, "text_right": text_right,
+            "concept_said": concept_said}
 
 
 class Timed:
@@ -130,6 +133,8 @@ def main() -> None:
         "ood_photo_n": len(photos),
         "ood_photo_false": round(sum(r["verdict"] == "false" for r in photos) / max(len(photos), 1), 3),
         "ood_photo_truthful": round(sum(r["verdict"] == "truthful" for r in photos) / max(len(photos), 1), 3),
+        "concepts_said": sum(r["concept_said"] for r in rows),
+        "concepts_truthful": sum(r["concept_said"] and r["verdict"] == "truthful" for r in rows),
     }
 
     coverage = {}

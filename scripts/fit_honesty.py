@@ -251,6 +251,14 @@ def main() -> None:
     for t, p in zip(ydev, pdev.argmax(1)):
         confusion[t, p] += 1
     nonphoto = ydev > 0
+    ood_kdev = heads.ood(kdev["pooled"])
+    dev_kinds = np.array([by_file[f] for f in kdev["kept"]])
+    ood_report = {"threshold": heads.meta["ood_threshold"], "dev_photos_flagged": round(float((ood_dev > ood_threshold).mean()), 3)}
+    for name, mask in (("ood_photos", dev_kinds == "photo"), ("nonphotos", dev_kinds != "photo")):
+        if mask.any():
+            scores, labels = np.r_[ood_dev, ood_kdev[mask]], np.r_[np.zeros(len(ood_dev)), np.ones(int(mask.sum()))]
+            ood_report[f"auroc_{name}_vs_dev_photos"] = round(auroc(scores, labels), 3)
+            ood_report[f"{name}_flagged"] = round(float((ood_kdev[mask] > ood_threshold).mean()), 3)
     kind_report = {
         "accuracy_dev": round(float((pdev.argmax(1) == ydev).mean()), 3),
         "nonphoto_called_photo_dev": round(float((pdev[nonphoto, 0] >= 0.6).mean()), 3) if nonphoto.any() else None,
@@ -297,7 +305,7 @@ def main() -> None:
     })
     out = Path(args.out) if args.out else heads_path(ckpt)
     heads.save(out)
-    report = {"heads": str(out), "ood_threshold": heads.meta["ood_threshold"], "kind": kind_report,
+    report = {"heads": str(out), "ood_threshold": heads.meta["ood_threshold"], "ood": ood_report, "kind": kind_report,
               "calibration": calib_report, "fit": heads.meta["fit"]}
     Path(args.report).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

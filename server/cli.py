@@ -265,6 +265,29 @@ def evaluate(data, split, checkpoint, beam_size, limit, out, no_java) -> None:
     click.echo(json.dumps({k: v for k, v in report.items() if k != "captions"}, indent=2))
 
 
+def _serve_options(fn):
+    """One flag per Config setting (the README's table), so the flags, the variables and the dataclass cannot
+    drift apart; unset flags leave the ALT_TEXT_* variables and the defaults in force."""
+    from .config import Config
+
+    plural = {"api_keys": "--api-key", "cors_origins": "--cors-origin"}  # repeatable, one value each
+    for f in reversed(fields(Config)):
+        if "help" not in f.metadata:
+            continue  # not a deployment setting (test switches)
+        name = plural.get(f.name, "--" + f.name.replace("_", "-"))
+        default = f.default
+        if isinstance(default, bool):
+            fn = click.option(f"{name}/--no-{name[2:]}", f.name, default=None, help=f.metadata["help"])(fn)
+        elif isinstance(default, tuple):
+            fn = click.option(name, f.name, multiple=True, help=f.metadata["help"] + " (repeatable)")(fn)
+        else:
+            kind = {int: int, float: float}.get(type(default), str)
+            if f.name == "cache":
+                kind = click.Choice(["sqlite", "redis", "none"])
+            fn = click.option(name, f.name, type=kind, default=None, help=f.metadata["help"])(fn)
+    return fn
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -272,15 +295,7 @@ def evaluate(data, split, checkpoint, beam_size, limit, out, no_java) -> None:
               help="Processes; each loads its own model copy and batching worker.")
 @click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256),
               help="Request threads per process (they wait on the batching worker).")
-@checkpoint_option
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when present).")
-@click.option("--cache", type=click.Choice(["sqlite", "redis", "none"]), default=None, help="Result cache.")
-@click.option("--cache-path", default=None, help="SQLite cache file.")
-@click.option("--redis-url", default=None, help="Share the cache through Redis (redis://host:6379/0).")
-@click.option("--max-batch", type=int, default=None, help="Images per forward pass.")
-@click.option("--max-wait-ms", type=float, default=None, help="How long to wait to fill a batch.")
-@click.option("--api-key", "api_keys", multiple=True, help="Require this X-API-Key (repeatable).")
-@click.option("--cors-origin", "cors_origins", multiple=True, help="Allow this web origin (repeatable).")
+@_serve_options
 def serve(host, port, workers, threads, **options) -> None:
     """Run the HTTP service under gunicorn. Every setting can also come from ALT_TEXT_* variables."""
     from gunicorn.app.base import BaseApplication

@@ -9,38 +9,49 @@ import os
 from dataclasses import MISSING, dataclass, field, fields
 
 
+def setting(default=MISSING, help: str = "", *, factory=None):
+    """A Config field with the help text that ``alt-text serve --help`` shows for its flag."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def _default_cache_path() -> str:
+    return os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "alt-text",
+                        "service-cache.sqlite3")
+
+
 @dataclass
 class Config:
-    checkpoint: str | None = None  # None: the bundled model
-    device: str | None = None  # None: CUDA when present, else CPU
-    beam_size: int = 3
-    max_batch: int = 16  # images per forward pass
-    max_wait_ms: float = 5.0  # how long the worker waits to fill a batch
-    max_images: int = 16  # images per request
-    max_body_bytes: int = 20_000_000  # request body (base64 images included)
-    max_image_bytes: int = 10_000_000  # fetched or uploaded image
-    max_pixels: int = 40_000_000
-    fetch_timeout: float = 10.0  # total deadline of one fetch
+    checkpoint: str | None = setting(None, "Model checkpoint (default: the bundled model).")
+    device: str | None = setting(None, "cpu, cuda, cuda:1 (default: CUDA when present).")
+    beam_size: int = setting(3, "Beam width; 1 is greedy decoding.")
+    max_batch: int = setting(16, "Images per forward pass.")
+    max_wait_ms: float = setting(5.0, "How long the model worker waits to fill a batch.")
+    max_images: int = setting(16, "Images per request (published at /v1/limits).")
+    max_body_bytes: int = setting(20_000_000, "Request body, base64 images included.")
+    max_image_bytes: int = setting(10_000_000, "A fetched or uploaded image.")
+    max_pixels: int = setting(40_000_000, "Pixels of one image.")
+    fetch_timeout: float = setting(10.0, "Total deadline of one fetch, in seconds.")
     # What is said, and how sure it must be (server/describe: decision.Policy and wording.Wording; the defaults and
     # their measurements are in model/MODEL_CARD.md). Confidences are calibrated P(caption acceptable).
-    withhold_below: float = 0.15  # a caption under this confidence is not spoken
-    hedge_below: float = 0.35  # under this it is hedged more strongly ("Might be: ...")
-    photo_min: float = 0.6  # P(photo) a caption needs; other images are named by kind and text
-    kind_min: float = 0.4  # P(kind) needed to name a non-photo kind
-    concept_min: float = 0.8  # ImageNet probability for a plain word ("a cat") instead of an unsure caption
-    sure_prefix: str = "Appears to be: "
-    unsure_prefix: str = "Might be: "
-    says_prefix: str = "Appears to say: "
-    ocr: bool = True  # read text with Tesseract where text is likely (when it is installed)
-    cache: str = "sqlite"  # "sqlite", "redis" or "none"
-    cache_path: str = field(default_factory=lambda: os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "alt-text", "service-cache.sqlite3"))
-    redis_url: str | None = None
-    cache_ttl: int = 7 * 24 * 3600  # seconds a URL's answer is reused without fetching it again
-    cors_origins: tuple[str, ...] = ()  # web origins allowed besides the browser extensions
-    api_keys: tuple[str, ...] = ()  # when set, requests need one in the X-API-Key header
-    rate_limit: int = 120  # requests per minute per client (API key or address); 0 disables
-    trusted_proxies: int = 0  # reverse proxies in front: the client address is taken from X-Forwarded-For
+    withhold_below: float = setting(0.15, "Calibrated confidence under which a caption is not spoken.")
+    hedge_below: float = setting(0.35, 'Calibrated confidence under which a caption is hedged ("Might be: ...").')
+    photo_min: float = setting(0.6, "P(photo) a caption needs; other images are named by kind and text.")
+    kind_min: float = setting(0.4, "P(kind) needed to name a non-photo kind.")
+    concept_min: float = setting(0.8, 'Classifier probability to say a plain word ("a cat") instead of a caption.')
+    sure_prefix: str = setting("Appears to be: ", "Words before a sure caption.")
+    unsure_prefix: str = setting("Might be: ", "Words before an unsure caption or a concept.")
+    says_prefix: str = setting("Appears to say: ", "Words before the text read in an image.")
+    ocr: bool = setting(True, "Read text with Tesseract where text is likely (when it is installed).")
+    cache: str = setting("sqlite", "Result cache: sqlite, redis or none.")
+    cache_path: str = setting(help="SQLite cache file.", factory=_default_cache_path)
+    redis_url: str | None = setting(None, "Share the cache through Redis (redis://host:6379/0).")
+    cache_ttl: int = setting(7 * 24 * 3600, "Seconds a URL's answer is reused without fetching it again.")
+    cors_origins: tuple[str, ...] = setting((), "Web origins allowed besides the browser extensions.")
+    api_keys: tuple[str, ...] = setting((), "When set, requests need one of these in the X-API-Key header.")
+    rate_limit: int = setting(120, "Requests per minute per client (API key or address); 0 disables.")
+    trusted_proxies: int = setting(0, "Reverse proxies in front: the client address comes from X-Forwarded-For.")
     test_allow_loopback: tuple[str, ...] = ()  # TEST ONLY: "127.0.0.1:PORT" origins the fetcher may reach
     load_model: bool = True  # False: start without a model (tests of the HTTP layer)
 

@@ -93,3 +93,18 @@ def test_train_rejects_bad_settings_before_any_work(shapes_dataset, tmp_path, ar
 def test_evaluate_checks_the_report_directory_first(shapes_dataset, tmp_path):
     r = CliRunner().invoke(main, ["evaluate", "--data", str(shapes_dataset), "--out", str(tmp_path / "no" / "r.json")])
     assert r.exit_code == 1 and "directory does not exist" in r.output
+
+
+def test_serve_has_a_flag_for_every_setting_in_the_readme():
+    import re
+
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("Settings (flag of `alt-text serve`"):readme.index("## What it says")]
+    variables = re.findall(r"`ALT_TEXT_([A-Z_]+)`", table)
+    assert len(variables) >= 25
+    help_text = CliRunner().invoke(main, ["serve", "--help"], terminal_width=200).output
+    plural = {"API_KEYS": "api-key", "CORS_ORIGINS": "cors-origin"}
+    for v in variables:
+        assert "--" + plural.get(v, v.lower().replace("_", "-")) in help_text, v
