@@ -132,11 +132,20 @@ class Captioner:
         hyps = beam_search(self.model.decoder, feats.to(self.device, self.dtype), search)
         return [self._to_caption(h) for h in hyps]
 
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """One image resized and normalised for the encoder ([3, S, S], CPU): work a caller can do on its own
+        thread, so that a batching worker runs only the network."""
+        return preprocess([image], self.model.spec)[0]
+
     @torch.no_grad()
-    def caption_and_pool(self, images: list[Image.Image], search: SearchConfig) -> tuple[list[Caption], torch.Tensor]:
+    def caption_and_pool(self, images: list, search: SearchConfig) -> tuple[list[Caption], torch.Tensor]:
         """Captions and the mean-pooled encoder features [B, C] (fp32, CPU) of one batch, from one encoder pass:
-        the pooled vector is what callers compare images by and classify them with."""
-        feats = self.encode(images)
+        the pooled vector is what callers compare images by and classify them with. ``images`` are PIL images or
+        tensors from ``prepare``."""
+        if images and isinstance(images[0], torch.Tensor):
+            feats = self.model.encoder(torch.stack(images).to(self.device, self.dtype))
+        else:
+            feats = self.encode(images)
         return self.caption_features(feats, search), feats.float().mean(1).cpu()
 
     def _to_caption(self, h: Hypothesis) -> Caption:

@@ -54,6 +54,7 @@ def _guard():
     # A client is its key only when keys are configured and the key is valid: anything a client can invent
     # (a made-up key) must not buy it a fresh bucket.
     client = "key:" + key.decode("utf-8", "replace") if valid else "addr:" + (request.remote_addr or "?")
+    g.client = client
     wait = _state()["limiter"].take(client)
     if wait > 0:
         return error(429, "rate_limited", "too many requests; slow down", **{"Retry-After": str(int(wait) + 1)})
@@ -82,7 +83,7 @@ def describe_many():
     images, err = _images_from_body()
     if err:
         return err
-    return jsonify({"results": _state()["service"].describe(images)})
+    return jsonify({"results": _state()["service"].describe(images, g.get("client", ""))})
 
 
 @api.get("/alt-text")
@@ -90,7 +91,7 @@ def describe_one():
     url = request.args.get("url")
     if not url:
         return error(400, "invalid_url", "give the image URL as ?url=...")
-    result = _state()["service"].describe([{"url": url}])[0]
+    result = _state()["service"].describe([{"url": url}], g.get("client", ""))[0]
     status = result["error"]["status"] if "error" in result else 200
     return jsonify({"results": [result]}), status
 
@@ -136,6 +137,10 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
     app.json.sort_keys = False
     metrics = ServiceMetrics()
     service = None
+    if cfg.torch_threads > 0:  # cores / workers (alt-text serve), so N processes do not oversubscribe the CPU
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
     if describer is None and captioner is not None:
         describer = Describer(captioner, None, cfg.policy(), cfg.wording(),
                               Ocr() if cfg.ocr and ocr_available() else None, cfg.beam_size)

@@ -309,6 +309,10 @@ def serve(host, port, workers, threads, **options) -> None:
         cfg = Config.from_env(**options)
     except (TypeError, ValueError) as e:
         raise click.ClickException(str(e)) from None
+    if cfg.torch_threads <= 0:  # each process gets its share of the cores
+        import os
+
+        cfg.torch_threads = max(1, (os.cpu_count() or 1) // workers)
     if cfg.load_model:  # fail here, with one line, not in every worker
         from model import default_checkpoint_path
         from model.checkpoint import CheckpointError, load

@@ -26,6 +26,7 @@ class Config:
     checkpoint: str | None = setting(None, "Model checkpoint (default: the bundled model).")
     device: str | None = setting(None, "cpu, cuda, cuda:1 (default: CUDA when present).")
     beam_size: int = setting(3, "Beam width; 1 is greedy decoding.")
+    torch_threads: int = setting(0, "CPU threads of the model in each process (0: the cores divided by the workers).")
     max_batch: int = setting(16, "Images per forward pass.")
     max_wait_ms: float = setting(5.0, "How long the model worker waits to fill a batch.")
     max_images: int = setting(16, "Images per request (published at /v1/limits).")

@@ -11,6 +11,7 @@ import binascii
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,7 +25,8 @@ from .metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 4096
-REQUEST_DEADLINE = 60.0  # seconds one request may wait for the model, all its images together
+REQUEST_DEADLINE = 60.0  # seconds one request may take, fetching and the model together, all its images
+FETCHES_PER_CLIENT = 4  # URLs one client may have in flight at once, whatever its number of requests
 
 
 @dataclass
@@ -45,7 +47,11 @@ class AltTextService:
         self._decoding = threading.BoundedSemaphore(2)
         self.worker = BatchWorker(describer.run_model, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch)
         self.limits = cfg.fetch_limits()
+        # URL fetches wait on the network, so they run on a pool; a client gets FETCHES_PER_CLIENT of its threads
+        # at a time, so a few clients with slow upstreams cannot hold all of them. Uploaded bytes never queue here.
         self.fetchers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="alt-text-fetch")
+        self._client_slots: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._slots_lock = threading.Lock()
 
     def close(self) -> None:
         self.worker.stop()
@@ -112,7 +118,9 @@ class AltTextService:
                     self.cache.put_url(url, self.cache_version, key)
                 return self._result(hit, cached=True)
             self.metrics.cache.labels("miss").inc()
-            return key, self.worker.submit(image), url, image, self.describer.look(image)
+            # Resize and normalise here, on the request's thread: the model's worker runs only the network.
+            model_input = self.describer.prepare(image)
+            return key, self.worker.submit(model_input), url, image, self.describer.look(image)
         except ImageFailure as e:
             return self._error(e.code, e.message, e.status)
         except Exception:  # noqa: BLE001 - a bug must not take the other images down with it
@@ -135,14 +143,49 @@ class AltTextService:
 
     # -- a request ---------------------------------------------------------------------------------------------
 
-    def describe(self, specs: list) -> list[dict]:
-        """One result per spec, in order. Fetches run in parallel; captioning is batched by the worker."""
+    def _slots(self, client: str) -> threading.BoundedSemaphore:
+        with self._slots_lock:  # a client's semaphore lives as long as one of its requests holds it
+            slots = self._client_slots.get(client)
+            if slots is None:
+                slots = self._client_slots[client] = threading.BoundedSemaphore(FETCHES_PER_CLIENT)
+            return slots
+
+    def _start(self, specs: list, client: str, deadline: float) -> list:
+        """Each spec's preparation: uploaded bytes decoded here, on the request thread (nothing to wait for);
+        URLs fetched on the pool within the client's share of it. Items are results, prepared tuples or futures."""
+        slots = self._slots(client)
+
+        def fetch(spec):
+            try:
+                return self._prepare(spec)
+            finally:
+                slots.release()
+
+        items: list = [None] * len(specs)
+        urls = [i for i, s in enumerate(specs) if isinstance(s, dict) and s.get("url") is not None]
+        for i in sorted(set(range(len(specs))) - set(urls)):
+            items[i] = self._prepare(specs[i])
+        for i in urls:
+            if slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                items[i] = self.fetchers.submit(fetch, specs[i])
+            else:
+                items[i] = self._error("deadline_exceeded", "the request's deadline passed before this image "
+                                       "could be fetched", 504)
+        return items
+
+    def describe(self, specs: list, client: str = "") -> list[dict]:
+        """One result per spec, in order. ``client`` (an API key or address) shares the fetch pool fairly; the
+        deadline covers fetching and the model; captioning is batched by the worker."""
         t0 = time.perf_counter()
         deadline = time.monotonic() + REQUEST_DEADLINE
-        prepared = [self.fetchers.submit(self._prepare, s) for s in specs]
         results = []
-        for fut in prepared:
-            p = fut.result()
+        for p in self._start(specs, client, deadline):
+            if isinstance(p, Future):
+                try:
+                    p = p.result(timeout=max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    p = self._error("deadline_exceeded", "the image could not be fetched within the request's "
+                                    "deadline", 504)
             if isinstance(p, tuple):
                 key, model_future, url, image, pixels = p
                 try:

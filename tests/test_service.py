@@ -452,3 +452,49 @@ def test_limits_are_published_for_clients(make_client, tmp_path):
     # also before a model is loaded: a client sizes its requests first
     bare = create_app(Config(load_model=False, cache_path=str(tmp_path / "c.sqlite3"))).test_client()
     assert bare.get("/v1/limits").get_json()["max_images"] == 16
+
+
+def test_slow_upstreams_of_two_clients_do_not_delay_a_third_clients_upload(make_client):
+    """Clients A and B ask for slow URLs (each fetch takes SLOW seconds); client C uploads bytes meanwhile. C's
+    image is decoded on its own request thread and never queues behind A's and B's fetches."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    slow = 1.5
+    body = png("red", "square")
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            time.sleep(slow)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    origin = f"127.0.0.1:{upstream.server_address[1]}"
+    client = make_client(api_keys=("a", "b", "c"), test_allow_loopback=(origin,), cache="none", rate_limit=0)
+    try:
+        def slow_client(key):
+            urls = [{"url": f"http://{origin}/{key}/{i}.png"} for i in range(8)]
+            client.post("/v1/alt-text", json={"images": urls}, headers={"X-API-Key": key})
+
+        others = [threading.Thread(target=slow_client, args=(k,), daemon=True) for k in ("a", "b")]
+        for t in others:
+            t.start()
+        time.sleep(0.3)  # A's and B's fetches hold their share of the pool now
+        t0 = time.monotonic()
+        r = client.post("/v1/alt-text", json={"images": [{"data": b64(png("blue", "circle"))}]},
+                        headers={"X-API-Key": "c"})
+        waited = time.monotonic() - t0
+        assert r.status_code == 200 and r.get_json()["results"][0]["alt"]
+        assert waited < slow / 5, waited  # its own decode and caption, not a wave of slow fetches
+        for t in others:
+            t.join(30)
+    finally:
+        upstream.shutdown()

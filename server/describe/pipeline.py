@@ -97,8 +97,13 @@ class Describer:
     def look(self, image: Image.Image) -> PixelStats:
         return pixel_stats(image)
 
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """The encoder's input for one image (resize, normalise): for the caller's thread, not the model's."""
+        return self.captioner.prepare(image)
+
     @torch.no_grad()
-    def run_model(self, images: list[Image.Image]) -> list[ModelOutput]:
+    def run_model(self, images: list) -> list[ModelOutput]:
+        """The model stage for a batch of PIL images or ``prepare``d tensors."""
         captions, pooled = self.captioner.caption_and_pool(images, self.search)
         probs = None
         if self.imagenet is not None:
