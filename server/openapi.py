@@ -78,9 +78,21 @@ def openapi_spec() -> dict:
                 },
                 "get": {
                     "summary": "Describe one image by URL",
+                    "description": "The answer is {\"results\": [one result]}; when the image fails, the HTTP "
+                                   "status is its error's status (a missing url parameter: a plain error).",
                     "parameters": [{"name": "url", "in": "query", "required": True, "schema": {"type": "string"}}],
-                    "responses": {"200": _json(_RESULTS, "the result"),
-                                  "422": _json(_RESULTS, "the image could not be fetched or read"), **errors},
+                    "responses": {
+                        "200": _json(_RESULTS, "the result"),
+                        **errors,
+                        "400": _json({"oneOf": [_RESULTS, _ERROR]}, "a malformed or non-http(s) URL (results), "
+                                                                    "or no url parameter (error)"),
+                        "503": _json({"oneOf": [_RESULTS, _ERROR]}, "the model did not answer in time (results), "
+                                                                    "or is not loaded (error)"),
+                        **{str(status): _json(_RESULTS, why) for status, why in (
+                            (403, "a private, loopback or link-local address, or robots-like refusal"),
+                            (413, "the image is too large"), (422, "the image could not be read"),
+                            (502, "the image server failed"), (504, "the image server did not answer in time"))},
+                    },
                 },
             },
             "/v1/limits": {"get": {"summary": "The request limits this deployment enforces", "responses": {
