@@ -52,7 +52,7 @@ def start_site(directory: Path) -> tuple[ThreadingHTTPServer, str]:
 def start_service(site: str, max_batch: int, cache: str, checkpoint: str | None, workdir: Path, threads: int,
                   workers: int = 1):
     port = free_port()
-    env = dict(os.environ, ALT_TEXT_TEST_ALLOW_LOOPBACK=site, ALT_TEXT_RATE_LIMIT="0",
+    env = dict(os.environ, ALT_TEXT_TEST_ALLOW_LOOPBACK=site, ALT_TEXT_TESTING="1", ALT_TEXT_RATE_LIMIT="0",
                ALT_TEXT_MAX_BATCH=str(max_batch), ALT_TEXT_CACHE=cache,
                ALT_TEXT_CACHE_PATH=str(workdir / f"cache-{port}.sqlite3"))
     if checkpoint:

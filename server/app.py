@@ -137,6 +137,9 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
     app.json.sort_keys = False
     metrics = ServiceMetrics()
     service = None
+    if cfg.loopback_allowed():
+        log.warning("TESTING MODE: the fetcher may reach the loopback origins %s; never run a deployment like this",
+                    ", ".join(cfg.test_allow_loopback))
     if cfg.torch_threads > 0:  # cores / workers (alt-text serve), so N processes do not oversubscribe the CPU
         import torch
 

@@ -5,8 +5,11 @@ app without code; every field is documented in the README's server section.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import MISSING, dataclass, field, fields
+
+log = logging.getLogger(__name__)
 
 
 def setting(default=MISSING, help: str = "", *, factory=None):
@@ -53,7 +56,10 @@ class Config:
     api_keys: tuple[str, ...] = setting((), "When set, requests need one of these in the X-API-Key header.")
     rate_limit: int = setting(120, "Requests per minute per client (API key or address); 0 disables.")
     trusted_proxies: int = setting(0, "Reverse proxies in front: the client address comes from X-Forwarded-For.")
-    test_allow_loopback: tuple[str, ...] = ()  # TEST ONLY: "127.0.0.1:PORT" origins the fetcher may reach
+    # TEST ONLY, never in a deployment: "127.0.0.1:PORT" origins the fetcher may reach, honoured only together with
+    # ALT_TEXT_TESTING=1 (a stray variable alone opens nothing) and announced loudly at start.
+    test_allow_loopback: tuple[str, ...] = ()
+    testing: bool = False
     load_model: bool = True  # False: start without a model (tests of the HTTP layer)
 
     def limits(self) -> dict:
@@ -78,7 +84,16 @@ class Config:
         from .fetch import FetchLimits
 
         return FetchLimits(max_bytes=self.max_image_bytes, total_timeout=self.fetch_timeout,
-                           max_pixels=self.max_pixels, test_allow_loopback=tuple(self.test_allow_loopback))
+                           max_pixels=self.max_pixels, test_allow_loopback=self.loopback_allowed())
+
+    def loopback_allowed(self) -> tuple[str, ...]:
+        """The test allow-list, when testing mode is on too; else nothing (and a warning that it is ignored)."""
+        if not self.test_allow_loopback:
+            return ()
+        if not self.testing:
+            log.warning("ALT_TEXT_TEST_ALLOW_LOOPBACK is set but ALT_TEXT_TESTING is not: ignored")
+            return ()
+        return tuple(self.test_allow_loopback)
 
     @classmethod
     def from_env(cls, environ=os.environ, **overrides) -> "Config":

@@ -121,6 +121,7 @@ def test_cli_url_in_process_and_through_the_service(gunicorn, image_site, shapes
     from server.cli import main
 
     monkeypatch.setenv("ALT_TEXT_TEST_ALLOW_LOOPBACK", image_site)
+    monkeypatch.setenv("ALT_TEXT_TESTING", "1")
     good = f"http://{image_site}/blue-circle.png"
     missing = f"http://{image_site}/missing.png"
     private = "http://10.0.0.1/x.png"  # refused before any packet is sent

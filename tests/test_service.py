@@ -368,7 +368,7 @@ def test_slow_fetches_run_in_parallel_not_behind_the_decode_bound(make_client):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         site = f"127.0.0.1:{httpd.server_address[1]}"
-        client = make_client(test_allow_loopback=(site,))
+        client = make_client(test_allow_loopback=(site,), testing=True)
         specs = [{"url": f"http://{site}/img{i}.png"} for i in range(4)]
         res = client.post("/v1/alt-text", json={"images": specs}).get_json()["results"]
     finally:
@@ -478,7 +478,8 @@ def test_slow_upstreams_of_two_clients_do_not_delay_a_third_clients_upload(make_
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     origin = f"127.0.0.1:{upstream.server_address[1]}"
-    client = make_client(api_keys=("a", "b", "c"), test_allow_loopback=(origin,), cache="none", rate_limit=0)
+    client = make_client(api_keys=("a", "b", "c"), test_allow_loopback=(origin,), testing=True, cache="none",
+                         rate_limit=0)
     try:
         def slow_client(key):
             urls = [{"url": f"http://{origin}/{key}/{i}.png"} for i in range(8)]
@@ -498,3 +499,10 @@ def test_slow_upstreams_of_two_clients_do_not_delay_a_third_clients_upload(make_
             t.join(30)
     finally:
         upstream.shutdown()
+
+
+def test_the_loopback_test_switch_needs_testing_mode_too(caplog):
+    alone = Config(test_allow_loopback=("127.0.0.1:8080",))
+    assert alone.fetch_limits().test_allow_loopback == () and "ignored" in caplog.text
+    on = Config(test_allow_loopback=("127.0.0.1:8080",), testing=True)
+    assert on.fetch_limits().test_allow_loopback == ("127.0.0.1:8080",)
