@@ -15,7 +15,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .cache import FailSafeCache, open_cache
+from .cache import FailSafeCache, check_cache_settings, open_cache
 from .config import Config
 from .describe import Describer
 from .describe.ocr import Ocr
@@ -114,12 +114,16 @@ def readyz():
     d = service.describer
     return jsonify({"status": "ready", "model": service.model_version, "device": str(service.captioner.device),
                     "pipeline": d.namespace, "ocr": d.ocr_available, "honesty_heads": d.heads is not None,
-                    "limits": current_app.config["ALT_TEXT"].limits()})
+                    "limits": current_app.config["ALT_TEXT"].limits(),
+                    "cache": {"state": service.cache.state, "reason": service.cache.reason}})
 
 
 @ops.get("/metrics")
 def metrics():
-    return Response(_state()["metrics"].render(), content_type=CONTENT_TYPE)
+    state = _state()
+    if state["service"] is not None:
+        state["metrics"].cache_degraded.set(state["service"].cache.state != "ok")
+    return Response(state["metrics"].render(), content_type=CONTENT_TYPE)
 
 
 @ops.get("/openapi.json")
@@ -151,7 +155,8 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
         describer = Describer.load(cfg.checkpoint, device=cfg.device, beam_size=cfg.beam_size, policy=cfg.policy(),
                                    wording=cfg.wording(), use_ocr=cfg.ocr)
     if describer is not None:
-        cache = FailSafeCache(open_cache(cfg.cache, cfg.cache_path, cfg.redis_url, cfg.cache_ttl))
+        check_cache_settings(cfg.cache, cfg.redis_url)  # a wrong setting stops the start; a broken cache does not
+        cache = FailSafeCache(lambda: open_cache(cfg.cache, cfg.cache_path, cfg.redis_url, cfg.cache_ttl))
         service = AltTextService(cfg, describer, cache, metrics)
     app.extensions["alt_text"] = {"service": service, "metrics": metrics, "limiter": RateLimiter(cfg.rate_limit)}
 

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class SQLiteCache:
     and the oldest results beyond ``max_results`` are pruned every ``prune_every`` writes."""
 
     prune_every = 1000
+    busy_timeout = 0.5  # seconds a call waits for a lock held by another process
 
     def __init__(self, path: str | Path, ttl: int, max_results: int = 500_000):
         self.path, self.ttl, self.max_results = str(path), ttl, max_results
@@ -65,7 +66,8 @@ class SQLiteCache:
     def _conn(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            # A short busy timeout: a locked or broken cache must cost milliseconds, not stall requests.
+            db = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             # Created per connection: a ":memory:" database is private to its connection.
@@ -134,30 +136,73 @@ class RedisCache:
 
 
 class FailSafeCache:
-    """The cache is an optimisation: when it fails (Redis down, SQLite locked, disk full), log it and go on
-    without it rather than fail the request."""
+    """The cache is an optimisation: when it fails (Redis down, SQLite locked or damaged, disk full), the request
+    goes on without it. After ``max_failures`` failures in a row the cache is not used at all for ``cooldown``
+    seconds (a broken cache then costs nothing, and is logged once, not on every call); after that, one call tries
+    it again. ``opener`` builds the inner cache, so a cache that cannot even be opened at start (Redis down, a bad
+    file at the path) is retried the same way instead of stopping the service from booting. ``state`` says which it
+    is, for /readyz and /metrics."""
 
-    def __init__(self, inner: Cache):
-        self.inner = inner
+    def __init__(self, opener: Callable[[], Cache], max_failures: int = 3, cooldown: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.opener, self.max_failures, self.cooldown, self.clock = opener, max_failures, cooldown, clock
+        self.inner: Cache | None = None
+        self.reason: str | None = None  # why it is off, while it is
+        self._failures = 0
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+        self._try(lambda: None)  # open now: a good cache is ready, a bad one is reported at once
 
-    def _call(self, name: str, *args):
+    @property
+    def state(self) -> str:
+        return "ok" if self.reason is None else "degraded"
+
+    def _failed(self, e: Exception) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._failures >= self.max_failures or self.inner is None:
+                if self.reason is None:
+                    log.warning("the cache is failing (%s: %s); continuing without it for %.0f s at a time",
+                                type(e).__name__, e, self.cooldown)
+                self.reason = f"{type(e).__name__}: {e}"[:200]
+                self._open_until = self.clock() + self.cooldown
+
+    def _try(self, call):
+        if self.reason is not None and self.clock() < self._open_until:
+            return None  # off for now
         try:
-            return getattr(self.inner, name)(*args)
-        except Exception:  # noqa: BLE001
-            log.warning("cache %s failed; continuing without the cache", name, exc_info=True)
+            if self.inner is None:
+                self.inner = self.opener()
+            result = call()
+        except Exception as e:  # noqa: BLE001
+            self._failed(e)
             return None
+        if self._failures or self.reason:
+            with self._lock:
+                if self.reason:
+                    log.warning("the cache works again")
+                self._failures, self.reason = 0, None
+        return result
 
     def get(self, key):
-        return self._call("get", key)
+        return self._try(lambda: self.inner.get(key))
 
     def put(self, key, value):
-        self._call("put", key, value)
+        self._try(lambda: self.inner.put(key, value))
 
     def get_url(self, url, model_version):
-        return self._call("get_url", url, model_version)
+        return self._try(lambda: self.inner.get_url(url, model_version))
 
     def put_url(self, url, model_version, key):
-        self._call("put_url", url, model_version, key)
+        self._try(lambda: self.inner.put_url(url, model_version, key))
+
+
+def check_cache_settings(kind: str, redis_url: str | None) -> None:
+    """A misconfigured cache is an error at start; a cache that fails at run time is only degraded."""
+    if kind not in ("sqlite", "redis", "none"):
+        raise ValueError(f"unknown cache {kind!r}: choose sqlite, redis or none")
+    if kind == "redis" and not redis_url:
+        raise ValueError("cache 'redis' needs a Redis URL (ALT_TEXT_REDIS_URL or --redis-url)")
 
 
 def open_cache(kind: str, path: str, redis_url: str | None, ttl: int) -> Cache:

@@ -4,7 +4,7 @@ With several gunicorn workers each process reports its own numbers; scrape each,
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -21,6 +21,8 @@ class ServiceMetrics:
                              registry=r)
         self.withheld = Counter("alt_text_withheld", "Images given no alt text, by reason", ["reason"], registry=r)
         self.ocr = Counter("alt_text_ocr", "Images whose text was read by OCR", registry=r)
+        self.cache_degraded = Gauge("alt_text_cache_degraded", "1 while the result cache is failing and bypassed",
+                                    registry=r)
         self.cache = Counter("alt_text_cache", "Cache look-ups by result", ["result"], registry=r)
         self.latency = Histogram("alt_text_request_seconds", "Request latency", ["endpoint"], registry=r,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))

@@ -3,6 +3,7 @@ limits, auth, rate limit, CORS, metrics, hedging and the cache (SQLite across re
 import base64
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -506,3 +507,73 @@ def test_the_loopback_test_switch_needs_testing_mode_too(caplog):
     assert alone.fetch_limits().test_allow_loopback == () and "ignored" in caplog.text
     on = Config(test_allow_loopback=("127.0.0.1:8080",), testing=True)
     assert on.fetch_limits().test_allow_loopback == ("127.0.0.1:8080",)
+
+
+# -- a failing cache costs milliseconds, never the service --------------------------------------------------
+
+def test_a_failing_cache_is_bypassed_for_a_while_and_logged_once(caplog):
+    from server.cache import FailSafeCache
+
+    class Broken:
+        calls = 0
+
+        def get(self, key):
+            Broken.calls += 1
+            raise OSError("disk I/O error")
+
+    now = [0.0]
+    cache = FailSafeCache(Broken, max_failures=3, cooldown=30, clock=lambda: now[0])
+    assert cache.state == "ok"
+    for _ in range(10):
+        assert cache.get("k") is None
+    assert Broken.calls == 3 and cache.state == "degraded" and "disk I/O error" in cache.reason
+    assert caplog.text.count("the cache is failing") == 1 and "Traceback" not in caplog.text
+    now[0] = 31.0  # after the cool-down one call tries it again
+    cache.get("k")
+    assert Broken.calls == 4
+
+
+def test_a_cache_that_cannot_open_degrades_and_recovers(tmp_path):
+    from server.cache import FailSafeCache, SQLiteCache
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    now = [0.0]
+    path = [blocker / "cache.sqlite3"]  # under a regular file
+    cache = FailSafeCache(lambda: SQLiteCache(path[0], ttl=60), clock=lambda: now[0])
+    assert cache.state == "degraded" and cache.reason.startswith(("FileExistsError", "NotADirectoryError"))
+    assert cache.get("k") is None
+    path[0], now[0] = tmp_path / "ok.sqlite3", 60.0
+    cache.put("k", {"v": 1})
+    assert cache.state == "ok" and cache.get("k") == {"v": 1}
+
+
+@pytest.mark.parametrize("damage", ["under_a_file", "garbage", "truncated_while_serving"])
+def test_a_damaged_cache_file_never_stops_or_stalls_the_service(tmp_path, shapes_checkpoint, damage):
+    from conftest import running_service
+
+    path = tmp_path / "cache.sqlite3"
+    if damage == "under_a_file":
+        (tmp_path / "file").write_text("x")
+        path = tmp_path / "file" / "cache.sqlite3"
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(16 * 1024))
+    body = {"images": [{"data": b64(png("red", "circle"))}]}
+    import requests
+
+    with running_service(tmp_path, checkpoint=shapes_checkpoint, device="cpu", cache_path=path, rate_limit=0) as base:
+        if damage == "truncated_while_serving":
+            assert requests.post(base + "/v1/alt-text", json=body, timeout=30).status_code == 200
+            for f in (path, path.with_name(path.name + "-wal")):
+                f.write_bytes(b"")  # the database and its -wal emptied under the running service
+        t0 = time.monotonic()
+        for i in range(5):
+            r = requests.post(base + "/v1/alt-text", json={"images": [{"data": b64(png("blue", "square"))}]},
+                              timeout=30)
+            assert r.status_code == 200 and r.json()["results"][0]["alt"]
+        assert time.monotonic() - t0 < 10  # five requests, no waits on locks
+        ready = requests.get(base + "/readyz", timeout=5).json()
+        if damage != "truncated_while_serving":
+            assert ready["cache"]["state"] == "degraded" and ready["cache"]["reason"]
+        log = (tmp_path / "gunicorn.log").read_text()
+        assert "Traceback" not in log and log.count("the cache is failing") <= 1
