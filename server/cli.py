@@ -293,8 +293,9 @@ def _serve_options(fn):
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Processes; each loads its own model copy and batching worker.")
-@click.option("--threads", default=16, show_default=True, type=click.IntRange(1, 256),
-              help="Request threads per process (they wait on the batching worker).")
+@click.option("--threads", default=64, show_default=True, type=click.IntRange(1, 256),
+              help="Request threads per process: most wait on the model, so enough of them keep cached and "
+                   "invalid requests from queueing behind uncached ones.")
 @_serve_options
 def serve(host, port, workers, threads, **options) -> None:
     """Run the HTTP service under gunicorn. Every setting can also come from ALT_TEXT_* variables."""
