@@ -12,6 +12,7 @@ import time
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_cors import CORS
+from flask_limiter import HeaderNames, Limiter
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -22,7 +23,6 @@ from .describe.ocr import Ocr
 from .describe.ocr import available as ocr_available
 from .metrics import CONTENT_TYPE, ServiceMetrics
 from .openapi import openapi_spec
-from .ratelimit import RateLimiter
 from .service import AltTextService
 
 log = logging.getLogger(__name__)
@@ -44,21 +44,38 @@ def error(status: int, code: str, message: str, **headers) -> Response:
     return resp
 
 
+def _valid_key() -> bool:
+    cfg: Config = current_app.config["ALT_TEXT"]
+    key = request.headers.get("X-API-Key", "").encode("utf-8", "surrogateescape")
+    return bool(cfg.api_keys) and any(hmac.compare_digest(key, k.encode()) for k in cfg.api_keys)
+
+
+def client_key() -> str:
+    """Who is asking, for the rate limit and the fetch pool's fair shares. A client is its key only when keys are
+    configured and the key is valid: anything a client can invent (a made-up key) must not buy it a fresh
+    bucket; otherwise its address (the forwarded one behind trusted proxies)."""
+    if "client" not in g:
+        key = request.headers.get("X-API-Key", "")
+        g.client = "key:" + key if _valid_key() else "addr:" + (request.remote_addr or "?")
+    return g.client
+
+
+def images_in_request() -> int:
+    """The rate limit counts images, not requests: one request may carry max_images URLs."""
+    if request.method != "POST":
+        return 1
+    body = request.get_json(silent=True)
+    images = body.get("images") if isinstance(body, dict) else None
+    limit = current_app.config["ALT_TEXT"].max_images
+    return min(max(len(images), 1), limit) if isinstance(images, list) else 1
+
+
 @api.before_request
 def _guard():
     cfg: Config = current_app.config["ALT_TEXT"]
     if request.method == "OPTIONS":
         return None  # CORS pre-flight carries no credentials
-    key = request.headers.get("X-API-Key", "").encode("utf-8", "surrogateescape")
-    valid = bool(cfg.api_keys) and any(hmac.compare_digest(key, k.encode()) for k in cfg.api_keys)
-    # A client is its key only when keys are configured and the key is valid: anything a client can invent
-    # (a made-up key) must not buy it a fresh bucket.
-    client = "key:" + key.decode("utf-8", "replace") if valid else "addr:" + (request.remote_addr or "?")
-    g.client = client
-    wait = _state()["limiter"].take(client)
-    if wait > 0:
-        return error(429, "rate_limited", "too many requests; slow down", **{"Retry-After": str(int(wait) + 1)})
-    if cfg.api_keys and not valid:
+    if cfg.api_keys and not _valid_key():
         return error(401, "unauthorized", "a valid X-API-Key header is required")
     if _state()["service"] is None and request.endpoint != "api.limits":
         return error(503, "model_not_loaded", "the model is not loaded")
@@ -83,7 +100,7 @@ def describe_many():
     images, err = _images_from_body()
     if err:
         return err
-    return jsonify({"results": _state()["service"].describe(images, g.get("client", ""))})
+    return jsonify({"results": _state()["service"].describe(images, client_key())})
 
 
 @api.get("/alt-text")
@@ -91,7 +108,7 @@ def describe_one():
     url = request.args.get("url")
     if not url:
         return error(400, "invalid_url", "give the image URL as ?url=...")
-    result = _state()["service"].describe([{"url": url}], g.get("client", ""))[0]
+    result = _state()["service"].describe([{"url": url}], client_key())[0]
     status = result["error"]["status"] if "error" in result else 200
     return jsonify({"results": [result]}), status
 
@@ -158,7 +175,16 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
         check_cache_settings(cfg.cache, cfg.redis_url)  # a wrong setting stops the start; a broken cache does not
         cache = FailSafeCache(lambda: open_cache(cfg.cache, cfg.cache_path, cfg.redis_url, cfg.cache_ttl))
         service = AltTextService(cfg, describer, cache, metrics)
-    app.extensions["alt_text"] = {"service": service, "metrics": metrics, "limiter": RateLimiter(cfg.rate_limit)}
+    app.extensions["alt_text"] = {"service": service, "metrics": metrics}
+    # Rate limit with flask-limiter: in Redis when ALT_TEXT_REDIS_URL is set (one limit across workers and
+    # replicas), else per process; if Redis fails, each process falls back to its own memory until it returns.
+    limiter = Limiter(client_key, app=app, storage_uri=cfg.redis_url or "memory://", strategy="moving-window",
+                      headers_enabled=True, in_memory_fallback_enabled=bool(cfg.redis_url), swallow_errors=True,
+                      key_prefix="alt-text", enabled=cfg.rate_limit > 0,
+                      header_name_mapping={HeaderNames.LIMIT: "RateLimit-Limit",
+                                           HeaderNames.REMAINING: "RateLimit-Remaining",
+                                           HeaderNames.RESET: "RateLimit-Reset"})
+    limiter.limit(f"{max(cfg.rate_limit, 1)}/minute", cost=images_in_request)(api)
 
     CORS(app, resources={r"/v1/*": {"origins": [*EXTENSION_ORIGINS, *cfg.cors_origins]}},
          allow_headers=["Content-Type", "X-API-Key"], methods=["GET", "POST", "OPTIONS"], max_age=600)
@@ -180,8 +206,10 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException):
-        codes = {413: "body_too_large", 404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+        codes = {413: "body_too_large", 404: "not_found", 405: "method_not_allowed", 400: "bad_request",
+                 429: "rate_limited"}
         message = (f"the request body is larger than {cfg.max_body_bytes:,} bytes" if e.code == 413
+                   else f"too many images; the limit is {cfg.rate_limit} per minute" if e.code == 429
                    else e.description)
         return error(e.code or 500, codes.get(e.code, "http_error"), message)
 

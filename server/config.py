@@ -54,7 +54,8 @@ class Config:
     cache_ttl: int = setting(7 * 24 * 3600, "Seconds a URL's answer is reused without fetching it again.")
     cors_origins: tuple[str, ...] = setting((), "Web origins allowed besides the browser extensions.")
     api_keys: tuple[str, ...] = setting((), "When set, requests need one of these in the X-API-Key header.")
-    rate_limit: int = setting(120, "Requests per minute per client (API key or address); 0 disables.")
+    rate_limit: int = setting(120, "Images per minute per client (API key or address), in Redis when redis_url "
+                                   "is set; 0 disables.")
     trusted_proxies: int = setting(0, "Reverse proxies in front: the client address comes from X-Forwarded-For.")
     # TEST ONLY, never in a deployment: "127.0.0.1:PORT" origins the fetcher may reach, honoured only together with
     # ALT_TEXT_TESTING=1 (a stray variable alone opens nothing) and announced loudly at start.

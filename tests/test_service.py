@@ -577,3 +577,28 @@ def test_a_damaged_cache_file_never_stops_or_stalls_the_service(tmp_path, shapes
             assert ready["cache"]["state"] == "degraded" and ready["cache"]["reason"]
         log = (tmp_path / "gunicorn.log").read_text()
         assert "Traceback" not in log and log.count("the cache is failing") <= 1
+
+
+def test_rate_limit_counts_images_and_sends_standard_headers(make_client):
+    client = make_client(rate_limit=5)
+    three = {"images": [{"data": b64(png())}] * 3}
+    r = client.post("/v1/alt-text", json=three)
+    assert r.status_code == 200 and r.headers["RateLimit-Limit"] == "5" and r.headers["RateLimit-Remaining"] == "2"
+    assert client.post("/v1/alt-text", json=three).status_code == 429  # 3 more images do not fit in the 2 left
+
+
+def test_rate_limit_is_shared_through_redis(make_client, redis_url):
+    body = {"images": [{"data": b64(png())}] * 2}
+    a = make_client(rate_limit=3, cache="none", redis_url=redis_url)
+    b = make_client(rate_limit=3, cache="none", redis_url=redis_url)  # another worker or replica
+    assert a.post("/v1/alt-text", json=body).status_code == 200
+    assert b.post("/v1/alt-text", json=body).status_code == 429  # 4 images > 3: the two share one limit
+
+
+def test_without_redis_the_service_degrades_to_local_limits_and_no_cache(make_client):
+    client = make_client(rate_limit=2, redis_url="redis://127.0.0.1:9/0")  # nothing listens there
+    body = {"images": [{"data": b64(png())}]}
+    t0 = time.monotonic()
+    assert [client.post("/v1/alt-text", json=body).status_code for _ in range(3)] == [200, 200, 429]
+    assert time.monotonic() - t0 < 15
+    assert client.get("/readyz").get_json()["cache"]["state"] == "degraded"
