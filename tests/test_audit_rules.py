@@ -58,6 +58,17 @@ AXE_CASES = {
     "input image alt of spaces": ('<input type="image" src="go.png" alt=" ">', ["input-image-alt"]),
     "input image type is case-insensitive": ('<input type="IMAGE" src="go.png">', ["input-image-alt"]),
     "input of another type is not an image": ('<input type="submit" value="Go">', []),
+    "input image in a label (axe #4607)": ('<label>Search <input type="image" src="go.png"></label>', []),
+    "input image with label for=": ('<label for="go">Search</label><input type="image" id="go" src="go.png">', []),
+    "input image with an empty label": ('<label> <input type="image" src="go.png"></label>', ["input-image-alt"]),
+    "input image disabled, role needing no name": ('<input type="image" src="go.png" role="gridcell" disabled>', []),
+    "input image focusable, role needing no name": ('<input type="image" src="go.png" role="gridcell">',
+                                                    ["input-image-alt"]),
+    "img role=separator is not an image (axe #2629)": ('<img src="a.png" role="separator">', []),
+    "img role=separator but focusable": ('<img src="a.png" role="separator" tabindex="-1">', ["image-alt"]),
+    "img role=button needs a name": ('<img src="a.png" role="button">', ["image-alt"]),
+    "img unknown role counts as none": ('<img src="a.png" role="doc-cover">', ["image-alt"]),
+    "object role=separator is not an image": ('<object data="a.svg" role="separator"></object>', []),
     # area-alt
     "area alt": ('<map name="m"><area href="/paris" alt="Paris office"></map>', []),
     "area aria-label": ('<map name="m"><area href="/paris" aria-label="Paris office"></map>', []),
@@ -89,7 +100,8 @@ AXE_CASES = {
     # object-alt
     "object aria-label": ('<object data="tour.pdf" aria-label="Harbour tour brochure"></object>', []),
     "object title": ('<object data="tour.pdf" title="Harbour tour brochure"></object>', []),
-    "object fallback text": ('<object data="tour.pdf">Harbour tour brochure</object>', []),
+    "object fallback text does not name it (axe #2525)": ('<object data="tour.pdf">Harbour tour brochure</object>',
+                                                           ["object-alt"]),
     "object role presentation": ('<object data="border.svg" role="presentation"></object>', []),
     "object without data shows its fallback": ("<object></object>", []),
     "object no name": ('<object data="tour.pdf"></object>', ["object-alt"]),
@@ -169,7 +181,9 @@ def _name(html: str, selector: str = "#t") -> str | None:
     ('<img id="t" alt="   ">', "   "),
     ('<img id="t" src="a.png">', None),
     ('<svg id="t" role="img" title="attr"><title>Child</title></svg>', "Child"),
-    ('<object id="t" data="x.pdf">  Fallback <b>text</b> </object>', "Fallback text"),
+    ('<object id="t" data="x.pdf">  Fallback <b>text</b> </object>', None),
+    ('<label>Find <b>it</b><input id="t" type="image" src="go.png"></label>', "Find it"),
+    ('<label for="t">Find</label><input id="t" type="image" alt="Go" src="go.png">', "Go"),
     ('<div id="t" role="img">Content is not a name</div>', None),
     ('<span id="other">Other</span><img id="logo" alt="Site logo"><img id="t" aria-labelledby="logo">', "Site logo"),
 ])
@@ -278,6 +292,24 @@ def test_aria_labelledby_pointing_at_the_adjacent_text_is_not_a_duplicate():
     # ARIA10: naming an image by reference to the visible caption is the recommended way to reuse it.
     assert rules('<figure><img src="p.jpg" aria-labelledby="c"><figcaption id="c">The harbour at dawn</figcaption>'
                  "</figure>") == []
+
+
+@pytest.mark.parametrize("html", [
+    '<a href="/"><img src="home.png" alt="Home" role="presentation">Home</a>',
+    '<svg role="img"><title>Home</title></svg><img src="home.png" alt="Home">',
+    '<p><img src="home.png" alt="Home"><span hidden>Home</span></p>',
+    '<p><img src="home.png" alt="Home"><script>Home</script></p>',
+    '<svg role="img" aria-label="Home"></svg><span>Home</span>',
+], ids=["presentational image", "neighbour svg title", "hidden neighbour", "script", "not an img"])
+def test_only_rendered_text_next_to_a_read_img_is_a_duplicate(html):
+    assert "alt-duplicates-adjacent-text" not in rules(html)
+
+
+def test_rendered_text_is_iterative():
+    from server.audit.rules import rendered_text
+    deep = "<div>" * 5000 + "deep" + "</div>" * 5000
+    soup = BeautifulSoup(f"<p id='p'>{deep}<svg><title>no</title><text>yes</text></svg></p>", "html.parser")
+    assert rendered_text(soup.find(id="p")).split() == ["deep", "yes"]
 
 
 def test_a_decorative_image_next_to_its_text_is_fine():
@@ -428,7 +460,7 @@ def test_snippet_is_the_outer_html_truncated():
     ('<input type="image" src="go.png" alt="">', "", "what the button does"),
     ('<map><area href="/x"></map>', None, "where the link goes"),
     ('<svg role="img"></svg>', None, "<title>"),
-    ('<object data="x.pdf"></object>', None, "fallback text"),
+    ('<object data="x.pdf"></object>', None, "aria-label or a title"),
 ])
 def test_failure_messages_say_what_is_wrong_and_how_to_fix_it(html, current_alt, hint):
     finding = only(html)

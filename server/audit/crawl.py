@@ -12,12 +12,18 @@ intranet, a staging host or localhost, so pages *are* fetched from private and l
 command line is the permission. What a page links to cannot widen that: other origins are never crawled. Images
 for suggestions are a separate question, answered in :mod:`server.audit.suggest`.
 
-Politeness: robots.txt is obeyed (``urllib.robotparser``; 401/403 means "disallow everything", another 4xx means
-"no rules", a 5xx or network failure is recorded and treated as "no rules", since this is the owner's own audit),
-its ``Crawl-delay`` is honoured (capped at ``max_crawl_delay``) together with ``delay``, per host. urllib.robotparser
-matches path prefixes only: Google's ``*`` and ``$`` wildcards are not understood, and Crawl-delay must be an integer.
+Politeness: robots.txt is obeyed with Google's semantics (protego, Scrapy's parser: ``*`` and ``$`` wildcards, the
+longest matching rule wins, ``Allow`` beats ``Disallow`` on a tie; 401/403 means "disallow everything", another
+4xx means "no rules", a 5xx or network failure is recorded and treated as "no rules", since this is the owner's
+own audit), its ``Crawl-delay`` (fractions too) is honoured (capped at ``max_crawl_delay``) together with ``delay``,
+per host.
 Every fetch has a connect/read timeout, a whole-page deadline and a byte cap: a page over the cap is cut there,
-checked as far as it got, and reported as truncated.
+checked as far as it got, and reported as truncated. Rule checking has its own budget per page (elements and
+seconds, :class:`RuleOptions`): a page over it is checked as far as the budget went and reported as over_budget.
+
+Determinism: what is recorded for a URL depends only on the pages recorded before it, never on which fetches
+happened to finish first, so ``concurrency`` changes the speed of a crawl and nothing in its records (elapsed times
+aside).
 
 Interruption: the whole crawl state (frontier, seen URLs, pages, findings) is a JSON document that is written
 atomically every ``save_every`` seconds and when the crawl stops for any reason, so Ctrl-C or a crash loses at most
@@ -44,13 +50,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 from urllib.parse import quote, urljoin, urlsplit
-from urllib.robotparser import RobotFileParser
-
-import lxml.html
+import idna
 import requests
+from bs4 import BeautifulSoup
 from lxml import etree
+from protego import Protego
 
-from .rules import Finding, RuleOptions, check_page
+from .rules import Finding, RuleOptions, audit_page, parse
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_SKIPPED_URLS = 1000  # skipped URLs listed one by one in the report; the counts are always complete
 
 # Page statuses: what happened to one fetched URL. The ones in ERROR_STATUSES are crawl errors in the report.
-ERROR_STATUSES = frozenset({"http_error", "timeout", "error", "truncated", "redirect_loop", "too_many_redirects"})
+ERROR_STATUSES = frozenset({"http_error", "timeout", "error", "truncated", "redirect_loop", "too_many_redirects",
+                            "over_budget"})
+AUDITED_STATUSES = ("ok", "truncated", "over_budget")  # pages whose images were checked (the last two in part)
 PAGE_STATUSES = ("ok", "not_html", "duplicate", "off_site_redirect", "robots_disallowed", *sorted(ERROR_STATUSES))
 SKIP_REASONS = ("off_site", "excluded", "robots", "depth_limit")
 
@@ -108,16 +116,18 @@ def _host(hostname: str) -> str | None:
         return None
     if ":" in host:  # IPv6 literal (urlsplit already dropped the brackets)
         return f"[{host}]"
-    try:
-        return host.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        return host.lower() if host.isascii() else None
+    if host.isascii():
+        return host.lower()
+    try:  # UTS-46 non-transitional, as browsers: faß.de is xn--fa-hia.de, not fass.de
+        return idna.encode(host, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
 
 
 def normalize_url(url: str, base: str | None = None) -> str | None:
     """The one spelling of an http(s) URL used for de-duplication, or None for anything else.
 
-    Resolved against ``base``; scheme and host lower-cased (host IDNA-encoded); default port, fragment and empty
+    Resolved against ``base``; scheme and host lower-cased (host IDNA-encoded by UTS-46, as browsers do); default port, fragment and empty
     query dropped; dot segments resolved; percent-escapes normalised; query parameters sorted (their order almost
     never matters, and sorting makes ``?a=1&b=2`` and ``?b=2&a=1`` one page). URLs with user-info are refused so
     that no credentials end up in a report.
@@ -368,6 +378,10 @@ def _is_loopback(host: str) -> bool:
     return host == "localhost" or host.endswith(".localhost") or host.startswith("127.") or host == "::1"
 
 
+_ALLOW_ALL = Protego.parse("")
+_DISALLOW_ALL = Protego.parse("User-agent: *\nDisallow: /\n")
+
+
 class Site:
     """HTTP access to the audited site: one requests session per thread (sessions are not thread-safe) with the
     audit's User-Agent, robots.txt per origin, and the politeness delay per host."""
@@ -376,7 +390,7 @@ class Site:
         self.config = config
         self.site_errors = site_errors if site_errors is not None else []
         self._local = threading.local()
-        self._robots: dict[str, RobotFileParser] = {}
+        self._robots: dict[str, Protego] = {}
         self._robots_lock = threading.Lock()
         self._next_slot: dict[str, float] = {}
         self._slot_lock = threading.Lock()
@@ -396,37 +410,39 @@ class Site:
 
     # -- robots.txt ----------------------------------------------------------------------------------------------
 
-    def robots(self, site_origin: str) -> RobotFileParser:
+    def robots(self, site_origin: str) -> Protego:
         with self._robots_lock:  # held while fetching: every thread wants the same answer, fetched once
             rp = self._robots.get(site_origin)
             if rp is None:
                 rp = self._robots[site_origin] = self._read_robots(site_origin)
             return rp
 
-    def _read_robots(self, site_origin: str) -> RobotFileParser:
+    def _read_robots(self, site_origin: str) -> Protego:
         url = site_origin + "/robots.txt"
-        rp = RobotFileParser(url)
         try:
             r = self.get(url, max_bytes=500_000, follow_redirects=True)  # Google reads the first 500 KiB
         except FetchFailure as e:
             self.site_errors.append({"url": url, "kind": "robots", "message": f"{e.message}; crawling as if it "
                                                                               "allowed everything"})
-            rp.allow_all = True
-            return rp
+            return _ALLOW_ALL
         if r.status in (401, 403):
-            rp.disallow_all = True
-        elif 400 <= r.status < 500:
-            rp.allow_all = True
-        elif r.status >= 300:
+            return _DISALLOW_ALL
+        if 400 <= r.status < 500:
+            return _ALLOW_ALL
+        if r.status >= 300:
             self.site_errors.append({"url": url, "kind": "robots", "message": f"HTTP {r.status}; crawling as if "
                                                                               "it allowed everything"})
-            rp.allow_all = True
-        else:
-            rp.parse(r.body.decode(r.charset or "utf-8", errors="replace").splitlines())
-        return rp
+            return _ALLOW_ALL
+        try:
+            return Protego.parse(r.body.decode(r.charset or "utf-8", errors="replace"))
+        except Exception as e:  # noqa: BLE001 - a robots.txt that breaks the parser must not end the audit
+            self.site_errors.append({"url": url, "kind": "robots", "message": f"could not be parsed "
+                                                                              f"({type(e).__name__}); crawling as "
+                                                                              "if it allowed everything"})
+            return _ALLOW_ALL
 
     def allowed(self, url: str) -> bool:
-        return self.robots(origin(url)).can_fetch(self.config.user_agent, url)
+        return self.robots(origin(url)).can_fetch(url, self.config.user_agent)
 
     def crawl_delay(self, url: str) -> float:
         robots_delay = self.robots(origin(url)).crawl_delay(self.config.user_agent)
@@ -501,40 +517,36 @@ def _read_capped(r: requests.Response, max_bytes: int, deadline: float, timeout:
 # What a page links to
 
 
-def _parse_html(html: str | bytes):
-    try:
-        return lxml.html.document_fromstring(html)
-    except ValueError:  # a str with an XML encoding declaration: let lxml read the bytes
-        if isinstance(html, str):
-            return lxml.html.document_fromstring(html.encode("utf-8"))
-        raise
+def _is_image_element(el) -> bool:
+    if el.name in ("img", "svg") or el.get("role") == "img":
+        return True
+    if el.name == "input":
+        return (el.get("type") or "").lower() == "image"
+    return el.name == "object" and el.has_attr("data")
 
 
-_IMAGES_XPATH = ("//img | //input[translate(@type, 'IMAGE', 'image') = 'image'] | //svg | //object[@data]"
-                 " | //*[@role = 'img']")
+def extract_links(html, page_url: str) -> tuple[list[str], int]:
+    """(URLs of the links and frames in document order, resolved against <base>; number of image elements).
 
-
-def extract_links(html: str | bytes, page_url: str) -> tuple[list[str], int]:
-    """(URLs of the links and frames in document order, resolved against <base>; number of image elements)."""
-    try:
-        doc = _parse_html(html)
-    except (etree.ParserError, ValueError):  # an empty or hopeless document
-        return [], 0
-    base_el = doc.find(".//base[@href]")
+    ``html`` is the markup or the tree :func:`server.audit.rules.parse` made of it (the crawler parses each page
+    once, for its links and for the rules)."""
+    soup = html if isinstance(html, BeautifulSoup) else parse(html)
+    base_el = soup.find("base", href=True)
     base = page_url
     if base_el is not None:
         try:
-            base = urljoin(page_url, base_el.get("href", "").strip())
+            base = urljoin(page_url, (base_el.get("href") or "").strip())
         except ValueError:
             pass
-    links = []
-    for el in doc.iter("a", "area", "iframe", "frame"):
-        ref = el.get("href") if el.tag in ("a", "area") else el.get("src")
-        if ref:
-            url = normalize_url(ref, base)
+    links, images = [], 0
+    for el in soup.find_all(True):
+        if el.name in ("a", "area", "iframe", "frame"):
+            ref = el.get("href") if el.name in ("a", "area") else el.get("src")
+            url = normalize_url(ref, base) if ref else None
             if url is not None:
                 links.append(url)
-    return links, len(doc.xpath(_IMAGES_XPATH))
+        images += _is_image_element(el)
+    return links, images
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -672,6 +684,7 @@ class _Outcome:
     page: Page
     links: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    hops: list[str] = field(default_factory=list)  # redirect targets, in order, that passed the site/robots checks
 
 
 class Crawler:
@@ -723,7 +736,7 @@ class Crawler:
             explicit: set[str] = set()
             if self.config.sitemap == "auto":
                 start_origin = origin(self.config.start_url)
-                found = [u for u in map(normalize_url, self.site.robots(start_origin).site_maps() or []) if u]
+                found = [u for u in map(normalize_url, self.site.robots(start_origin).sitemaps) if u]
                 explicit.update(found)
                 urls = found + [start_origin + "/sitemap.xml"]
             else:
@@ -736,11 +749,16 @@ class Crawler:
     def _record(self, item: tuple, outcome: _Outcome) -> None:
         st, page = self.state, outcome.page
         url, depth, _referrer = item
+        seen_hop = next((h for h in outcome.hops if h in st.checked), None)
+        if seen_hop is not None or page.status == "duplicate":
+            # The same record whether the target was audited before this fetch started or while it ran.
+            page.status, page.error, page.final_url = "duplicate", "redirects to a page that was already audited", \
+                seen_hop or page.final_url
+            page.http_status = page.content_type = None
+            page.bytes = page.images = 0
+            outcome.findings, outcome.links = [], []
         final = page.final_url or url
-        if page.status == "ok" and final in st.checked:
-            page.status, outcome.findings, outcome.links = "duplicate", [], []
-            page.error = "redirects to a page that was already audited"
-        if page.status == "ok" or page.status == "truncated":
+        if page.status in AUDITED_STATUSES:
             st.checked.add(final)
             st.seen.add(final)
             if page.final_url and origin(page.final_url) not in st.origins and depth == 0 and url == st.start_url:
@@ -788,44 +806,47 @@ class Crawler:
             if target is None:
                 page.http_status = r.status
                 page.status, page.error = "http_error", f"HTTP {r.status} without a usable Location"
-                return _Outcome(page)
+                return _Outcome(page, hops=chain[1:])
             page.final_url = target
             if target in chain:
                 page.status, page.error = "redirect_loop", f"redirect loop: {' -> '.join(chain + [target])}"[:500]
-                return _Outcome(page)
+                return _Outcome(page, hops=chain[1:])
             if origin(target) not in self.state.origins and not is_start:
                 page.status, page.error = "off_site_redirect", f"redirects to another site ({target})"
-                return _Outcome(page)
+                return _Outcome(page, hops=chain[1:])
             if not self.site.allowed(target):
                 page.status, page.error = "robots_disallowed", f"redirects to {target}, which robots.txt disallows"
-                return _Outcome(page)
-            if target in self.state.checked:  # a read of the recording thread's set: at worst a wasted fetch
-                page.status, page.error = "duplicate", "redirects to a page that was already audited"
-                return _Outcome(page)
+                return _Outcome(page, hops=chain[1:])
             chain.append(target)
+            if target in self.state.checked:  # a read of the recording thread's set: _record decides for sure
+                page.status = "duplicate"
+                return _Outcome(page, hops=chain[1:])
             current = target
         else:
             page.status, page.error = "too_many_redirects", f"more than {cfg.max_redirects} redirects"
-            return _Outcome(page)
+            return _Outcome(page, hops=chain[1:])
         page.http_status, page.content_type = r.status, r.content_type or None
         page.final_url = current if current != page.url else None
         if r.status >= 400:
             page.status, page.error = "http_error", f"HTTP {r.status}"
-            return _Outcome(page)
+            return _Outcome(page, hops=chain[1:])
         if not 200 <= r.status < 300:
             page.status, page.error = "http_error", f"unexpected HTTP {r.status}"
-            return _Outcome(page)
+            return _Outcome(page, hops=chain[1:])
         if not r.is_html:
             page.status = "not_html"
-            return _Outcome(page)
+            return _Outcome(page, hops=chain[1:])
         page.bytes = len(r.body)
         html: str | bytes = r.body.decode(r.charset, errors="replace") if r.charset else r.body
         if r.truncated:
             page.status = "truncated"
             page.error = f"larger than {cfg.max_bytes:,} bytes: only the first {cfg.max_bytes:,} were checked"
-        links, page.images = extract_links(html, current)
-        findings = check_page(html, current, cfg.rule_options)
-        return _Outcome(page, links, findings)
+        soup = parse(html)
+        links, page.images = extract_links(soup, current)
+        check = audit_page(soup, current, cfg.rule_options)
+        if check.over_budget:
+            page.status, page.error = "over_budget", (page.error + "; " if page.error else "") + check.over_budget
+        return _Outcome(page, links, check.findings, chain[1:])
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
@@ -841,18 +862,27 @@ class Crawler:
             if not st.seeded:
                 self._seed()
             while True:
-                while len(pending) < cfg.concurrency and st.frontier:
+                # While the start URL is in flight nothing else starts: where it redirects (http -> https)
+                # widens the site, and every later fetch must see that, whatever the concurrency.
+                start_in_flight = bool(pending) and not st.pages and pending[0][0][0] == cfg.start_url
+                while len(pending) < cfg.concurrency and st.frontier and not start_in_flight:
                     if len(st.pages) + len(pending) >= cfg.max_pages:
-                        st.limit_reached = True
                         break
                     item = st.frontier.popleft()
                     if item[0] in st.checked:  # reached through a redirect in the meantime
                         continue
                     pending.append((item, pool.submit(self.fetch_page, *item)))
+                    start_in_flight = not st.pages and item[0] == cfg.start_url
                 if not pending:
+                    st.limit_reached = bool(st.frontier) and len(st.pages) >= cfg.max_pages
                     break
                 item, fut = pending[0]
                 outcome = self._result(fut)
+                if item[0] in st.checked:
+                    # Audited through a redirect recorded after this fetch started: one thread would never have
+                    # fetched it, so it is not recorded.
+                    pending.popleft()
+                    continue
                 self._record(item, outcome)
                 pending.popleft()
                 self._maybe_save()

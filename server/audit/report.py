@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import jinja2
 
 
-from .crawl import ERROR_STATUSES, PAGE_STATUSES, SKIP_REASONS, CrawlState, write_atomic
+from .crawl import AUDITED_STATUSES, ERROR_STATUSES, PAGE_STATUSES, SKIP_REASONS, CrawlState, write_atomic
 from .rules import RULES, SEVERITY, suspicious_reason
 
 REPORT_FORMAT = "alt-text-audit-report/1"
@@ -182,7 +182,7 @@ def build_report(state: CrawlState, suggestions: list[dict | None] | None, *, op
     kinds = ("caption", "withheld", "decorative", "error", "none")
     errors = crawl_errors(state)
     summary = {
-        "pages_audited": sum(p.status in ("ok", "truncated") for p in state.pages),
+        "pages_audited": sum(p.status in AUDITED_STATUSES for p in state.pages),
         "urls_fetched": len(state.pages),
         "queued": 0 if state.limit_reached else len(state.frontier),
         "images": state.images,

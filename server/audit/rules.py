@@ -12,9 +12,10 @@ report can be written without keeping the parsed document around.
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from urllib.parse import urljoin
 
@@ -50,6 +51,8 @@ class RuleOptions:
     tiny_px: int = 16  # width and height attributes both at most this: likely decorative
     repeat_threshold: int = 5  # the same image URL this many times on a page: likely an icon or ornament
     snippet_chars: int = 300
+    max_elements: int = 100_000  # elements of one page that are checked; the rest of the page is not
+    max_seconds: float = 10.0  # time for checking one page (after parsing); findings up to there are kept
 
 
 @dataclass(frozen=True)
@@ -101,11 +104,56 @@ _GLOBAL_ARIA = frozenset({
 })
 
 
+# Concrete ARIA roles (axe-core's lib/standards/aria-roles.js plus the SVG graphics roles), and those among them
+# that need an accessible name. An explicit role is the first token of the role attribute when it is one of these;
+# abstract, unknown and DPUB (doc-*) roles count as no role, as in axe's getExplicitRole.
+_NAME_REQUIRED_ROLES = frozenset({
+    "alertdialog", "application", "button", "checkbox", "combobox", "dialog", "img", "link", "listbox", "menuitem",
+    "menuitemcheckbox", "menuitemradio", "meter", "option", "progressbar", "radio", "searchbox", "slider",
+    "spinbutton", "switch", "textbox", "toolbar", "treeitem",
+})
+_ROLES = _NAME_REQUIRED_ROLES | {
+    "alert", "article", "banner", "blockquote", "caption", "cell", "code", "columnheader", "complementary",
+    "contentinfo", "comment", "definition", "deletion", "directory", "document", "emphasis", "feed", "figure", "form",
+    "grid", "gridcell", "group", "heading", "insertion", "list", "listitem", "log", "main", "marquee", "math", "menu",
+    "menubar", "mark", "navigation", "none", "note", "paragraph", "presentation", "radiogroup", "region", "row",
+    "rowgroup", "rowheader", "scrollbar", "search", "separator", "status", "strong", "subscript", "superscript",
+    "suggestion", "tab", "table", "tablist", "tabpanel", "term", "text", "time", "timer", "tooltip", "tree",
+    "treegrid", "graphics-document", "graphics-object", "graphics-symbol",
+}
+_DISABLEABLE = frozenset({"button", "input", "select", "textarea", "option", "optgroup", "fieldset"})
+
+
+def _explicit_role(el: Tag) -> str | None:
+    role = _role(el)
+    return role if role in _ROLES else None
+
+
+def _focusable(el: Tag) -> bool:
+    """As axe's isFocusable, from markup: not disabled, and natively focusable or given any integer tabindex."""
+    if el.name in _DISABLEABLE and el.has_attr("disabled"):
+        return False
+    if el.name == "input":
+        return (_attr(el, "type") or "").strip().lower() != "hidden"
+    if el.name in ("a", "area") and el.has_attr("href") or el.name in ("button", "select", "textarea", "summary"):
+        return True
+    return re.fullmatch(r"\s*[+-]?\d+.*", _attr(el, "tabindex") or "", re.S) is not None
+
+
+def _role_takes_it_out(el: Tag) -> bool:
+    """axe's no-explicit-name-required-matches: an explicit role that needs no name (separator, gridcell...) on an
+    element that cannot take focus makes it something other than an image, so the image rules do not apply."""
+    role = _explicit_role(el)
+    if role is None or role in ("none", "presentation"):
+        return False
+    return role not in _NAME_REQUIRED_ROLES and not _focusable(el)
+
+
 def _is_presentational(el: Tag) -> bool:
     """role=none/presentation that browsers honour: not when focusable or carrying global ARIA (role conflict)."""
     if _role(el) not in ("none", "presentation"):
         return False
-    return not el.has_attr("tabindex") and not any(el.has_attr(a) for a in _GLOBAL_ARIA)
+    return not _focusable(el) and not any(el.has_attr(a) for a in _GLOBAL_ARIA)
 
 
 _STYLE_HIDDEN = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden)\s*(?:!important\s*)?(?:;|$)",
@@ -129,6 +177,37 @@ def _is_hidden(el: Tag) -> bool:
     return False
 
 
+# Elements whose text is never on screen: metadata, scripts, SVG titles and descriptions (tooltips at most).
+_UNRENDERED = frozenset({"head", "title", "script", "style", "template", "noscript", "desc", "metadata", "iframe",
+                         "textarea", "select", "datalist"})
+
+
+def _renders_nothing(el: Tag) -> bool:
+    if el.name in _UNRENDERED or el.has_attr("hidden"):
+        return True
+    if (_attr(el, "aria-hidden") or "").strip().lower() == "true" or _STYLE_HIDDEN.search(_attr(el, "style") or ""):
+        return True
+    return el.name == "object" and bool((_attr(el, "data") or "").strip())  # its fallback shows only on failure
+
+
+def rendered_text(node) -> str:
+    """The text a page shows (and a screen reader reads) inside ``node``: not SVG <title>/<desc>, scripts,
+    templates, hidden elements or a loaded object's fallback. Iterative, so deeply nested markup cannot overflow."""
+    if isinstance(node, NavigableString):
+        return "" if isinstance(node, Comment) else str(node)
+    parts: list[str] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Tag):
+            if _renders_nothing(current):
+                continue
+            stack.extend(reversed(current.contents))
+        elif isinstance(current, NavigableString) and type(current) is NavigableString:
+            parts.append(str(current))
+    return " ".join(parts)
+
+
 def _node_text(node: Tag) -> str | None:
     """The text an aria-labelledby reference contributes."""
     own = _clean(_attr(node, "aria-label"))
@@ -139,14 +218,60 @@ def _node_text(node: Tag) -> str | None:
     return _clean(node.get_text(" "))
 
 
-def _labelledby_text(el: Tag, soup: Tag) -> str | None:
+class _Doc:
+    """A parsed page with the look-ups the rules make many times: element by id, labels by for=, id counts (built
+    once, on first use, so that a page of 50,000 images costs one pass, not one pass per image)."""
+
+    def __init__(self, root: Tag, elements: list[Tag] | None = None):
+        self.root = root
+        self._elements = elements
+        self._ids: dict[str, Tag] | None = None
+        self._labels: dict[str, list[Tag]] = defaultdict(list)
+        self.id_counts: Counter = Counter()
+
+    def _index(self) -> None:
+        self._ids = {}
+        for el in self._elements if self._elements is not None else self.root.find_all(True):
+            el_id = _attr(el, "id")
+            if el_id:
+                self._ids.setdefault(el_id, el)
+                self.id_counts[el_id] += 1
+            if el.name == "label" and _attr(el, "for"):
+                self._labels[_attr(el, "for")].append(el)
+
+    def by_id(self, el_id: str) -> Tag | None:
+        if self._ids is None:
+            self._index()
+        return self._ids.get(el_id)
+
+    def labels_for(self, el_id: str) -> list[Tag]:
+        if self._ids is None:
+            self._index()
+        return self._labels.get(el_id, [])
+
+    def counts(self) -> Counter:
+        if self._ids is None:
+            self._index()
+        return self.id_counts
+
+
+def _labelledby_text(el: Tag, doc: _Doc) -> str | None:
     ids = (_attr(el, "aria-labelledby") or "").split()
-    targets = (soup.find(id=i) for i in ids)
+    targets = (doc.by_id(i) for i in ids)
     return _clean(" ".join(filter(None, (_node_text(t) for t in targets if t is not None))))
 
 
-def _aria_name(el: Tag, soup: Tag) -> str | None:
-    return _labelledby_text(el, soup) or _clean(_attr(el, "aria-label"))
+def _aria_name(el: Tag, doc: _Doc) -> str | None:
+    return _labelledby_text(el, doc) or _clean(_attr(el, "aria-label"))
+
+
+def _label_text(el: Tag, doc: _Doc) -> str | None:
+    """The text of the <label>s of a form control: an ancestor label, and labels whose for= is its id."""
+    labels = [el.find_parent("label")]
+    el_id = _attr(el, "id")
+    if el_id:
+        labels += doc.labels_for(el_id)
+    return _clean(" ".join(filter(None, (rendered_text(label) for label in labels if label is not None))))
 
 
 def _svg_title(el: Tag) -> str | None:
@@ -154,25 +279,27 @@ def _svg_title(el: Tag) -> str | None:
     return _clean(title.get_text(" ")) if title is not None else None
 
 
-def _native_names(el: Tag) -> tuple[str | None, ...]:
+def _native_names(el: Tag, doc: _Doc) -> tuple[str | None, ...]:
     title = _clean(_attr(el, "title"))
-    if el.name in ("img", "area", "input"):
+    if el.name == "input":
+        return _clean(_attr(el, "alt")), _label_text(el, doc), title
+    if el.name in ("img", "area"):
         return _clean(_attr(el, "alt")), title
     if _in_svg(el):
         return _svg_title(el), title
-    if el.name == "object":
-        return title, _clean(el.get_text(" "))
-    return (title,)
+    return (title,)  # an <object>'s fallback content is not its name: it shows only when the object fails to load
 
 
-def accessible_name(el: Tag, soup: Tag) -> str | None:
+def accessible_name(el: Tag, soup: Tag | _Doc) -> str | None:
     """The element's text alternative: aria-labelledby, aria-label, then what its element type offers.
 
-    aria-labelledby counts only ids that exist and have text; native sources are alt (img, area, input), a <title>
-    child (svg), fallback content (object) and the title attribute. When none gives text, the raw alt attribute is
-    returned if present ("" marks an image as decorative, " " is a mistake), else None.
+    aria-labelledby counts only ids that exist and have text; native sources are alt (img, area, input), the
+    labels of an image button, a <title> child (svg) and the title attribute (an object's fallback content is not
+    one, as in axe). When none gives text, the raw alt attribute is returned if present ("" marks an image as
+    decorative, " " is a mistake), else None.
     """
-    for name in (_aria_name(el, soup), *_native_names(el)):
+    doc = soup if isinstance(soup, _Doc) else _Doc(soup)
+    for name in (_aria_name(el, doc), *_native_names(el, doc)):
         if name:
             return name
     return _attr(el, "alt") if el.name in ("img", "area", "input") else None
@@ -185,6 +312,8 @@ def accessible_name(el: Tag, soup: Tag) -> str | None:
 def _rule_for(el: Tag) -> str | None:
     """Which axe rule applies to the element, if any."""
     role = _role(el)
+    if el.name in ("img", "input", "object") and _role_takes_it_out(el):
+        return None
     if el.name == "img":
         return "image-alt"
     if el.name == "input":
@@ -200,19 +329,21 @@ def _rule_for(el: Tag) -> str | None:
     return "role-img-alt" if role == "img" else None
 
 
-def _passes(rule: str, el: Tag, soup: Tag) -> bool:
-    named = _aria_name(el, soup) is not None or _clean(_attr(el, "title")) is not None
+def _passes(rule: str, el: Tag, doc: _Doc) -> bool:
+    named = _aria_name(el, doc) is not None or _clean(_attr(el, "title")) is not None
     if rule == "image-alt":
         alt = _attr(el, "alt")
         if alt and not alt.strip():  # axe's alt-space-value: fails whatever else is there
             return False
         return alt is not None or named or _is_presentational(el)
-    if rule in ("input-image-alt", "area-alt"):
+    if rule == "input-image-alt":
+        return named or _clean(_attr(el, "alt")) is not None or _label_text(el, doc) is not None
+    if rule == "area-alt":
         return named or _clean(_attr(el, "alt")) is not None
     if rule == "svg-img-alt":
         return named or _svg_title(el) is not None
-    if rule == "object-alt":
-        return named or _is_presentational(el) or _clean(el.get_text(" ")) is not None
+    if rule == "object-alt":  # fallback content never counts (axe #2525)
+        return named or _is_presentational(el)
     return named  # role-img-alt
 
 
@@ -231,7 +362,8 @@ _FIX = {
     "role-img-alt": 'add an aria-label that describes it, or remove role="img" and hide it with aria-hidden="true"'
                     " if it is decorative",
     "svg-img-alt": 'add a <title> child or an aria-label that describes it, or aria-hidden="true" if it is decorative',
-    "object-alt": "add an aria-label, a title, or fallback text inside the element",
+    "object-alt": "add an aria-label or a title that says what it is (fallback content inside the element is shown"
+                  " only when it fails to load, so it does not name it)",
 }
 _DECORATIVE_FIX = {
     "image-alt": 'it looks decorative, so add alt="" (or an alt that describes it if it carries meaning)',
@@ -270,7 +402,8 @@ _PLACEHOLDERS = frozenset({
     "alt text", "alternative text", "image description", "description", "null", "undefined", "none",
 })
 _NUMBERED_PLACEHOLDER = re.compile(r"^(?:image|img|photo|picture|pic|graphic|icon|figure|untitled|slide)\s*\d+$")
-_STOPWORDS = frozenset(w for p in _PLACEHOLDERS for w in p.split()) | {
+# One-word placeholders are stop words; the words of the longer ones are not ("text" in "Img alt text" is a word).
+_STOPWORDS = frozenset(p for p in _PLACEHOLDERS if " " not in p) | {
     "a", "an", "the", "of", "and", "or", "for", "with", "in", "on", "at", "to", "my", "our", "your", "this", "that",
 }
 _REDUNDANT_PREFIX = re.compile(
@@ -340,27 +473,6 @@ def _suspicious_message(rule: str, name: str, options: RuleOptions) -> str:
 # Where the element is, what it looks like, which image it shows
 
 
-def _step(el: Tag) -> str:
-    name = soupsieve.escape(el.name)
-    before = len(el.find_previous_siblings(el.name, recursive=False))
-    after = len(el.find_next_siblings(el.name, recursive=False))
-    return f"{name}:nth-of-type({before + 1})" if before or after else name
-
-
-def _selector(el: Tag, id_counts: Counter) -> str:
-    """A selector that finds exactly this element: its id if unique, else a child path from the nearest such id."""
-    steps = []
-    for node in chain([el], el.parents):
-        if isinstance(node, BeautifulSoup):
-            break
-        node_id = _attr(node, "id")
-        if node_id and id_counts[node_id] == 1:
-            steps.append("#" + soupsieve.escape(node_id))
-            break
-        steps.append(_step(node))
-    return " > ".join(reversed(steps))
-
-
 def _snippet(el: Tag, limit: int) -> str:
     html = str(el)
     return html if len(html) <= limit else html[:limit - 1] + "…"
@@ -381,7 +493,31 @@ def _first_srcset_url(srcset: str) -> str | None:
     return tokens[0].rstrip(",") or None
 
 
-_BACKGROUND_URL = re.compile(r"background(?:-image)?\s*:[^;]*?url\(\s*(['\"]?)(.*?)\1\s*\)", re.I)
+_BACKGROUND_PROPERTY = re.compile(r"(?:^|[;{\s])background(?:-image)?\s*:", re.I)
+_URL_OPEN = re.compile(r"url\(", re.I)
+
+
+def background_image_url(style: str) -> str | None:
+    """The first url(...) of a background / background-image declaration in an inline style, by one left-to-right
+    scan (each character is looked at a bounded number of times, so hostile markup cannot make it slow)."""
+    pos = 0
+    while True:
+        prop = _BACKGROUND_PROPERTY.search(style, pos)
+        if prop is None:
+            return None
+        end = style.find(";", prop.end())
+        end = len(style) if end < 0 else end
+        opened = _URL_OPEN.search(style, prop.end(), end)
+        if opened is not None:
+            i = opened.end()
+            while i < len(style) and style[i] in " \t\r\n\f":
+                i += 1
+            quote = style[i] if i < len(style) and style[i] in "'\"" else ""
+            close = style.find(quote or ")", i + len(quote))
+            if close < 0:  # unterminated: no later url( in this declaration can be complete either
+                return None
+            return style[i + len(quote):close].strip() or None
+        pos = end
 
 
 def _raw_image_ref(el: Tag) -> str | None:
@@ -394,8 +530,7 @@ def _raw_image_ref(el: Tag) -> str | None:
         return _clean(_attr(el, "data"))
     if el.name in ("area",) or _in_svg(el):
         return None
-    match = _BACKGROUND_URL.search(_attr(el, "style") or "")  # role="img" on a box with a background image
-    return _clean(match.group(2)) if match else None
+    return _clean(background_image_url(_attr(el, "style") or ""))  # role="img" on a box with a background image
 
 
 def _base_url(soup: BeautifulSoup, page_url: str) -> str:
@@ -445,22 +580,25 @@ def _neighbour(node, forward: bool):
 
 
 def _adjacent_texts(el: Tag):
-    """Text a screen reader reads right before or after the element: its link, its figure's caption, its neighbours."""
+    """Rendered text a screen reader reads right before or after the element: its link, its figure's caption, its
+    neighbours."""
     link = el.find_parent("a")
     if link is not None:
-        yield link.get_text(" ")
+        yield rendered_text(link)
     figure = el.find_parent("figure")
     caption = figure.find("figcaption", recursive=False) if figure is not None else None
     if caption is not None:
-        yield caption.get_text(" ")
+        yield rendered_text(caption)
     for node in (_neighbour(el.previous_sibling, False), _neighbour(el.next_sibling, True)):
-        if isinstance(node, Tag):
-            yield node.get_text(" ")
-        elif node is not None:
-            yield str(node)
+        if node is not None:
+            yield rendered_text(node)
 
 
 def _duplicates_adjacent_text(el: Tag, name: str) -> bool:
+    """axe's image-redundant-alt, widened to figure captions and neighbours: an <img> (the element it checks)
+    whose alt repeats the text beside it. Presentational images are not read, so they repeat nothing."""
+    if el.name != "img" or _is_presentational(el):
+        return False
     wanted = _comparable(name)
     return bool(wanted) and any(_comparable(text) == wanted for text in _adjacent_texts(el))
 
@@ -481,11 +619,61 @@ class _Candidate:
     named_by_reference: bool = False  # aria-labelledby: pointing at visible text is meant to repeat it
 
 
+class _OverBudget(Exception):
+    pass
+
+
+class _Budget:
+    """The per-page limit on rule checking: time, looked at every few elements (a clock read is not free)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self._ticks = 0
+
+    def tick(self) -> None:
+        self._ticks += 1
+        if self._ticks % 32 == 0 and time.monotonic() > self.deadline:
+            raise _OverBudget(f"checking the page took longer than {self.seconds:g} s")
+
+
 @dataclass
 class _Page:
     url: str
     options: RuleOptions
     id_counts: Counter
+    _positions: dict = field(default_factory=dict)  # id(parent) -> {id(child): (nth of its type, alone?)}
+
+    def _step(self, el: Tag) -> str:
+        """The element's tag, with :nth-of-type when it has siblings of its type. Each parent's children are numbered
+        once, so a page of 50,000 sibling images stays linear."""
+        parent = el.parent
+        table = self._positions.get(id(parent))
+        if table is None:
+            seen: Counter = Counter()
+            table = {}
+            for child in parent.children:
+                if isinstance(child, Tag):
+                    seen[child.name] += 1
+                    table[id(child)] = (child.name, seen[child.name])
+            table = self._positions[id(parent)] = {k: (n, seen[name] == 1) for k, (name, n) in table.items()}
+        nth, alone = table[id(el)]
+        name = soupsieve.escape(el.name)
+        return name if alone else f"{name}:nth-of-type({nth})"
+
+    def selector(self, el: Tag) -> str:
+        """A selector that finds exactly this element: its id if unique, else a child path from the nearest such
+        id."""
+        steps = []
+        for node in chain([el], el.parents):
+            if isinstance(node, BeautifulSoup):
+                break
+            node_id = _attr(node, "id")
+            if node_id and self.id_counts[node_id] == 1:
+                steps.append("#" + soupsieve.escape(node_id))
+                break
+            steps.append(self._step(node))
+        return " > ".join(reversed(steps))
 
     def finding(self, c: _Candidate, rule: str, message: str) -> Finding:
         return Finding(
@@ -493,7 +681,7 @@ class _Page:
             rule=rule,
             wcag=WCAG_1_1_1,
             severity=SEVERITY[rule],
-            selector=_selector(c.element, self.id_counts),
+            selector=self.selector(c.element),
             snippet=_snippet(c.element, self.options.snippet_chars),
             image_url=c.image_url,
             message=message,
@@ -508,21 +696,20 @@ def _parse(html: str | bytes) -> BeautifulSoup:
         return BeautifulSoup(html, "lxml", multi_valued_attributes=None)
 
 
-def _candidates(soup: BeautifulSoup, base: str) -> list[_Candidate]:
-    found = []
-    for el in soup.find_all(True):
+def _candidates(elements: list[Tag], base: str, budget: _Budget, found: list[_Candidate]) -> None:
+    for el in elements:
+        budget.tick()
         rule = _rule_for(el)
         if rule is None or _is_inert(el) or (rule != "area-alt" and _is_hidden(el)):  # axe checks hidden areas
             continue
         ref = _raw_image_ref(el)
         found.append(_Candidate(el, rule, _join(base, ref) if ref else None))
-    return found
 
 
-def _evaluate(c: _Candidate, soup: BeautifulSoup, options: RuleOptions) -> None:
-    c.passed = _passes(c.rule, c.element, soup)
-    c.name = accessible_name(c.element, soup)
-    c.named_by_reference = _labelledby_text(c.element, soup) is not None
+def _evaluate(c: _Candidate, doc: _Doc, options: RuleOptions) -> None:
+    c.passed = _passes(c.rule, c.element, doc)
+    c.name = accessible_name(c.element, doc)
+    c.named_by_reference = _labelledby_text(c.element, doc) is not None
     if c.passed and c.name:
         c.suspicious = suspicious_reason(c.name, options)
 
@@ -558,14 +745,57 @@ def _findings_for(page: _Page, c: _Candidate, shared: bool) -> list[Finding]:
     return out
 
 
+@dataclass
+class PageCheck:
+    """What checking one page found: its findings in document order, how many image elements it has, and why
+    checking stopped early (``over_budget``: too many elements or too long), with the findings up to there."""
+    findings: list[Finding]
+    images: int
+    over_budget: str | None = None
+
+
+def parse(html: str | bytes) -> BeautifulSoup:
+    """The page as the rules read it (the crawler parses each page once and hands the tree to audit_page)."""
+    return _parse(html)
+
+
+def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOptions = RuleOptions()) -> PageCheck:
+    """Check one page within ``options.max_elements`` and ``options.max_seconds``; an overrun is not an error but
+    a note on the result, so one hostile page can neither stall nor end an audit."""
+    soup = html if isinstance(html, BeautifulSoup) else _parse(html)
+    budget = _Budget(options.max_seconds)
+    elements = soup.find_all(True, limit=options.max_elements + 1)
+    note = None
+    if len(elements) > options.max_elements:
+        elements = elements[:options.max_elements]
+        note = f"the page has more than {options.max_elements:,} elements: only the first ones were checked"
+    doc = _Doc(soup, elements)
+    candidates: list[_Candidate] = []
+    evaluated = 0
+    try:
+        _candidates(elements, _base_url(soup, page_url), budget, candidates)
+        url_counts = Counter(c.image_url for c in candidates if c.image_url)
+        for c in candidates:
+            budget.tick()
+            _evaluate(c, doc, options)
+            c.decorative = _decorative_candidate(c.element, c.image_url, url_counts, options)
+            evaluated += 1
+    except _OverBudget as e:
+        note = f"{e}: only the images before the cut were checked"
+        candidates = candidates[:evaluated]
+        budget = _Budget(options.max_seconds)  # a second allowance to write up what was checked
+    page = _Page(page_url, options, doc.counts())
+    shared = _shared_alt_different_images(candidates)
+    findings: list[Finding] = []
+    try:
+        for i, c in enumerate(candidates):
+            budget.tick()
+            findings.extend(_findings_for(page, c, i in shared))
+    except _OverBudget as e:
+        note = note or f"{e}: only the findings before the cut are reported"
+    return PageCheck(findings, len(candidates), note)
+
+
 def check_page(html: str | bytes, page_url: str, options: RuleOptions = RuleOptions()) -> list[Finding]:
     """Every WCAG 1.1.1 failure and suspicious text alternative on one page, in document order."""
-    soup = _parse(html)
-    candidates = _candidates(soup, _base_url(soup, page_url))
-    url_counts = Counter(c.image_url for c in candidates if c.image_url)
-    for c in candidates:
-        _evaluate(c, soup, options)
-        c.decorative = _decorative_candidate(c.element, c.image_url, url_counts, options)
-    page = _Page(page_url, options, Counter(_attr(el, "id") for el in soup.find_all(id=True)))
-    shared = _shared_alt_different_images(candidates)
-    return [f for i, c in enumerate(candidates) for f in _findings_for(page, c, i in shared)]
+    return audit_page(html, page_url, options).findings
