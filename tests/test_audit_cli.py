@@ -341,3 +341,15 @@ def test_images_elsewhere_go_through_the_safe_fetcher(site):
         assert e.value.code == "unsupported_format"
     finally:
         other.close()
+
+
+def test_the_audit_never_reads_the_services_loopback_test_switch(monkeypatch):
+    """ALT_TEXT_TEST_ALLOW_LOOPBACK (with testing mode) opens loopback origins to the service's fetcher in tests;
+    the audit's fetcher for images on other origins stays closed whatever the environment says."""
+    from server.audit.crawl import CrawlConfig, Crawler
+
+    monkeypatch.setenv("ALT_TEXT_TEST_ALLOW_LOOPBACK", "127.0.0.1:8080")
+    monkeypatch.setenv("ALT_TEXT_TESTING", "1")
+    monkeypatch.setattr(command, "load_describer", lambda checkpoint, beam_size: FakeDescriber())
+    suggester = command._suggester(Crawler(CrawlConfig(start_url="http://127.0.0.1:1/")), None, None, None, 3, 1)
+    assert suggester.source.limits.test_allow_loopback == ()

@@ -60,7 +60,7 @@ def _suggester(crawler: Crawler, server_url, api_key, checkpoint, beam_size, con
     try:
         cfg = Config.from_env(load_model=False)
         limits = FetchLimits(max_bytes=cfg.max_image_bytes, total_timeout=cfg.fetch_timeout,
-                             max_pixels=cfg.max_pixels, test_allow_loopback=tuple(cfg.test_allow_loopback))
+                             max_pixels=cfg.max_pixels)  # never the service's loopback test switch
     except (TypeError, ValueError) as e:
         raise click.ClickException(f"bad ALT_TEXT_* setting: {e}") from None
     try:
