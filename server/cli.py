@@ -299,6 +299,19 @@ def _serve_options(fn):
 @_serve_options
 def serve(host, port, workers, threads, **options) -> None:
     """Run the HTTP service under gunicorn. Every setting can also come from ALT_TEXT_* variables."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    # Before anything imports prometheus_client (it picks its value store at import): the workers, forked later,
+    # write their metrics to files here, and a scrape of any one of them adds all of them up.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="alt-text-metrics-")
+        atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    from .metrics import prepare_multiprocess_dir, worker_exited
+
+    prepare_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     from gunicorn.app.base import BaseApplication
 
     from .app import create_app
@@ -327,7 +340,7 @@ def serve(host, port, workers, threads, **options) -> None:
         def load_config(self):
             for k, v in {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
                          "worker_class": "gthread", "timeout": 120, "graceful_timeout": 10,
-                         "accesslog": "-", "errorlog": "-"}.items():
+                         "accesslog": "-", "errorlog": "-", "child_exit": worker_exited}.items():
                 self.cfg.set(k, v)
 
         def load(self):

@@ -10,9 +10,8 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-from .describe.pixels import transparent_share
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP"})
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: larger than any photo a page shows, far below a bomb
@@ -87,6 +86,14 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: in
         return rgb
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageError("corrupt_image", f"the image is damaged or truncated ({e})") from None
+
+
+def transparent_share(im: Image.Image) -> float:
+    """Share of (nearly) transparent pixels: recorded before compositing onto white, which hides them."""
+    if im.mode not in ("RGBA", "LA", "PA") and not (im.mode == "P" and "transparency" in im.info):
+        return 0.0
+    alpha = np.asarray(im.convert("RGBA").getchannel("A").resize((64, 64), Image.NEAREST))
+    return float((alpha < 128).mean())
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

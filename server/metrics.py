@@ -1,12 +1,22 @@
-"""Prometheus metrics of one service process, in their own registry (no process-global state).
+"""Prometheus metrics of the service.
 
-With several gunicorn workers each process reports its own numbers; scrape each, or run one worker with threads.
+Under gunicorn with several workers, each scrape reaches one random process; so ``alt-text serve`` runs
+prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set before any worker starts; a worker that
+exits is marked dead by gunicorn's ``child_exit`` hook), and ``render`` adds up every process's files: one scrape
+gives coherent totals. Without that variable (tests, one process) each app has its own registry.
 """
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
 
 
 class ServiceMetrics:
@@ -21,8 +31,9 @@ class ServiceMetrics:
                              registry=r)
         self.withheld = Counter("alt_text_withheld", "Images given no alt text, by reason", ["reason"], registry=r)
         self.ocr = Counter("alt_text_ocr", "Images whose text was read by OCR", registry=r)
+        # "max" across processes: the cache is shared, so one degraded process says it for all of them
         self.cache_degraded = Gauge("alt_text_cache_degraded", "1 while the result cache is failing and bypassed",
-                                    registry=r)
+                                    registry=r, multiprocess_mode="max")
         self.cache = Counter("alt_text_cache", "Cache look-ups by result", ["result"], registry=r)
         self.latency = Histogram("alt_text_request_seconds", "Request latency", ["endpoint"], registry=r,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
@@ -36,4 +47,26 @@ class ServiceMetrics:
         self.batch_seconds.observe(seconds)
 
     def render(self) -> bytes:
+        if multiprocess():
+            from prometheus_client import multiprocess as mp
+
+            registry = CollectorRegistry()
+            mp.MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def prepare_multiprocess_dir(path: str) -> None:
+    """Empty the directory the processes write their metric files to (left-overs of a previous run would be added
+    to this run's totals)."""
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+
+
+def worker_exited(server, worker) -> None:
+    """gunicorn's child_exit hook: a dead worker's live gauges no longer count."""
+    from prometheus_client import multiprocess as mp
+
+    mp.mark_process_dead(worker.pid)

@@ -78,7 +78,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_service(log_dir: Path, threads: int = 8, **settings) -> Iterator[str]:
+def running_service(log_dir: Path, threads: int = 8, workers: int = 1, **settings) -> Iterator[str]:
     """`alt-text serve` (gunicorn) on a free loopback port, configured by ALT_TEXT_<SETTING> variables; yields its
     base URL once /readyz answers, and stops it afterwards."""
     port = free_port()
@@ -86,8 +86,10 @@ def running_service(log_dir: Path, threads: int = 8, **settings) -> Iterator[str
         settings = {"testing": 1, **settings}
     env = dict(os.environ, **{f"ALT_TEXT_{k.upper()}": str(v) for k, v in settings.items()})
     log = open(log_dir / "gunicorn.log", "w+")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each service its own metrics directory
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port), "--threads",
-                             str(threads)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             str(threads), "--workers", str(workers)], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

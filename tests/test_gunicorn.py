@@ -153,3 +153,22 @@ def test_clients_read_the_published_limits(gunicorn):
 
     assert service_limits(gunicorn) == {"max_images": 16, "max_body_bytes": 20_000_000}
     assert service_limits("http://127.0.0.1:9") == DEFAULT_LIMITS  # nothing answers: the defaults
+
+
+def test_metrics_add_up_across_workers(shapes_checkpoint, tmp_path):
+    """Two gunicorn workers, many scrapes: every scrape reports the same total, whichever worker answers it."""
+    import re
+
+    buf = io.BytesIO()
+    make_shape_image("green", "circle").save(buf, "PNG")
+    body = {"images": [{"data": base64.b64encode(buf.getvalue()).decode()}]}
+    with running_service(tmp_path, workers=2, checkpoint=shapes_checkpoint, device="cpu", cache="none",
+                         rate_limit=0) as base:
+        for _ in range(12):
+            assert requests.post(base + "/v1/alt-text", json=body, timeout=60).status_code == 200
+        totals = set()
+        for _ in range(10):
+            text = requests.get(base + "/metrics", timeout=10).text
+            counts = re.findall(r'^alt_text_images_total\{outcome="[a-z]+"\} (\S+)$', text, re.M)
+            totals.add(sum(float(c) for c in counts))
+        assert totals == {12.0}

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
+from ..images import transparent_share
+
 THUMB = 128
 
 
@@ -44,13 +46,6 @@ def source_of(im: Image.Image) -> tuple[int, int, float]:
     if info:
         return info["width"], info["height"], info["transparent"]
     return im.width, im.height, transparent_share(im)
-
-
-def transparent_share(im: Image.Image) -> float:
-    if im.mode not in ("RGBA", "LA", "PA") and not (im.mode == "P" and "transparency" in im.info):
-        return 0.0
-    alpha = np.asarray(im.convert("RGBA").getchannel("A").resize((64, 64), Image.NEAREST))
-    return float((alpha < 128).mean())
 
 
 def _visible(im: Image.Image, size: tuple[int, int]) -> np.ndarray | None:
