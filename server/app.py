@@ -173,7 +173,8 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
                                    wording=cfg.wording(), use_ocr=cfg.ocr)
     if describer is not None:
         check_cache_settings(cfg.cache, cfg.redis_url)  # a wrong setting stops the start; a broken cache does not
-        cache = FailSafeCache(lambda: open_cache(cfg.cache, cfg.cache_path, cfg.redis_url, cfg.cache_ttl))
+        cache = FailSafeCache(lambda: open_cache(cfg.cache, cfg.cache_path, cfg.redis_url, cfg.cache_ttl),
+                              cooldown=cfg.cache_retry)
         service = AltTextService(cfg, describer, cache, metrics)
     app.extensions["alt_text"] = {"service": service, "metrics": metrics}
     # Rate limit with flask-limiter: in Redis when ALT_TEXT_REDIS_URL is set (one limit across workers and

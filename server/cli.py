@@ -309,7 +309,8 @@ def serve(host, port, workers, threads, **options) -> None:
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="alt-text-metrics-")
         atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
-    from .metrics import prepare_multiprocess_dir, worker_exited
+    from . import hooks
+    from .metrics import prepare_multiprocess_dir
 
     prepare_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     from gunicorn.app.base import BaseApplication
@@ -340,7 +341,8 @@ def serve(host, port, workers, threads, **options) -> None:
         def load_config(self):
             for k, v in {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
                          "worker_class": "gthread", "timeout": 120, "graceful_timeout": 10,
-                         "accesslog": "-", "errorlog": "-", "child_exit": worker_exited}.items():
+                         "accesslog": "-", "errorlog": "-", "child_exit": hooks.child_exit,
+                         "worker_exit": hooks.worker_exit}.items():
                 self.cfg.set(k, v)
 
         def load(self):

@@ -52,6 +52,7 @@ class Config:
     cache_path: str = setting(help="SQLite cache file.", factory=_default_cache_path)
     redis_url: str | None = setting(None, "Share the cache through Redis (redis://host:6379/0).")
     cache_ttl: int = setting(7 * 24 * 3600, "Seconds a URL's answer is reused without fetching it again.")
+    cache_retry: float = setting(30.0, "Seconds a failing cache is bypassed before it is tried again.")
     cors_origins: tuple[str, ...] = setting((), "Web origins allowed besides the browser extensions.")
     api_keys: tuple[str, ...] = setting((), "When set, requests need one of these in the X-API-Key header.")
     rate_limit: int = setting(120, "Images per minute per client (API key or address), in Redis when redis_url "

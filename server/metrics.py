@@ -2,7 +2,7 @@
 
 Under gunicorn with several workers, each scrape reaches one random process; so ``alt-text serve`` runs
 prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set before any worker starts; a worker that
-exits is marked dead by gunicorn's ``child_exit`` hook), and ``render`` adds up every process's files: one scrape
+exits is marked dead by gunicorn's ``child_exit`` hook, :mod:`server.hooks`), and ``render`` adds up every process's files: one scrape
 gives coherent totals. Without that variable (tests, one process) each app has its own registry.
 """
 from __future__ import annotations
@@ -63,10 +63,3 @@ def prepare_multiprocess_dir(path: str) -> None:
     for name in os.listdir(path):
         if name.endswith(".db"):
             os.remove(os.path.join(path, name))
-
-
-def worker_exited(server, worker) -> None:
-    """gunicorn's child_exit hook: a dead worker's live gauges no longer count."""
-    from prometheus_client import multiprocess as mp
-
-    mp.mark_process_dead(worker.pid)

@@ -274,27 +274,6 @@ def test_cache_survives_a_restart(make_client):
     assert second["caption"] == first["caption"]
 
 
-@pytest.fixture
-def redis_url(tmp_path):
-    exe = shutil.which("redis-server")
-    if not exe:
-        pytest.skip("redis-server not installed")
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(50):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.skip("redis-server did not start")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 def test_redis_cache_is_shared_by_replicas(make_client, redis_url):
