@@ -50,13 +50,16 @@ def start_site(directory: Path) -> tuple[ThreadingHTTPServer, str]:
 
 
 def start_service(site: str, max_batch: int, cache: str, checkpoint: str | None, workdir: Path, threads: int,
-                  workers: int = 1):
+                  workers: int = 1, redis_url: str | None = None):
     port = free_port()
     env = dict(os.environ, ALT_TEXT_TEST_ALLOW_LOOPBACK=site, ALT_TEXT_TESTING="1", ALT_TEXT_RATE_LIMIT="0",
                ALT_TEXT_MAX_BATCH=str(max_batch), ALT_TEXT_CACHE=cache,
                ALT_TEXT_CACHE_PATH=str(workdir / f"cache-{port}.sqlite3"))
     if checkpoint:
         env["ALT_TEXT_CHECKPOINT"] = checkpoint
+    if redis_url:
+        env["ALT_TEXT_REDIS_URL"] = redis_url
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = open(workdir / f"gunicorn-{port}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port),
                              "--threads", str(threads), "--workers", str(workers)], env=env, stdout=log,
@@ -75,28 +78,58 @@ def start_service(site: str, max_batch: int, cache: str, checkpoint: str | None,
     raise SystemExit(f"the service did not start; see {log.name}")
 
 
-def drive(base: str, urls: list[str], clients: int) -> dict:
-    """Each client sends its share of the URLs one request at a time; returns throughput and latencies."""
+def drive(base: str | list[str], urls: list[str], clients: int) -> dict:
+    """Each client sends its share of the URLs one request at a time (round-robin over several bases, as a load
+    balancer would); returns throughput and latencies."""
     session_local = threading.local()
+    bases = [base] if isinstance(base, str) else base
 
-    def one(url):
+    def one(job):
+        i, url = job
         s = getattr(session_local, "s", None) or requests.Session()
         session_local.s = s
         t = time.perf_counter()
-        r = s.post(base + "/v1/alt-text", json={"images": [{"url": url}]}, timeout=120)
+        r = s.post(bases[i % len(bases)] + "/v1/alt-text", json={"images": [{"url": url}]}, timeout=120)
         dt = time.perf_counter() - t
         res = r.json()["results"][0]
         return dt, "error" not in res, res.get("cached", False)
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        out = list(pool.map(one, urls))
+        out = list(pool.map(one, enumerate(urls)))
     wall = time.perf_counter() - t0
     lat = sorted(x[0] for x in out)
     return {"requests": len(out), "ok": sum(x[1] for x in out), "cached": sum(x[2] for x in out),
             "seconds": round(wall, 2), "images_per_s": round(len(out) / wall, 2),
             "p50_ms": round(1000 * statistics.median(lat), 1),
             "p95_ms": round(1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1)}
+
+
+def replicas_run(site: str, args, workdir: Path, urls: list[str]) -> dict:
+    """Uncached throughput of ``args.replicas`` instances sharing one redis-server (cache and rate limit)."""
+    import shutil
+
+    exe = shutil.which("redis-server")
+    if not exe:
+        raise SystemExit("--replicas needs redis-server (apt-get install redis-server)")
+    port = free_port()
+    redis = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = []
+    try:
+        time.sleep(0.5)
+        for _ in range(args.replicas):
+            procs.append(start_service(site, 16, "redis", args.checkpoint, workdir, threads=args.clients * 2,
+                                       workers=args.workers, redis_url=f"redis://127.0.0.1:{port}/0"))
+        bases = [b for _, b in procs]
+        drive(bases, urls[:4], 4)
+        return drive(bases, urls[4:], args.clients)
+    finally:
+        for proc, _ in procs:
+            proc.terminate()
+            proc.wait(10)
+        redis.terminate()
+        redis.wait(5)
 
 
 def in_process_rate(paths: list[Path], checkpoint: str | None, batch: int = 16) -> dict:
@@ -121,6 +154,8 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=128, help="distinct images per uncached run")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--workers", type=int, default=1, help="gunicorn processes of the service")
+    ap.add_argument("--replicas", type=int, default=1,
+                    help="also run this many instances sharing one redis-server, next to one instance")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--out", default="bench_server.json")
     args = ap.parse_args()
@@ -147,6 +182,9 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(10)
+        if args.replicas > 1:
+            results[f"{args.replicas} replicas + Redis, batched"] = replicas_run(
+                site, args, workdir, urls[2 * args.count : 3 * args.count])
         proc, base = start_service(site, 16, "sqlite", args.checkpoint, workdir, threads=args.clients * 2)
         try:
             warm = urls[:32]
