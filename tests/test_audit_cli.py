@@ -110,7 +110,7 @@ def test_reports_in_every_format(site, tmp_path):
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == FINDINGS
     page = (tmp_path / "r.html").read_text()
     assert check_page(page, (tmp_path / "r.html").as_uri()) == []
-    assert not (tmp_path / "r.state.json").exists()  # finished: nothing to resume
+    assert not (tmp_path / "r.state.jsonl").exists()  # finished: nothing to resume
 
 
 def test_default_prints_a_summary(site):
@@ -153,7 +153,7 @@ def test_bad_input_is_a_one_line_error(site, args, code, message):
 
 
 def test_resume_refuses_another_sites_state(site, tmp_path):
-    (tmp_path / "r.state.json").write_text('{"format": "alt-text-audit-state/1"}')
+    (tmp_path / "r.state.jsonl").write_text('{"format": "alt-text-audit-state/1"}')
     r = run(site.url("/"), "--no-suggest", "--resume", "--out", "r.json")
     assert r.exit_code == 1 and "cannot resume from" in r.output
 
@@ -186,7 +186,7 @@ def test_interrupt_or_crash_writes_partial_report_and_resume_finishes(site, tmp_
     jsonschema.Draft202012Validator(SCHEMA).validate(partial)
     assert not partial["complete"] and len(partial["pages"]) == 2
     assert "Partial report" in (tmp_path / "r.html").read_text()
-    assert (tmp_path / "r.state.json").exists()
+    assert (tmp_path / "r.state.jsonl").exists()
 
     monkeypatch.setattr(command.Progress, "page", original)
     r = run(*args, "--resume")
@@ -198,7 +198,7 @@ def test_interrupt_or_crash_writes_partial_report_and_resume_finishes(site, tmp_
         [(f["page_url"], f["rule"]) for f in expected["findings"]]
     pages = [p for p in site.paths()[start:] if p != "/robots.txt"]
     assert len(pages) == len(set(pages)) == 5  # no page fetched twice across the two runs
-    assert not (tmp_path / "r.state.json").exists()
+    assert not (tmp_path / "r.state.jsonl").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -15,13 +15,13 @@ from pathlib import Path
 import click
 
 from .crawl import CrawlConfig, Crawler, CrawlState, Page, normalize_url, origin
-from .report import build_report, count_for_gate, format_of, write_report
+from .report import FORMAT_NAMES, build_report, count_for_gate, format_of, write_report
 
 log = logging.getLogger(__name__)
 
 EXIT_OVER_THRESHOLD = 3
 EXIT_INTERRUPTED = 130
-DEFAULT_STATE = "alt-text-audit.state.json"
+DEFAULT_STATE = "alt-text-audit.state.jsonl"
 
 
 def _version() -> str:
@@ -34,8 +34,9 @@ def _version() -> str:
 
 
 def state_path_for(outs: tuple[str, ...]) -> Path:
-    """The crawl state lives next to the (first) report: report.html -> report.state.json."""
-    return Path(outs[0]).with_suffix(".state.json") if outs else Path(DEFAULT_STATE)
+    """The crawl state (an append-only journal) lives next to the (first) report: report.html ->
+    report.state.jsonl."""
+    return Path(outs[0]).with_suffix(".state.jsonl") if outs else Path(DEFAULT_STATE)
 
 
 def load_describer(checkpoint: str | None, beam_size: int):
@@ -153,7 +154,7 @@ def _nothing_audited(state: CrawlState) -> str:
 def _check_outs(outs: tuple[str, ...]) -> None:
     for out in outs:
         if format_of(out) is None:
-            raise click.BadParameter(f"{out}: the format comes from the extension: .html, .json or .csv",
+            raise click.BadParameter(f"{out}: the format comes from the extension: {FORMAT_NAMES}",
                                      param_hint="--out")
         parent = Path(out).resolve().parent
         if not parent.is_dir():
@@ -166,8 +167,9 @@ def _load_state(path: Path, resume: bool, start_url: str) -> CrawlState | None:
             click.echo(f"alt-text: note: starting a new audit; the saved one in {path} will be replaced "
                        "(use --resume to continue it)", err=True)
         return None
+    legacy = path.with_suffix(".json")  # report.state.json: a whole-state file from before the journal
     try:
-        state = CrawlState.load(path)
+        state = CrawlState.load(legacy if not path.exists() and legacy.exists() else path)
     except FileNotFoundError:
         raise click.ClickException(f"no saved audit to resume at {path}") from None
     except (OSError, ValueError) as e:
@@ -195,7 +197,8 @@ def _load_state(path: Path, resume: bool, start_url: str) -> CrawlState | None:
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
               help="Seconds allowed for one page.")
 @click.option("--out", "outs", multiple=True, type=click.Path(dir_okay=False),
-              help="Write a report; the extension picks the format: .html, .json, .csv (repeatable).")
+              help="Write a report; the extension picks the format: .html, .json, .csv, .sarif (SARIF 2.1.0) "
+                   "(repeatable).")
 @click.option("--fail-on", type=click.IntRange(0), default=None, metavar="N",
               help="Exit with status 3 when more than N findings (see --fail-scope) are found.")
 @click.option("--fail-scope", type=click.Choice(["wcag", "all"]), default="wcag", show_default=True,
@@ -208,8 +211,12 @@ def _load_state(path: Path, resume: bool, start_url: str) -> CrawlState | None:
               help="Model checkpoint (default: the bundled model).")
 @click.option("--beam-size", type=click.IntRange(1, 20), default=3, show_default=True, help="Beam width.")
 @click.option("--no-suggest", is_flag=True, help="Do not describe images (no model, no image fetches).")
+@click.option("--render", is_flag=True,
+              help="Audit each page as headless Chromium renders it (scripts run, open shadow roots included).")
+@click.option("--chromium", default="/usr/bin/chromium", show_default=True, type=click.Path(dir_okay=False),
+              help="The Chromium that --render drives.")
 def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, timeout, outs, fail_on, fail_scope,
-          server_url, api_key, resume, checkpoint, beam_size, no_suggest) -> None:
+          server_url, api_key, resume, checkpoint, beam_size, no_suggest, render, chromium) -> None:
     """Audit the images of the site at URL (WCAG 2.2 SC 1.1.1) and suggest alt text for them.
 
     The crawl stays on URL's origin, obeys robots.txt, and may reach private and loopback addresses: it is meant
@@ -226,9 +233,16 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
     _check_outs(outs)
     try:
         config = CrawlConfig(start_url=url, max_pages=max_pages, max_depth=depth, sitemap=sitemap,
-                             include=include, exclude=exclude, concurrency=concurrency, delay=delay, timeout=timeout)
+                             include=include, exclude=exclude, concurrency=concurrency, delay=delay, timeout=timeout,
+                             render=render, chromium=chromium)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    if render:
+        from .render import unavailable
+
+        why = unavailable(chromium)
+        if why:
+            raise click.ClickException(why)
     state_path = state_path_for(outs)
     state = _load_state(state_path, resume, config.start_url)
     progress = Progress(max_pages, state or CrawlState(config.start_url, [origin(config.start_url)]))
@@ -268,7 +282,7 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
                  "exclude": list(exclude), "concurrency": concurrency, "delay": delay, "timeout": timeout,
                  "suggestions": "off" if no_suggest else ("service" if server_url else "model"),
                  "model": getattr(suggester.backend, "version", None), "beam_size": beam_size,
-                 "fail_on": fail_on, "fail_scope": fail_scope})
+                 "fail_on": fail_on, "fail_scope": fail_scope, "render": render})
     for out in outs:
         try:
             write_report(report, out)
@@ -284,10 +298,11 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
     if failure is not None:
         raise click.ClickException(f"the audit stopped on an internal error ({type(failure).__name__}: {failure}); "
                                    f"what was found is saved in {state_path}: --resume continues")
-    try:
-        state_path.unlink()
-    except FileNotFoundError:
-        pass
+    for done_with in (state_path, state_path.with_suffix(".json")) if resume else (state_path,):
+        try:
+            done_with.unlink()
+        except FileNotFoundError:
+            pass
     if report["summary"]["pages_audited"] == 0:
         raise click.ClickException(f"no page could be audited: {_nothing_audited(st)}")
     if fail_on is not None:

@@ -25,9 +25,13 @@ Determinism: what is recorded for a URL depends only on the pages recorded befor
 happened to finish first, so ``concurrency`` changes the speed of a crawl and nothing in its records (elapsed times
 aside).
 
-Interruption: the whole crawl state (frontier, seen URLs, pages, findings) is a JSON document that is written
-atomically every ``save_every`` seconds and when the crawl stops for any reason, so Ctrl-C or a crash loses at most
-the pages that were in flight, and :meth:`Crawler.run` on the loaded state carries on without refetching the rest.
+Interruption: the crawl state is an append-only journal (:class:`Journal`, Scrapy's JOBDIR idea): a header line,
+then one JSON line per recorded page with what recording it changed (the page, its findings, the URLs it queued,
+marked seen or skipped). Saving therefore costs O(new pages), not O(pages); each line is written as soon as its page
+is recorded (and fsync'ed every ``save_every`` seconds), so Ctrl-C, a crash or even SIGKILL loses at most the pages
+that were in flight, and :meth:`Crawler.run` on the replayed state carries on without refetching the rest. A line
+torn by a kill is dropped on load. The frontier is not rewritten either: it is replayed as the URLs queued minus the
+URLs taken from it.
 """
 from __future__ import annotations
 
@@ -61,7 +65,8 @@ from .rules import Finding, RuleOptions, audit_page, parse
 log = logging.getLogger(__name__)
 
 USER_AGENT = "alt-text-audit/0.1 (+https://github.com/alt-text)"
-STATE_FORMAT = "alt-text-audit-state/1"
+STATE_FORMAT = "alt-text-audit-state/1"  # the whole state in one JSON document (read, never written)
+JOURNAL_FORMAT = "alt-text-audit-state/2"  # a journal: header line + one line per change set
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -69,8 +74,9 @@ MAX_SKIPPED_URLS = 1000  # skipped URLs listed one by one in the report; the cou
 
 # Page statuses: what happened to one fetched URL. The ones in ERROR_STATUSES are crawl errors in the report.
 ERROR_STATUSES = frozenset({"http_error", "timeout", "error", "truncated", "redirect_loop", "too_many_redirects",
-                            "over_budget"})
-AUDITED_STATUSES = ("ok", "truncated", "over_budget")  # pages whose images were checked (the last two in part)
+                            "over_budget", "render_error"})
+# Pages whose images were checked: truncated and over_budget in part, render_error (--render) in the HTML as fetched.
+AUDITED_STATUSES = ("ok", "truncated", "over_budget", "render_error")
 PAGE_STATUSES = ("ok", "not_html", "duplicate", "off_site_redirect", "robots_disallowed", *sorted(ERROR_STATUSES))
 SKIP_REASONS = ("off_site", "excluded", "robots", "depth_limit")
 
@@ -184,6 +190,8 @@ class CrawlConfig:
     save_every: float = 5.0  # seconds between two writes of the state file
     user_agent: str = USER_AGENT
     rule_options: RuleOptions = field(default_factory=RuleOptions)
+    render: bool = False  # audit the DOM headless Chromium builds (server.audit.render), not the HTML as fetched
+    chromium: str = "/usr/bin/chromium"
 
     def __post_init__(self) -> None:
         start = normalize_url(self.start_url)
@@ -282,17 +290,192 @@ class CrawlState:
             raise ValueError(f"the state file is incomplete or damaged ({e})") from None
 
     def save(self, path: str | Path) -> None:
-        write_atomic(path, json.dumps(self.to_dict(), ensure_ascii=False))
+        """Write the whole state as a fresh journal (header and one snapshot line), atomically."""
+        write_atomic(path, Journal.header(self) + Journal.snapshot_line(self))
 
     @classmethod
     def load(cls, path: str | Path) -> "CrawlState":
-        """Raises OSError (missing, unreadable) or ValueError (not a state file)."""
-        with open(path, encoding="utf-8") as f:
+        """Replay a journal (or read a whole-state document of format 1). Raises OSError (missing, unreadable) or
+        ValueError (not a state file)."""
+        return Journal.load(path)
+
+
+class Journal:
+    """The append-only crawl state on disk: a header line, then one JSON object per line, each a change set.
+
+    Keys of a change set (all optional): ``pages`` and ``findings`` (appended), ``seen`` and ``checked`` (URLs
+    added to those sets), ``queued`` ([url, depth, referrer] appended to the frontier), ``taken`` (URLs taken from
+    the frontier without a page record: already audited through a redirect), ``skipped`` (the counts, whole),
+    ``skipped_urls``, ``site_errors`` and ``origins`` (appended), ``seeded``, ``done``, ``limit_reached``. The
+    frontier after replay is the URLs queued, in order, minus the pages recorded and the URLs taken: exactly what the
+    crawl held in memory, with the pages in flight back at its front. The crawler reports its changes through
+    :meth:`see`, :meth:`check`, :meth:`queue` and :meth:`take`; the append-only lists are followed by length."""
+
+    def __init__(self, path: str | Path | None, state: CrawlState):
+        self.path = Path(path) if path is not None else None
+        self.state = state
+        self._seen: list[str] = []
+        self._checked: list[str] = []
+        self._queued: list[list] = []
+        self._taken: list[str] = []
+        self._file = None
+        self._mark()
+
+    def _mark(self) -> None:
+        st = self.state
+        self._n = {"pages": len(st.pages), "findings": len(st.findings), "skipped_urls": len(st.skipped_urls),
+                   "site_errors": len(st.site_errors), "origins": len(st.origins)}
+        self._flags = (st.seeded, st.done, st.limit_reached)
+        self._skipped = dict(st.skipped)
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def header(state: CrawlState) -> str:
+        return json.dumps({"format": JOURNAL_FORMAT, "start_url": state.start_url,
+                           "started_at": state.started_at}, ensure_ascii=False) + "\n"
+
+    @staticmethod
+    def snapshot_line(state: CrawlState) -> str:
+        """The whole state as one change set (from an empty state)."""
+        pages = {p.url for p in state.pages}
+        return json.dumps({
+            "pages": [asdict(p) for p in state.pages], "findings": state.findings, "seen": sorted(state.seen),
+            "checked": sorted(state.checked),
+            # Recorded URLs are taken out on replay: queue the frontier after them so that none is lost.
+            "queued": [list(i) for i in state.frontier if i[0] not in pages],
+            "skipped": state.skipped, "skipped_urls": state.skipped_urls, "site_errors": state.site_errors,
+            "origins": state.origins, "seeded": state.seeded, "done": state.done,
+            "limit_reached": state.limit_reached}, ensure_ascii=False) + "\n"
+
+    def open(self) -> None:
+        """Start writing: append to the journal the state was replayed from, else start a fresh one."""
+        if self.path is None:
+            return
+        st = self.state
+        if getattr(st, "_journal", None) == (str(self.path.resolve()), self.path.stat().st_mtime_ns
+                                              if self.path.exists() else None):
+            self._file = open(self.path, "r+b")
+            self._file.truncate(st._journal_end)  # a line torn by a kill goes
+            self._file.seek(0, os.SEEK_END)
+        else:
+            write_atomic(self.path, self.header(st) + self.snapshot_line(st))
+            self._file = open(self.path, "ab")
+        self._mark()
+        self._flags = None  # the flags as this run starts (Crawler resets done) go in the first line
+        self._last_sync = time.monotonic()
+
+    def see(self, url: str) -> None:
+        self._seen.append(url)
+
+    def check(self, url: str) -> None:
+        self._checked.append(url)
+
+    def queue(self, item: tuple) -> None:
+        self._queued.append(list(item))
+
+    def take(self, url: str) -> None:
+        self._taken.append(url)
+
+    def flush(self, sync_every: float | None = None, force_sync: bool = False) -> None:
+        """Append what changed since the last flush as one line (nothing when nothing changed); fsync when
+        ``sync_every`` seconds have passed or ``force_sync``. A write reaches the OS at once: only a power cut can
+        lose a flushed line, never a kill of the process."""
+        st = self.state
+        change: dict = {}
+        for key in ("pages", "findings", "skipped_urls", "site_errors", "origins"):
+            items = getattr(st, key)
+            n = len(items)
+            if n > self._n[key]:
+                new = items[self._n[key]:n]
+                change[key] = [asdict(p) for p in new] if key == "pages" else list(new)
+                self._n[key] = n
+        for key, delta in (("seen", self._seen), ("checked", self._checked), ("queued", self._queued),
+                           ("taken", self._taken)):
+            if delta:
+                change[key] = list(delta)
+                delta.clear()
+        if st.skipped != self._skipped:
+            change["skipped"] = dict(st.skipped)
+            self._skipped = dict(st.skipped)
+        flags = (st.seeded, st.done, st.limit_reached)
+        if flags != self._flags:
+            change.update(seeded=st.seeded, done=st.done, limit_reached=st.limit_reached)
+            self._flags = flags
+        if self._file is None:
+            return
+        if change:
+            self._file.write(json.dumps(change, ensure_ascii=False).encode("utf-8", "replace") + b"\n")
+            self._file.flush()
+        if force_sync or (sync_every is not None and time.monotonic() - self._last_sync >= sync_every):
+            os.fsync(self._file.fileno())
+            self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self.flush(force_sync=True)
+            self._file.close()
+            self._file = None
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> CrawlState:
+        path = Path(path)
+        with open(path, "rb") as f:
+            first = f.readline()
             try:
-                data = json.load(f)
+                head = json.loads(first)
             except ValueError as e:
                 raise ValueError(f"the state file is not valid JSON ({e})") from None
-        return cls.from_dict(data)
+            if isinstance(head, dict) and head.get("format") == STATE_FORMAT:
+                try:
+                    return CrawlState.from_dict(json.loads(first + f.read()))
+                except ValueError as e:
+                    raise ValueError(f"the state file is not valid JSON ({e})") from None
+            if not isinstance(head, dict) or head.get("format") != JOURNAL_FORMAT:
+                raise ValueError("not an alt-text audit state file (or one from another version)")
+            try:
+                st = CrawlState(start_url=head["start_url"], origins=[], started_at=float(head["started_at"]))
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"the state file is incomplete or damaged ({e})") from None
+            frontier: dict[str, tuple] = {}
+            end, number = len(first), 1
+            for line in f:
+                number += 1
+                if not line.endswith(b"\n"):
+                    break  # torn by a kill while it was written: that page was in flight
+                try:
+                    cls._apply(st, json.loads(line), frontier)
+                except (KeyError, TypeError, ValueError, AttributeError) as e:
+                    raise ValueError(f"the state file is damaged at line {number} ({e})") from None
+                end += len(line)
+        st.frontier = deque(frontier.values())
+        st._journal = (str(path.resolve()), path.stat().st_mtime_ns)
+        st._journal_end = end
+        return st
+
+    @staticmethod
+    def _apply(st: CrawlState, change: dict, frontier: dict[str, tuple]) -> None:
+        pages = [Page(**p) for p in change.get("pages", ())]
+        st.pages.extend(pages)
+        st.findings.extend(asdict(Finding(**f)) for f in change.get("findings", ()))
+        st.seen.update(change.get("seen", ()))
+        st.checked.update(change.get("checked", ()))
+        for url, depth, referrer in change.get("queued", ()):
+            frontier[url] = (url, int(depth), referrer)
+        for p in pages:
+            frontier.pop(p.url, None)
+        for url in change.get("taken", ()):
+            frontier.pop(url, None)
+        if "skipped" in change:
+            st.skipped = {**dict.fromkeys(SKIP_REASONS, 0), **change["skipped"]}
+        st.skipped_urls.extend(change.get("skipped_urls", ()))
+        st.site_errors.extend(change.get("site_errors", ()))
+        st.origins.extend(change.get("origins", ()))
+        for flag in ("seeded", "done", "limit_reached"):
+            if flag in change:
+                setattr(st, flag, bool(change[flag]))
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -702,7 +885,8 @@ class Crawler:
         self.state_path = state_path
         self.on_page = on_page
         self.site = Site(config, self.state.site_errors)
-        self._last_save = time.monotonic()
+        self.journal = Journal(state_path, self.state)
+        self.renderer = None  # server.audit.render.Renderer, started by run() with config.render
         self._stop_requested = False
 
     # -- bookkeeping (calling thread only) -----------------------------------------------------------------------
@@ -718,6 +902,7 @@ class Crawler:
         if url in st.seen:
             return
         st.seen.add(url)
+        self.journal.see(url)
         if origin(url) not in st.origins:
             self._skip(url, "off_site", referrer)
         elif depth > self.config.max_depth:
@@ -728,6 +913,7 @@ class Crawler:
             self._skip(url, "robots", referrer)
         else:
             st.frontier.append((url, depth, referrer))
+            self.journal.queue((url, depth, referrer))
 
     def _seed(self) -> None:
         st = self.state
@@ -761,19 +947,21 @@ class Crawler:
         if page.status in AUDITED_STATUSES:
             st.checked.add(final)
             st.seen.add(final)
+            self.journal.check(final)
+            self.journal.see(final)
             if page.final_url and origin(page.final_url) not in st.origins and depth == 0 and url == st.start_url:
                 st.origins.append(origin(page.final_url))  # the start URL redirected: http -> https, www...
         st.checked.add(url)
+        self.journal.check(url)
         page.findings = len(outcome.findings)
         st.pages.append(page)
         st.findings.extend(asdict(f) for f in outcome.findings)
         for link in outcome.links:
             self._offer(link, depth + 1, final)
 
-    def _maybe_save(self, force: bool = False) -> None:
-        if self.state_path and (force or time.monotonic() - self._last_save >= self.config.save_every):
-            self.state.save(self.state_path)
-            self._last_save = time.monotonic()
+    def _save(self) -> None:
+        """One journal line for the page just recorded: O(what it changed)."""
+        self.journal.flush(sync_every=self.config.save_every)
 
     # -- one page (worker threads) -------------------------------------------------------------------------------
 
@@ -841,6 +1029,20 @@ class Crawler:
         if r.truncated:
             page.status = "truncated"
             page.error = f"larger than {cfg.max_bytes:,} bytes: only the first {cfg.max_bytes:,} were checked"
+        if self.renderer is not None:
+            from .render import RenderError
+
+            try:
+                rendered = self.renderer.render(current, r.body, r.headers.get("Content-Type") or "text/html",
+                                                cfg.timeout)
+                html = rendered.html
+                if len(html) > cfg.max_bytes:
+                    html = html[:cfg.max_bytes]
+                    page.status = "truncated"
+                    page.error = f"the rendered page is larger than {cfg.max_bytes:,} characters: only the first " \
+                                 f"{cfg.max_bytes:,} were checked"
+            except RenderError as e:
+                page.status, page.error = "render_error", f"{e}; the HTML as fetched was checked instead"
         soup = parse(html)
         links, page.images = extract_links(soup, current)
         check = audit_page(soup, current, cfg.rule_options)
@@ -858,9 +1060,16 @@ class Crawler:
         pending: deque[tuple[tuple, Future]] = deque()
         pool = WorkerPool(cfg.concurrency)
         restore = self._defer_sigint()
+        own_renderer = False
         try:
+            if cfg.render and self.renderer is None:
+                from .render import Renderer
+
+                self.renderer, own_renderer = Renderer(cfg.chromium, cfg.user_agent), True
+            self.journal.open()
             if not st.seeded:
                 self._seed()
+                self._save()
             while True:
                 # While the start URL is in flight nothing else starts: where it redirects (http -> https)
                 # widens the site, and every later fetch must see that, whatever the concurrency.
@@ -870,6 +1079,7 @@ class Crawler:
                         break
                     item = st.frontier.popleft()
                     if item[0] in st.checked:  # reached through a redirect in the meantime
+                        self.journal.take(item[0])
                         continue
                     pending.append((item, pool.submit(self.fetch_page, *item)))
                     start_in_flight = not st.pages and item[0] == cfg.start_url
@@ -882,10 +1092,11 @@ class Crawler:
                     # Audited through a redirect recorded after this fetch started: one thread would never have
                     # fetched it, so it is not recorded.
                     pending.popleft()
+                    self.journal.take(item[0])
                     continue
                 self._record(item, outcome)
                 pending.popleft()
-                self._maybe_save()
+                self._save()
                 if self.on_page:
                     self.on_page(outcome.page, st)
                 self._check_stop()
@@ -898,7 +1109,10 @@ class Crawler:
         finally:
             restore()
             pool.close()
-            self._maybe_save(force=True)
+            self.journal.close()
+            if own_renderer:
+                self.renderer.close()
+                self.renderer = None
         return st
 
     # -- Ctrl-C --------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The audit's reports: one JSON document (the source of truth, schema below), and CSV and HTML views of it.
+"""The audit's reports: one JSON document (the source of truth, schema below), and CSV, HTML and SARIF views of it.
 
 JSON is for tools (CI gates, dashboards), CSV for spreadsheets (one row per finding), HTML for the people who fix
-the pages. Every string in a report came from someone else's page (alt text, URLs, markup), so:
+the pages, SARIF 2.1.0 for code-scanning dashboards (GitHub code scanning and the like). Every string in a report
+came from someone else's page (alt text, URLs, markup), so:
 
 * the HTML is rendered by Jinja2 with autoescaping, links and thumbnails are only emitted for http(s) URLs
   (``javascript:`` and ``data:`` stay text), and a Content-Security-Policy meta tag allows only the report's own
@@ -29,12 +30,13 @@ import jinja2
 
 
 from .crawl import AUDITED_STATUSES, ERROR_STATUSES, PAGE_STATUSES, SKIP_REASONS, CrawlState, write_atomic
-from .rules import RULES, SEVERITY, suspicious_reason
+from .rules import RULES, SEVERITY, WCAG_1_1_1, suspicious_reason
 
 REPORT_FORMAT = "alt-text-audit-report/1"
 SEVERITIES = ("critical", "serious", "moderate", "minor")
 WCAG_SEVERITIES = ("critical", "serious")  # axe's impacts of the WCAG 1.1.1 failures; the rest are heuristics
-FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html"}
+FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html", ".sarif": "sarif"}
+FORMAT_NAMES = ".html, .json, .csv or .sarif"
 
 # ---------------------------------------------------------------------------------------------------------------
 # The JSON report's schema (JSON Schema 2020-12). Tests validate every report they make against it.
@@ -381,7 +383,111 @@ def to_html(report: dict) -> str:
     )
 
 
-RENDERERS = {"json": to_json, "csv": to_csv, "html": to_html}
+# ---------------------------------------------------------------------------------------------------------------
+# SARIF 2.1.0 (OASIS; https://docs.oasis-open.org/sarif/sarif/v2.1.0/sarif-v2.1.0.html)
+
+SARIF_VERSION = "2.1.0"
+SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+WCAG_UNDERSTANDING = "https://www.w3.org/WAI/WCAG22/Understanding/non-text-content.html"
+AXE_RULES = frozenset({"image-alt", "input-image-alt", "area-alt", "role-img-alt", "svg-img-alt", "object-alt"})
+SARIF_LEVEL = {"critical": "error", "serious": "error", "moderate": "warning", "minor": "note"}
+_SARIF_HELP = {
+    True: "Fails WCAG 2.2 Success Criterion 1.1.1 Non-text Content (level A), as axe-core's {rule} rule reports it: "
+          "give the element a text alternative that serves the same purpose, or mark it decorative (alt=\"\").",
+    False: "Best practice for WCAG 2.2 Success Criterion 1.1.1 Non-text Content (level A): the element has a name, "
+           "but it does not serve a listener as a text alternative should. Never reported where axe-core passes.",
+}
+
+
+def sarif_rules() -> list[dict]:
+    """One reportingDescriptor per rule, in RULES order (results point at them by ruleIndex)."""
+    out = []
+    for rule in RULES:
+        wcag = rule in AXE_RULES
+        text = _SARIF_HELP[wcag].format(rule=rule)
+        out.append({
+            "id": rule,
+            "name": "".join(w.capitalize() for w in rule.split("-")),
+            "shortDescription": {"text": RULE_TITLES[rule]},
+            "fullDescription": {"text": text},
+            "helpUri": WCAG_UNDERSTANDING,
+            "help": {"text": f"{text} See {WCAG_UNDERSTANDING}",
+                     "markdown": f"{text} See [Understanding SC 1.1.1 Non-text Content]({WCAG_UNDERSTANDING})."},
+            "defaultConfiguration": {"level": SARIF_LEVEL[SEVERITY[rule]]},
+            "properties": {"tags": ["accessibility", "wcag2a", "wcag111", "WCAG 2.2 SC 1.1.1"]
+                           + ([] if wcag else ["best-practice"]),
+                           "precision": "high" if wcag else "medium", "problem.severity":
+                               {"error": "error", "warning": "warning", "note": "recommendation"}[
+                                   SARIF_LEVEL[SEVERITY[rule]]],
+                           "impact": SEVERITY[rule], "wcag": WCAG_1_1_1 if wcag else f"{WCAG_1_1_1}, best practice"},
+        })
+    return out
+
+
+def _fingerprint(*parts: str | None) -> str:
+    return hashlib.sha256("\x1f".join(p or "" for p in parts).encode("utf-8")).hexdigest()[:32]
+
+
+def _sarif_result(f: dict, rule_index: dict[str, int]) -> dict:
+    s = f["suggestion"] or {}
+    props = {"findingId": f["id"], "impact": f["severity"], "wcag": f["wcag"], "selector": f["selector"],
+             "snippet": f["snippet"], "imageUrl": f["image_url"], "currentAlt": f["current_alt"],
+             "decorativeCandidate": f["decorative_candidate"]}
+    if s.get("kind") in ("caption", "decorative"):  # only what the service itself would say (see to_csv)
+        props["suggestedAlt"], props["suggestionKind"] = s["alt"], s["kind"]
+        if s.get("confidence") is not None:
+            props["confidence"] = s["confidence"]
+    elif s:
+        props["suggestionKind"] = s["kind"]
+    return {
+        "ruleId": f["rule"],
+        "ruleIndex": rule_index[f["rule"]],
+        "level": SARIF_LEVEL[f["severity"]],
+        "message": {"text": f"{f['message']} Element: {f['selector']}"},
+        "locations": [{
+            # A page is not a file with lines: the page URL is the artifact, the CSS selector the logical location
+            # (a region would need a line number, which an HTML parser's tree does not keep).
+            "physicalLocation": {"artifactLocation": {"uri": f["page_url"]}},
+            "logicalLocations": [{"name": f["selector"].rsplit(" > ", 1)[-1], "fullyQualifiedName": f["selector"],
+                                  "kind": "element"}],
+        }],
+        "partialFingerprints": {"altTextAudit/v1": _fingerprint(f["page_url"], f["rule"], f["selector"],
+                                                                f["image_url"])},
+        "properties": props,
+    }
+
+
+def to_sarif(report: dict) -> str:
+    """One run, one result per finding; crawl errors are the invocation's tool execution notifications."""
+    rules = sarif_rules()
+    rule_index = {r["id"]: i for i, r in enumerate(rules)}
+    gen = report["generator"]
+    notifications = [{"level": "warning", "message": {"text": f"{e['url']}: {e['message']}"},
+                      "descriptor": {"id": f"crawl-{e['kind']}"},
+                      "locations": [{"physicalLocation": {"artifactLocation": {"uri": e["url"]}}}]}
+                     for e in report["crawl_errors"]]
+    log = {
+        "$schema": SARIF_SCHEMA_URI,
+        "version": SARIF_VERSION,
+        "runs": [{
+            "tool": {"driver": {"name": gen["name"], "version": gen["version"], "semanticVersion": gen["version"],
+                                "rules": rules}},
+            "invocations": [{"executionSuccessful": bool(report["complete"]),
+                             "startTimeUtc": report["started_at"], "endTimeUtc": report["finished_at"],
+                             "toolExecutionNotifications": notifications}],
+            "automationDetails": {"id": f"alt-text-audit/{urlsplit(report['site']).netloc}/"},
+            "columnKind": "utf16CodeUnits",
+            "results": [_sarif_result(f, rule_index) for f in report["findings"]],
+            "properties": {"site": report["site"], "complete": report["complete"],
+                           "summary": {k: report["summary"][k] for k in (
+                               "pages_audited", "urls_fetched", "images", "findings", "wcag_failures",
+                               "crawl_errors")}},
+        }],
+    }
+    return json.dumps(log, indent=2, ensure_ascii=False) + "\n"
+
+
+RENDERERS = {"json": to_json, "csv": to_csv, "html": to_html, "sarif": to_sarif}
 
 
 def format_of(path: str | Path) -> str | None:
@@ -389,8 +495,8 @@ def format_of(path: str | Path) -> str | None:
 
 
 def write_report(report: dict, path: str | Path) -> None:
-    """Write in the format the extension names (.json, .csv, .html/.htm), atomically."""
+    """Write in the format the extension names (.json, .csv, .html/.htm, .sarif), atomically."""
     fmt = format_of(path)
     if fmt is None:
-        raise ValueError(f"{path}: the report format comes from the extension: .html, .json or .csv")
+        raise ValueError(f"{path}: the report format comes from the extension: {FORMAT_NAMES}")
     write_atomic(path, RENDERERS[fmt](report))
