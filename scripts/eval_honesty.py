@@ -107,6 +107,7 @@ def main() -> None:
         r = describer.decide(ev)
         rows.append({"id": item["id"], "kind": item["kind"], "alt": r["alt"], "predicted": r["kind"],
                      "kind_probs": ev.kind_probs, "ood": ev.ood, "confidence": r["confidence"],
+                     "evidence": ev.to_dict(),  # to replay other thresholds without the model
                      "reason": r["reason"], "text": r["text"], "ocr": r["ocr"], "ocr_ms": round(1000 * timer.last, 1),
                      "ms": round(1000 * (time.perf_counter() - t0), 1), **judge(item, r)})
         if args.show:

@@ -42,7 +42,7 @@ class Config:
     withhold_below: float = setting(0.15, "Calibrated confidence under which a caption is not spoken.")
     hedge_below: float = setting(0.35, 'Calibrated confidence under which a caption is hedged ("Might be: ...").')
     photo_min: float = setting(0.6, "P(photo) a caption needs; other images are named by kind and text.")
-    kind_min: float = setting(0.4, "P(kind) needed to name a non-photo kind.")
+    kind_min: float = setting(0.7, "P(kind) needed to name a non-photo kind.")
     concept_min: float = setting(0.8, 'Classifier probability to say a plain word ("a cat") instead of a caption.')
     sure_prefix: str = setting("Appears to be: ", "Words before a sure caption.")
     unsure_prefix: str = setting("Might be: ", "Words before an unsure caption or a concept.")

@@ -58,6 +58,8 @@ def say(ev, policy=Policy(), wording=Wording()):
     (evidence("logo", text=["Debian"]), "Logo. Appears to say: “Debian”", "logo", None),
     (evidence("illustration"), "Illustration.", "illustration", None),
     (evidence("photo", p=0.5), None, "unknown", "uncertain_kind"),
+    (Evidence("A truck.", 0.4, 0.8, {"photo": 0.55, "illustration": 0.45}, 0.1, 0.3), None, "unknown",
+     "uncertain_kind"),  # a non-photo kind is named only when it is likelier than photo
     (evidence("photo", p=0.5, text=["Open"]), "Appears to say: “Open”", "unknown", None),
 ])
 def test_phrasing_table(ev, alt, kind, reason):

@@ -4,7 +4,8 @@ The rules, in order (a false description is worse than none):
 
 1. A kind other than photo is named for what it is (text, screenshot, chart, icon, logo, illustration), with the
    text it shows when OCR read some. A photo caption is never spoken for it.
-2. When the classifier is not sure the image is a photo, and not sure what else it is, only its text is said.
+2. When the classifier is not sure the image is a photo, and not sure what else it is (no other kind is likelier
+   than photo and above ``kind_min``), only its text is said.
 3. A photo unlike anything the captioner learned from (out of domain) gets no caption: the ImageNet classifier's
    plain word when it is confident (``concept_min``; the classifier learned from object photos much like these,
    and is measured on them in the model card), else its text, else nothing (``reason="out_of_domain"``).
@@ -30,7 +31,7 @@ class Policy:
     withhold_below: float = 0.15  # calibrated confidence under which a caption is not spoken
     hedge_below: float = 0.35  # ... and under which it is hedged more strongly
     photo_min: float = 0.6  # P(photo) a caption needs
-    kind_min: float = 0.4  # probability a non-photo kind needs to be named
+    kind_min: float = 0.7  # probability a non-photo kind needs to be named (chosen on the dev set)
     concept_min: float = 0.8  # classifier probability a concept needs to be said instead of a caption
     min_text_words: int = 1  # OCR words that count as text
     max_text_chars: int = 150  # text is trimmed to this, at a word boundary
@@ -66,7 +67,7 @@ def decide(ev: Evidence, policy: Policy) -> Decision:
     p_photo = probs.get("photo", 0.0)
     best = max(NON_PHOTO, key=lambda k: probs.get(k, 0.0))
     if p_photo < policy.photo_min:
-        if probs.get(best, 0.0) >= policy.kind_min:
+        if probs.get(best, 0.0) >= policy.kind_min and probs.get(best, 0.0) > p_photo:  # the likeliest kind only
             if best == "chart" and text:  # a chart is named by its title: its first line of two real words or more
                 title = next((line for line in ev.text_lines if _title_like(line)), "")
                 text = trim(title, policy.max_text_chars)
