@@ -330,11 +330,17 @@ def serve(host, port, workers, threads, **options) -> None:
         cfg.torch_threads = max(1, (os.cpu_count() or 1) // workers)
     if cfg.load_model:  # fail here, with one line, not in every worker
         from model import default_checkpoint_path
+        from model.captioner import _file_digest
         from model.checkpoint import CheckpointError, load
 
+        from .describe import Heads, HeadsError, heads_path
+
+        path = Path(cfg.checkpoint or default_checkpoint_path())
         try:
-            load(cfg.checkpoint or default_checkpoint_path())
-        except CheckpointError as e:
+            load(path)
+            if heads_path(path).is_file():
+                Heads.load(heads_path(path), checkpoint_digest=_file_digest(path))
+        except (CheckpointError, HeadsError) as e:
             raise click.ClickException(str(e)) from None
 
     class Gunicorn(BaseApplication):

@@ -108,3 +108,16 @@ def test_serve_has_a_flag_for_every_setting_in_the_readme():
     plural = {"API_KEYS": "api-key", "CORS_ORIGINS": "cors-origin"}
     for v in variables:
         assert "--" + plural.get(v, v.lower().replace("_", "-")) in help_text, v
+
+
+def test_serve_refuses_heads_fitted_for_another_checkpoint(checkpoint, tmp_path):
+    import shutil
+
+    from model import default_checkpoint_path
+    from server.describe import heads_path
+
+    mine = tmp_path / "mine.safetensors"
+    shutil.copy(checkpoint, mine)
+    shutil.copy(heads_path(default_checkpoint_path()), heads_path(mine))  # the default model's heads
+    r = CliRunner().invoke(main, ["serve", "--checkpoint", str(mine)])
+    assert r.exit_code == 1 and "fitted for another checkpoint" in r.output and "Traceback" not in r.output
