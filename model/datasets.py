@@ -17,6 +17,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
+# A final held-out test set (e.g. ../shared/data/coco_holdout): evaluated, never trained, selected or tuned on.
+HOLDOUT = "holdout"
 _IMAGE_DIRS = ("images", "Images", "Flicker8k_Dataset", "Flickr8k_Dataset")
 
 
@@ -173,10 +175,20 @@ def detect_format(root: str | Path) -> str:
     )
 
 
+def read_manifest_split(path: str | Path, split: str) -> list[str]:
+    """The file names of one split in a ``MANIFEST.tsv`` (a header with ``filename`` and ``split`` columns)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = csv.DictReader(f, delimiter="\t")
+        if not {"filename", "split"} <= set(rows.fieldnames or ()):
+            raise DatasetError(f"{path}: expected a header with filename and split columns")
+        return [r["filename"] for r in rows if r["split"] == split]
+
+
 def load_split(root: str | Path, split: str) -> list[CaptionedImage]:
-    """The images of one split (``train``, ``dev`` or ``test``) of a dataset directory, with their captions."""
-    if split not in SPLITS:
-        raise DatasetError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    """The images of one split (``train``, ``dev``, ``test``, or a COCO-layout ``holdout`` directory's own) of a
+    dataset directory, with their captions."""
+    if split not in (*SPLITS, HOLDOUT):
+        raise DatasetError(f"unknown split {split!r}; expected one of {', '.join((*SPLITS, HOLDOUT))}")
     root = Path(root).resolve()
     fmt = detect_format(root)
     image_dir = _image_dir(root)
@@ -193,9 +205,12 @@ def load_split(root: str | Path, split: str) -> list[CaptionedImage]:
         else:
             captions = read_captions_csv(root / "captions.txt")
         split_file = _flickr_split_file(root, split) if fmt in ("flickr8k", "captions-csv") else root / f"{split}.txt"
-        if not split_file.is_file():
+        if split_file.is_file():
+            names = read_split(split_file)
+        elif fmt == "coco" and split == HOLDOUT and (root / "MANIFEST.tsv").is_file():
+            names = read_manifest_split(root / "MANIFEST.tsv", split)  # a holdout directory lists its images there
+        else:
             raise DatasetError(f"{root}: split file {split_file.name} not found")
-        names = read_split(split_file)
     return collect(names, captions, image_dir, source=str(root))
 
 

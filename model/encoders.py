@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .images import to_rgb
+
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -228,11 +230,12 @@ def preprocess(images: list[Image.Image], spec: EncoderSpec) -> torch.Tensor:
     """PIL images -> normalised [B, 3, S, S] batch.
 
     Images are squashed to a square (aspect ratio not kept), as the Flickr8k copy the default model was trained on
-    is: train and inference must resize the same way.
+    is: train and inference must resize the same way. Images should come from ``model.images`` (the one image
+    path); any other mode is made RGB the same way (transparency onto white).
     """
     s = spec.image_size
-    arrays = [torch.frombuffer(bytearray(im.convert("RGB").resize((s, s), Image.BICUBIC).tobytes()), dtype=torch.uint8)
-              for im in images]
+    rgb = [im if im.mode == "RGB" else to_rgb(im) for im in images]
+    arrays = [torch.frombuffer(bytearray(im.resize((s, s), Image.BICUBIC).tobytes()), dtype=torch.uint8) for im in rgb]
     x = torch.stack(arrays).view(len(images), s, s, 3).permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import time
 
-from PIL import Image
 from tqdm import tqdm
 
 from . import metrics
+from .chair import hallucinated
 from .captioner import Captioner
 from .datasets import CaptionedImage
+from .images import load_image
 
 
 def caption_items(captioner: Captioner, items: list[CaptionedImage], beam_size: int = 3,
@@ -16,10 +17,7 @@ def caption_items(captioner: Captioner, items: list[CaptionedImage], beam_size: 
     search = captioner.search_config(beam_size)
     out: list[str] = []
     for s in tqdm(range(0, len(items), batch_size), desc="captioning", unit="batch", disable=not progress):
-        images = []
-        for it in items[s : s + batch_size]:
-            with Image.open(it.path) as im:
-                images.append(im.convert("RGB"))
+        images = [load_image(it.path) for it in items[s : s + batch_size]]  # the service's decoding
         out.extend(c.tokens for c in captioner.caption_features(captioner.encode(images), search))
     return out
 
@@ -33,5 +31,6 @@ def evaluate(captioner: Captioner, items: list[CaptionedImage], beam_size: int =
     return {
         "model": captioner.name, "images": len(items), "beam_size": beam_size, "metrics": scores,
         "seconds": round(seconds, 1),
-        "captions": [{"image": it.name, "caption": h} for it, h in zip(items, hyps)],
+        "captions": [{"image": it.name, "caption": h, "hallucinated": hallucinated(h, list(it.captions))}
+                     for it, h in zip(items, hyps)],
     }

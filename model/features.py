@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .encoders import build_encoder, get_spec, preprocess
+from .images import IMAGE_PATH_VERSION, load_image
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,8 @@ class _Images(Dataset):
 
     def __getitem__(self, i):
         try:
-            with Image.open(self.paths[i]) as im:
-                return preprocess([im], self.spec)[0]
-        except (OSError, ValueError) as e:  # one damaged file must not end an hour-long extraction
+            return preprocess([load_image(self.paths[i])], self.spec)[0]
+        except (OSError, ValueError, SyntaxError) as e:  # one damaged file must not end an hour-long extraction
             log.warning("%s: unreadable image (%s); its features are zeros", self.paths[i], e)
             s = self.spec.image_size
             return torch.zeros(3, s, s)
@@ -48,7 +47,8 @@ def cached_features(paths: list[Path], encoder: str, cache_dir: str | Path | Non
     """[N, grid, C] fp16 features of ``paths`` (in order), computed now or read from the cache."""
     spec = get_spec(encoder)
     paths = [str(Path(p).resolve()) for p in paths]
-    key = hashlib.sha1("\n".join([encoder, *paths]).encode()).hexdigest()[:16]
+    # The image path's version is in the key: features decoded some other way are never reused.
+    key = hashlib.sha1("\n".join([encoder, IMAGE_PATH_VERSION, *paths]).encode()).hexdigest()[:16]
     root = Path(cache_dir or default_cache_dir()) / encoder
     root.mkdir(parents=True, exist_ok=True)
     data_file, index_file = root / f"{key}.npy", root / f"{key}.json"

@@ -1,7 +1,8 @@
 """Caption metrics through pycocoevalcap, the reference implementation every captioning paper reports with.
 
 BLEU-1..4, METEOR, ROUGE-L and CIDEr-D on the standard PTB tokenisation. The PTB tokenizer and METEOR run on Java;
-without Java we say so, tokenise in Python and report everything but METEOR instead of failing.
+without Java we say so, tokenise in Python and report everything but METEOR instead of failing. Next to them,
+CHAIR_i and CHAIR_s (model/chair.py): how often captions name COCO objects that no reference names.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
+from .chair import chair
 from .vocab import tokenize
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ def _score(refs: dict, hyps: dict, use_java: bool | None) -> dict:
     gts, res = _check(refs, hyps)
     use_java = java_available() if use_java is None else use_java
     out: dict[str, float | str | None] = {}
+    hallucination = chair(gts, {k: v[0] for k, v in res.items()})  # on the captions as written, before tokenising
     if use_java:
         from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
@@ -78,4 +81,5 @@ def _score(refs: dict, hyps: dict, use_java: bool | None) -> dict:
         out["METEOR"] = None
     out["ROUGE-L"] = round(100 * Rouge().compute_score(gts, res)[0], 2)
     out["CIDEr"] = round(100 * Cider().compute_score(gts, res)[0], 2)
+    out.update(hallucination)
     return out

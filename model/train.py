@@ -24,6 +24,7 @@ from .datasets import CaptionedImage, load_split
 from .decoders import DecoderConfig
 from .encoders import get_spec, preprocess
 from .features import cached_features
+from .images import load_image
 from .metrics import cider
 from .beam import SearchConfig, beam_search
 from .vocab import Vocabulary
@@ -100,9 +101,7 @@ class _Split:
         """Encoder grids for the images ``idx``: from the cache, or through the (trainable) encoder."""
         if self.feats is not None:
             return self.feats[idx].to(device, torch.float32)
-        from PIL import Image
-
-        images = [Image.open(self.items[i].path) for i in idx.tolist()]
+        images = [load_image(self.items[i].path) for i in idx.tolist()]
         return model.encoder(preprocess(images, self.spec).to(device))
 
 

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from model import Captioner
 from model.beam import beam_search, reference_beam_search
 from model.datasets import load_split
+from model.images import load_image
 
 
 def _timed(fn, repeats: int):
@@ -58,11 +58,7 @@ def main() -> None:
 
     # (a) batched vs reference on one batch
     def load(ps):
-        out = []
-        for p in ps:
-            with Image.open(p) as im:
-                out.append(im.convert("RGB"))
-        return out
+        return [load_image(p) for p in ps]  # the one image path of training, evaluation and serving
 
     feats = cap.encode(load(paths[: args.batch]))
     t_batched, fast = _timed(lambda: beam_search(dec, feats, search), args.repeats)

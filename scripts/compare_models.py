@@ -1,7 +1,9 @@
 """Score several checkpoints on several test splits at several beam sizes, for the model card.
 
 The encoder grids come from the feature cache (computed once per encoder and split), so trying beam 1/3/5 on
-four checkpoints costs decoding time only. Prints a Markdown table and writes JSON.
+four checkpoints costs decoding time only (the cached grids were decoded by model/images.py, the service's image
+path). Prints a Markdown table, with CHAIR_i / CHAIR_s (object hallucination), and writes JSON. ``--split holdout``
+scores a holdout directory (../shared/data/coco_holdout): for the final report only, never to choose anything.
 
     python scripts/compare_models.py --data ../shared/data/flickr8k --data ../shared/data/coco \
         --checkpoint runs/a/best.safetensors --checkpoint runs/b/best.safetensors --beam 1 --beam 3 --beam 5
@@ -26,7 +28,7 @@ def main() -> None:
     ap.add_argument("--data", action="append", required=True, help="dataset directory (repeatable)")
     ap.add_argument("--checkpoint", action="append", required=True, help="checkpoint file (repeatable)")
     ap.add_argument("--beam", action="append", type=int, default=None, help="beam size (repeatable; default 3)")
-    ap.add_argument("--split", default="test")
+    ap.add_argument("--split", default="test", help="train, dev, test or holdout")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--no-java", action="store_true")
     ap.add_argument("--out", default="compare_models.json")
@@ -57,13 +59,16 @@ def main() -> None:
                 r = rows[-1]
                 print(f"{r['model']:<28} {r['data']:<9} beam {beam}: BLEU-4 {r['BLEU-4']:5.1f}  METEOR "
                       f"{r['METEOR'] if r['METEOR'] is not None else '-':>5}  ROUGE-L {r['ROUGE-L']:5.1f}  "
-                      f"CIDEr {r['CIDEr']:5.1f}", flush=True)
+                      f"CIDEr {r['CIDEr']:5.1f}  CHAIR_i {r['CHAIR_i']:5.1f}  CHAIR_s {r['CHAIR_s']:5.1f}",
+                      flush=True)
 
-    print("\n| model | encoder | decoder | test set | beam | BLEU-1 | BLEU-4 | METEOR | ROUGE-L | CIDEr |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| model | encoder | decoder | test set | beam | BLEU-1 | BLEU-4 | METEOR | ROUGE-L | CIDEr | CHAIR_i "
+          "| CHAIR_s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['encoder']} | {r['decoder']} | {r['data']} ({r['images']}) | {r['beam']} | "
-              f"{r['BLEU-1']} | {r['BLEU-4']} | {r['METEOR']} | {r['ROUGE-L']} | {r['CIDEr']} |")
+              f"{r['BLEU-1']} | {r['BLEU-4']} | {r['METEOR']} | {r['ROUGE-L']} | {r['CIDEr']} | {r['CHAIR_i']} | "
+              f"{r['CHAIR_s']} |")
     Path(args.out).write_text(json.dumps(rows, indent=2))
     print(f"wrote {args.out}")
 

@@ -243,7 +243,7 @@ def train(data, out, resume, **options) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
 @click.option("--no-java", is_flag=True, help="Skip the Java-based PTB tokenizer and METEOR.")
 def evaluate(data, split, checkpoint, beam_size, limit, out, no_java) -> None:
-    """Score captions on a dataset split: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D."""
+    """Score captions on a dataset split: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, and CHAIR (hallucinated objects)."""
     from model.datasets import load_split
     from model.evaluate import evaluate as run
 
@@ -304,18 +304,6 @@ def serve(host, port, workers, threads, **options) -> None:
     import shutil
     import tempfile
 
-    # Before anything imports prometheus_client (it picks its value store at import): the workers, forked later,
-    # write their metrics to files here, and a scrape of any one of them adds all of them up.
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="alt-text-metrics-")
-        atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
-    from . import hooks
-    from .metrics import prepare_multiprocess_dir
-
-    prepare_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    from gunicorn.app.base import BaseApplication
-
-    from .app import create_app
     from .config import Config
 
     options["api_keys"] = tuple(options["api_keys"]) or None
@@ -325,8 +313,6 @@ def serve(host, port, workers, threads, **options) -> None:
     except (TypeError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     if cfg.torch_threads <= 0:  # each process gets its share of the cores
-        import os
-
         cfg.torch_threads = max(1, (os.cpu_count() or 1) // workers)
     if cfg.load_model:  # fail here, with one line, not in every worker
         from model import default_checkpoint_path
@@ -342,6 +328,19 @@ def serve(host, port, workers, threads, **options) -> None:
                 Heads.load(heads_path(path), checkpoint_digest=_file_digest(path))
         except (CheckpointError, HeadsError) as e:
             raise click.ClickException(str(e)) from None
+
+    # Only now, and before anything imports prometheus_client (it picks its value store at import): the workers,
+    # forked later, write their metrics to files here, and a scrape of any one of them adds all of them up.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="alt-text-metrics-")
+        atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    from gunicorn.app.base import BaseApplication
+
+    from . import hooks
+    from .app import create_app
+    from .metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
     class Gunicorn(BaseApplication):
         def load_config(self):

@@ -2,7 +2,8 @@
 
 The format is detected from the bytes by Pillow (a Content-Type header or a file name is not trusted), only common
 web raster formats are accepted, and the pixel count is checked from the header *before* decoding, so a
-decompression bomb costs a few bytes of reading, not gigabytes of memory.
+decompression bomb costs a few bytes of reading, not gigabytes of memory. The decoding itself is the model's
+(``model.images.prepare``), the same that training and evaluation use.
 """
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import io
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from model.images import DEFAULT_MAX_SIDE, prepare, to_rgb, transparent_share  # noqa: F401 (re-exported)
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP"})
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: larger than any photo a page shows, far below a bomb
-DEFAULT_MAX_SIDE = 1024  # decoded images are reduced to this: several times what any encoder looks at
 
 
 @dataclass
@@ -69,44 +70,17 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: in
     if w * h > max_pixels:
         raise ImageError("too_many_pixels", f"the image is {w}x{h}, more than {max_pixels:,} pixels")
     try:
-        im.seek(0)  # first frame of a GIF/WebP animation
-        if im.format == "JPEG":
-            im.draft("RGB", (max_side, max_side))  # decode at a reduced scale: faster, a fraction of the memory
-        im.load()
-        im = ImageOps.exif_transpose(im)
-        source = {"width": im.width, "height": im.height, "transparent": transparent_share(im)}
-        if max(im.size) > max_side:
-            im.thumbnail((max_side, max_side), Image.BICUBIC)
-        rgb = to_rgb(im)
-        # What the RGB copy no longer shows, for the describe pipeline's evidence (a transparent icon, its size,
-        # and which pixels are the picture rather than the white it was composited onto).
-        rgb.info["alt_text_source"] = source
-        if source["transparent"] > 0:
-            rgb.info["alt_text_alpha"] = im.convert("RGBA").getchannel("A")
-        return rgb
+        prepared = prepare(im, max_side)  # model/images.py: the decoding every image the model sees goes through
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageError("corrupt_image", f"the image is damaged or truncated ({e})") from None
-
-
-def transparent_share(im: Image.Image) -> float:
-    """Share of (nearly) transparent pixels: recorded before compositing onto white, which hides them."""
-    if im.mode not in ("RGBA", "LA", "PA") and not (im.mode == "P" and "transparency" in im.info):
-        return 0.0
-    alpha = np.asarray(im.convert("RGBA").getchannel("A").resize((64, 64), Image.NEAREST))
-    return float((alpha < 128).mean())
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Palette, greyscale, CMYK and alpha images to plain RGB; transparent areas become white, as on most pages."""
-    if im.mode == "RGB":
-        return im.copy() if im.info else im
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA"):
-        im = im.convert("RGBA")
-        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, im).convert("RGB")
-    return im.convert("RGB")
+    rgb = prepared.image
+    # What the RGB copy no longer shows, for the describe pipeline's evidence (a transparent icon, its size,
+    # and which pixels are the picture rather than the white it was composited onto).
+    rgb.info["alt_text_source"] = {"width": prepared.width, "height": prepared.height,
+                                   "transparent": prepared.transparent}
+    if prepared.alpha is not None:
+        rgb.info["alt_text_alpha"] = prepared.alpha
+    return rgb
 
 
 def read_image_file(path: str, max_bytes: int = 50_000_000, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

@@ -123,3 +123,20 @@ def test_unknown_layout_and_split_are_errors(tmp_path):
         detect_format(tmp_path / "nope")
     with pytest.raises(DatasetError, match="unknown split"):
         load_split(tmp_path, "val")
+
+
+def test_coco_holdout_directory_lists_its_images_in_the_manifest(tmp_path):
+    anns = {"images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(3)],
+            "annotations": [{"id": i, "image_id": i, "caption": f"caption {i}"} for i in range(3)]}
+    (tmp_path / "captions.json").write_text(json.dumps(anns))
+    for i in range(3):
+        _img(tmp_path / "images" / f"{i}.jpg")
+    (tmp_path / "MANIFEST.tsv").write_text("filename\tsplit\twidth\theight\n0.jpg\tholdout\t8\t8\n"
+                                           "1.jpg\tholdout\t8\t8\n2.jpg\tother\t8\t8\n")
+    items = load_split(tmp_path, "holdout")
+    assert [i.name for i in items] == ["0.jpg", "1.jpg"] and items[0].captions == ("caption 0",)
+    with pytest.raises(DatasetError, match="test.txt not found"):
+        load_split(tmp_path, "test")  # a holdout directory has no other split
+    (tmp_path / "MANIFEST.tsv").write_text("name\n0.jpg\n")
+    with pytest.raises(DatasetError, match="filename and split"):
+        load_split(tmp_path, "holdout")
