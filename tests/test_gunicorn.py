@@ -172,3 +172,67 @@ def test_metrics_add_up_across_workers(shapes_checkpoint, tmp_path):
             counts = re.findall(r'^alt_text_images_total\{outcome="[a-z]+"\} (\S+)$', text, re.M)
             totals.add(sum(float(c) for c in counts))
         assert totals == {12.0}
+
+
+def test_sigterm_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path):
+    """SIGTERM with requests in flight (slow upstreams): each is answered, and the service exits within its
+    graceful timeout (10 s), its worker's model thread and fetch pool stopped by the worker_exit hook."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from http.server import BaseHTTPRequestHandler
+
+    from conftest import REPO
+
+    body = io.BytesIO()
+    make_shape_image("red", "square").save(body, "PNG")
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            time.sleep(1.5)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body.getvalue())))
+            self.end_headers()
+            self.wfile.write(body.getvalue())
+
+        def log_message(self, *args):
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    origin = f"127.0.0.1:{upstream.server_address[1]}"
+    port = free_port()
+    env = dict(os.environ, ALT_TEXT_CHECKPOINT=str(shapes_checkpoint), ALT_TEXT_DEVICE="cpu", ALT_TEXT_CACHE="none",
+               ALT_TEXT_RATE_LIMIT="0", ALT_TEXT_TESTING="1", ALT_TEXT_TEST_ALLOW_LOOPBACK=origin)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = open(tmp_path / "gunicorn.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        with ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(requests.post, base + "/v1/alt-text",
+                                   json={"images": [{"url": f"http://{origin}/{i}.png"}]}, timeout=30)
+                       for i in range(6)]
+            time.sleep(0.5)  # all six are waiting on the slow upstream now
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            answers = [f.result() for f in futures]
+        assert [r.status_code for r in answers] == [200] * 6
+        assert all(r.json()["results"][0].get("alt") for r in answers)
+        proc.wait(15)
+        assert time.monotonic() - t0 < 12 and proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        upstream.shutdown()
+        log.close()
