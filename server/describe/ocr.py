@@ -31,13 +31,6 @@ class OcrText:
     def text(self) -> str:
         return " ".join(self.lines)
 
-    def first_line(self, min_words: int = 2) -> str:
-        """The first line with ``min_words`` or more words (a chart's title), else the first line."""
-        for line in self.lines:
-            if len(line.split()) >= min_words:
-                return line
-        return self.lines[0] if self.lines else ""
-
 
 def available(command: str | None = None) -> bool:
     try:
