@@ -21,7 +21,8 @@ Where the images come from, and why there are two paths:
   the time and (through :func:`server.images.decode_image`) the pixels.
 
 A failure (unreachable, not an image, too large) becomes that finding's suggestion ``{"kind": "error"}``; the
-audit goes on. With ``--server`` the images are sent as bytes to ``POST /v1/alt-text`` (16 per request): the
+audit goes on. With ``--server`` the images are sent as bytes to ``POST /v1/alt-text`` (as many per request as its
+``/v1/limits`` allow): the
 service would refuse to fetch a private site's URLs itself, and the local cache needs the bytes anyway.
 """
 from __future__ import annotations
