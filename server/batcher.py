@@ -25,8 +25,12 @@ class WorkerStopped(RuntimeError):
 
 class BatchWorker:
     def __init__(self, run: Callable[[list], list], max_batch: int = 16, max_wait_ms: float = 5.0,
-                 on_batch: Callable[[int, float], None] | None = None):
+                 on_batch: Callable[[int, float], None] | None = None,
+                 coming: Callable[[], int] | None = None):
         self.run = run
+        # How many images callers are still preparing (fetching, decoding) that will be submitted soon: the worker
+        # waits up to max_wait_ms for them, and not at all when none is coming (a lone request pays no delay).
+        self.coming = coming
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.on_batch = on_batch  # metrics hook: (batch size, seconds)
         self._queue: queue.Queue = queue.Queue()
@@ -54,9 +58,15 @@ class BatchWorker:
         deadline = time.monotonic() + self.max_wait
         while len(batch) < self.max_batch:
             remaining = deadline - time.monotonic()
+            if self.coming is not None and not self.coming():
+                remaining = 0  # nothing else on its way: take what is queued and go
             try:
-                item = self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else self._queue.get_nowait()
+                # short waits, so that a batch stops waiting as soon as nothing more is coming
+                wait = min(remaining, 0.002) if self.coming is not None else remaining
+                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
+                if remaining > 0 and time.monotonic() < deadline:
+                    continue
                 break
             if item is None:
                 self._queue.put(None)  # let the loop see the stop after this batch

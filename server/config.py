@@ -31,7 +31,8 @@ class Config:
     beam_size: int = setting(3, "Beam width; 1 is greedy decoding.")
     torch_threads: int = setting(0, "CPU threads of the model in each process (0: the cores divided by the workers).")
     max_batch: int = setting(16, "Images per forward pass.")
-    max_wait_ms: float = setting(5.0, "How long the model worker waits to fill a batch.")
+    max_wait_ms: float = setting(20.0, "How long the model worker waits to fill a batch, while more images are "
+                                       "being fetched or decoded (a lone request does not wait).")
     max_images: int = setting(16, "Images per request (published at /v1/limits).")
     max_body_bytes: int = setting(20_000_000, "Request body, base64 images included.")
     max_image_bytes: int = setting(10_000_000, "A fetched or uploaded image.")

@@ -45,7 +45,10 @@ class AltTextService:
         # Decoding a large image takes memory (a 40-megapixel RGBA PNG is ~160 MB while it is converted):
         # bound how many decode at once, whatever the number of request threads.
         self._decoding = threading.BoundedSemaphore(2)
-        self.worker = BatchWorker(describer.run_model, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch)
+        self._preparing = 0  # images being fetched or decoded right now: the batching worker waits for them
+        self._preparing_lock = threading.Lock()
+        self.worker = BatchWorker(describer.run_model, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch,
+                                  coming=lambda: self._preparing)
         self.limits = cfg.fetch_limits()
         # URL fetches wait on the network, so they run on a pool; a client gets FETCHES_PER_CLIENT of its threads
         # at a time, so a few clients with slow upstreams cannot hold all of them. Uploaded bytes never queue here.
@@ -102,7 +105,16 @@ class AltTextService:
                 raise ImageFailure(e.code, e.message, e.status) from None
 
     def _prepare(self, spec) -> dict | tuple:
-        """Runs on a fetch thread: a finished result, or (cache key, model future, url, image, pixel stats)."""
+        """A finished result, or (cache key, model future, url, image, pixel stats)."""
+        with self._preparing_lock:
+            self._preparing += 1
+        try:
+            return self._prepare_one(spec)
+        finally:
+            with self._preparing_lock:
+                self._preparing -= 1
+
+    def _prepare_one(self, spec) -> dict | tuple:
         try:
             loaded = self._load(spec)
             if isinstance(loaded, dict):

@@ -236,3 +236,25 @@ def test_sigterm_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path):
             proc.kill()
         upstream.shutdown()
         log.close()
+
+
+def test_the_worker_waits_only_for_images_that_are_on_their_way():
+    import time
+
+    batches = []
+    coming = [0]
+    worker = BatchWorker(lambda items: [batches.append(list(items)) or i for i in items], max_batch=8,
+                         max_wait_ms=2000, coming=lambda: coming[0])
+    try:
+        t0 = time.monotonic()
+        assert worker.submit("alone").result(timeout=5) == "alone"
+        assert time.monotonic() - t0 < 1.0  # nothing else coming: no 2 s wait
+        coming[0] = 1  # another image is being decoded: the worker waits for it
+        first = worker.submit("a")
+        time.sleep(0.2)
+        second = worker.submit("b")
+        coming[0] = 0
+        assert first.result(timeout=5) == "a" and second.result(timeout=5) == "b"
+        assert batches[-1] == ["a", "b"]
+    finally:
+        worker.stop()
