@@ -257,14 +257,16 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
 
         suggester = Suggester(None, None)
 
-    suggestions: list = []
+    # One suggestion per image URL, not per finding: the findings stay on disk and the report streams them.
+    described: dict = {}
+    suggestion_of = None  # None until the crawl is done: every suggestion is then "pending"
     interrupted, failure = False, None
     try:
         crawler.run()
-        findings = crawler.state.findings
-        suggestions[:] = [None] * len(findings)
-        progress.start_suggestions(len(suggester.plan(findings)[1]))
-        suggester.suggest(findings, progress.suggested, into=suggestions)
+        urls = suggester.image_urls(crawler.state.findings)
+        suggestion_of = lambda f: suggester.suggestion_for(f, described)  # noqa: E731
+        progress.start_suggestions(len(urls))
+        suggester.describe_urls(urls, progress.suggested, into=described)
     except KeyboardInterrupt:
         interrupted = True
     except Exception as e:  # noqa: BLE001 - a bug: keep what was found, say so in one line
@@ -276,8 +278,8 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
     st = crawler.state
     complete = not interrupted and failure is None
     report = build_report(
-        st, suggestions or None, complete=complete, user_agent=config.user_agent, version=_version(),
-        finished_at=time.time(),
+        st, suggestion_of, complete=complete, user_agent=config.user_agent, version=_version(),
+        finished_at=time.time(), stream=True,
         options={"max_pages": max_pages, "max_depth": depth, "sitemap": sitemap, "include": list(include),
                  "exclude": list(exclude), "concurrency": concurrency, "delay": delay, "timeout": timeout,
                  "suggestions": "off" if no_suggest else ("service" if server_url else "model"),

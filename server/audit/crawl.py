@@ -32,10 +32,15 @@ is recorded (and fsync'ed every ``save_every`` seconds), so Ctrl-C, a crash or e
 that were in flight, and :meth:`Crawler.run` on the replayed state carries on without refetching the rest. A line
 torn by a kill is dropped on load. The frontier is not rewritten either: it is replayed as the URLs queued minus the
 URLs taken from it.
+
+Memory: the findings (about five per page) are not kept in a list but in a :class:`FindingStore`, JSON lines in a
+temporary file, which the report writers and the suggestions read back one finding at a time; what a crawl holds
+per page is its page record and URLs (about half a kilobyte), not its findings.
 """
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import logging
 import os
@@ -52,7 +57,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import quote, urljoin, urlsplit
 import idna
 import requests
@@ -242,6 +247,101 @@ class Page:
     error: str | None = None
 
 
+class StreamedSequence(Sequence):
+    """A read-only sequence made from its iterator (the findings on disk, a report's findings streamed from them):
+    ``len`` is known, indexing and slices scan, ``==`` compares item by item with another one or a list."""
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            return list(itertools.islice(self, start, stop, step)) if step > 0 else list(self)[key]
+        index = key + len(self) if key < 0 else key
+        if not 0 <= index < len(self):
+            raise IndexError("index out of range")
+        return next(itertools.islice(self, index, None))
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (StreamedSequence, list, tuple)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+
+class FindingStore(StreamedSequence):
+    """The crawl's findings (``asdict(Finding)`` dicts, in crawl order), kept on disk instead of in memory: JSON
+    lines in an anonymous temporary file (deleted when the store is closed or collected; the durable copy is the
+    journal's). A big crawl holds about five findings per page, so a list of them grew without bound; the store
+    holds two numbers. It reads like a list (``len``, iteration, indexing, slices, ``==``): iterating streams the
+    file in blocks, one finding at a time, and sees the findings stored when the iteration began. Appended to by
+    one thread (the crawl's recording thread); reading from others is safe."""
+
+    _BLOCK = 1 << 18
+
+    def __init__(self, items: Iterable[dict] = (), dir: str | Path | None = None):
+        self._dir = dir
+        self._file = None  # opened on the first finding: most states in tests never hold one
+        self._len = self._size = 0
+        self._last = (0, 0)  # (index, byte offset) where the last extend began: the journal reads from there
+        self._lock = threading.Lock()
+        self.extend(items)
+
+    def extend(self, items: Iterable[dict]) -> None:
+        # ensure_ascii: a lone surrogate from a page survives the round trip exactly, as it did in a list
+        data = b"".join(json.dumps(f).encode("ascii") + b"\n" for f in items)
+        if not data:
+            return
+        with self._lock:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="alt-text-findings-", suffix=".jsonl", dir=self._dir)
+            self._file.seek(self._size)
+            self._file.write(data)
+            self._last = (self._len, self._size)
+            self._len += data.count(b"\n")  # json.dumps escapes newlines in strings: one line per finding
+            self._size += len(data)
+
+    def append(self, item: dict) -> None:
+        self.extend((item,))
+
+    def _iter_from(self, index: int, offset: int) -> Iterator[dict]:
+        end, buf, pos = self._size, b"", offset
+        while pos < end:
+            with self._lock:
+                self._file.seek(pos)
+                block = self._file.read(min(self._BLOCK, end - pos))
+            if not block:
+                raise OSError("the findings file was cut short")
+            pos += len(block)
+            *lines, buf = (buf + block).split(b"\n")
+            for line in lines:
+                yield json.loads(line)
+
+    def __iter__(self) -> Iterator[dict]:
+        return self._iter_from(0, 0)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, key):
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(self._len)
+            if start >= self._last[0]:  # the journal's "what the last page added": read from there
+                return list(itertools.islice(self._iter_from(*self._last), start - self._last[0],
+                                             stop - self._last[0]))
+        return super().__getitem__(key)
+
+    def __repr__(self) -> str:
+        return f"<FindingStore of {self._len} finding(s), {self._size:,} bytes on disk>"
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            self._len = self._size = 0
+            self._last = (0, 0)
+
+
 @dataclass
 class CrawlState:
     """Everything a crawl knows; JSON-serialisable so that an interrupted crawl can be resumed."""
@@ -253,7 +353,7 @@ class CrawlState:
     seen: set = field(default_factory=set)  # every URL ever queued or skipped
     checked: set = field(default_factory=set)  # final URLs of the pages already audited
     pages: list[Page] = field(default_factory=list)
-    findings: list[dict] = field(default_factory=list)  # asdict(Finding), in crawl order
+    findings: FindingStore = field(default_factory=FindingStore)  # asdict(Finding), in crawl order, on disk
     skipped: dict = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
     skipped_urls: list[dict] = field(default_factory=list)  # {url, reason, referrer}, the first MAX_SKIPPED_URLS
     site_errors: list[dict] = field(default_factory=list)  # robots.txt and sitemap problems: {url, kind, message}
@@ -268,7 +368,7 @@ class CrawlState:
         return {
             "format": STATE_FORMAT, "start_url": self.start_url, "origins": self.origins, "seeded": self.seeded,
             "done": self.done, "frontier": [list(item) for item in self.frontier], "seen": sorted(self.seen),
-            "checked": sorted(self.checked), "pages": [asdict(p) for p in self.pages], "findings": self.findings,
+            "checked": sorted(self.checked), "pages": [asdict(p) for p in self.pages], "findings": list(self.findings),
             "skipped": self.skipped, "skipped_urls": self.skipped_urls, "site_errors": self.site_errors,
             "started_at": self.started_at, "limit_reached": self.limit_reached,
         }
@@ -282,7 +382,7 @@ class CrawlState:
                 start_url=d["start_url"], origins=list(d["origins"]), seeded=bool(d["seeded"]), done=bool(d["done"]),
                 frontier=deque(tuple(item) for item in d["frontier"]), seen=set(d["seen"]),
                 checked=set(d["checked"]), pages=[Page(**p) for p in d["pages"]],
-                findings=[asdict(Finding(**f)) for f in d["findings"]],
+                findings=FindingStore(asdict(Finding(**f)) for f in d["findings"]),
                 skipped={**dict.fromkeys(SKIP_REASONS, 0), **d["skipped"]}, skipped_urls=list(d["skipped_urls"]),
                 site_errors=list(d["site_errors"]), started_at=float(d["started_at"]),
                 limit_reached=bool(d.get("limit_reached", False)))
@@ -291,7 +391,7 @@ class CrawlState:
 
     def save(self, path: str | Path) -> None:
         """Write the whole state as a fresh journal (header and one snapshot line), atomically."""
-        write_atomic(path, Journal.header(self) + Journal.snapshot_line(self))
+        write_atomic(path, itertools.chain([Journal.header(self)], Journal.snapshot_lines(self)))
 
     @classmethod
     def load(cls, path: str | Path) -> "CrawlState":
@@ -336,17 +436,20 @@ class Journal:
                            "started_at": state.started_at}, ensure_ascii=False) + "\n"
 
     @staticmethod
-    def snapshot_line(state: CrawlState) -> str:
-        """The whole state as one change set (from an empty state)."""
+    def snapshot_lines(state: CrawlState, chunk: int = 1000) -> Iterator[str]:
+        """The whole state as change sets (from an empty state): one line with everything but the findings, then
+        the findings ``chunk`` to a line, streamed from the store (never one line, or one string, for them all)."""
         pages = {p.url for p in state.pages}
-        return json.dumps({
-            "pages": [asdict(p) for p in state.pages], "findings": state.findings, "seen": sorted(state.seen),
-            "checked": sorted(state.checked),
+        yield json.dumps({
+            "pages": [asdict(p) for p in state.pages], "seen": sorted(state.seen), "checked": sorted(state.checked),
             # Recorded URLs are taken out on replay: queue the frontier after them so that none is lost.
             "queued": [list(i) for i in state.frontier if i[0] not in pages],
             "skipped": state.skipped, "skipped_urls": state.skipped_urls, "site_errors": state.site_errors,
             "origins": state.origins, "seeded": state.seeded, "done": state.done,
             "limit_reached": state.limit_reached}, ensure_ascii=False) + "\n"
+        findings = iter(state.findings)
+        while batch := list(itertools.islice(findings, chunk)):
+            yield json.dumps({"findings": batch}, ensure_ascii=False) + "\n"
 
     def open(self) -> None:
         """Start writing: append to the journal the state was replayed from, else start a fresh one."""
@@ -359,7 +462,7 @@ class Journal:
             self._file.truncate(st._journal_end)  # a line torn by a kill goes
             self._file.seek(0, os.SEEK_END)
         else:
-            write_atomic(self.path, self.header(st) + self.snapshot_line(st))
+            write_atomic(self.path, itertools.chain([self.header(st)], self.snapshot_lines(st)))
             self._file = open(self.path, "ab")
         self._mark()
         self._flags = None  # the flags as this run starts (Crawler resets done) go in the first line
@@ -436,7 +539,8 @@ class Journal:
             if not isinstance(head, dict) or head.get("format") != JOURNAL_FORMAT:
                 raise ValueError("not an alt-text audit state file (or one from another version)")
             try:
-                st = CrawlState(start_url=head["start_url"], origins=[], started_at=float(head["started_at"]))
+                st = CrawlState(start_url=head["start_url"], origins=[], started_at=float(head["started_at"]),
+                                findings=FindingStore(dir=path.parent))
             except (KeyError, TypeError, ValueError) as e:
                 raise ValueError(f"the state file is incomplete or damaged ({e})") from None
             frontier: dict[str, tuple] = {}
@@ -478,13 +582,15 @@ class Journal:
                 setattr(st, flag, bool(change[flag]))
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write a file so that readers (and a crash) see the old or the new content, never half of one."""
+def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
+    """Write a file so that readers (and a crash) see the old or the new content, never half of one. ``text`` is
+    a string or an iterable of strings (a report streamed piece by piece)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="replace", newline="") as f:
-            f.write(text)
+            for piece in (text,) if isinstance(text, str) else text:
+                f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -877,7 +983,8 @@ class Crawler:
     def __init__(self, config: CrawlConfig, state: CrawlState | None = None, state_path: str | Path | None = None,
                  on_page: Callable[[Page, CrawlState], None] | None = None):
         self.config = config
-        self.state = state or CrawlState(start_url=config.start_url, origins=[origin(config.start_url)])
+        self.state = state or CrawlState(start_url=config.start_url, origins=[origin(config.start_url)],
+                                         findings=FindingStore(dir=Path(state_path).parent if state_path else None))
         if self.state.start_url != config.start_url:
             raise ValueError(f"the saved crawl is of {self.state.start_url}, not {config.start_url}")
         self.state.done = False  # a resumed crawl may have a larger page limit

@@ -16,11 +16,15 @@ about the file), unique per image, never a file name or a placeholder.
 from __future__ import annotations
 
 import base64
+import copy
 import csv
 import hashlib
 import io
+import itertools
 import json
 import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -29,7 +33,8 @@ from urllib.parse import urlsplit
 import jinja2
 
 
-from .crawl import AUDITED_STATUSES, ERROR_STATUSES, PAGE_STATUSES, SKIP_REASONS, CrawlState, write_atomic
+from .crawl import (AUDITED_STATUSES, ERROR_STATUSES, PAGE_STATUSES, SKIP_REASONS, CrawlState, StreamedSequence,
+                    write_atomic)
 from .rules import RULES, SEVERITY, WCAG_1_1_1, suspicious_reason
 
 REPORT_FORMAT = "alt-text-audit-report/1"
@@ -171,17 +176,60 @@ def crawl_errors(state: CrawlState) -> list[dict]:
                       "referrer": None} for e in state.site_errors]
 
 
-def build_report(state: CrawlState, suggestions: list[dict | None] | None, *, options: dict, complete: bool,
-                 user_agent: str, version: str, finished_at: float) -> dict:
-    """The JSON report (see SCHEMA) for a crawl state and one suggestion (or None) per finding."""
-    suggestions = suggestions if suggestions is not None else [None] * len(state.findings)
-    findings = [{"id": f"F{i + 1}", **f, "suggestion": s} for i, (f, s) in enumerate(zip(state.findings, suggestions))]
+class ReportFindings(StreamedSequence):
+    """The report's ``findings``: each crawl finding with its ``id`` (F1, F2, ... in crawl order) and its
+    ``suggestion``, made afresh on each iteration from the crawl's findings (a :class:`crawl.FindingStore` on disk,
+    or any list) so that a report of a million findings never holds them all. Reads like a list (``len``,
+    iteration, indexing); the writers below stream it."""
+
+    def __init__(self, findings, suggestion: Callable[[int, dict], dict | None]):
+        self._findings, self._suggestion = findings, suggestion
+
+    def __iter__(self) -> Iterator[dict]:
+        for i, f in enumerate(self._findings):
+            yield {"id": f"F{i + 1}", **f, "suggestion": self._suggestion(i, f)}
+
+    def __len__(self) -> int:
+        return len(self._findings)
+
+
+def _suggestion_of(suggestions) -> Callable[[int, dict], dict | None]:
+    if suggestions is None:
+        return lambda i, f: None
+    if callable(suggestions):
+        return lambda i, f: suggestions(f)
+    return lambda i, f: suggestions[i] if i < len(suggestions) else None
+
+
+def build_report(state: CrawlState, suggestions: list[dict | None] | Callable[[dict], dict | None] | None, *,
+                 options: dict, complete: bool, user_agent: str, version: str, finished_at: float,
+                 stream: bool = False) -> dict:
+    """The JSON report (see SCHEMA) for a crawl state and its suggestions: None (none asked for or reached), one
+    suggestion (or None) per finding, or a function of the finding (:meth:`suggest.Suggester.suggestion_for`).
+    The summary is counted in one pass over the findings. ``findings`` is a list, or with ``stream`` a
+    :class:`ReportFindings` that the writers stream from the crawl's store (``alt-text audit`` does that: a big
+    crawl's findings are never all in memory); the files written are the same."""
+    findings = ReportFindings(state.findings, _suggestion_of(suggestions))
+    if not stream:
+        findings = list(findings)
     by_page: dict[str, dict] = {}
+    kinds = ("caption", "withheld", "decorative", "error", "none")
+    by_severity, by_rule = dict.fromkeys(SEVERITIES, 0), dict.fromkeys(RULES, 0)
+    by_kind = dict.fromkeys((*kinds, "pending"), 0)
     for f in findings:
+        wcag = f["severity"] in WCAG_SEVERITIES
         entry = by_page.setdefault(f["page_url"], {"url": f["page_url"], "findings": 0, "wcag_failures": 0})
         entry["findings"] += 1
-        entry["wcag_failures"] += f["severity"] in WCAG_SEVERITIES
-    kinds = ("caption", "withheld", "decorative", "error", "none")
+        entry["wcag_failures"] += wcag
+        if f["severity"] in by_severity:
+            by_severity[f["severity"]] += 1
+        if f["rule"] in by_rule:
+            by_rule[f["rule"]] += 1
+        s = f["suggestion"]
+        if s is None:
+            by_kind["pending"] += 1
+        elif s and s["kind"] in by_kind and s["kind"] != "pending":
+            by_kind[s["kind"]] += 1
     errors = crawl_errors(state)
     summary = {
         "pages_audited": sum(p.status in AUDITED_STATUSES for p in state.pages),
@@ -189,15 +237,14 @@ def build_report(state: CrawlState, suggestions: list[dict | None] | None, *, op
         "queued": 0 if state.limit_reached else len(state.frontier),
         "images": state.images,
         "findings": len(findings),
-        "wcag_failures": sum(f["severity"] in WCAG_SEVERITIES for f in findings),
+        "wcag_failures": sum(by_severity[s] for s in WCAG_SEVERITIES),
         "crawl_errors": len(errors),
-        "by_severity": {s: sum(f["severity"] == s for f in findings) for s in SEVERITIES},
-        "by_rule": {r: sum(f["rule"] == r for f in findings) for r in RULES},
+        "by_severity": by_severity,
+        "by_rule": by_rule,
         "by_page": sorted(by_page.values(), key=lambda e: (-e["findings"], e["url"])),
         "skipped": {**{r: int(state.skipped.get(r, 0)) for r in SKIP_REASONS},
                     "page_limit": len(state.frontier) if state.limit_reached else 0},
-        "suggestions": {**{k: sum(bool(s) and s["kind"] == k for s in suggestions) for k in kinds},
-                        "pending": sum(s is None for s in suggestions)},
+        "suggestions": by_kind,
     }
     return {
         "format": REPORT_FORMAT,
@@ -225,8 +272,47 @@ def count_for_gate(report: dict, scope: str) -> int:
 # JSON and CSV
 
 
+def _json_streamed(doc: dict, lists: dict[tuple, Iterable]) -> Iterator[str]:
+    """``json.dumps(doc, indent=2, ensure_ascii=False)``, piece by piece, with each list at a path of ``lists``
+    (keys and indexes into ``doc``) replaced by the items of its iterable, each dumped on its own: the same text,
+    without the findings (or the whole text, or the encoder's pieces of it) in memory at once."""
+    shell, copied, tokens = copy.copy(doc), set(), {}
+    for path, items in lists.items():
+        parent = shell
+        for key in path[:-1]:
+            if id(parent[key]) not in copied:
+                parent[key] = copy.copy(parent[key])
+                copied.add(id(parent[key]))
+            parent = parent[key]
+        token = f"\x00{uuid.uuid4().hex}\x00"
+        parent[path[-1]] = [token]
+        tokens[json.dumps(token)] = items
+    text = json.dumps(shell, indent=2, ensure_ascii=False)
+    pos = 0
+    for match in re.finditer("|".join(map(re.escape, tokens)), text):
+        line = text.rindex("\n", pos, match.start()) + 1
+        indent = text[line:match.start()]
+        head, close = text[pos:line], "\n" + indent[:-2] + "]"  # head ends with "[\n"
+        assert text.startswith(close, match.end())
+        empty = True
+        for item in tokens[match.group()]:
+            yield (head + indent) if empty else (",\n" + indent)
+            yield json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n" + indent)
+            empty = False
+        yield head[:-1] + "]" if empty else close
+        pos = match.end() + len(close)
+    yield text[pos:]
+
+
+def iter_json(report: dict) -> Iterator[str]:
+    yield from _json_streamed(report, {("summary", "by_page"): report["summary"]["by_page"],
+                                       ("pages",): report["pages"], ("crawl_errors",): report["crawl_errors"],
+                                       ("findings",): report["findings"]})
+    yield "\n"
+
+
 def to_json(report: dict) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    return "".join(iter_json(report))
 
 
 CSV_COLUMNS = ("id", "page_url", "rule", "severity", "wcag", "image_url", "current_alt", "suggestion",
@@ -247,12 +333,12 @@ def _cell(value) -> str | int | float:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def to_csv(report: dict) -> str:
-    """One row per finding, columns CSV_COLUMNS."""
+def iter_csv(report: dict, rows_per_piece: int = 500) -> Iterator[str]:
+    """One row per finding, columns CSV_COLUMNS, a few hundred rows per piece."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for f in report["findings"]:
+    for n, f in enumerate(report["findings"], 1):
         s = f["suggestion"] or {}
         kind = s.get("kind", "")
         writer.writerow([_cell(v) for v in (
@@ -261,7 +347,16 @@ def to_csv(report: dict) -> str:
             f["decorative_candidate"], s.get("message") if kind in ("error", "withheld") else None, f["message"],
             f["selector"],
             f["snippet"])])
-    return buf.getvalue()
+        if n % rows_per_piece == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def to_csv(report: dict) -> str:
+    """One row per finding, columns CSV_COLUMNS."""
+    return "".join(iter_csv(report))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -295,33 +390,42 @@ def _file_label(url: str, decorative: bool) -> str:
     return f"{lead}: {name} from {host}" if name else f"{lead}, from {host}"
 
 
-def _describing_alt(findings: list[dict]) -> str:
-    """The best honest description of one image: the model's caption, else a meaningful alt the page already has,
-    else what is known about the file."""
-    url = findings[0]["image_url"]
-    for f in findings:
+class _ImageAlt:
+    """What :func:`thumbnail_alts` needs to know about one image URL, gathered one finding at a time: the first
+    caption and the first page alt that say something, and whether every suggestion called it decorative."""
+
+    __slots__ = ("url", "caption", "alt", "decorative")
+
+    def __init__(self, url: str):
+        self.url, self.caption, self.alt, self.decorative = url, None, None, True
+
+    def add(self, f: dict) -> None:
         s = f["suggestion"] or {}
+        self.decorative = self.decorative and s.get("kind") == "decorative"
+        if self.caption is not None:
+            return
         if s.get("kind") == "caption":  # the pipeline's words, already hedged as it decided
             candidate = _shorten(s["alt"])
             if suspicious_reason(candidate) is None:
-                return candidate
-    for f in findings:
+                self.caption = candidate
+                return
         alt = (f["current_alt"] or "").strip()
-        if alt and suspicious_reason(_shorten(alt)) is None:
-            return _shorten(alt)
-    decorative = all((f["suggestion"] or {}).get("kind") == "decorative" for f in findings)
-    label = _file_label(url, decorative)
-    return label if suspicious_reason(label) is None else "Not described yet"
+        if self.alt is None and alt and suspicious_reason(_shorten(alt)) is None:
+            self.alt = _shorten(alt)
+
+    def describing(self) -> str:
+        """The best honest description of the image: the model's caption, else a meaningful alt the page already
+        has, else what is known about the file."""
+        if self.caption is not None:
+            return self.caption
+        if self.alt is not None:
+            return self.alt
+        label = _file_label(self.url, self.decorative)
+        return label if suspicious_reason(label) is None else "Not described yet"
 
 
-def thumbnail_alts(findings: list[dict]) -> dict[str, str]:
-    """One alt per thumbnailed image URL: describing, and unique (two different images never share one, which
-    the audit's own alt-duplicate-different-images rule would flag)."""
-    groups: dict[str, list[dict]] = {}
-    for f in findings:
-        if safe_url(f["image_url"]):
-            groups.setdefault(f["image_url"], []).append(f)
-    alts = {url: _describing_alt(group) for url, group in groups.items()}
+def _unique_alts(groups: dict[str, _ImageAlt]) -> dict[str, str]:
+    alts = {url: group.describing() for url, group in groups.items()}
     urls_by_text: dict[str, list[str]] = {}
     for url, alt in alts.items():
         urls_by_text.setdefault(_comparable(alt), []).append(url)
@@ -330,6 +434,24 @@ def thumbnail_alts(findings: list[dict]) -> dict[str, str]:
             for k, url in enumerate(urls, 1):
                 alts[url] = f"{alts[url]} (image {k} of {len(urls)} like it)"
     return alts
+
+
+def _add_thumbnail(groups: dict[str, _ImageAlt], f: dict) -> None:
+    if safe_url(f["image_url"]):
+        group = groups.get(f["image_url"])
+        if group is None:
+            group = groups[f["image_url"]] = _ImageAlt(f["image_url"])
+        group.add(f)
+
+
+def thumbnail_alts(findings: Iterable[dict]) -> dict[str, str]:
+    """One alt per thumbnailed image URL: describing, and unique (two different images never share one, which
+    the audit's own alt-duplicate-different-images rule would flag). One pass; memory per image URL, not per
+    finding."""
+    groups: dict[str, _ImageAlt] = {}
+    for f in findings:
+        _add_thumbnail(groups, f)
+    return _unique_alts(groups)
 
 
 def _templates() -> dict[str, str]:
@@ -359,28 +481,60 @@ RULE_TITLES = {
 }
 
 
-def to_html(report: dict) -> str:
-    """The report for people: summary, findings per page with thumbnails and copyable suggestions."""
+class _FindingsByPage:
+    """``findings_by_page.items()`` for the template: (page URL, that page's findings) in order of first
+    appearance. The crawl records a page's findings together, so the pages are streamed one at a time; findings of
+    one page scattered among others' (a hand-made state) are grouped in memory instead."""
+
+    def __init__(self, findings: Iterable[dict], contiguous: bool):
+        self.findings, self.contiguous = findings, contiguous
+
+    def items(self) -> Iterator[tuple[str, list[dict]]]:
+        if not self.contiguous:
+            grouped: dict[str, list[dict]] = {}
+            for f in self.findings:
+                grouped.setdefault(f["page_url"], []).append(f)
+            yield from grouped.items()
+            return
+        for page_url, items in itertools.groupby(self.findings, key=lambda f: f["page_url"]):
+            yield page_url, list(items)
+
+
+def iter_html(report: dict) -> Iterator[str]:
+    """The report for people: summary, findings per page with thumbnails and copyable suggestions, rendered
+    piece by piece (two passes over the findings: thumbnails and page order first, then the tables)."""
     parts = _templates()
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters["safe_url"] = safe_url
     env.filters["percent"] = lambda x: f"{round(100 * x)}%"
     template = env.from_string(parts["report.html"])
-    findings_by_page: dict[str, list[dict]] = {}
+    page_ids: dict[str, str] = {}
+    groups: dict[str, _ImageAlt] = {}
+    contiguous, previous = True, None
     for f in report["findings"]:
-        findings_by_page.setdefault(f["page_url"], []).append(f)
-    page_ids = {url: f"page-{i + 1}" for i, url in enumerate(findings_by_page)}
-    return template.render(
+        url = f["page_url"]
+        if url != previous:
+            if url in page_ids:
+                contiguous = False
+            else:
+                page_ids[url] = f"page-{len(page_ids) + 1}"
+            previous = url
+        _add_thumbnail(groups, f)
+    yield from template.generate(
         r=report, s=report["summary"], css=parts["report.css"], js=parts["report.js"],
         csp=("default-src 'none'; img-src http: https:; style-src " + _csp_hash(parts["report.css"])
              + "; script-src " + _csp_hash(parts["report.js"]) + "; base-uri 'none'; form-action 'none'"),
-        findings_by_page=findings_by_page, page_ids=page_ids, thumbs=thumbnail_alts(report["findings"]),
-        severities=SEVERITIES, severity_of=SEVERITY, rule_titles=RULE_TITLES,
+        findings_by_page=_FindingsByPage(report["findings"], contiguous), page_ids=page_ids,
+        thumbs=_unique_alts(groups), severities=SEVERITIES, severity_of=SEVERITY, rule_titles=RULE_TITLES,
         skip_reasons={"off_site": "links to other sites", "excluded": "excluded by --include/--exclude",
                       "robots": "disallowed by robots.txt", "depth_limit": "deeper than --depth",
                       "page_limit": "left in the queue at --max-pages"},
     )
+
+
+def to_html(report: dict) -> str:
+    return "".join(iter_html(report))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -457,8 +611,9 @@ def _sarif_result(f: dict, rule_index: dict[str, int]) -> dict:
     }
 
 
-def to_sarif(report: dict) -> str:
-    """One run, one result per finding; crawl errors are the invocation's tool execution notifications."""
+def iter_sarif(report: dict) -> Iterator[str]:
+    """One run, one result per finding (streamed); crawl errors are the invocation's tool execution
+    notifications."""
     rules = sarif_rules()
     rule_index = {r["id"]: i for i, r in enumerate(rules)}
     gen = report["generator"]
@@ -477,17 +632,25 @@ def to_sarif(report: dict) -> str:
                              "toolExecutionNotifications": notifications}],
             "automationDetails": {"id": f"alt-text-audit/{urlsplit(report['site']).netloc}/"},
             "columnKind": "utf16CodeUnits",
-            "results": [_sarif_result(f, rule_index) for f in report["findings"]],
+            "results": [],  # streamed below
             "properties": {"site": report["site"], "complete": report["complete"],
                            "summary": {k: report["summary"][k] for k in (
                                "pages_audited", "urls_fetched", "images", "findings", "wcag_failures",
                                "crawl_errors")}},
         }],
     }
-    return json.dumps(log, indent=2, ensure_ascii=False) + "\n"
+    yield from _json_streamed(log, {
+        ("runs", 0, "invocations", 0, "toolExecutionNotifications"): notifications,
+        ("runs", 0, "results"): (_sarif_result(f, rule_index) for f in report["findings"])})
+    yield "\n"
+
+
+def to_sarif(report: dict) -> str:
+    return "".join(iter_sarif(report))
 
 
 RENDERERS = {"json": to_json, "csv": to_csv, "html": to_html, "sarif": to_sarif}
+STREAMS = {"json": iter_json, "csv": iter_csv, "html": iter_html, "sarif": iter_sarif}
 
 
 def format_of(path: str | Path) -> str | None:
@@ -495,8 +658,9 @@ def format_of(path: str | Path) -> str | None:
 
 
 def write_report(report: dict, path: str | Path) -> None:
-    """Write in the format the extension names (.json, .csv, .html/.htm, .sarif), atomically."""
+    """Write in the format the extension names (.json, .csv, .html/.htm, .sarif), atomically, streamed: the
+    findings are read back from the crawl's store as the file is written, never held all at once."""
     fmt = format_of(path)
     if fmt is None:
         raise ValueError(f"{path}: the report format comes from the extension: {FORMAT_NAMES}")
-    write_atomic(path, RENDERERS[fmt](report))
+    write_atomic(path, STREAMS[fmt](report))

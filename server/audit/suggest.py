@@ -33,7 +33,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Mapping, Protocol
 from urllib.parse import unquote_to_bytes
 
 import requests
@@ -290,39 +290,70 @@ class Suggester:
         self.backend, self.source, self.cache = backend, source, cache or NoCache()
         self.batch_size, self.concurrency = batch_size, concurrency
 
-    def plan(self, findings: list[dict]) -> tuple[list[dict | None], dict[str, list[int]]]:
-        """Suggestions that need no model (decorative, no image file) and the findings per image URL that do."""
-        out: list[dict | None] = [None] * len(findings)
-        by_url: dict[str, list[int]] = {}
-        for i, f in enumerate(findings):
-            decorative = decorative_suggestion(f)
-            if decorative:
-                out[i] = decorative
-            elif not f.get("image_url"):
-                out[i] = {"kind": "none", "message": NOT_AN_IMAGE_FILE}
-            elif self.backend is not None:
-                by_url.setdefault(f["image_url"], []).append(i)
-        return out, by_url
+    def suggestion_for(self, finding: dict, described: Mapping[str, dict]) -> dict | None:
+        """A finding's suggestion: decorative or "no image file" from the finding alone, else its image URL's
+        entry in ``described`` (what :meth:`describe_urls` filled in; None while it is missing, or with no
+        backend). A report calls this per finding as it streams them, so only one entry per image is held."""
+        decorative = decorative_suggestion(finding)
+        if decorative:
+            return decorative
+        if not finding.get("image_url"):
+            return {"kind": "none", "message": NOT_AN_IMAGE_FILE}
+        return described.get(finding["image_url"]) if self.backend is not None else None
 
-    def suggest(self, findings: list[dict], on_progress: Callable[[int], None] | None = None,
-                into: list | None = None) -> list[dict | None]:
-        """One suggestion per finding (None when there is no backend, i.e. --no-suggest). ``into`` is filled in
-        place as batches finish, so that an interrupted run keeps the suggestions it already has."""
-        out, by_url = self.plan(findings)
-        if into is not None:
-            into[:] = out
-            out = into
-        if not by_url:
+    def image_urls(self, findings: Iterable[dict]) -> list[str]:
+        """The image URLs the model is asked about, each once, in the order the findings first name them: one
+        pass over the findings (a store on disk is streamed)."""
+        if self.backend is None:
+            return []
+        urls: dict[str, None] = {}
+        for f in findings:
+            if f.get("image_url") and not decorative_suggestion(f):
+                urls[f["image_url"]] = None
+        return list(urls)
+
+    def describe_urls(self, urls: list[str], on_progress: Callable[[int], None] | None = None,
+                      into: dict | None = None) -> dict:
+        """One suggestion per image URL, ``batch_size`` at a time; ``into`` is filled in place as batches finish,
+        so that an interrupted run keeps the suggestions it already has."""
+        out = into if into is not None else {}
+        if not urls:
             return out
-        urls = list(by_url)
         with WorkerPool(self.concurrency, "audit-images") as pool:
             for start in range(0, len(urls), self.batch_size):
                 chunk = urls[start:start + self.batch_size]
                 for url, suggestion in zip(chunk, self._describe(chunk, pool)):
-                    for i in by_url[url]:
-                        out[i] = suggestion
+                    out[url] = suggestion
                 if on_progress:
                     on_progress(len(chunk))
+        return out
+
+    def plan(self, findings: Iterable[dict]) -> tuple[list[dict | None], dict[str, list[int]]]:
+        """Suggestions that need no model (decorative, no image file) and the findings per image URL that do."""
+        out: list[dict | None] = []
+        by_url: dict[str, list[int]] = {}
+        for i, f in enumerate(findings):
+            out.append(self.suggestion_for(f, {}))
+            if out[i] is None and self.backend is not None:
+                by_url.setdefault(f["image_url"], []).append(i)
+        return out, by_url
+
+    def suggest(self, findings: Iterable[dict], on_progress: Callable[[int], None] | None = None,
+                into: list | None = None) -> list[dict | None]:
+        """One suggestion per finding, as a list (None when there is no backend, i.e. --no-suggest). ``into`` is
+        filled in place as batches finish. For a crawl's findings on disk, :meth:`image_urls`,
+        :meth:`describe_urls` and :meth:`suggestion_for` keep only one suggestion per image in memory."""
+        out, by_url = self.plan(findings)
+        if into is not None:
+            into[:] = out
+            out = into
+
+        class Spread(dict):  # each image's suggestion, copied to its findings as its batch finishes
+            def __setitem__(self, url, suggestion):
+                for i in by_url[url]:
+                    out[i] = suggestion
+
+        self.describe_urls(list(by_url), on_progress, into=Spread())
         return out
 
     def _describe(self, urls: list[str], pool: WorkerPool) -> list[dict]:
