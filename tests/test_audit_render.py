@@ -10,7 +10,7 @@ import pytest
 
 from server.audit.crawl import CrawlConfig, Crawler
 from server.audit.render import DEFAULT_CHROMIUM, SHADOW_TAG, unavailable
-from test_audit_crawl import LocalSite, html, png
+from test_audit_crawl import LocalSite, png
 
 why = unavailable(DEFAULT_CHROMIUM)
 if why:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from server.audit.crawl import CrawlConfig, Crawler, CrawlState, Journal
-from test_audit_crawl import LocalSite, html
+from test_audit_crawl import LocalSite
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = 60

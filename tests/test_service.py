@@ -4,15 +4,12 @@ import base64
 import io
 import json
 import os
-import shutil
-import socket
-import subprocess
 import time
 
 import pytest
 from PIL import Image
 
-from conftest import free_port, make_shape_image
+from conftest import make_shape_image
 from model import Captioner
 from server.app import create_app
 from server.config import Config
