@@ -50,13 +50,14 @@ function flush() {
 
 /** The service's published limits (GET /v1/limits), or the defaults when it publishes none. */
 async function serviceLimits(settings, headers) {
-  if (limits && limits.serviceUrl === settings.serviceUrl) return limits;
+  if (limits && limits.serviceUrl === settings.serviceUrl && limits.apiKey === settings.apiKey) return limits;
   let published = {};
   try {
     const r = await fetch(`${settings.serviceUrl}/v1/limits`, {
       headers, credentials: "omit", cache: "no-store", signal: AbortSignal.timeout(10_000),
     });
-    if (r.ok) published = await r.json();
+    if (!r.ok) return DEFAULT_LIMITS; // a wrong key, a busy service: ask again next time, keep nothing
+    published = await r.json();
   } catch {
     // unreachable: the POST will say so; the defaults are used meanwhile
     return DEFAULT_LIMITS;
@@ -64,6 +65,7 @@ async function serviceLimits(settings, headers) {
   const positive = (n) => Number.isInteger(n) && n > 0;
   limits = {
     serviceUrl: settings.serviceUrl,
+    apiKey: settings.apiKey,
     maxImages: positive(published.max_images) ? published.max_images : DEFAULT_LIMITS.maxImages,
     maxBodyChars: positive(published.max_body_bytes)
       ? Math.min(MAX_BODY_CHARS, Math.floor(published.max_body_bytes * 0.6)) : MAX_BODY_CHARS,

@@ -185,7 +185,9 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
                       header_name_mapping={HeaderNames.LIMIT: "RateLimit-Limit",
                                            HeaderNames.REMAINING: "RateLimit-Remaining",
                                            HeaderNames.RESET: "RateLimit-Reset"})
-    limiter.limit(f"{max(cfg.rate_limit, 1)}/minute", cost=images_in_request)(api)
+    # one count per client across every endpoint of the API; CORS pre-flights carry no credentials and cost nothing
+    limiter.shared_limit(f"{max(cfg.rate_limit, 1)}/minute", scope="alt-text-api", cost=images_in_request,
+                         exempt_when=lambda: request.method == "OPTIONS")(api)
 
     CORS(app, resources={r"/v1/*": {"origins": [*EXTENSION_ORIGINS, *cfg.cors_origins]}},
          allow_headers=["Content-Type", "X-API-Key"], methods=["GET", "POST", "OPTIONS"], max_age=600)

@@ -168,11 +168,16 @@ class FailSafeCache:
                 self._open_until = self.clock() + self.cooldown
 
     def _try(self, call):
-        if self.reason is not None and self.clock() < self._open_until:
-            return None  # off for now
+        if self.reason is not None:
+            with self._lock:  # off for now; after the cool-down exactly one caller probes, the others wait it out
+                if self.clock() < self._open_until:
+                    return None
+                self._open_until = self.clock() + self.cooldown
         try:
             if self.inner is None:
-                self.inner = self.opener()
+                with self._lock:
+                    if self.inner is None:
+                        self.inner = self.opener()
             result = call()
         except Exception as e:  # noqa: BLE001
             self._failed(e)

@@ -17,8 +17,10 @@ def service_limits(server_url: str, headers: dict | None = None, session=None) -
         body = r.json() if r.status_code == 200 else {}
     except (requests.RequestException, ValueError):
         body = {}
+    if not isinstance(body, dict):  # not this service answering
+        body = {}
     out = dict(DEFAULT_LIMITS)
     for k in out:
-        if isinstance(body.get(k), int) and body[k] > 0:
+        if isinstance(body.get(k), int) and not isinstance(body[k], bool) and body[k] > 0:
             out[k] = body[k]
     return out

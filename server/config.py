@@ -80,8 +80,11 @@ class Config:
     def wording(self):
         from .describe import Wording
 
-        return Wording(caption_sure=self.sure_prefix + "{caption}", caption_unsure=self.unsure_prefix + "{caption}",
-                       says=self.says_prefix + "“{text}”")
+        def text(prefix: str) -> str:  # a prefix is words, never a format field: "{" stays "{"
+            return prefix.replace("{", "{{").replace("}", "}}")
+
+        return Wording(caption_sure=text(self.sure_prefix) + "{caption}",
+                       caption_unsure=text(self.unsure_prefix) + "{caption}", says=text(self.says_prefix) + "“{text}”")
 
     def fetch_limits(self):
         from .fetch import FetchLimits

@@ -104,17 +104,17 @@ class AltTextService:
             except FetchError as e:
                 raise ImageFailure(e.code, e.message, e.status) from None
 
-    def _prepare(self, spec) -> dict | tuple:
+    def _prepare(self, spec, deadline: float = float("inf")) -> dict | tuple:
         """A finished result, or (cache key, model future, url, image, pixel stats)."""
         with self._preparing_lock:
             self._preparing += 1
         try:
-            return self._prepare_one(spec)
+            return self._prepare_one(spec, deadline)
         finally:
             with self._preparing_lock:
                 self._preparing -= 1
 
-    def _prepare_one(self, spec) -> dict | tuple:
+    def _prepare_one(self, spec, deadline: float) -> dict | tuple:
         try:
             loaded = self._load(spec)
             if isinstance(loaded, dict):
@@ -130,9 +130,12 @@ class AltTextService:
                     self.cache.put_url(url, self.cache_version, key)
                 return self._result(hit, cached=True)
             self.metrics.cache.labels("miss").inc()
+            if time.monotonic() > deadline:  # its request has answered already: no model work for nobody
+                return self._error("deadline_exceeded", "the image could not be fetched within the request's "
+                                   "deadline", 504)
             # Resize and normalise here, on the request's thread: the model's worker runs only the network.
-            model_input = self.describer.prepare(image)
-            return key, self.worker.submit(model_input), url, image, self.describer.look(image)
+            model_input, pixels = self.describer.prepare(image), self.describer.look(image)
+            return key, self.worker.submit(model_input), url, image, pixels
         except ImageFailure as e:
             return self._error(e.code, e.message, e.status)
         except Exception:  # noqa: BLE001 - a bug must not take the other images down with it
@@ -169,7 +172,7 @@ class AltTextService:
 
         def fetch(spec):
             try:
-                return self._prepare(spec)
+                return self._prepare(spec, deadline)
             finally:
                 slots.release()
 

@@ -228,3 +228,4 @@ def test_an_ocr_failure_reads_as_no_text(monkeypatch):
         pytest.skip("Tesseract is not installed")
     o = ocr_module.Ocr(command="/bin/false")
     assert o.read(Image.new("RGB", (50, 50))).lines == []
+

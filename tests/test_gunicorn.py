@@ -258,3 +258,16 @@ def test_the_worker_waits_only_for_images_that_are_on_their_way():
         assert batches[-1] == ["a", "b"]
     finally:
         worker.stop()
+
+
+def test_service_limits_ignore_answers_that_are_not_limits(monkeypatch):
+    from server import client
+
+    class Answer:
+        status_code = 200
+
+        def json(self):
+            return ["not", "limits"]
+
+    monkeypatch.setattr(client.requests, "get", lambda *a, **kw: Answer())
+    assert client.service_limits("http://example.invalid") == client.DEFAULT_LIMITS

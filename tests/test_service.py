@@ -578,3 +578,21 @@ def test_without_redis_the_service_degrades_to_local_limits_and_no_cache(make_cl
     assert [client.post("/v1/alt-text", json=body).status_code for _ in range(3)] == [200, 200, 429]
     assert time.monotonic() - t0 < 15
     assert client.get("/readyz").get_json()["cache"]["state"] == "degraded"
+
+
+def test_one_rate_limit_across_endpoints_and_preflights_are_free(make_client):
+    client = make_client(rate_limit=3)
+    body = {"images": [{"data": b64(png())}]}
+    pre = {"Origin": CHROME, "Access-Control-Request-Method": "POST"}
+    for _ in range(5):
+        assert client.options("/v1/alt-text", headers=pre).status_code == 200  # pre-flights cost nothing
+    assert client.get("/v1/limits").status_code == 200
+    assert client.post("/v1/alt-text", json=body).status_code == 200
+    assert client.post("/v1/alt-text", json=body).status_code == 200
+    assert client.get("/v1/limits").status_code == 429  # the same count, whichever endpoint
+
+
+def test_braces_in_a_configured_prefix_are_words(make_client):
+    r = make_client(sure_prefix="{Machine} ", unsure_prefix="{Machine?} ").post(
+        "/v1/alt-text", json={"images": [{"data": b64(png())}]})
+    assert r.status_code == 200 and r.get_json()["results"][0]["alt"].startswith("{Machine")
