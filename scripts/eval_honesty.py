@@ -29,13 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.datasets import load_split  # noqa: E402
 from server.describe import Describer  # noqa: E402
+from server.describe.concepts import stem  # noqa: E402
 from server.images import ImageError, read_image_file  # noqa: E402
 
 SAME_KIND = {"logo": "icon"}  # icons and logos are one class for judging: both are small brand/pictogram marks
 
 
 def _words(text: str) -> set[str]:
-    return {re.sub(r"(es|s)$", "", w) if len(w) > 3 else w for w in re.findall(r"[a-z0-9]+", text.lower())}
+    return {stem(w) for w in re.findall(r"[a-z0-9]+", text.lower())}
 
 
 def mentions(text: str | None, keywords: list[str]) -> bool:

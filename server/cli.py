@@ -316,16 +316,14 @@ def serve(host, port, workers, threads, **options) -> None:
         cfg.torch_threads = max(1, (os.cpu_count() or 1) // workers)
     if cfg.load_model:  # fail here, with one line, not in every worker
         from model import default_checkpoint_path
-        from model.captioner import _file_digest
         from model.checkpoint import CheckpointError, load
 
-        from .describe import Heads, HeadsError, heads_path
+        from .describe import HeadsError, heads_for
 
         path = Path(cfg.checkpoint or default_checkpoint_path())
         try:
             load(path)
-            if heads_path(path).is_file():
-                Heads.load(heads_path(path), checkpoint_digest=_file_digest(path))
+            heads_for(path)  # the same check Describer.load makes in every worker, once, here
         except (CheckpointError, HeadsError) as e:
             raise click.ClickException(str(e)) from None
 

@@ -57,12 +57,13 @@ def top_concepts(probs: torch.Tensor, k: int = 3, min_p: float = 0.05) -> list[C
     return [Concept(w, label, p) for w, (p, label) in ranked[:k] if p >= min_p]
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
+    """Plural-insensitive form of a word, as captions and labels are compared (also by the honesty evaluation)."""
     return re.sub(r"(es|s)$", "", word) if len(word) > 3 else word
 
 
 def agreement(concepts: list[Concept], caption_words: str) -> float:
     """Probability mass of the concepts the caption mentions (plural-insensitive): near 0 when a confident
     classifier sees something the caption never names."""
-    said = {_stem(w) for w in re.findall(r"[a-z]+", caption_words.lower())}
-    return float(sum(c.p for c in concepts if any(_stem(w) in said for w in c.word.split())))
+    said = {stem(w) for w in re.findall(r"[a-z]+", caption_words.lower())}
+    return float(sum(c.p for c in concepts if any(stem(w) in said for w in c.word.split())))

@@ -42,6 +42,15 @@ def heads_path(checkpoint: str | Path) -> Path:
     return p.with_name(p.name.removesuffix(".safetensors") + SUFFIX)
 
 
+def heads_for(checkpoint: str | Path) -> "Heads | None":
+    """The heads fitted for ``checkpoint`` (checked against its digest), None when it has none. Raises HeadsError
+    for a damaged file or one fitted for another checkpoint."""
+    from model.captioner import _file_digest
+
+    path = heads_path(checkpoint)
+    return Heads.load(path, checkpoint_digest=_file_digest(Path(checkpoint))) if path.is_file() else None
+
+
 @dataclass
 class Linear:
     """Standardise, then an affine map: logits = ((x - mean) / std) @ weight.T + bias."""

@@ -26,7 +26,7 @@ from . import ocr as ocr_module
 from .concepts import agreement, cue_masses, top_concepts
 from .decision import Policy, decide
 from .evidence import Evidence
-from .heads import KINDS, Heads, HeadsError, calibration_features, heads_path, kind_features
+from .heads import KINDS, Heads, HeadsError, calibration_features, heads_for, heads_path, kind_features
 from .pixels import PixelStats, pixel_stats
 from .wording import Wording, phrase
 
@@ -72,17 +72,13 @@ class Describer:
         A checkpoint without heads still describes, warned about: no kinds, no out-of-domain check, raw
         confidence."""
         from model import Captioner, default_checkpoint_path
-        from model.captioner import _file_digest
 
         path = Path(checkpoint) if checkpoint else default_checkpoint_path()
         captioner = Captioner.load(path, device=device)
-        hp = heads_path(path)
-        heads = None
-        if hp.is_file():
-            heads = Heads.load(hp, checkpoint_digest=_file_digest(path))
-        else:
+        heads = heads_for(path)
+        if heads is None:
             log.warning("%s has no fitted honesty heads (%s): no kind, out-of-domain or calibrated confidence; "
-                        "fit them with scripts/fit_honesty.py", path, hp.name)
+                        "fit them with scripts/fit_honesty.py", path, heads_path(path).name)
         ocr = ocr_module.Ocr() if use_ocr and ocr_module.available() else None
         if use_ocr and ocr is None:
             log.warning("Tesseract is not installed: images are described without reading their text")
