@@ -1,7 +1,7 @@
 """The one way images become pixels for the model: training, feature caching, evaluation, the CLI and the service.
 
 ``load_image`` opens a file or bytes and hands it to ``prepare``, which does what users' images get in the service
-(``server/images.py`` runs its untrusted-input checks first, then calls ``prepare`` too): the first frame of an
+(``server/netsafe/images.py`` runs its untrusted-input checks first, then calls ``prepare`` too): the first frame of an
 animation, JPEG draft mode, EXIF orientation, a thumbnail to ``max_side`` on the longer side and transparency
 composited onto white. So the numbers measured on datasets come from the path users get.
 

@@ -25,8 +25,8 @@ import argparse
 import json
 import os
 import platform
-import signal
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -151,11 +151,10 @@ def load_describer(checkpoint: str | None, beam_size: int):
 
 def bench_suggest(url: str, images: int, checkpoint: str | None, beam_size: int, concurrency: int,
                   cache_dir: Path) -> list[dict]:
-    from server.cache import NoCache, SQLiteCache
-    from server.fetch import FetchLimits
-
-    from server.audit.suggest import ImageSource, LocalBackend, Suggester
     from server.audit.crawl import Site, origin
+    from server.audit.suggest import ImageSource, LocalBackend, Suggester
+    from server.netsafe.fetch import FetchLimits
+    from server.service.cache import NoCache, SQLiteCache
 
     describer, kind = load_describer(checkpoint, beam_size)
     cfg = CrawlConfig(start_url=url)

@@ -68,7 +68,7 @@ def main() -> None:
     # (b) end to end, in batches; (c) the describe pipeline on the same photos, everything included. The two run
     # interleaved, --repeats times each, and the fastest round of each counts: a noisy machine slows both alike.
     from server.describe import Describer
-    from server.images import read_image_file
+    from server.netsafe.images import read_image_file
 
     describer = Describer.load(args.checkpoint, device="cpu", beam_size=args.beam)
     n = len(paths)

@@ -136,7 +136,7 @@ def in_process_rate(paths: list[Path], checkpoint: str | None, batch: int = 16) 
     """Images/s of the describe pipeline in this process, batched, safe decoding included."""
     sys.path.insert(0, str(REPO))
     from server.describe import Describer
-    from server.images import read_image_file
+    from server.netsafe.images import read_image_file
 
     describer = Describer.load(checkpoint, device="cpu")
     describer.describe([read_image_file(str(p)) for p in paths[:4]])  # warm-up

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.datasets import load_split  # noqa: E402
 from server.describe import Describer  # noqa: E402
 from server.describe.concepts import stem  # noqa: E402
-from server.images import ImageError, read_image_file  # noqa: E402
+from server.netsafe.images import ImageError, read_image_file  # noqa: E402
 
 SAME_KIND = {"logo": "icon"}  # icons and logos are one class for judging: both are small brand/pictogram marks
 

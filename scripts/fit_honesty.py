@@ -36,10 +36,17 @@ from model.captioner import _file_digest  # noqa: E402
 from model.datasets import load_split  # noqa: E402
 from server.describe import KINDS, PIPELINE_VERSION, Describer, heads_path  # noqa: E402
 from server.describe.concepts import agreement, cue_masses, top_concepts  # noqa: E402
-from server.describe.heads import (CALIBRATION_FEATURES, CUE_FEATURES, PIXEL_FEATURES, Heads, Linear,  # noqa: E402
-                                   calibration_features, kind_features)
+from server.describe.heads import (  # noqa: E402
+    CALIBRATION_FEATURES,
+    CUE_FEATURES,
+    PIXEL_FEATURES,
+    Heads,
+    Linear,
+    calibration_features,
+    kind_features,
+)
 from server.describe.pixels import PixelStats  # noqa: E402
-from server.images import ImageError, read_image_file  # noqa: E402
+from server.netsafe.images import ImageError, read_image_file  # noqa: E402
 
 log = logging.getLogger("fit_honesty")
 

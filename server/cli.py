@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from .audit.command import audit
-from .images import ImageError, read_image_file
+from .netsafe.images import ImageError, read_image_file
 
 
 class _Failed(click.ClickException):
@@ -65,8 +65,8 @@ def load_describer(checkpoint: str | None, beam_size: int = 3, device: str | Non
     ALT_TEXT_* settings the service reads too, so every surface says the same."""
     from model.checkpoint import CheckpointError
 
-    from .config import Config
     from .describe import Describer, HeadsError
+    from .service.config import Config
 
     try:
         cfg = Config.from_env(load_model=False)
@@ -155,8 +155,8 @@ def url_command(urls, server_url, api_key, checkpoint, beam_size, as_json) -> No
     if server_url:
         results = _ask_server(server_url, api_key, list(urls))
     else:
-        from .config import Config
-        from .fetch import FetchError, fetch_image
+        from .netsafe.fetch import FetchError, fetch_image
+        from .service.config import Config
 
         limits = Config.from_env(load_model=False).fetch_limits()
         results = describe_inputs(list(urls), lambda u: fetch_image(u, limits)[0], FetchError, checkpoint,
@@ -169,7 +169,7 @@ def _ask_server(server_url: str, api_key: str | None, urls: list[str]) -> list[d
 
     headers = {"X-API-Key": api_key} if api_key else {}
     endpoint = server_url.rstrip("/") + "/v1/alt-text"
-    from .client import service_limits
+    from .service.client import service_limits
 
     per_request = service_limits(server_url, headers)["max_images"]
     results = []
@@ -221,7 +221,8 @@ def _train_options(fn):
 @_train_options
 def train(data, out, resume, **options) -> None:
     """Train a captioner; the best checkpoint by dev CIDEr is OUT/best.safetensors."""
-    from model.train import TrainConfig, train as run
+    from model.train import TrainConfig
+    from model.train import train as run
 
     logging.getLogger().setLevel(logging.INFO)
     cfg = TrainConfig(data=list(data), out=out, **options)
@@ -268,7 +269,7 @@ def evaluate(data, split, checkpoint, beam_size, limit, out, no_java) -> None:
 def _serve_options(fn):
     """One flag per Config setting (the README's table), so the flags, the variables and the dataclass cannot
     drift apart; unset flags leave the ALT_TEXT_* variables and the defaults in force."""
-    from .config import Config
+    from .service.config import Config
 
     plural = {"api_keys": "--api-key", "cors_origins": "--cors-origin"}  # repeatable, one value each
     for f in reversed(fields(Config)):
@@ -304,7 +305,7 @@ def serve(host, port, workers, threads, **options) -> None:
     import shutil
     import tempfile
 
-    from .config import Config
+    from .service.config import Config
 
     options["api_keys"] = tuple(options["api_keys"]) or None
     options["cors_origins"] = tuple(options["cors_origins"]) or None
@@ -334,9 +335,9 @@ def serve(host, port, workers, threads, **options) -> None:
         atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     from gunicorn.app.base import BaseApplication
 
-    from . import hooks
-    from .app import create_app
-    from .metrics import prepare_multiprocess_dir
+    from .service import hooks
+    from .service.app import create_app
+    from .service.metrics import prepare_multiprocess_dir
 
     prepare_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 

@@ -6,23 +6,23 @@ import base64
 import csv
 import json
 import threading
-from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import jsonschema
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_audit_crawl import IMAGES, LocalSite, png
 
 from server.audit import command
 from server.audit.command import audit
+from server.audit.crawl import CrawlConfig, Site
 from server.audit.report import CSV_COLUMNS, SCHEMA
 from server.audit.rules import check_page
-from server.audit.crawl import CrawlConfig, Site
 from server.audit.suggest import ImageSource, LoadedImage, ServiceBackend
 from server.describe import Describer, ModelOutput, Policy, Wording
-from server.fetch import FetchError, FetchLimits
-from test_audit_crawl import IMAGES, LocalSite, png
+from server.netsafe.fetch import FetchError, FetchLimits
 
 DATA_PNG = "data:image/png;base64," + base64.b64encode(png((230, 210, 40), 24)).decode()
 FINDINGS = 9  # see build_small_site
@@ -313,7 +313,7 @@ def test_suggestions_from_the_tiny_real_model(site, tmp_path, shapes_checkpoint)
 
 def test_images_elsewhere_go_through_the_safe_fetcher(site):
     """Same-origin images come through the crawl session (a private site is the owner's choice); an image on any
-    other origin goes through server.fetch, which refuses loopback unless the test allow-list names it, and
+    other origin goes through server.netsafe.fetch, which refuses loopback unless the test allow-list names it, and
     robots.txt applies to the site's own images."""
     other = LocalSite()
     try:

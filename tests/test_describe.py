@@ -9,13 +9,22 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from server.describe import KINDS, Evidence, Heads, HeadsError, Policy, Wording, decide, phrase
+from server.describe import (
+    KINDS,
+    Evidence,
+    Heads,
+    HeadsError,
+    Policy,
+    Wording,
+    decide,
+    phrase,
+)
 from server.describe import ocr as ocr_module
 from server.describe.concepts import Concept, agreement, top_concepts
 from server.describe.decision import trim
 from server.describe.heads import Linear, calibration_features
 from server.describe.pixels import pixel_stats
-from server.images import decode_image
+from server.netsafe.images import decode_image
 
 
 def evidence(kind="photo", p=0.95, confidence=0.8, ood=0.1, text=(), caption="A dog runs on the beach.", concept=None):
@@ -217,7 +226,7 @@ def test_ocr_reads_a_rendered_banner():
 def test_ocr_invents_no_text_on_a_text_free_photo():
     from pathlib import Path
 
-    from server.images import read_image_file
+    from server.netsafe.images import read_image_file
 
     for name in ("cat.jpg", "coffee.jpg"):
         assert ocr_module.Ocr().read(read_image_file(str(Path(__file__).parent / "data" / name))).lines == []

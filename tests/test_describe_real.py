@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import requests
 from click.testing import CliRunner
-
 from conftest import REPO, running_service
+
 from model import default_checkpoint_path
 from model.captioner import _file_digest
 from server.describe import Describer, Heads, heads_path
 from server.describe import ocr as ocr_module
 from server.describe.heads import calibration_features
-from server.images import read_image_file
+from server.netsafe.images import read_image_file
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not heads_path(default_checkpoint_path()).is_file(), reason="no fitted heads")]
@@ -104,8 +104,9 @@ def test_the_service_says_the_same(expected, tmp_path):
 
 
 def test_the_audit_reports_say_the_same(expected, tmp_path, monkeypatch):
-    from server.audit.command import audit
     from test_audit_crawl import LocalSite
+
+    from server.audit.command import audit
 
     monkeypatch.setenv("ALT_TEXT_CACHE_PATH", str(tmp_path / "cache.sqlite3"))
     monkeypatch.chdir(tmp_path)

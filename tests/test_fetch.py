@@ -1,4 +1,4 @@
-"""server/fetch.py: SSRF refusals, limits and decoding of fetched images.
+"""server/netsafe/fetch.py: SSRF refusals, limits and decoding of fetched images.
 
 Network rule for this file: nothing may leave the machine. Every blocking decision for a non-loopback address is
 tested with a stub resolver (or an IP literal) so that the refusal happens before any connect; end-to-end tests
@@ -24,9 +24,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from server import fetch as fetch_mod
-from server.fetch import (FetchError, FetchLimits, check_url, fetch_bytes, fetch_image, is_public_address,
-                          resolve_public)
+from server.netsafe import fetch as fetch_mod
+from server.netsafe.fetch import (
+    FetchError,
+    FetchLimits,
+    check_url,
+    fetch_bytes,
+    fetch_image,
+    is_public_address,
+    resolve_public,
+)
 
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"

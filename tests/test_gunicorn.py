@@ -8,11 +8,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-
 from conftest import COLOURS, SHAPES, free_port, make_shape_image, running_service
+
 from model import Captioner
-from server.batcher import BatchWorker
 from server.describe import Describer
+from server.service.batcher import BatchWorker
 
 COMBOS = [(c, s) for c in COLOURS for s in SHAPES]
 
@@ -149,7 +149,7 @@ def test_cli_url_reports_an_unreachable_service():
 
 
 def test_clients_read_the_published_limits(gunicorn):
-    from server.client import DEFAULT_LIMITS, service_limits
+    from server.service.client import DEFAULT_LIMITS, service_limits
 
     assert service_limits(gunicorn) == {"max_images": 16, "max_body_bytes": 20_000_000}
     assert service_limits("http://127.0.0.1:9") == DEFAULT_LIMITS  # nothing answers: the defaults
@@ -261,7 +261,7 @@ def test_the_worker_waits_only_for_images_that_are_on_their_way():
 
 
 def test_service_limits_ignore_answers_that_are_not_limits(monkeypatch):
-    from server import client
+    from server.service import client
 
     class Answer:
         status_code = 200

@@ -9,7 +9,7 @@ from PIL import Image
 
 from model.encoders import get_spec, preprocess
 from model.images import load_image
-from server.images import decode_image
+from server.netsafe.images import decode_image
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -98,7 +98,7 @@ def test_feature_caching_and_evaluation_decode_through_load_image(tmp_path, monk
 
 
 def test_no_other_code_in_model_opens_images():
-    """Every image the model sees is decoded by model/images.py (server/images.py opens only to check)."""
+    """Every image the model sees is decoded by model/images.py (server/netsafe/images.py opens only to check)."""
     for py in (REPO / "model").glob("*.py"):
         if py.name != "images.py":
             assert not re.search(r"Image\.open\(|\.convert\(\"RGB\"\)", py.read_text()), py.name

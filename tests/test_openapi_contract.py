@@ -5,16 +5,19 @@ import base64
 import io
 
 import pytest
+from conftest import make_shape_image
 from openapi_core import OpenAPI
-from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+from openapi_core.contrib.werkzeug import (
+    WerkzeugOpenAPIRequest,
+    WerkzeugOpenAPIResponse,
+)
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from conftest import make_shape_image
 from model import Captioner
-from server.app import create_app
-from server.config import Config
-from server.openapi import openapi_spec
+from server.service.app import create_app
+from server.service.config import Config
+from server.service.openapi import openapi_spec
 
 
 def _png() -> str:

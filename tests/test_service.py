@@ -7,12 +7,12 @@ import os
 import time
 
 import pytest
+from conftest import make_shape_image
 from PIL import Image
 
-from conftest import make_shape_image
 from model import Captioner
-from server.app import create_app
-from server.config import Config
+from server.service.app import create_app
+from server.service.config import Config
 
 CHROME = "chrome-extension://" + "abcdefghijklmnopabcdefghijklmnop"
 FIREFOX = "moz-extension://12345678-90ab-cdef-1234-567890abcdef"
@@ -102,7 +102,7 @@ def test_data_urls_and_line_wrapped_base64_are_accepted(make_client):
 
 
 def test_large_images_are_reduced_on_decode():
-    from server.images import decode_image
+    from server.netsafe.images import decode_image
 
     buf = io.BytesIO()
     Image.new("RGB", (4000, 3000), (10, 20, 30)).save(buf, "JPEG")
@@ -111,7 +111,7 @@ def test_large_images_are_reduced_on_decode():
 
 
 def test_cache_failures_do_not_fail_requests(make_client, monkeypatch):
-    from server.cache import SQLiteCache
+    from server.service.cache import SQLiteCache
 
     def broken(*args):
         raise RuntimeError("disk full")
@@ -298,7 +298,7 @@ def test_requests_json_shape_is_stable(make_client):
 def test_sqlite_cache_prunes_expired_urls_and_old_results(tmp_path):
     import threading
 
-    from server.cache import SQLiteCache
+    from server.service.cache import SQLiteCache
 
     cache = SQLiteCache(tmp_path / "c.sqlite3", ttl=-1, max_results=5)  # every URL entry is born expired
     cache.prune_every = 4
@@ -360,7 +360,7 @@ def test_results_follow_the_openapi_schema_and_the_describe_core(make_client, ca
     import jsonschema
 
     from server.describe import Describer
-    from server.openapi import openapi_spec
+    from server.service.openapi import openapi_spec
 
     client = make_client()
     image = png("red", "square")
@@ -488,7 +488,7 @@ def test_the_loopback_test_switch_needs_testing_mode_too(caplog):
 # -- a failing cache costs milliseconds, never the service --------------------------------------------------
 
 def test_a_failing_cache_is_bypassed_for_a_while_and_logged_once(caplog):
-    from server.cache import FailSafeCache
+    from server.service.cache import FailSafeCache
 
     class Broken:
         calls = 0
@@ -510,7 +510,7 @@ def test_a_failing_cache_is_bypassed_for_a_while_and_logged_once(caplog):
 
 
 def test_a_cache_that_cannot_open_degrades_and_recovers(tmp_path):
-    from server.cache import FailSafeCache, SQLiteCache
+    from server.service.cache import FailSafeCache, SQLiteCache
 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -52,11 +52,17 @@ def load_describer(checkpoint: str | None, beam_size: int):
 def _suggester(crawler: Crawler, server_url, api_key, checkpoint, beam_size, concurrency):
     """Build the suggestion pipeline before crawling, so that a bad checkpoint or a dead service fails in a
     second, not after an hour of crawling."""
-    from server.cache import NoCache, open_cache
-    from server.config import Config
-    from server.fetch import FetchLimits
+    from server.netsafe.fetch import FetchLimits
+    from server.service.cache import NoCache, open_cache
+    from server.service.config import Config
 
-    from .suggest import ImageSource, LocalBackend, ServiceBackend, SuggestError, Suggester
+    from .suggest import (
+        ImageSource,
+        LocalBackend,
+        ServiceBackend,
+        Suggester,
+        SuggestError,
+    )
 
     try:
         cfg = Config.from_env(load_model=False)

@@ -6,7 +6,7 @@ URLs or ``max_depth`` links from a seed. Each HTML page is checked with :func:`s
 worker thread; results are *recorded* in the order the URLs left the frontier, so a crawl with 8 threads visits
 the same pages, in the same order, as one with 1 thread, and a resumed crawl ends where an uninterrupted one would.
 
-Network policy, and why it differs from :mod:`server.fetch`: the service refuses private addresses because a
+Network policy, and why it differs from :mod:`server.netsafe.fetch`: the service refuses private addresses because a
 stranger chooses its URLs. An audit is started by the site's owner against their own site, which is often on an
 intranet, a staging host or localhost, so pages *are* fetched from private and loopback addresses: the URL on the
 command line is the permission. What a page links to cannot widen that: other origins are never crawled. Images
@@ -59,6 +59,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import quote, urljoin, urlsplit
+
 import idna
 import requests
 from bs4 import BeautifulSoup

@@ -5,7 +5,7 @@ Decorative candidates (tiny, spacer files, the same image repeated on a page; ``
 rules) are not described: describing a spacer would be wrong advice. Image buttons and image-map links are never
 called decorative, since they must say what they do. Everything else with an image file goes through the describe
 pipeline (:mod:`server.describe`, the one the service runs: the same kinds, text, thresholds and wording), batched
-(``batch_size`` images per model call) and cached in the service's cache (:mod:`server.cache`: image bytes hash +
+(``batch_size`` images per model call) and cached in the service's cache (:mod:`server.service.cache`: image bytes hash +
 pipeline namespace, plus the URL index), so a second audit of the same site costs no model time and no fetches.
 Where the pipeline withholds a description, the suggestion says why and offers no text to copy.
 
@@ -14,11 +14,11 @@ Where the images come from, and why there are two paths:
 * Images on the audited site's own origin are fetched with the crawl's session (:class:`crawl.Site`): the owner
   named that site, which may be private or on localhost, and robots.txt and the politeness delay apply to images
   as to pages.
-* Images anywhere else (a CDN, another site) go through :func:`server.fetch.fetch_bytes`, which refuses private,
+* Images anywhere else (a CDN, another site) go through :func:`server.netsafe.fetch.fetch_bytes`, which refuses private,
   loopback and link-local addresses: a page can point an <img> at any URL, and the audit must not become a way to
   reach an intranet host or a cloud metadata endpoint that the owner did not name.
-* ``data:`` URLs are decoded in place. Whatever the path, :class:`server.fetch.FetchLimits` bounds the bytes,
-  the time and (through :func:`server.images.decode_image`) the pixels.
+* ``data:`` URLs are decoded in place. Whatever the path, :class:`server.netsafe.fetch.FetchLimits` bounds the bytes,
+  the time and (through :func:`server.netsafe.images.decode_image`) the pixels.
 
 A failure (unreachable, not an image, too large) becomes that finding's suggestion ``{"kind": "error"}``; the
 audit goes on. With ``--server`` the images are sent as bytes to ``POST /v1/alt-text`` (as many per request as its
@@ -39,9 +39,9 @@ from urllib.parse import unquote_to_bytes
 import requests
 from PIL import Image
 
-from server.cache import Cache, NoCache, image_key
-from server.client import service_limits
-from server.fetch import FetchError, FetchLimits, decode_fetched, fetch_bytes
+from server.netsafe.fetch import FetchError, FetchLimits, decode_fetched, fetch_bytes
+from server.service.cache import Cache, NoCache, image_key
+from server.service.client import service_limits
 
 from .crawl import REDIRECTS, FetchFailure, Site, WorkerPool, normalize_url, origin
 
@@ -207,7 +207,7 @@ class ImageSource:
             raise FetchError("invalid_data", "the data: URL is not valid base64", 400) from None
 
     def _from_site(self, url: str) -> bytes:
-        """Same-origin hops through the crawl session; a redirect elsewhere continues through server.fetch."""
+        """Same-origin hops through the crawl session; a redirect elsewhere continues through server.netsafe.fetch."""
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             if origin(current) not in self.origins:

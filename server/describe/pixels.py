@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from ..images import transparent_share
+from ..netsafe.images import transparent_share
 
 THUMB = 128
 

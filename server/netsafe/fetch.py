@@ -17,7 +17,7 @@ Why each step exists (server-side request forgery is this service's largest atta
 * The body is streamed under a byte cap (an early refusal on a too-large ``Content-Length``), with connect/read
   timeouts and a whole-fetch deadline enforced by a watchdog that shuts the socket down, so a server that drips a
   byte a second (in the TLS handshake, the headers or the body) is cut off. Compressed bodies are inflated with a
-  bounded decompressor; the format is detected from the bytes by :func:`server.images.decode_image`.
+  bounded decompressor; the format is detected from the bytes by :func:`server.netsafe.images.decode_image`.
 
 Errors are :class:`FetchError` (``code`` machine-readable, ``message`` for people, ``status`` the HTTP status to
 answer with); messages never carry tracebacks nor the addresses a name resolved to.
@@ -71,10 +71,16 @@ import urllib3
 from PIL import Image
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import (ConnectTimeoutError, HTTPError, MaxRetryError, NewConnectionError,
-                                ReadTimeoutError, SSLError)
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ReadTimeoutError,
+    SSLError,
+)
 
-from server.images import ImageError, decode_image
+from .images import ImageError, decode_image
 
 try:  # the same CA bundle requests uses; the system store otherwise
     import certifi

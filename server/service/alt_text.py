@@ -15,11 +15,11 @@ import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ..describe import Describer, Evidence
+from ..netsafe.fetch import FetchError, check_url, decode_fetched, fetch_bytes
 from .batcher import BatchWorker
 from .cache import Cache, image_key
 from .config import Config
-from .describe import Describer, Evidence
-from .fetch import FetchError, check_url, decode_fetched, fetch_bytes
 from .metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)

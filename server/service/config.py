@@ -72,13 +72,13 @@ class Config:
                 "max_image_bytes": self.max_image_bytes, "max_pixels": self.max_pixels}
 
     def policy(self):
-        from .describe import Policy
+        from ..describe import Policy
 
         return Policy(withhold_below=self.withhold_below, hedge_below=self.hedge_below, photo_min=self.photo_min,
                       kind_min=self.kind_min, concept_min=self.concept_min)
 
     def wording(self):
-        from .describe import Wording
+        from ..describe import Wording
 
         def text(prefix: str) -> str:  # a prefix is words, never a format field: "{" stays "{"
             return prefix.replace("{", "{{").replace("}", "}}")
@@ -87,7 +87,7 @@ class Config:
                        caption_unsure=text(self.unsure_prefix) + "{caption}", says=text(self.says_prefix) + "“{text}”")
 
     def fetch_limits(self):
-        from .fetch import FetchLimits
+        from ..netsafe.fetch import FetchLimits
 
         return FetchLimits(max_bytes=self.max_image_bytes, total_timeout=self.fetch_timeout,
                            max_pixels=self.max_pixels, test_allow_loopback=self.loopback_allowed())

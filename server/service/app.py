@@ -1,7 +1,7 @@
 """Flask app factory for the alt-text service (``create_app(config)``), in the shape of the Flask tutorial:
 configuration object in, blueprints registered, per-app state in ``app.extensions`` (nothing process-global).
 
-    gunicorn 'server.app:create_app()'      # configured by ALT_TEXT_* environment variables
+    gunicorn 'server.service.app:create_app()'      # configured by ALT_TEXT_* environment variables
     alt-text serve --port 8000              # the same, with flags
 """
 from __future__ import annotations
@@ -16,14 +16,14 @@ from flask_limiter import HeaderNames, Limiter
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ..describe import Describer
+from ..describe.ocr import Ocr
+from ..describe.ocr import available as ocr_available
+from .alt_text import AltTextService
 from .cache import FailSafeCache, check_cache_settings, open_cache
 from .config import Config
-from .describe import Describer
-from .describe.ocr import Ocr
-from .describe.ocr import available as ocr_available
 from .metrics import CONTENT_TYPE, ServiceMetrics
 from .openapi import openapi_spec
-from .service import AltTextService
 
 log = logging.getLogger(__name__)
 EXTENSION_ORIGINS = (r"^chrome-extension://[a-p]{32}$", r"^moz-extension://[0-9a-f-]{36}$")

@@ -2,14 +2,20 @@
 
 Under gunicorn with several workers, each scrape reaches one random process; so ``alt-text serve`` runs
 prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set before any worker starts; a worker that
-exits is marked dead by gunicorn's ``child_exit`` hook, :mod:`server.hooks`), and ``render`` adds up every process's files: one scrape
+exits is marked dead by gunicorn's ``child_exit`` hook, :mod:`server.service.hooks`), and ``render`` adds up every process's files: one scrape
 gives coherent totals. Without that variable (tests, one process) each app has its own registry.
 """
 from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
