@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from .audit.command import audit
 from .netsafe.images import ImageError, read_image_file
@@ -212,26 +213,96 @@ def _train_options(fn):
     return fn
 
 
+def _scst_options(fn):
+    """The SCST settings that cross-entropy training lacks, one option per SCSTConfig field, unset by default (so
+    giving one without --scst is an error, not silently ignored)."""
+    from model.scst import BASELINES, SCSTConfig
+    from model.train import TrainConfig
+
+    helps = {"init": "The cross-entropy checkpoint to fine-tune (a resumed run knows its own).",
+             "samples": "Captions sampled per image.",
+             "baseline": "Reward baseline: the mean reward of the image's other samples, or the greedy caption's.",
+             "xe_weight": "Weight of a cross-entropy term on one reference caption per image.",
+             "entropy_weight": "Weight of an entropy bonus on the sampled tokens."}
+    shared = {f.name for f in fields(TrainConfig)}
+    for f in reversed(fields(SCSTConfig)):
+        if f.name in shared:
+            continue
+        kind = click.Choice(BASELINES) if f.name == "baseline" else (
+            click.Path(dir_okay=False) if f.name == "init" else {int: int, float: float}.get(type(f.default), str))
+        default = f"; default {f.default}" if f.default != "" else ""
+        fn = click.option("--" + f.name.replace("_", "-"), f.name, type=kind, default=None,
+                          help=f"{helps.get(f.name, '')} [--scst only{default}]")(fn)
+    return fn
+
+
+def _given(ctx: click.Context, names) -> list[str]:
+    """The options among ``names`` that the user set (on the command line or through the environment)."""
+    return [n for n in names if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)]
+
+
+def _flags(names) -> str:
+    return ", ".join("--" + n.replace("_", "-") for n in names)
+
+
+def _scst_config(ctx: click.Context, data, out, options: dict):
+    """The SCSTConfig of a ``train --scst`` command: the options given, SCST's own defaults for the rest."""
+    from model.scst import SCSTConfig
+    from model.train import TrainConfig
+
+    scst_fields = {f.name for f in fields(SCSTConfig)}
+    not_here = [n for n in _given(ctx, [f.name for f in fields(TrainConfig)]) if n not in scst_fields]
+    if not_here:
+        raise click.UsageError(f"{_flags(not_here)}: not an SCST setting (the model and its vocabulary come from "
+                               "--init)")
+    given = {n: options[n] for n in _given(ctx, options) if n in scst_fields}
+    if ctx.get_parameter_source("out") is not ParameterSource.DEFAULT:
+        given["out"] = out
+    return SCSTConfig(data=list(data), **given)
+
+
 @main.command()
 @click.option("--data", "data", multiple=True, required=True, type=click.Path(file_okay=False),
               help="Dataset directory (Flickr8k, COCO, Karpathy or captions.txt layout); repeat for several.")
 @click.option("--out", default="runs/default", show_default=True, type=click.Path(file_okay=False),
-              help="Run directory: checkpoints, training state and log.")
+              help="Run directory: checkpoints, training state and log (runs/scst with --scst).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last saved step.")
+@click.option("--scst", is_flag=True,
+              help="Fine-tune --init with self-critical sequence training (CIDEr-D reward) instead of training "
+                   "with cross-entropy. Unset options then take SCST's defaults (lr 2e-5, batch 32 images, "
+                   "5 epochs, dropout 0); the architecture comes from --init.")
+@click.option("--threads", type=click.IntRange(0, 256), default=0, show_default=True,
+              help="CPU threads for torch (0: torch's default, all cores).")
+@_scst_options
 @_train_options
-def train(data, out, resume, **options) -> None:
+def train(data, out, resume, scst, threads, **options) -> None:
     """Train a captioner; the best checkpoint by dev CIDEr is OUT/best.safetensors."""
-    from model.train import TrainConfig
-    from model.train import train as run
+    ctx = click.get_current_context()
+    if scst:
+        from model.scst import train as run
 
+        cfg = _scst_config(ctx, data, out, options)
+    else:
+        from model.scst import SCSTConfig
+        from model.train import TrainConfig
+        from model.train import train as run
+
+        train_fields = {f.name for f in fields(TrainConfig)}
+        scst_only = [f.name for f in fields(SCSTConfig) if f.name not in train_fields]
+        if _given(ctx, scst_only):
+            raise click.UsageError(f"{_flags(_given(ctx, scst_only))} only apply with --scst")
+        cfg = TrainConfig(data=list(data), out=out, **{k: v for k, v in options.items() if k in train_fields})
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     logging.getLogger().setLevel(logging.INFO)
-    cfg = TrainConfig(data=list(data), out=out, **options)
     try:
         result = run(cfg, resume=resume)
     except _model_errors() as e:
         raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
-        raise click.ClickException(f"interrupted; continue with the same command plus --resume (state in {out})")
+        raise click.ClickException(f"interrupted; continue with the same command plus --resume (state in {cfg.out})")
     click.echo(json.dumps({k: v for k, v in result.items() if k != "samples"}))
 
 

@@ -1,0 +1,494 @@
+"""Self-critical sequence training (Rennie et al. 2017): fine-tune a cross-entropy checkpoint on CIDEr-D.
+
+Each step samples ``samples`` captions per image from the decoder (the incremental step API, without gradients),
+rewards each with CIDEr-D against the image's references (document frequencies from all training references,
+``model/cider_reward.py``), and raises the log-probability of captions that beat a baseline: by default the mean
+reward of the image's other samples (Luo 2020, "A better variant of self-critical sequence training"), or the
+greedy caption's reward as in the paper. The log-probabilities come from one teacher-forced pass over the samples
+with the same search rules as sampling (no <pad>/<bos>/<unk>, no <eos> before ``min_len``), so the gradient is that
+of the policy that drew them. Options against the known side effects: ``xe_weight`` mixes in cross-entropy on one
+reference per image, ``entropy_weight`` adds an entropy bonus; evaluation keeps the beam's n-gram blocking. Each
+epoch logs on dev, next to CIDEr: mean length, dangling endings ("... with a"), repeated words ("a a") and
+bigrams, the number of distinct words, and CHAIR.
+
+A run directory holds ``scst_state.safetensors`` (weights, optimiser, step, epoch position, best so far, the running
+epoch sums; written atomically every ``save_every`` steps and at each epoch end: safetensors, no pickle),
+``best.safetensors`` (the best dev CIDEr so far, in the shipped checkpoint format) and ``log.jsonl`` (epoch 0 is the
+initial checkpoint). Every random draw depends only on (seed, epoch, step), so ``resume=True`` after a kill ends
+with the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from itertools import pairwise
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from . import checkpoint
+from .beam import SearchConfig, beam_search
+from .captioner import Captioner, CaptionModel, ModelConfig
+from .chair import chair
+from .cider_reward import CiderD
+from .decoders import expand_static
+from .encoders import get_spec
+from .metrics import cider
+from .train import TrainingError, _device, _load, _pad, _Split
+from .vocab import Vocabulary, tokenize
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "alt-text/scst-state"
+BASELINES = ("mean", "greedy")
+# Words a caption should not end on: SCST's CIDEr reward is known to teach endings like "a man riding a".
+DANGLING = frozenset({"a", "an", "the", "of", "with", "on", "in", "and"})
+# Settings that may change when a run is resumed: they do not change what is computed.
+_RESUMABLE = ("epochs", "max_steps", "device", "cache_dir", "save_every")
+
+
+@dataclass
+class SCSTConfig:
+    data: list[str] = field(default_factory=list)  # the datasets the --init checkpoint was trained on
+    init: str = ""  # the cross-entropy checkpoint to fine-tune (a resumed run knows its own)
+    out: str = "runs/scst"
+    encoder: str = ""  # "": the checkpoint's; otherwise it must be the checkpoint's (the features are its)
+    epochs: int = 5
+    batch_size: int = 32  # images per step
+    samples: int = 5  # sampled captions per image
+    baseline: str = "mean"  # "mean" of the image's other samples, or the "greedy" caption's reward
+    lr: float = 2e-5  # constant: a fine-tuning step size
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    dropout: float = 0.0  # samples are drawn without dropout, so log-probabilities without it are on-policy
+    xe_weight: float = 0.0  # + xe_weight x cross-entropy on one reference caption per image
+    entropy_weight: float = 0.0  # - entropy_weight x mean entropy per sampled token
+    eval_beam: int = 3
+    max_dev_images: int = 0  # 0: every dev image
+    max_train_images: int = 0  # 0: every train image
+    save_every: int = 50
+    seed: int = 0
+    cache_dir: str | None = None
+    device: str = "auto"
+    max_steps: int = 0  # stop after this global step (0: all epochs); for tests and smoke runs
+
+
+@torch.no_grad()
+def sample(decoder, feats: torch.Tensor, samples: int, search: SearchConfig, pad: int,
+           greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``samples`` captions per image drawn from the decoder (argmax when ``greedy``) under the search rules.
+
+    Returns token ids [B * samples, T] (rows of one image together: <bos>, words, <eos>, then <pad>) and a
+    [B * samples] bool that says the <eos> was forced by the length limit (it was not the decoder's choice). Rows
+    leave the batch as they end, so short captions do not pay for long ones.
+    """
+    n = feats.shape[0] * samples
+    static, dynamic = decoder.init_state(feats)
+    static = expand_static(static, samples)
+    dynamic = {k: v.repeat_interleave(samples, dim=0) for k, v in dynamic.items()}
+    out = torch.full((n, search.max_len + 2), pad, dtype=torch.long, device=feats.device)
+    out[:, 0] = search.bos
+    forced = torch.zeros(n, dtype=torch.bool, device=feats.device)
+    active = torch.arange(n, device=feats.device)
+    last = out[:, 0]
+    for step in range(search.max_len + 1):
+        logits, dynamic = decoder.step(last, static, dynamic)
+        logits = logits.float()
+        logits[:, list(search.banned)] = float("-inf")
+        if step < search.min_len:
+            logits[:, search.eos] = float("-inf")
+        if step == search.max_len:  # out of room: the caption ends here
+            nxt = torch.full_like(active, search.eos)
+            forced[active] = True
+        elif greedy:
+            nxt = logits.argmax(-1)
+        else:
+            nxt = torch.multinomial(logits.softmax(-1), 1).squeeze(1)
+        out[active, step + 1] = nxt
+        done = nxt == search.eos
+        if done.all():
+            break
+        if done.any():
+            keep = (~done).nonzero(as_tuple=True)[0]
+            active, nxt = active[keep], nxt[keep]
+            dynamic = {k: v.index_select(0, keep) for k, v in dynamic.items()}
+            static = {k: v.index_select(0, keep) for k, v in static.items()}
+        last = nxt
+    longest = int((out != pad).sum(1).max())
+    return out[:, :longest], forced
+
+
+def search_mask(length: int, vocab_size: int, search: SearchConfig, device=None) -> torch.Tensor:
+    """[length, V] True where the search rules forbid a token at that step: what ``sample`` never draws."""
+    ban = torch.zeros(length, vocab_size, dtype=torch.bool, device=device)
+    ban[:, list(search.banned)] = True
+    ban[: search.min_len, search.eos] = True
+    return ban
+
+
+def caption_stats(hyps: dict, refs: dict) -> dict:
+    """The known side effects of CIDEr optimisation, measured: length, dangling endings, repetition, CHAIR."""
+    words = {k: h.split() for k, h in hyps.items()}
+    n = max(1, len(words))
+
+    def share(test) -> float:
+        return round(100 * sum(1 for w in words.values() if test(w)) / n, 2)
+
+    def repeated_bigram(w: list[str]) -> bool:
+        bigrams = list(pairwise(w))
+        return len(set(bigrams)) < len(bigrams)
+
+    hallucination = chair(refs, hyps)
+    return {
+        "mean_length": round(sum(map(len, words.values())) / n, 3),
+        "dangling_end": share(lambda w: bool(w) and w[-1] in DANGLING),  # % of captions
+        "repeated_word": share(lambda w: any(a == b for a, b in pairwise(w))),  # "a a"
+        "repeated_bigram": share(repeated_bigram),  # "on a ... on a"
+        "distinct_words": len({x for w in words.values() for x in w}),
+        "CHAIR_i": hallucination["CHAIR_i"], "CHAIR_s": hallucination["CHAIR_s"],
+    }
+
+
+class SCSTTrainer:
+    LENGTH_GROUPS = 4  # teacher-forced passes per step, over samples of similar length
+
+    def __init__(self, cfg: SCSTConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.device = _device(cfg.device)
+        self.state_file = self.out / "scst_state.safetensors"
+
+    # --- setting up -------------------------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Settings errors, found before minutes of loading rather than after."""
+        cfg = self.cfg
+        if cfg.baseline not in BASELINES:
+            raise TrainingError(f"unknown baseline {cfg.baseline!r}; choose one of {', '.join(BASELINES)}")
+        if cfg.baseline == "mean" and cfg.samples < 2:
+            raise TrainingError("--baseline mean needs --samples of at least 2 (it averages the other samples)")
+        if cfg.samples < 1 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.eval_beam < 1:
+            raise TrainingError("--samples, --epochs, --batch-size, --eval-beam and --lr must be positive")
+        if cfg.xe_weight < 0 or cfg.entropy_weight < 0 or not 0 <= cfg.dropout < 1:
+            raise TrainingError("--xe-weight and --entropy-weight must be >= 0, --dropout in [0, 1)")
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise TrainingError("--device cuda: no CUDA device is available here")
+
+    def _read_state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        try:
+            with safe_open(str(self.state_file), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != STATE_FORMAT:
+                    raise TrainingError(f"{self.state_file}: not an SCST training state")
+                names = f.keys()
+                return {k: f.get_tensor(k) for k in names}, meta
+        except (SafetensorError, OSError) as e:
+            raise TrainingError(f"{self.state_file}: damaged training state ({e})") from None
+
+    def _resolve_resume(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        if not self.state_file.is_file():
+            raise TrainingError(f"--resume: no {self.state_file} to resume from (start it without --resume)")
+        tensors, meta = self._read_state()
+        stored = json.loads(meta["config"])
+        for name in ("init", "encoder"):  # not repeated on the command line: the run's own
+            if not getattr(self.cfg, name):
+                setattr(self.cfg, name, stored[name])
+        changed = {k: (stored.get(k), v) for k, v in asdict(self.cfg).items()
+                   if k not in _RESUMABLE and stored.get(k) != v}
+        if changed:
+            raise TrainingError(f"--resume with different settings than the saved run: {changed}")
+        return tensors, meta
+
+    def _load_init(self) -> tuple[ModelConfig, Vocabulary, dict, dict[str, torch.Tensor]]:
+        cfg = self.cfg
+        if not cfg.init:
+            raise TrainingError("--scst needs --init: the cross-entropy checkpoint to fine-tune")
+        base = Captioner.load(cfg.init, device="cpu", pretrained_encoder=False)  # CheckpointError if unusable
+        model_cfg, info = base.model.cfg, base.info
+        if cfg.encoder and cfg.encoder != model_cfg.encoder:
+            raise TrainingError(f"--encoder {cfg.encoder}: {cfg.init} was trained on {model_cfg.encoder} features")
+        cfg.encoder = model_cfg.encoder
+        return model_cfg, base.vocab, info, base.model.decoder.state_dict()
+
+    def _check_vocab(self, vocab: Vocabulary, info: dict, train_parts) -> None:
+        """The checkpoint must be one trained on these datasets: its vocabulary is the one their training
+        captions give (another vocabulary means other data, and its word ids would not mean these words)."""
+        min_freq = (info.get("train_config") or {}).get("min_freq")
+        if min_freq is None:
+            log.warning("%s does not say how its vocabulary was built; not checked against --data", self.cfg.init)
+            return
+        built = Vocabulary.build((c for part in train_parts for it in part for c in it.captions), min_freq)
+        if built.itos != vocab.itos:
+            raise TrainingError(
+                f"--init {self.cfg.init} has another vocabulary ({len(vocab)} words) than the training captions "
+                f"of --data give ({len(built)} words at min_freq {min_freq}): fine-tune a checkpoint on the "
+                f"datasets it was trained on ({', '.join(info.get('train_config', {}).get('data', [])) or '?'})")
+
+    def setup(self, resume: bool) -> None:
+        cfg = self.cfg
+        self.validate()
+        saved = None
+        if resume:
+            saved = self._resolve_resume()
+        elif self.state_file.is_file():
+            raise TrainingError(f"{self.out} already holds a run; pass --resume to continue it or pick another --out")
+        elif (self.out / "train_state.pt").is_file() or (self.out / "best.safetensors").is_file():
+            raise TrainingError(f"{self.out} holds another run (its best.safetensors would be overwritten); "
+                                "pick another --out")
+        if saved:
+            tensors, meta = saved
+            self.model_cfg = ModelConfig.from_json(meta["model_config"])
+            self.vocab = Vocabulary.from_json(meta["vocab"])
+            self.init_info = json.loads(meta["init_info"])
+            init_state = None
+        else:
+            self.model_cfg, self.vocab, self.init_info, init_state = self._load_init()
+        if get_spec(self.model_cfg.encoder).trainable:
+            raise TrainingError(f"{self.model_cfg.encoder} is trained with its decoder: SCST here runs on the "
+                                "cached features of a frozen encoder")
+
+        train_parts = _load(cfg, "train")
+        if not saved:
+            self._check_vocab(self.vocab, self.init_info, train_parts)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.train = _Split(train_parts, cfg, cfg.max_train_images)
+        self.dev = _Split(_load(cfg, "dev"), cfg, cfg.max_dev_images)
+        v = self.vocab
+        max_len = self.model_cfg.decoder.max_len
+        # Words are room for <bos> and <eos>; the rules are the dev beam search's.
+        self.search = SearchConfig.for_vocab(v, 1, max_len=max_len - 2)
+        # The reward's document frequencies: every training reference, tokenised as the dev metric tokenises.
+        self.reward = CiderD({i: [tokenize(c) for c in it.captions] for i, it in enumerate(self.train.items)})
+        self.ref_ids = [[v.encode(c, max_len) for c in it.captions] for it in self.train.items]
+
+        torch.manual_seed(cfg.seed)
+        dec_cfg = replace(self.model_cfg.decoder, dropout=cfg.dropout)
+        self.model = CaptionModel(ModelConfig(self.model_cfg.encoder, dec_cfg), pretrained_encoder=False)
+        self.model.to(self.device)
+        decoder = self.model.decoder
+        if saved:
+            self._load_module(decoder, {k[6:]: t for k, t in tensors.items() if k.startswith("model.")})
+        else:
+            decoder.load_state_dict(init_state)
+        params = [p for p in decoder.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                                      {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+                                     lr=cfg.lr)
+        self.steps_per_epoch = math.ceil(len(self.train.items) / cfg.batch_size)
+        self.step, self.evaluated, self.best, self.best_epoch = 0, 0, -1.0, -1
+        self.sums = {"reward": 0.0, "greedy_reward": 0.0, "length": 0.0, "captions": 0, "images": 0, "seconds": 0.0}
+        if saved:
+            tensors, meta = saved
+            self._load_optimizer(tensors, json.loads(meta["optimizer_groups"]))
+            self.step, self.evaluated = int(meta["step"]), int(meta["evaluated"])
+            self.best, self.best_epoch = float(meta["best"]), int(meta["best_epoch"])
+            self.sums = json.loads(meta["sums"])
+
+    @staticmethod
+    def _load_module(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+        if set(missing) - {"head.weight"} or unexpected:  # the head is tied to the embedding
+            raise TrainingError(f"training state does not fit the model (missing {missing[:5]}, "
+                                f"unexpected {unexpected[:5]})")
+
+    def _load_optimizer(self, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
+        state: dict[int, dict] = {}
+        for name, t in tensors.items():
+            if name.startswith("opt."):
+                _, pid, key = name.split(".", 2)
+                state.setdefault(int(pid), {})[key] = t
+        for g in groups:
+            g["betas"] = tuple(g["betas"])
+        self.opt.load_state_dict({"state": state, "param_groups": groups})
+
+    def _save_state(self) -> None:
+        """Everything a resumed run needs, in one safetensors file (fp32, nothing executable), written atomically."""
+        opt = self.opt.state_dict()
+        tensors = {f"model.{k}": v.detach().cpu().contiguous()
+                   for k, v in checkpoint.unique_state(self.model.decoder.state_dict()).items()}
+        for pid, entries in opt["state"].items():
+            for key, t in entries.items():
+                tensors[f"opt.{pid}.{key}"] = t.detach().cpu().contiguous()
+        meta = {"format": STATE_FORMAT, "config": json.dumps(asdict(self.cfg)),
+                "model_config": self.model_cfg.to_json(), "vocab": self.vocab.to_json(),
+                "init_info": json.dumps(self.init_info), "optimizer_groups": json.dumps(opt["param_groups"]),
+                "step": str(self.step), "evaluated": str(self.evaluated), "best": repr(self.best),
+                "best_epoch": str(self.best_epoch), "sums": json.dumps(self.sums)}
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(self.state_file)
+
+    # --- training ---------------------------------------------------------------------------------------------------
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.train.items), generator=g)
+
+    def _words(self, tokens: torch.Tensor) -> list[list[str]]:
+        return [self.vocab.decode(row[1:]).split() for row in tokens.tolist()]
+
+    def train_step(self, idx: torch.Tensor) -> dict:
+        """One policy-gradient step on the images ``idx``; returns the step's numbers."""
+        cfg, v, decoder = self.cfg, self.vocab, self.model.decoder
+        torch.manual_seed(cfg.seed * 7_919 + self.step)  # samples (and dropout) depend on the step alone
+        feats = self.train.inputs(idx, self.model, self.device)
+        b, s = len(idx), cfg.samples
+        decoder.eval()
+        tokens, forced = sample(decoder, feats, s, self.search, v.pad_id)
+        keys = idx.repeat_interleave(s).tolist()
+        words = self._words(tokens)
+        reward = torch.tensor(self.reward.scores(keys, words), device=self.device).view(b, s)
+        greedy_reward = None
+        if cfg.baseline == "greedy":
+            best, _ = sample(decoder, feats, 1, self.search, v.pad_id, greedy=True)
+            greedy_reward = torch.tensor(self.reward.scores(idx.tolist(), self._words(best)), device=self.device)
+            baseline = greedy_reward[:, None]
+        else:
+            baseline = (reward.sum(1, keepdim=True) - reward) / (s - 1)
+        advantage = (reward - baseline).view(-1)
+
+        decoder.train()
+        self.opt.zero_grad(set_to_none=True)
+        valid = tokens[:, 1:] != v.pad_id  # the tokens the policy chose
+        ends = valid.sum(1) - 1  # position of each row's <eos>
+        valid[forced, ends[forced]] = False  # a forced <eos> was no choice of the policy
+        n_tok = valid.sum().clamp(min=1)
+        rows_feats = feats.repeat_interleave(s, dim=0)
+        row_len = (tokens != v.pad_id).sum(1)
+        loss_sum = entropy_sum = 0.0
+        # Rows of similar length together, each group cut to its longest: a caption of 8 words does not pay for
+        # positions up to the longest sample's 22 (about half the teacher-forced cost). Gradients add up.
+        for rows in row_len.argsort(stable=True).chunk(self.LENGTH_GROUPS):
+            width = int(row_len[rows].max())
+            part_tokens, part_valid = tokens[rows, :width], valid[rows, : width - 1]
+            logits = decoder(rows_feats[rows], part_tokens[:, :-1]).float()
+            logits = logits.masked_fill(search_mask(width - 1, logits.shape[2], self.search, self.device),
+                                        float("-inf"))
+            logp = F.log_softmax(logits, dim=-1)
+            chosen = logp.gather(-1, part_tokens[:, 1:, None]).squeeze(-1)
+            tok_logp = torch.where(part_valid, chosen, 0.0)
+            part = -(advantage[rows, None] * tok_logp).sum() / n_tok
+            loss_sum += part.item()
+            if cfg.entropy_weight > 0:  # banned tokens (-inf) add nothing, and no NaN to the gradient
+                plogp = (logp.exp() * logp.masked_fill(~torch.isfinite(logp), 0.0)).sum(-1)
+                entropy = -(plogp * part_valid).sum() / n_tok
+                entropy_sum += entropy.item()
+                part = part - cfg.entropy_weight * entropy
+            part.backward()
+        xe = 0.0
+        if cfg.xe_weight > 0:
+            choice = torch.randint(0, 1 << 30, (b,)).tolist()
+            refs = [self.ref_ids[i][c % len(self.ref_ids[i])] for i, c in zip(idx.tolist(), choice)]
+            ref = _pad(refs, v.pad_id).to(self.device)
+            ref_logits = decoder(feats, ref[:, :-1]).float()
+            xe_loss = F.cross_entropy(ref_logits.reshape(-1, ref_logits.shape[-1]), ref[:, 1:].reshape(-1),
+                                      ignore_index=v.pad_id)
+            (cfg.xe_weight * xe_loss).backward()
+            xe = xe_loss.item()
+        torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.step += 1
+        lengths = [len(w) for w in words]  # words, as the dev numbers count them
+        out = {"reward": float(reward.mean()), "length": sum(lengths) / len(lengths), "policy_loss": loss_sum,
+               "entropy": entropy_sum, "xe": xe, "captions": len(words), "images": b}
+        if greedy_reward is not None:
+            out["greedy_reward"] = float(greedy_reward.mean())
+        return out
+
+    @torch.no_grad()
+    def evaluate_dev(self) -> dict:
+        """Dev CIDEr-D (the project's metric, as cross-entropy training selects by) and the side-effect numbers."""
+        self.model.eval()
+        dev, v = self.dev, self.vocab
+        search = SearchConfig.for_vocab(v, self.cfg.eval_beam, max_len=self.search.max_len)
+        hyps = {}
+        for s in range(0, len(dev.items), 100):
+            idx = torch.arange(s, min(s + 100, len(dev.items)))
+            feats = dev.inputs(idx, self.model, self.device)
+            for i, h in zip(idx.tolist(), beam_search(self.model.decoder, feats, search)):
+                hyps[i] = v.decode(h.tokens)
+        refs = {i: list(it.captions) for i, it in enumerate(dev.items)}
+        return {"dev_cider": cider(refs, hyps), **{f"dev_{k}": x for k, x in caption_stats(hyps, refs).items()},
+                "samples": [hyps[i] for i in range(min(3, len(hyps)))]}
+
+    def save_best(self, path: Path, metrics: dict) -> None:
+        info = {"name": self.out.name, "train_config": self.init_info.get("train_config"),
+                "init": {"path": self.cfg.init, "name": self.init_info.get("name"),
+                         "dev_cider": self.init_info.get("dev_cider")},
+                "scst_config": asdict(self.cfg), "step": self.step, **metrics}
+        checkpoint.save(path, self.model.trainable_state(),
+                        {"config": self.model_cfg.to_json(), "vocab": self.vocab.to_json(), "info": info})
+
+    def _log(self, entry: dict, mode: str = "a") -> None:
+        with open(self.out / "log.jsonl", mode) as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def run(self, resume: bool = False) -> dict:
+        self.setup(resume)
+        cfg = self.cfg
+        log.info("SCST from %s: %d train images, %d x %d samples per step, %d steps per epoch, baseline %s",
+                 cfg.init, len(self.train.items), cfg.batch_size, cfg.samples, self.steps_per_epoch, cfg.baseline)
+        if not resume:  # where the side effects start from
+            t0 = time.time()
+            first = {"epoch": 0, "step": 0, **self.evaluate_dev(), "eval_seconds": round(time.time() - t0, 1)}
+            self._log(first, "w")
+            log.info("initial checkpoint: dev CIDEr %.3f, e.g. %r", first["dev_cider"], first["samples"][0])
+            self._save_state()
+        last: dict = {}
+        for epoch in range(self.evaluated, cfg.epochs):  # an epoch ends with its dev evaluation
+            order = self._epoch_order(epoch)
+            first_batch = self.step - epoch * self.steps_per_epoch  # batches of this epoch already done (resume)
+            bar = tqdm(range(first_batch, self.steps_per_epoch), desc=f"scst epoch {epoch + 1}/{cfg.epochs}",
+                       initial=first_batch, total=self.steps_per_epoch, unit="step", mininterval=2)
+            for b in bar:
+                t0 = time.time()
+                numbers = self.train_step(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+                sums = self.sums
+                sums["reward"] += numbers["reward"] * numbers["captions"]
+                sums["length"] += numbers["length"] * numbers["captions"]
+                sums["greedy_reward"] += numbers.get("greedy_reward", 0.0) * numbers["images"]
+                sums["captions"] += numbers["captions"]
+                sums["images"] += numbers["images"]
+                sums["seconds"] += time.time() - t0
+                bar.set_postfix(reward=f"{numbers['reward']:.3f}", length=f"{numbers['length']:.1f}", refresh=False)
+                if self.step % cfg.save_every == 0:
+                    self._save_state()
+                if cfg.max_steps and self.step >= cfg.max_steps:
+                    self._save_state()
+                    bar.close()
+                    return {"step": self.step, "stopped": "max_steps"}
+            bar.close()
+            t0 = time.time()
+            metrics = self.evaluate_dev()
+            sums = self.sums
+            last = {"epoch": epoch + 1, "step": self.step,
+                    "train_reward": sums["reward"] / max(1, sums["captions"]),
+                    "train_sample_length": sums["length"] / max(1, sums["captions"]),
+                    "train_seconds": round(sums["seconds"], 1), "eval_seconds": round(time.time() - t0, 1),
+                    **metrics}
+            if cfg.baseline == "greedy":
+                last["train_greedy_reward"] = sums["greedy_reward"] / max(1, sums["images"])
+            if metrics["dev_cider"] > self.best:
+                self.best, self.best_epoch = metrics["dev_cider"], epoch + 1
+                self.save_best(self.out / "best.safetensors", {"dev_cider": self.best, "epoch": epoch + 1})
+            last["best_dev_cider"], last["best_epoch"] = self.best, self.best_epoch
+            self.evaluated = epoch + 1
+            self.sums = {k: 0 if k in ("captions", "images") else 0.0 for k in self.sums}
+            self._log(last)
+            log.info("epoch %d: train reward %.3f, dev CIDEr %.3f (best %.3f at epoch %d), length %.2f, "
+                     "dangling %.1f %%, CHAIR_i %.1f, e.g. %r", epoch + 1, last["train_reward"],
+                     metrics["dev_cider"], self.best, self.best_epoch, metrics["dev_mean_length"],
+                     metrics["dev_dangling_end"], metrics["dev_CHAIR_i"], metrics["samples"][0])
+            self._save_state()
+        return last
+
+
+def train(cfg: SCSTConfig, resume: bool = False) -> dict:
+    return SCSTTrainer(cfg).run(resume)
