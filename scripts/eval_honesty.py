@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.datasets import load_split  # noqa: E402
-from server.describe import Describer  # noqa: E402
+from server.describe import Describer, Evidence, Policy, Wording  # noqa: E402
+from server.describe.pipeline import result  # noqa: E402
 from server.describe.concepts import stem  # noqa: E402
 from server.netsafe.images import ImageError, read_image_file  # noqa: E402
 
@@ -90,11 +91,16 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--out", default=None, help="write the JSON report here")
     ap.add_argument("--show", action="store_true", help="print every answer")
+    ap.add_argument("--replay", type=Path, default=None,
+                    help="a report of this script: decide again from its stored evidence with today's policy and "
+                         "wording (no model; no in-domain coverage)")
     args = ap.parse_args()
+    items = [m for m in json.loads(args.kinds.read_text()) if m["split"] == args.split]
+    if args.replay:
+        return replay(args, items)
 
     describer = Describer.load(args.checkpoint, device="cpu")
     timer = Timed(describer)
-    items = [m for m in json.loads(args.kinds.read_text()) if m["split"] == args.split]
     rows = []
     for item in items:
         try:
@@ -114,6 +120,43 @@ def main() -> None:
         if args.show:
             print(f"{item['id']:40} {item['kind']:12} -> {r['kind']:12} {rows[-1]['verdict']:9} {r['alt']!r}")
 
+    coverage = {}
+    for d in args.data:
+        test = load_split(d, args.split)
+        if args.photos:
+            test = test[:args.photos]
+        ims = [read_image_file(str(i.path)) for i in test]
+        t0 = time.perf_counter()
+        results = describer.describe(ims)
+        elapsed = time.perf_counter() - t0
+        coverage[Path(d).name] = {
+            "n": len(results), "alt": round(sum(r["alt"] is not None for r in results) / len(results), 3),
+            "caption_spoken": round(sum(r["kind"] == "photo" and r["alt"] is not None for r in results) / len(results), 3),
+            "kinds": {k: sum(r["kind"] == k for r in results) for k in {r["kind"] for r in results}},
+            "reasons": {k: sum(r["reason"] == k for r in results) for k in {r["reason"] for r in results} if k},
+            "ocr_share": round(sum(r["ocr"] == "read" for r in results) / len(results), 3),
+            "ms_per_image": round(1000 * elapsed / len(results), 1)}
+    summarise(args, describer.namespace, rows, coverage)
+
+
+def replay(args, items: list[dict]) -> None:
+    """The stored evidence of an earlier report, decided again: for thresholds and rules, in seconds."""
+    old = json.loads(args.replay.read_text())
+    if old.get("split") != args.split:
+        raise SystemExit(f"{args.replay} is a report on the {old.get('split')} split, not {args.split}")
+    by_id = {m["id"]: m for m in items}
+    rows = []
+    for row in old["rows"]:
+        ev = Evidence.from_dict(row["evidence"])
+        r = result(ev, Policy(), Wording())
+        rows.append({**row, "alt": r["alt"], "predicted": r["kind"], "reason": r["reason"], "text": r["text"],
+                     **judge(by_id[row["id"]], r)})
+        if args.show:
+            print(f"{row['id']:40} {row['kind']:12} -> {r['kind']:12} {rows[-1]['verdict']:9} {r['alt']!r}")
+    summarise(args, old["pipeline"] + " (replayed)", rows, {})
+
+
+def summarise(args, pipeline: str, rows: list[dict], coverage: dict) -> None:
     by_kind = defaultdict(list)
     for row in rows:
         by_kind[row["kind"]].append(row)
@@ -139,24 +182,7 @@ def main() -> None:
         "concepts_truthful": sum(r["concept_said"] and r["verdict"] == "truthful" for r in rows),
     }
 
-    coverage = {}
-    for d in args.data:
-        test = load_split(d, args.split)
-        if args.photos:
-            test = test[:args.photos]
-        ims = [read_image_file(str(i.path)) for i in test]
-        t0 = time.perf_counter()
-        results = describer.describe(ims)
-        elapsed = time.perf_counter() - t0
-        coverage[Path(d).name] = {
-            "n": len(results), "alt": round(sum(r["alt"] is not None for r in results) / len(results), 3),
-            "caption_spoken": round(sum(r["kind"] == "photo" and r["alt"] is not None for r in results) / len(results), 3),
-            "kinds": {k: sum(r["kind"] == k for r in results) for k in {r["kind"] for r in results}},
-            "reasons": {k: sum(r["reason"] == k for r in results) for k in {r["reason"] for r in results} if k},
-            "ocr_share": round(sum(r["ocr"] == "read" for r in results) / len(results), 3),
-            "ms_per_image": round(1000 * elapsed / len(results), 1)}
-
-    report = {"split": args.split, "pipeline": describer.namespace, "summary": summary, "by_kind": table,
+    report = {"split": args.split, "pipeline": pipeline, "summary": summary, "by_kind": table,
               "in_domain_coverage": coverage, "rows": rows}
     print(f"\n{'kind':14}{'n':>5}{'truthful':>10}{'false':>8}{'withheld':>10}{'photo cap':>10}{'OCR %':>7}{'OCR ms':>8}")
     for kind, t in table.items():

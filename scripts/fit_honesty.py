@@ -248,6 +248,7 @@ def main() -> None:
 
     kind_index = {k: i for i, k in enumerate(KINDS)}
     by_file = {m["file"]: m["kind"] for m in manifest}
+    by_source = {m["file"]: m["source"]["package"] for m in manifest}
     xk = np.concatenate([kfeats(ktrain), kfeats(kphotos)])
     yk = np.array([kind_index[by_file[f]] for f in ktrain["kept"]] + [0] * len(kphotos["kept"]))
     heads.kind = fit_linear(xk, yk, len(KINDS), l2=args.kind_l2)
@@ -266,6 +267,36 @@ def main() -> None:
             scores, labels = np.r_[ood_dev, ood_kdev[mask]], np.r_[np.zeros(len(ood_dev)), np.ones(int(mask.sum()))]
             ood_report[f"auroc_{name}_vs_dev_photos"] = round(auroc(scores, labels), 3)
             ood_report[f"{name}_flagged"] = round(float((ood_kdev[mask] > ood_threshold).mean()), 3)
+    # --- familiar kind: the kind-train non-photos, and how far each was from the other packages' examples ---
+    xt = ktrain["pooled"] / np.linalg.norm(ktrain["pooled"], axis=1, keepdims=True)
+    yt = np.array([kind_index[by_file[f]] for f in ktrain["kept"]])
+    package = np.array([by_source[f] for f in ktrain["kept"]])
+    keep = yt > 0
+    heads.kind_reference, heads.kind_reference_kind = xt[keep].astype(np.float32), yt[keep]
+    heads.__post_init__()
+    novelty_max, novelty_q = {}, {}
+    for i, kind in enumerate(KINDS[1:], start=1):
+        loo = []
+        for j in np.flatnonzero(yt == i):
+            others = xt[(yt == i) & (package != package[j])]
+            if len(others):
+                sims = np.sort(others @ xt[j])[::-1][:args.k]
+                loo.append(1.0 - float(sims.mean()))
+        if loo:
+            novelty_max[kind] = round(max(loo), 4)
+            novelty_q[kind] = [round(float(q), 3) for q in np.quantile(loo, [0.5, 0.9, 0.99])]
+    heads.meta["kind_novelty_max"] = novelty_max
+    dev_nov = heads.kind_novelty(np.concatenate([kdev["pooled"], dev["pooled"]]))
+    best = pdev[:, 1:].argmax(1) + 1
+    named = (pdev[np.arange(len(best)), best] >= 0.7) & (pdev[np.arange(len(best)), best] > pdev[:, 0])
+    unfamiliar = np.array([dev_nov[KINDS[b]][n] > novelty_max.get(KINDS[b], np.inf) for n, b in enumerate(best)])
+    familiar_report = {
+        "kind_novelty_max": novelty_max, "leave_one_package_out_q50_q90_q99": novelty_q,
+        "dev_named_kind_unfamiliar": {"right": int((named & unfamiliar & (best == ydev)).sum()),
+                                      "wrong": int((named & unfamiliar & (best != ydev)).sum()),
+                                      "named": int(named.sum())},
+    }
+
     kind_report = {
         "accuracy_dev": round(float((pdev.argmax(1) == ydev).mean()), 3),
         "nonphoto_called_photo_dev": round(float((pdev[nonphoto, 0] >= 0.6).mean()), 3) if nonphoto.any() else None,
@@ -313,6 +344,7 @@ def main() -> None:
     out = Path(args.out) if args.out else heads_path(ckpt)
     heads.save(out)
     report = {"heads": str(out), "ood_threshold": heads.meta["ood_threshold"], "ood": ood_report, "kind": kind_report,
+              "familiar_kind": familiar_report,
               "calibration": calib_report, "fit": heads.meta["fit"]}
     Path(args.report).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

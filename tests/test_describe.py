@@ -66,10 +66,18 @@ def say(ev, policy=Policy(), wording=Wording()):
     (evidence("icon"), "Icon.", "icon", None),
     (evidence("logo", text=["Debian"]), "Logo. Appears to say: “Debian”", "logo", None),
     (evidence("illustration"), "Illustration.", "illustration", None),
+    (Evidence("A dog.", 0.4, 0.8, {"photo": 0.02, "icon": 0.57, "logo": 0.4}, 0.9, 0.3), "Icon.", "icon", None),
+    (Evidence("A dog.", 0.4, 0.8, {"photo": 0.02, "icon": 0.36, "logo": 0.62}, 0.9, 0.3), "Logo.", "logo", None),
+    (Evidence("A dog.", 0.4, 0.8, {"photo": 0.02, "chart": 0.57, "illustration": 0.41}, 0.9, 0.3), None,
+     "unknown", "uncertain_kind"),  # charts and illustrations are no group: neither is said
     (evidence("photo", p=0.5), None, "unknown", "uncertain_kind"),
     (Evidence("A truck.", 0.4, 0.8, {"photo": 0.55, "illustration": 0.45}, 0.1, 0.3), None, "unknown",
      "uncertain_kind"),  # a non-photo kind is named only when it is likelier than photo
     (evidence("photo", p=0.5, text=["Open"]), "Appears to say: “Open”", "unknown", None),
+    (Evidence("A dog.", 0.4, 0.8, {"photo": 0.05, "icon": 0.95}, 0.9, 0.3, kind_novelty={"icon": 0.77},
+              kind_novelty_max={"icon": 0.61}), None, "unknown", "uncertain_kind"),  # unlike every fitted icon
+    (Evidence("A dog.", 0.4, 0.8, {"photo": 0.05, "icon": 0.95}, 0.9, 0.3, kind_novelty={"icon": 0.4},
+              kind_novelty_max={"icon": 0.61}), "Icon.", "icon", None),
 ])
 def test_phrasing_table(ev, alt, kind, reason):
     text, d = say(ev)
@@ -100,11 +108,13 @@ def test_text_is_trimmed_at_a_word_boundary():
     assert len(say(evidence("text", text=[long]))[0]) < 180
 
 
-def test_without_heads_the_raw_confidence_decides_and_everything_is_a_photo():
+def test_without_heads_the_raw_confidence_decides_hedged_and_everything_is_a_photo():
     ev = Evidence(caption="A cat.", raw_confidence=0.6, confidence=None, kind_probs={}, ood=None,
                   ood_threshold=None)
     assert ev.kind == "photo" and not ev.out_of_domain
-    assert say(ev)[0] == "Appears to be: a cat."
+    assert say(ev)[0] == "Might be: a cat."  # uncalibrated: never the sure wording
+    ev.raw_confidence = 0.1
+    assert say(ev)[0] is None
 
 
 def test_evidence_round_trips_through_a_dict():
@@ -126,6 +136,9 @@ def test_imagenet_labels_become_plain_words():
     assert [(c.word, round(c.p, 2)) for c in concepts] == [("cat", 0.8), ("dog", 0.2)]
     assert agreement(concepts, "a cats sits on a sofa") == pytest.approx(0.8)
     assert agreement(concepts, "a man rides a bike") == 0
+    probs = torch.zeros(1000)
+    probs[513], probs[341] = 0.9, 0.1  # "cornet, horn, trumpet, trump"; "hog, pig, grunter, squealer, Sus scrofa"
+    assert [c.word for c in top_concepts(probs)] == ["trumpet", "pig"]  # the familiar names, not ImageNet's first
 
 
 # -- heads: storage, checkpoint binding, calibration monotone --------------------------------------------------
@@ -153,6 +166,25 @@ def test_heads_round_trip_and_refuse_another_checkpoint(tmp_path):
     path.write_bytes(b"not safetensors")
     with pytest.raises(HeadsError, match="not a valid"):
         Heads.load(path)
+
+
+def test_kind_novelty_is_the_distance_to_that_kinds_fitted_examples_and_is_stored(tmp_path):
+    rng = np.random.default_rng(3)
+    heads = _heads(rng)
+    icons, charts = np.eye(8, dtype=np.float32)[:3], np.eye(8, dtype=np.float32)[5:]
+    heads.kind_reference = np.concatenate([icons, charts])
+    heads.kind_reference_kind = np.array([KINDS.index("icon")] * 3 + [KINDS.index("chart")] * 3)
+    heads.__post_init__()
+    novelty = heads.kind_novelty(np.eye(8, dtype=np.float32)[[0, 6]] * 5)  # an icon's twin, a chart's twin
+    assert set(novelty) == {"icon", "chart"}
+    assert novelty["icon"][0] == pytest.approx(1 - 1 / 3) and novelty["icon"][1] == pytest.approx(1.0)
+    assert novelty["chart"][1] == pytest.approx(1 - 1 / 3)
+    path = tmp_path / "m.honesty.safetensors"
+    heads.save(path)
+    again = Heads.load(path)
+    assert {k: v.round(3).tolist() for k, v in again.kind_novelty(icons).items()} == \
+        {k: v.round(3).tolist() for k, v in heads.kind_novelty(icons).items()}
+    assert _heads(rng).kind_novelty(icons) == {}  # heads fitted without examples: nothing to check
 
 
 def test_calibration_is_monotone_in_the_raw_confidence():

@@ -21,6 +21,8 @@ class Evidence:
     ood: float | None  # out-of-domain score; None without fitted heads
     ood_threshold: float | None
     concepts: list[Concept] = field(default_factory=list)
+    kind_novelty: dict[str, float] = field(default_factory=dict)  # non-photo kind -> distance to its fitted examples
+    kind_novelty_max: dict[str, float] = field(default_factory=dict)  # ... and the farthest a fitted example was
     text_lines: list[str] = field(default_factory=list)  # OCR, confident words only
     ocr: str = "skipped"  # "read", "skipped" (text unlikely), "unavailable" (no Tesseract)
     pixels: PixelStats | None = None
@@ -32,6 +34,13 @@ class Evidence:
     @property
     def out_of_domain(self) -> bool:
         return self.ood is not None and self.ood_threshold is not None and self.ood > self.ood_threshold
+
+    def familiar(self, kind: str) -> bool:
+        """The image is as close to the fitted examples of ``kind`` as those were to each other (True when the
+        heads have no such examples: nothing to check against)."""
+        if kind not in self.kind_novelty or kind not in self.kind_novelty_max:
+            return True
+        return self.kind_novelty[kind] <= self.kind_novelty_max[kind]
 
     @property
     def text(self) -> str:

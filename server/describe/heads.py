@@ -9,6 +9,11 @@ fitted for one model is never used with another. Three heads, all linear, all ev
   separated out-of-domain photos far worse, AUROC 0.81-0.93 against 0.997 on the dev set);
 * **kind**: photo, text, screenshot, chart, icon, logo or illustration, from pixel statistics, the ImageNet
   classifier's type cues, the out-of-domain score and the PCA-projected features (multinomial logistic regression);
+* **familiar kind**: how unlike the fitted non-photos of each kind an image is (the same nearest-neighbour score
+  against the kind classifier's own training images). A linear classifier extrapolates with confidence: a galaxy
+  on black sky came out "icon" at 0.9, though it is nothing like any icon it learned from. The kind is named only
+  when the image is no farther from that kind's examples than the fitted examples themselves were from the other
+  packages' examples of it (``kind_novelty_max``, measured leave-one-package-out when fitting);
 * **calibration**: the probability that the caption is acceptable, from the raw token confidence, caption length,
   agreement with the classifier, out-of-domain score and P(photo) (logistic regression, monotone in the raw
   confidence: a more confident model is never judged less trustworthy, all else equal).
@@ -90,11 +95,15 @@ class Heads:
     kind: Linear
     calibration: Linear
     meta: dict = field(default_factory=dict)  # checkpoint digest, k, thresholds, feature names, fit report
+    kind_reference: np.ndarray | None = None  # [N, C] L2-normalised pooled features of the kind-train non-photos
+    kind_reference_kind: np.ndarray | None = None  # [N] their kinds, as indices into KINDS
 
     # -- features ----------------------------------------------------------------------------------------------
 
     def __post_init__(self):
         self._torch = {k: _t(getattr(self, k)) for k in ("pca_mean", "pca", "reference")}  # see Linear.__call__
+        if self.kind_reference is not None:
+            self._torch["kind_reference"] = _t(self.kind_reference)
 
     def project(self, pooled: np.ndarray) -> np.ndarray:
         x = torch.nn.functional.normalize(_t(pooled), dim=-1)
@@ -105,6 +114,21 @@ class Heads:
         sims = torch.nn.functional.normalize(_t(pooled), dim=-1) @ self._torch["reference"].T
         k = min(int(self.meta.get("k", 5)), sims.shape[1])
         return (1.0 - sims.topk(k, dim=1).values.mean(1)).numpy()
+
+    def kind_novelty(self, pooled: np.ndarray) -> dict[str, np.ndarray]:
+        """Non-photo kind -> [B] novelty: 1 - mean cosine similarity to the ``k`` nearest fitted examples of that
+        kind ({} for heads fitted without them)."""
+        if self.kind_reference is None:
+            return {}
+        sims = torch.nn.functional.normalize(_t(pooled), dim=-1) @ self._torch["kind_reference"].T
+        out = {}
+        for i, kind in enumerate(KINDS):
+            cols = np.flatnonzero(self.kind_reference_kind == i)
+            if i == 0 or not len(cols):
+                continue
+            k = min(int(self.meta.get("k", 5)), len(cols))
+            out[kind] = (1.0 - sims[:, torch.as_tensor(cols)].topk(k, dim=1).values.mean(1)).numpy()
+        return out
 
     def kind_probs(self, features: np.ndarray) -> np.ndarray:
         return softmax(self.kind(features))
@@ -121,8 +145,10 @@ class Heads:
     def save(self, path: str | Path) -> None:
         tensors = {"pca_mean": self.pca_mean, "pca": self.pca, "reference": self.reference,
                    **self.kind.tensors("kind"), **self.calibration.tensors("calibration")}
-        tensors = {k: np.ascontiguousarray(v, dtype=np.float16 if k == "reference" else np.float32)
-                   for k, v in tensors.items()}
+        if self.kind_reference is not None:
+            tensors.update(kind_reference=self.kind_reference, kind_reference_kind=self.kind_reference_kind)
+        dtypes = {"reference": np.float16, "kind_reference": np.float16, "kind_reference_kind": np.int64}
+        tensors = {k: np.ascontiguousarray(v, dtype=dtypes.get(k, np.float32)) for k, v in tensors.items()}
         body = json.dumps(self.meta, sort_keys=True)
         meta = dict(self.meta, digest=hashlib.sha256(body.encode() + b"".join(
             v.tobytes() for _, v in sorted(tensors.items()))).hexdigest())
@@ -137,8 +163,10 @@ class Heads:
 
             with safe_open(str(path), "np") as f:
                 meta = json.loads((f.metadata() or {})["honesty"])
+            kref = t["kind_reference"].astype(np.float32) if "kind_reference" in t else None
             heads = cls(t["pca_mean"], t["pca"], t["reference"].astype(np.float32),
-                        Linear.from_tensors(t, "kind"), Linear.from_tensors(t, "calibration"), meta)
+                        Linear.from_tensors(t, "kind"), Linear.from_tensors(t, "calibration"), meta,
+                        kref, t.get("kind_reference_kind"))
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for damaged files
             raise HeadsError(f"{path}: not a valid honesty heads file ({type(e).__name__}: {e})") from None
         if checkpoint_digest and meta.get("checkpoint") and meta["checkpoint"] != checkpoint_digest:

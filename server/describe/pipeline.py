@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the evidence changes for the same image and model (new features, heads, OCR rules): it is part of the
 # cache namespace, so a new pipeline never serves an old one's answers.
-PIPELINE_VERSION = "describe-2"  # the decision and wording are not in it: they apply to cached evidence
+PIPELINE_VERSION = "describe-3"  # the decision and wording are not in it: they apply to cached evidence
 OCR_BELOW_P_PHOTO = 0.8  # OCR runs unless the image is this surely a photo
 # The fields of every result, in this order (the service adds cached, model and elapsed_ms; the CLI, input).
 RESULT_FIELDS = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "concepts", "hedged", "withheld",
@@ -127,6 +127,8 @@ class Describer:
             kp = h.kind_probs(feats[None])[0]
             ev.kind_probs = {k: round(float(p), 4) for k, p in zip(KINDS, kp)}
             ev.ood, ev.ood_threshold = round(ood, 4), h.meta.get("ood_threshold")
+            ev.kind_novelty = {k: round(float(v[0]), 4) for k, v in h.kind_novelty(out.pooled[None]).items()}
+            ev.kind_novelty_max = dict(h.meta.get("kind_novelty_max", {}))
             cal = calibration_features(out.raw_confidence, len(out.words.split()), agreement(concepts, out.words),
                                        top_p, ood, ev.kind_probs["photo"])
             ev.confidence = round(float(h.acceptable(cal[None])[0]), 4)
@@ -139,22 +141,7 @@ class Describer:
 
     def decide(self, ev: Evidence) -> dict:
         """The result every surface shows (``alt`` is what goes into the page; None: say nothing)."""
-        d = decide(ev, self.policy)
-        alt = phrase(d, ev.caption, self.wording)
-        return {
-            "alt": alt,
-            "kind": d.kind,
-            "text": d.text or None,
-            "caption": ev.caption,
-            "confidence": ev.confidence if ev.confidence is not None else ev.raw_confidence,
-            "raw_confidence": ev.raw_confidence,
-            "concepts": [c.to_dict() for c in ev.concepts],
-            "hedged": (d.say_caption and not d.sure) or bool(d.concept),
-            "withheld": alt is None,
-            "reason": d.reason if alt is None else None,
-            "out_of_domain": ev.out_of_domain,
-            "ocr": ev.ocr,
-        }
+        return result(ev, self.policy, self.wording)
 
     def describe(self, images: list[Image.Image], batch_size: int = 16) -> list[dict]:
         """All stages for a batch held by one caller: one result per image, in order."""
@@ -172,4 +159,24 @@ class Describer:
         return out
 
 
-__all__ = ["Describer", "Evidence", "HeadsError", "ModelOutput", "PIPELINE_VERSION", "Policy", "Wording"]
+def result(ev: Evidence, policy: Policy, wording: Wording) -> dict:
+    """The result for one image's evidence: what ``Describer.decide`` returns, without a model (replays)."""
+    d = decide(ev, policy)
+    alt = phrase(d, ev.caption, wording)
+    return {
+        "alt": alt,
+        "kind": d.kind,
+        "text": d.text or None,
+        "caption": ev.caption,
+        "confidence": ev.confidence if ev.confidence is not None else ev.raw_confidence,
+        "raw_confidence": ev.raw_confidence,
+        "concepts": [c.to_dict() for c in ev.concepts],
+        "hedged": (d.say_caption and not d.sure) or bool(d.concept),
+        "withheld": alt is None,
+        "reason": d.reason if alt is None else None,
+        "out_of_domain": ev.out_of_domain,
+        "ocr": ev.ocr,
+    }
+
+
+__all__ = ["Describer", "Evidence", "HeadsError", "ModelOutput", "PIPELINE_VERSION", "Policy", "Wording", "result"]
