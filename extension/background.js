@@ -35,6 +35,8 @@ async function describeImage({ url, data }) {
 
 const handlers = {
   describe: (message) => describeImage(message),
+  // A cached answer for a URL, or null: asked before anything else, so a known image costs no request at all.
+  cached: ({ url }) => getCached(url),
   settings: async ({ hostname }) => {
     const s = await getSettings();
     return { enabled: siteEnabled(s, hostname), automatic: s.automatic, prefix: s.prefix, minSize: s.minSize };

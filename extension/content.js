@@ -213,10 +213,14 @@
     return bg ? { url: new URL(bg[1], document.baseURI).href } : null;
   }
 
-  /** The URL first (the worker may have it cached, or the service fetch it), the bytes when the worker asks,
-   * or at once for an image behind the user's login: its URL never leaves the browser. */
+  /** The worker's cache first, then the URL (the service fetches it), the bytes when the worker asks, or at once
+   * for an image behind the user's login: its URL never leaves the browser. */
   async function ask(source) {
     const url = /^https?:/i.test(source.url || "") ? source.url : undefined; // blob: and data: go as bytes
+    if (url) {
+      const hit = await send({ type: "cached", url }); // in the browser: no request for an image it already knows
+      if (hit && !hit.error) return hit;
+    }
     if (url && !(await needsCookies(url))) {
       const first = await send({ type: "describe", url });
       if (!first || !first.needBytes) return first || unreachable();

@@ -134,11 +134,13 @@ class Site(SimpleHTTPRequestHandler):
 
     root = ""
     reports: list = []
+    heads: list = []  # paths asked with HEAD
 
     def __init__(self, *a, **kw):
         super().__init__(*a, directory=self.root, **kw)
 
     def do_HEAD(self):  # noqa: N802 - the extension asks this way whether an image needs the user's cookies
+        self.heads.append(self.path)
         if self.path.startswith("/private/") and "session=ok" not in self.headers.get("Cookie", ""):
             self.send_error(403)
             return
@@ -430,6 +432,8 @@ def test_images_without_alt_get_names_screen_readers_read(browser, open_page, re
         page.wait_for_function("(want) => document.getElementById('no-alt').alt === want", arg=expected[name],
                                timeout=WAIT_MS)
     assert ax_tree(page)["no-alt"]["name"] == expected[slides[-1]]
+    # The second round came from the cache without asking the site anything (not even a HEAD).
+    assert [p for p in Site.heads if "slide-" in p] == [f"/{name}.png?slide-{i}" for i, name in enumerate(slides[:3])]
 
     # What left the browser: image URLs of this site or image bytes, in batches; no cookie, no page address.
     sent = recorder.images()
