@@ -7,15 +7,20 @@ token probabilities, exp(mean log-probability): a number in (0, 1] callers can t
 
 ``reference_beam_search`` is the same algorithm done the straightforward way (one hypothesis at a time, the whole
 prefix re-run every step); the benchmark and the tests check the two give identical captions.
+
+``Ensemble`` makes several decoders over the same encoder grid look like one decoder to both searches: each member
+keeps its own state, and every step yields the members' averaged next-token distribution.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .decoders import expand_static
+from .decoders import State, expand_static
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,7 @@ class SearchConfig:
     banned: tuple[int, ...] = (0, 1, 3)  # <pad>, <bos>, <unk> are never generated
 
     @classmethod
-    def for_vocab(cls, vocab, beam_size: int = 3, **kw) -> "SearchConfig":
+    def for_vocab(cls, vocab, beam_size: int = 3, **kw) -> SearchConfig:
         """Settings with ``vocab``'s special ids: <pad>, <bos> and <unk> are never generated."""
         return cls(beam_size=beam_size, bos=vocab.bos_id, eos=vocab.eos_id,
                    banned=(vocab.pad_id, vocab.bos_id, vocab.unk_id), **kw)
@@ -45,6 +50,83 @@ class Hypothesis:
     @property
     def confidence(self) -> float:
         return float(torch.tensor(self.log_prob / max(self.length, 1)).exp())
+
+
+COMBINE_MODES = ("mean", "geometric")
+
+
+class Ensemble(nn.Module):
+    """Several decoders that read the same encoder grid and share one vocabulary, searched as one decoder.
+
+    It has the decoder step API (``init_state``, ``step``, ``forward``), so ``beam_search`` and
+    ``reference_beam_search`` run it unchanged: member ``i``'s static and dynamic tensors live in the same state
+    dicts under the prefix ``"{i}."``, so the search expands, reorders and shrinks every member's incremental state
+    (the Transformers' self-attention caches, the LSTMs' h and c) together with the beams. The outputs are
+    normalised log-probabilities, not logits (``returns_log_probs``): the search uses them as they are.
+
+    ``combine="mean"`` (the default) gives log((p_1 + ... + p_M) / M), the log of the mean of the members'
+    softmaxes: the predictive distribution of an equal mixture of the members. It is the default because the beam
+    score and the caption confidence (the geometric mean of token probabilities, which the describe pipeline
+    calibrates and thresholds) are read as probabilities, and a mixture of the members' distributions is still the
+    probability of something: if each member is calibrated, so is their mixture, and a word only one member finds
+    likely keeps half that probability. The mean of log-probabilities (``combine="geometric"``, renormalised: a
+    product of experts) is not a mixture: it is sharper where the members agree, and a near-zero probability from
+    one member vetoes a word whatever the others say. It is kept as an option because it can score as well or
+    better (default + SCST, issue 9: it did, by about one CIDEr point); its confidences need their own calibration.
+    The mean is computed as m + log(mean(exp(log p_i - m))) with m the members' maximum per token, so an ensemble of
+    identical members reproduces the single member's log-probabilities bit for bit.
+    """
+
+    returns_log_probs = True
+
+    def __init__(self, decoders: Sequence[nn.Module], combine: str = "mean"):
+        super().__init__()
+        if len(decoders) < 2:
+            raise ValueError("an ensemble needs at least two decoders")
+        if combine not in COMBINE_MODES:
+            raise ValueError(f"unknown combine mode {combine!r}; choose one of: {', '.join(COMBINE_MODES)}")
+        self.members = nn.ModuleList(decoders)
+        self.combine = combine
+
+    def combined(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """Members' logits [..., V] each -> the combined log-probabilities [..., V] (fp32)."""
+        logp = torch.stack([F.log_softmax(x.float(), dim=-1) for x in logits])  # [M, ..., V]
+        if self.combine == "geometric":
+            return F.log_softmax(logp.mean(0), dim=-1)
+        top = logp.max(0).values
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # a token every member rules out
+        return top + (logp - top).exp().mean(0).log()
+
+    @staticmethod
+    def _split(state: State, i: int) -> State:
+        prefix = f"{i}."
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+    def init_state(self, feats) -> tuple[State, State]:
+        static, dynamic = {}, {}
+        for i, member in enumerate(self.members):
+            s, d = member.init_state(feats)
+            static.update({f"{i}.{k}": v for k, v in s.items()})
+            dynamic.update({f"{i}.{k}": v for k, v in d.items()})
+        return static, dynamic
+
+    def step(self, tokens, static: State, dynamic: State) -> tuple[torch.Tensor, State]:
+        logits, new = [], {}
+        for i, member in enumerate(self.members):
+            out, d = member.step(tokens, self._split(static, i), self._split(dynamic, i))
+            logits.append(out)
+            new.update({f"{i}.{k}": v for k, v in d.items()})
+        return self.combined(logits), new
+
+    def forward(self, feats, tokens):
+        """Combined log-probabilities [B, T, V] for whole prefixes (teacher forcing; the naive search uses it)."""
+        return self.combined([member(feats, tokens) for member in self.members])
+
+
+def _log_probs(decoder, out: torch.Tensor) -> torch.Tensor:
+    """A decoder's step output as fp32 log-probabilities: plain decoders give logits, an ``Ensemble`` gives
+    log-probabilities already (normalising them again would only add rounding)."""
+    return out if getattr(decoder, "returns_log_probs", False) else F.log_softmax(out.float(), dim=-1)
 
 
 def _constrain(logp, tokens, finished, step: int, cfg: SearchConfig):
@@ -111,7 +193,8 @@ def _advance(tokens, finished, lengths, rows, new, cfg: SearchConfig):
 
 @torch.no_grad()
 def beam_search(decoder, feats: torch.Tensor, cfg: SearchConfig) -> list[Hypothesis]:
-    """Best hypothesis for each of the B images whose encoder grids are ``feats`` [B, N, C].
+    """Best hypothesis for each of the B images whose encoder grids are ``feats`` [B, N, C]. ``decoder`` is one
+    decoder or an ``Ensemble`` of several.
 
     An image whose beams have all ended leaves the batch at once, so short captions do not pay for long ones.
     """
@@ -125,7 +208,7 @@ def beam_search(decoder, feats: torch.Tensor, cfg: SearchConfig) -> list[Hypothe
     for step in range(cfg.max_len + 1):  # the last step forces <eos>: every image is done after it
         g = len(active)
         logits, dynamic = decoder.step(tokens[:, -1], static, dynamic)
-        logp = _constrain(F.log_softmax(logits.float(), dim=-1), tokens, finished, step, cfg)
+        logp = _constrain(_log_probs(decoder, logits), tokens, finished, step, cfg)
         scores, rows, new = _select(scores, logp, g, k)
         tokens, finished, lengths = _advance(tokens, finished, lengths, rows, new, cfg)
         done = finished.view(g, k).all(dim=1)
@@ -162,7 +245,7 @@ def reference_beam_search(decoder, feats: torch.Tensor, cfg: SearchConfig) -> li
         tokens, scores, finished, lengths = _start(1, k, feats.device, cfg)
         for step in range(cfg.max_len + 1):
             logits = torch.cat([decoder(one, tokens[j : j + 1])[:, -1] for j in range(k)])
-            logp = _constrain(F.log_softmax(logits.float(), dim=-1), tokens, finished, step, cfg)
+            logp = _constrain(_log_probs(decoder, logits), tokens, finished, step, cfg)
             scores, rows, new = _select(scores, logp, 1, k)
             tokens, finished, lengths = _advance(tokens, finished, lengths, rows, new, cfg)
             if finished.all():

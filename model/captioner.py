@@ -1,13 +1,16 @@
 """The captioning model and its loading API: ``Captioner.load(path).caption(images)``.
 
 ``CaptionModel`` is the network (encoder + decoder); ``Captioner`` wraps it with the vocabulary, a device and beam
-search, and is all the server and CLI need.
+search, and is all the server and CLI need. ``Captioner.load([path_a, path_b])`` (or ``load_ensemble``) makes an
+ensemble: checkpoints with the same encoder and vocabulary, whose decoders are averaged inside one beam search
+while the encoder runs once per image.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 from . import checkpoint
-from .beam import Hypothesis, SearchConfig, beam_search
+from .beam import COMBINE_MODES, Ensemble, Hypothesis, SearchConfig, beam_search
 from .decoders import DecoderConfig, build_decoder
 from .encoders import build_encoder, get_spec, preprocess
 from .vocab import Vocabulary
@@ -48,7 +51,7 @@ class ModelConfig:
         return json.dumps({"encoder": self.encoder, "decoder": self.decoder.to_dict()})
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
+    def from_json(cls, text: str) -> ModelConfig:
         d = json.loads(text)
         return cls(encoder=d["encoder"], decoder=DecoderConfig(**d["decoder"]))
 
@@ -77,16 +80,48 @@ class Caption:
     tokens: str  # the raw lower-case words, as the metrics read them
 
 
+def _check_same_encoder(first: Path, a: CaptionModel, other: Path, b: CaptionModel) -> None:
+    """An ensemble's decoders must all read the grid of one encoder: same name and, where the encoder is trained
+    with the decoder (and so stored in the checkpoint), the same weights."""
+    if a.cfg.encoder != b.cfg.encoder:
+        raise checkpoint.CheckpointError(
+            f"{other}: cannot ensemble with {first}: it reads {b.cfg.encoder} features, {first.name} reads "
+            f"{a.cfg.encoder} (an ensemble shares one encoder)")
+    if a.spec.trainable:
+        ea, eb = a.encoder.state_dict(), b.encoder.state_dict()
+        if ea.keys() != eb.keys() or not all(torch.equal(ea[k].float(), eb[k].float()) for k in ea):
+            raise checkpoint.CheckpointError(
+                f"{other}: cannot ensemble with {first}: both use a trained {a.cfg.encoder} encoder, but with "
+                f"different weights (an ensemble shares one encoder)")
+
+
+def _check_same_vocab(first: Path, a: Vocabulary, other: Path, b: Vocabulary) -> None:
+    if a.itos == b.itos:
+        return
+    common = min(len(a), len(b))
+    diff = next((i for i, (x, y) in enumerate(zip(a.itos, b.itos)) if x != y), common)
+    at = (f"id {diff} is {b.itos[diff]!r} in {other.name}, {a.itos[diff]!r} in {first.name}" if diff < common
+          else f"the first {common} agree")
+    raise checkpoint.CheckpointError(
+        f"{other}: cannot ensemble with {first}: the vocabularies differ ({other.name} has {len(b)} words, "
+        f"{first.name} {len(a)}; {at}); an ensemble averages distributions over one vocabulary")
+
+
 def to_sentence(words: str) -> str:
     return (words[:1].upper() + words[1:] + ".") if words else ""
 
 
 class Captioner:
     """Loaded model + vocabulary on one device. ``caption`` is thread-compatible but not thread-safe: give each
-    thread its own, or serialise calls (the server's batching worker does)."""
+    thread its own, or serialise calls (the server's batching worker does).
+
+    ``extra_decoders`` (optional) are more decoders over ``model``'s encoder and ``vocab``: with any, beam search
+    runs an ``Ensemble`` of ``model.decoder`` and them (``combine``: see ``model.beam.Ensemble``). ``self.decoder``
+    is what the search runs: ``model.decoder`` itself for a single model."""
 
     def __init__(self, model: CaptionModel, vocab: Vocabulary, device: str | torch.device | None = None,
-                 info: dict | None = None, name: str = "custom"):
+                 info: dict | None = None, name: str = "custom", extra_decoders: Sequence[nn.Module] = (),
+                 combine: str = "mean"):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -97,11 +132,73 @@ class Captioner:
         self.info = info or {}
         self.name = name
         self.version = name  # Captioner.load makes it unique per checkpoint file: caches key on it
+        self.ensemble: Ensemble | None = None
+        if extra_decoders:
+            extra = [d.to(self.device, self.dtype).eval() for d in extra_decoders]
+            self.ensemble = Ensemble([self.model.decoder, *extra], combine=combine)
+
+    @property
+    def decoder(self) -> nn.Module:
+        """What beam search runs: ``model.decoder`` itself for a single model, else the ``Ensemble``."""
+        return self.model.decoder if self.ensemble is None else self.ensemble
+
+    @property
+    def members(self) -> list[nn.Module]:
+        """The decoders beam search averages (one for a single model)."""
+        return [self.model.decoder] if self.ensemble is None else list(self.ensemble.members)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str | torch.device | None = None,
-             pretrained_encoder: bool = True) -> "Captioner":
-        """Load a checkpoint file (the bundled default model when ``path`` is None)."""
+    def load(cls, path: str | Path | Sequence[str | Path] | None = None, device: str | torch.device | None = None,
+             pretrained_encoder: bool = True, combine: str = "mean") -> Captioner:
+        """Load a checkpoint file (the bundled default model when ``path`` is None). A list or tuple of paths loads
+        an ensemble (``load_ensemble``); a list of one path is that single model, exactly as if given alone."""
+        if isinstance(path, (list, tuple)):
+            if len(path) != 1:
+                return cls.load_ensemble(path, device=device, pretrained_encoder=pretrained_encoder,
+                                         combine=combine)
+            path = path[0]
+        model, vocab, info, name, version = cls._read(path, pretrained_encoder)
+        captioner = cls(model, vocab, device=device, info=info, name=name)
+        captioner.version = version
+        return captioner
+
+    @classmethod
+    def load_ensemble(cls, paths: Sequence[str | Path | None], device: str | torch.device | None = None,
+                      pretrained_encoder: bool = True, combine: str = "mean") -> Captioner:
+        """An ensemble of two or more checkpoints (None: the bundled default model) that share the encoder and the
+        vocabulary; a CheckpointError says which file differs and how. The encoder is the first checkpoint's and
+        runs once per image; each decoder keeps its own state inside the one batched beam search, whose next-token
+        distribution is the mean of the members' (``combine``; see ``model.beam.Ensemble``). The version joins the
+        members' versions, so an ensemble never shares cache entries with any of its members."""
+        paths = list(paths)
+        if len(paths) < 2:
+            raise checkpoint.CheckpointError(f"an ensemble needs at least two checkpoints (got {len(paths)})")
+        if combine not in COMBINE_MODES:
+            raise ValueError(f"unknown combine mode {combine!r}; choose one of: {', '.join(COMBINE_MODES)}")
+        model, vocab, info, name, version = cls._read(paths[0], pretrained_encoder)
+        first = Path(paths[0]) if paths[0] else default_checkpoint_path()
+        names, versions, extra = [name], [version], []
+        members = [{"path": str(first), "name": name, "version": version, "info": info}]
+        for p in paths[1:]:
+            # Only the decoder is kept: a frozen encoder is built untrained (cheap) and dropped.
+            other, other_vocab, other_info, other_name, other_version = cls._read(p, pretrained_encoder=False)
+            where = Path(p) if p else default_checkpoint_path()
+            _check_same_encoder(first, model, where, other)
+            _check_same_vocab(first, vocab, where, other_vocab)
+            extra.append(other.decoder)
+            names.append(other_name)
+            versions.append(other_version)
+            members.append({"path": str(where), "name": other_name, "version": other_version, "info": other_info})
+        suffix = "" if combine == "mean" else f"~{combine}"
+        info = {"name": "+".join(names) + suffix, "ensemble": members, "combine": combine}
+        captioner = cls(model, vocab, device=device, info=info, name=info["name"], extra_decoders=extra,
+                        combine=combine)
+        captioner.version = "+".join(versions) + suffix
+        return captioner
+
+    @staticmethod
+    def _read(path: str | Path | None, pretrained_encoder: bool) -> tuple[CaptionModel, Vocabulary, dict, str, str]:
+        """The network, vocabulary, info, name and version of one checkpoint file (or a CheckpointError)."""
         path = Path(path) if path else default_checkpoint_path()
         tensors, meta = checkpoint.load(path)
         try:
@@ -118,9 +215,8 @@ class Captioner:
                 f"{path}: weights do not match the model config (missing {sorted(set(missing) - tied)[:5]}, "
                 f"unexpected {unexpected[:5]})")
         info = json.loads(meta.get("info", "{}"))
-        captioner = cls(model, vocab, device=device, info=info, name=info.get("name", path.stem))
-        captioner.version = f"{captioner.name}-{_file_digest(path)[:12]}"
-        return captioner
+        name = info.get("name", path.stem)
+        return model, vocab, info, name, f"{name}-{_file_digest(path)[:12]}"
 
     @torch.no_grad()
     def encode(self, images: list[Image.Image]) -> torch.Tensor:
@@ -129,7 +225,7 @@ class Captioner:
 
     @torch.no_grad()
     def caption_features(self, feats: torch.Tensor, search: SearchConfig) -> list[Caption]:
-        hyps = beam_search(self.model.decoder, feats.to(self.device, self.dtype), search)
+        hyps = beam_search(self.decoder, feats.to(self.device, self.dtype), search)
         return [self._to_caption(h) for h in hyps]
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
@@ -154,6 +250,8 @@ class Captioner:
 
     def search_config(self, beam_size: int = 3, **kw) -> SearchConfig:
         room = self.model.cfg.decoder.max_len - 2  # positions the decoder has, less <bos> and <eos>
+        if self.ensemble is not None:  # the shortest member's
+            room = min(d.cfg.max_len for d in self.ensemble.members) - 2
         kw["max_len"] = min(kw.get("max_len") or room, room)
         return SearchConfig.for_vocab(self.vocab, beam_size, **kw)
 

@@ -1,4 +1,5 @@
-"""Evaluate a captioner on a dataset split: caption every image, score against its references."""
+"""Evaluate a captioner on a dataset split: caption every image, score against its references. The captioner may be
+an ensemble (``Captioner.load([a, b])``): the report then lists its members."""
 from __future__ import annotations
 
 import time
@@ -6,8 +7,8 @@ import time
 from tqdm import tqdm
 
 from . import metrics
-from .chair import hallucinated
 from .captioner import Captioner
+from .chair import hallucinated
 from .datasets import CaptionedImage
 from .images import load_image
 
@@ -28,9 +29,14 @@ def evaluate(captioner: Captioner, items: list[CaptionedImage], beam_size: int =
     hyps = caption_items(captioner, items, beam_size, batch_size, progress)
     seconds = time.time() - t0
     scores = metrics.score({i: list(it.captions) for i, it in enumerate(items)}, dict(enumerate(hyps)), use_java)
-    return {
-        "model": captioner.name, "images": len(items), "beam_size": beam_size, "metrics": scores,
-        "seconds": round(seconds, 1),
+    report = {
+        "model": captioner.name, "version": captioner.version, "images": len(items), "beam_size": beam_size,
+        "metrics": scores, "seconds": round(seconds, 1),
         "captions": [{"image": it.name, "caption": h, "hallucinated": hallucinated(h, list(it.captions))}
                      for it, h in zip(items, hyps)],
     }
+    ensemble = getattr(captioner, "ensemble", None)
+    if ensemble is not None:
+        report["ensemble"] = [m["path"] for m in captioner.info.get("ensemble", [])]
+        report["combine"] = ensemble.combine
+    return report

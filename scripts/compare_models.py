@@ -7,39 +7,73 @@ scores a holdout directory (../shared/data/coco_holdout): for the final report o
 
     python scripts/compare_models.py --data ../shared/data/flickr8k --data ../shared/data/coco \
         --checkpoint runs/a/best.safetensors --checkpoint runs/b/best.safetensors --beam 1 --beam 3 --beam 5
+
+Each ``--ensemble a.safetensors,b.safetensors`` is one more model: the checkpoints' decoders averaged inside one beam
+search (same encoder and vocabulary; ``default`` names the bundled model), scored in the same run as the single
+checkpoints. A checkpoint that is missing, damaged or does not fit its ensemble stops the script before any work.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from model import Captioner
-from model.datasets import load_split
+from model.checkpoint import CheckpointError
+from model.datasets import DatasetError, load_split
+from model.encoders import UnknownEncoderError
 from model.features import cached_features
 from model.metrics import score
 
 
-def main() -> None:
+def ensemble_paths(spec: str) -> list[str | None]:
+    """``a.safetensors,b.safetensors`` -> the member paths (``default``: the bundled model)."""
+    paths = [p.strip() for p in spec.split(",") if p.strip()]
+    if len(paths) < 2:
+        raise argparse.ArgumentTypeError(f"{spec!r}: an ensemble needs two or more comma-separated checkpoints")
+    return [None if p == "default" else p for p in paths]
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", action="append", required=True, help="dataset directory (repeatable)")
-    ap.add_argument("--checkpoint", action="append", required=True, help="checkpoint file (repeatable)")
+    ap.add_argument("--checkpoint", action="append", default=[], help="checkpoint file (repeatable)")
+    ap.add_argument("--ensemble", action="append", type=ensemble_paths, default=[], metavar="A,B[,C]",
+                    help="comma-separated checkpoints scored as one ensemble (repeatable)")
+    ap.add_argument("--combine", choices=["mean", "geometric"], default="mean",
+                    help="how an ensemble averages its decoders (default: mean of probabilities)")
     ap.add_argument("--beam", action="append", type=int, default=None, help="beam size (repeatable; default 3)")
     ap.add_argument("--split", default="test", help="train, dev, test or holdout")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--no-java", action="store_true")
     ap.add_argument("--out", default="compare_models.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     beams = args.beam or [3]
+    if not args.checkpoint and not args.ensemble:
+        ap.error("give at least one --checkpoint or --ensemble")
+
+    # Load everything first: a bad file ends the run in one line before an hour of decoding, not in the middle.
+    models = []
+    try:
+        for ckpt in args.checkpoint:
+            models.append((ckpt, Captioner.load(ckpt, device="cpu", pretrained_encoder=False)))  # cached grids
+        for paths in args.ensemble:
+            label = ",".join(p or "default" for p in paths)
+            models.append((label, Captioner.load_ensemble(paths, device="cpu", pretrained_encoder=False,
+                                                          combine=args.combine)))
+        splits = {root: load_split(root, args.split) for root in args.data}
+    except (CheckpointError, DatasetError, UnknownEncoderError) as e:
+        print(f"compare_models: {e}", file=sys.stderr)
+        sys.exit(1)
 
     rows = []
-    for ckpt in args.checkpoint:
-        cap = Captioner.load(ckpt, device="cpu", pretrained_encoder=False)  # grids come from the cache
+    for ckpt, cap in models:
         for root in args.data:
-            items = load_split(root, args.split)
+            items = splits[root]
             feats = cached_features([it.path for it in items], cap.model.cfg.encoder, args.cache_dir)
             refs = {i: list(it.captions) for i, it in enumerate(items)}
             for beam in beams:
@@ -52,10 +86,11 @@ def main() -> None:
                         hyps[s + j] = c.tokens
                 seconds = time.perf_counter() - t0
                 metrics = score(refs, hyps, use_java=False if args.no_java else None)
-                rows.append({"checkpoint": ckpt, "model": cap.name, "encoder": cap.model.cfg.encoder,
-                             "decoder": cap.model.cfg.decoder.kind, "data": Path(root).name, "split": args.split,
-                             "images": len(items), "beam": beam, "decode_ms_per_image": round(1000 * seconds / len(items), 2),
-                             **metrics})
+                rows.append({"checkpoint": ckpt, "model": cap.name, "version": cap.version,
+                             "members": len(cap.members), "encoder": cap.model.cfg.encoder,
+                             "decoder": "+".join(d.cfg.kind for d in cap.members), "data": Path(root).name,
+                             "split": args.split, "images": len(items), "beam": beam,
+                             "decode_ms_per_image": round(1000 * seconds / len(items), 2), **metrics})
                 r = rows[-1]
                 print(f"{r['model']:<28} {r['data']:<9} beam {beam}: BLEU-4 {r['BLEU-4']:5.1f}  METEOR "
                       f"{r['METEOR'] if r['METEOR'] is not None else '-':>5}  ROUGE-L {r['ROUGE-L']:5.1f}  "
@@ -63,12 +98,12 @@ def main() -> None:
                       flush=True)
 
     print("\n| model | encoder | decoder | test set | beam | BLEU-1 | BLEU-4 | METEOR | ROUGE-L | CIDEr | CHAIR_i "
-          "| CHAIR_s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| CHAIR_s | decode ms/image |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['encoder']} | {r['decoder']} | {r['data']} ({r['images']}) | {r['beam']} | "
               f"{r['BLEU-1']} | {r['BLEU-4']} | {r['METEOR']} | {r['ROUGE-L']} | {r['CIDEr']} | {r['CHAIR_i']} | "
-              f"{r['CHAIR_s']} |")
+              f"{r['CHAIR_s']} | {r['decode_ms_per_image']} |")
     Path(args.out).write_text(json.dumps(rows, indent=2))
     print(f"wrote {args.out}")
 

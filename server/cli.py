@@ -309,13 +309,18 @@ def train(data, out, resume, scst, threads, **options) -> None:
 @main.command()
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset directory.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]))
-@checkpoint_option
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False),
+              help="Model checkpoint (default: the bundled model). Repeat it to evaluate an ensemble of the "
+                   "checkpoints (same encoder and vocabulary; the decoders are averaged inside one beam search).")
+@click.option("--combine", type=click.Choice(["mean", "geometric"]), default="mean", show_default=True,
+              help="How an ensemble averages its decoders: mean of probabilities, or normalised geometric mean.")
 @beam_option
 @click.option("--limit", type=int, default=0, help="Evaluate only the first N images of the split.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
 @click.option("--no-java", is_flag=True, help="Skip the Java-based PTB tokenizer and METEOR.")
-def evaluate(data, split, checkpoint, beam_size, limit, out, no_java) -> None:
+def evaluate(data, split, checkpoints, combine, beam_size, limit, out, no_java) -> None:
     """Score captions on a dataset split: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, and CHAIR (hallucinated objects)."""
+    from model import Captioner
     from model.datasets import load_split
     from model.evaluate import evaluate as run
 
@@ -329,7 +334,13 @@ def evaluate(data, split, checkpoint, beam_size, limit, out, no_java) -> None:
         raise click.ClickException(f"{data}: the {split} split has no usable images")
     if out and not Path(out).resolve().parent.is_dir():
         raise click.ClickException(f"--out {out}: the directory does not exist")
-    captioner = load_captioner(checkpoint)
+    if len(checkpoints) > 1:
+        try:
+            captioner = Captioner.load(list(checkpoints), combine=combine)
+        except _model_errors() as e:
+            raise click.ClickException(str(e)) from None
+    else:
+        captioner = load_captioner(checkpoints[0] if checkpoints else None)
     report = run(captioner, items, beam_size=beam_size, use_java=False if no_java else None)
     report.update(dataset=str(Path(data).resolve()), split=split)
     if out:
