@@ -169,14 +169,17 @@ def test_metrics_add_up_across_workers(shapes_checkpoint, tmp_path):
         totals = set()
         for _ in range(10):
             text = requests.get(base + "/metrics", timeout=10).text
-            counts = re.findall(r'^alt_text_images_total\{outcome="[a-z]+"\} (\S+)$', text, re.M)
+            counts = re.findall(r'^alt_text_images_total\{outcome="[a-z]+"\} (\S+)$', text, re.MULTILINE)
             totals.add(sum(float(c) for c in counts))
         assert totals == {12.0}
 
 
-def test_sigterm_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path):
-    """SIGTERM with requests in flight (slow upstreams): each is answered, and the service exits within its
-    graceful timeout (10 s), its worker's model thread and fetch pool stopped by the worker_exit hook."""
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_shutdown_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path, signame):
+    """SIGTERM (graceful) or SIGINT (Ctrl-C: gunicorn's quick shutdown, which does not wait for requests) with
+    requests in flight (slow upstreams): each is answered with its alt text, none with an error, and the service
+    exits within its graceful timeout (10 s). The worker_exit hook drains the app before it stops its model thread
+    and fetch pool; it used to cancel them, and requests still in flight got internal errors."""
     import os
     import signal
     import subprocess
@@ -190,7 +193,7 @@ def test_sigterm_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path):
     make_shape_image("red", "square").save(body, "PNG")
 
     class Slow(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             time.sleep(1.5)
             self.send_response(200)
             self.send_header("Content-Type", "image/png")
@@ -225,12 +228,15 @@ def test_sigterm_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path):
                        for i in range(6)]
             time.sleep(0.5)  # all six are waiting on the slow upstream now
             t0 = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(getattr(signal, signame))
             answers = [f.result() for f in futures]
         assert [r.status_code for r in answers] == [200] * 6
-        assert all(r.json()["results"][0].get("alt") for r in answers)
+        assert [r.json()["results"][0].get("error") for r in answers] == [None] * 6
+        assert all(r.json()["results"][0]["alt"] for r in answers)
         proc.wait(15)
         assert time.monotonic() - t0 < 12 and proc.returncode == 0
+        log.seek(0)
+        assert "Traceback" not in log.read()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -271,3 +277,50 @@ def test_service_limits_ignore_answers_that_are_not_limits(monkeypatch):
 
     monkeypatch.setattr(client.requests, "get", lambda *a, **kw: Answer())
     assert client.service_limits("http://example.invalid") == client.DEFAULT_LIMITS
+
+
+def test_an_over_limit_body_is_a_413_through_gunicorn_with_or_without_a_length(gunicorn):
+    """Declared too long (Content-Length) or found too long while read (chunked): the same 413 JSON error, from
+    the one check that runs before the rate limiter reads the body."""
+    big = b'{"images": [{"data": "' + b"A" * 20_000_001 + b'"}]}'
+
+    def chunks():
+        for i in range(0, len(big), 1 << 20):
+            yield big[i:i + (1 << 20)]
+
+    for body in (big, chunks()):
+        r = requests.post(gunicorn + "/v1/alt-text", data=body, headers={"Content-Type": "application/json"},
+                          timeout=60)
+        assert r.status_code == 413, r.text
+        assert r.json()["error"]["code"] == "body_too_large"
+
+
+def test_a_stopping_worker_captions_what_it_was_given_and_refuses_more():
+    """stop() (at worker exit) lets the images already queued be captioned: their requests are still waiting."""
+    import time
+
+    from server.service.batcher import WorkerStopped
+
+    busy, go = threading.Event(), threading.Event()
+
+    def run(items):
+        busy.set()
+        go.wait(30)
+        return [f"said {i}" for i in items]
+
+    worker = BatchWorker(run, max_batch=1, max_wait_ms=0)
+    first = worker.submit("a")
+    assert busy.wait(10)  # the worker is in its first forward pass; these queue behind it
+    queued = [worker.submit(x) for x in "bcd"]
+    stopper = threading.Thread(target=worker.stop, kwargs={"timeout": 30})
+    stopper.start()
+    for _ in range(1000):
+        if worker._stopped.is_set():
+            break
+        time.sleep(0.01)
+    with pytest.raises(WorkerStopped):
+        worker.submit("late")
+    go.set()
+    stopper.join(30)
+    assert [f.result(timeout=5) for f in [first, *queued]] == ["said a", "said b", "said c", "said d"]
+    assert not worker._thread.is_alive()

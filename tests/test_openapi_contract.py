@@ -84,3 +84,19 @@ def test_auth_and_rate_limit_errors_match_the_document(clients):
     r = limited.post("/v1/alt-text", json=body)
     assert r.status_code == 429 and r.headers["Retry-After"]
     check(api, r, "post", "/v1/alt-text", json=body)
+
+
+def test_body_too_large_and_shutting_down_match_the_document(clients):
+    api = OpenAPI.from_dict(openapi_spec())
+    big = {"images": [{"data": "A" * 5000}]}
+    r = clients(max_body_bytes=2000).post("/v1/alt-text", json=big)
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "body_too_large"
+    check(api, r, "post", "/v1/alt-text", json=big)
+    closing = clients()
+    closing.application.extensions["alt_text"]["service"].close()
+    body = {"images": [{"data": _png()}]}
+    for method, path, kw in (("post", "/v1/alt-text", {"json": body}),
+                             ("get", "/v1/alt-text?url=http://a.example/x.png", {})):
+        r = getattr(closing, method)(path, **kw)
+        assert r.status_code == 503 and r.get_json()["error"]["code"] == "shutting_down"
+        check(api, r, method, path, **kw)

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import time
+from contextlib import contextmanager
 
 import pytest
 from conftest import make_shape_image
@@ -209,7 +210,7 @@ def test_rate_limit_per_valid_key_and_on_wrong_keys(make_client):
 def test_rate_limit_behind_a_trusted_proxy_uses_the_forwarded_address(make_client):
     body = {"images": [{"data": b64(png())}]}
     direct = make_client(rate_limit=1)
-    fwd = lambda ip: {"X-Forwarded-For": ip}  # noqa: E731
+    fwd = lambda ip: {"X-Forwarded-For": ip}
     assert direct.post("/v1/alt-text", json=body, headers=fwd("1.1.1.1")).status_code == 200
     assert direct.post("/v1/alt-text", json=body, headers=fwd("2.2.2.2")).status_code == 429  # header not trusted
     proxied = make_client(rate_limit=1, trusted_proxies=1)
@@ -441,7 +442,7 @@ def test_slow_upstreams_of_two_clients_do_not_delay_a_third_clients_upload(make_
     body = png("red", "square")
 
     class Slow(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             time.sleep(slow)
             self.send_response(200)
             self.send_header("Content-Type", "image/png")
@@ -596,3 +597,274 @@ def test_braces_in_a_configured_prefix_are_words(make_client):
     r = make_client(sure_prefix="{Machine} ", unsure_prefix="{Machine?} ").post(
         "/v1/alt-text", json={"images": [{"data": b64(png())}]})
     assert r.status_code == 200 and r.get_json()["results"][0]["alt"].startswith("{Machine")
+
+
+# -- review of issue 12: the cache gauge, draining, what the batcher waits for, the body cap, one deadline error ----
+
+@contextmanager
+def held_upstream(body: bytes):
+    """A loopback image server whose answers finish only when the test releases them: ``arrived`` is set when a
+    request reaches it (the image is on the network now), ``release`` lets every answer go. Meanwhile it sends the
+    body a byte at a time, so the fetch is neither answered nor cut off by the fetcher's read timeout."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    arrived, release = threading.Event(), threading.Event()
+
+    class Held(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.flush()
+            arrived.set()
+            sent = 0
+            while not release.wait(0.5) and sent < len(body) - 1:
+                self.wfile.write(body[sent:sent + 1])
+                self.wfile.flush()
+                sent += 1
+            release.wait(30)
+            self.wfile.write(body[sent:])
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Held)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}", arrived, release
+    finally:
+        release.set()
+        httpd.shutdown()
+
+
+def _in_thread(fn):
+    import threading
+
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    return t, out
+
+
+def test_the_cache_gauge_changes_with_the_cache_not_with_scrapes(make_client, monkeypatch):
+    from server.service.cache import FailSafeCache, SQLiteCache
+
+    changes = []
+    broken = [True]
+
+    class Flaky:
+        def get(self, key):
+            if broken[0]:
+                raise OSError("disk I/O error")
+
+    now = [0.0]
+    cache = FailSafeCache(Flaky, max_failures=3, cooldown=30, clock=lambda: now[0], on_change=changes.append)
+    for _ in range(5):
+        cache.get("k")
+    assert changes == [True]  # once, when the breaker opens
+    now[0] = 31.0
+    cache.get("k")  # a failed probe: still degraded, no new change
+    assert changes == [True]
+    broken[0], now[0] = False, 62.0
+    cache.get("k")
+    cache.get("k")
+    assert changes == [True, False]
+
+    # In the app: the gauge is set when the state changes; nothing scrapes /metrics here.
+    def fail(*args):
+        raise OSError("disk full")
+
+    for name in ("get", "put", "get_url", "put_url"):
+        monkeypatch.setattr(SQLiteCache, name, fail)
+    client = make_client(cache_retry=0)
+    registry = client.application.extensions["alt_text"]["metrics"].registry
+    assert registry.get_sample_value("alt_text_cache_degraded") == 0
+    body = {"images": [{"data": b64(png("green", "square"))}]}
+    for _ in range(2):  # a look-up and a store each: the third failure opens the breaker
+        assert client.post("/v1/alt-text", json=body).status_code == 200
+    assert registry.get_sample_value("alt_text_cache_degraded") == 1
+    monkeypatch.undo()  # the disk is fine again: the next call (cache_retry=0) probes it and works
+    assert client.post("/v1/alt-text", json=body).status_code == 200
+    assert registry.get_sample_value("alt_text_cache_degraded") == 0
+
+
+def test_a_dead_workers_cache_gauge_goes_with_it(tmp_path, monkeypatch):
+    """Multiprocess mode "livemax": a worker that said "degraded" and died (marked dead by child_exit) no longer
+    counts; with "max" its file stayed and the gauge said 1 for ever."""
+    import re
+    import subprocess
+    import sys
+    import types
+
+    from conftest import REPO
+
+    from server.service import hooks
+    from server.service.metrics import ServiceMetrics
+
+    code = "from server.service.metrics import ServiceMetrics; ServiceMetrics().cache_degraded.set(1)"
+    worker = subprocess.Popen([sys.executable, "-c", code], cwd=REPO,
+                              env=dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path)))
+    assert worker.wait(60) == 0
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+    def gauge():
+        found = re.search(r"^alt_text_cache_degraded (\S+)$", ServiceMetrics().render().decode(), re.MULTILINE)
+        return float(found.group(1)) if found else None
+
+    assert gauge() == 1.0
+    hooks.child_exit(None, types.SimpleNamespace(pid=worker.pid))
+    assert gauge() in (None, 0.0)
+
+
+def test_close_drains_requests_in_flight_and_refuses_new_ones(make_client, caplog):
+    """close() (gunicorn's worker_exit) lets the request in flight finish with its answer, and answers requests
+    that arrive meanwhile with a clean 503 JSON error; never a 500."""
+    with held_upstream(png("blue", "square")) as (origin, arrived, release):
+        client = make_client(test_allow_loopback=(origin,), testing=True, cache="none", rate_limit=0)
+        app = client.application
+        service = app.extensions["alt_text"]["service"]
+        request, answer = _in_thread(lambda: app.test_client().post(
+            "/v1/alt-text", json={"images": [{"url": f"http://{origin}/a.png"}]}))
+        assert arrived.wait(10)  # the request is in flight, its image on the network
+        closer, closed = _in_thread(service.close)
+        for _ in range(1000):
+            if service.closing:
+                break
+            time.sleep(0.01)
+        assert service.closing and closer.is_alive()  # draining: waits for the request in flight
+        late = client.post("/v1/alt-text", json={"images": [{"data": b64(png())}]})
+        assert late.status_code == 503 and late.headers["Retry-After"] == "1"
+        assert late.get_json()["error"]["code"] == "shutting_down" and late.get_json()["error"]["message"]
+        got = client.get("/v1/alt-text", query_string={"url": f"http://{origin}/b.png"})
+        assert got.status_code == 503 and got.get_json()["error"]["code"] == "shutting_down"
+        assert client.get("/readyz").status_code == 503
+        release.set()
+        request.join(30)
+        closer.join(30)
+    assert answer[0].status_code == 200 and answer[0].get_json()["results"][0]["alt"]
+    assert closed == [True]
+    assert "Traceback" not in caplog.text and "internal_error" not in caplog.text
+
+
+def test_an_image_on_the_network_does_not_hold_batches(make_client):
+    """Only images whose bytes are here (being decoded or preprocessed) count as coming: with one image stuck on
+    a slow upstream, an upload's batch runs at once, not after max_wait_ms (ten minutes here)."""
+    with held_upstream(png("blue", "square")) as (origin, arrived, release):
+        client = make_client(test_allow_loopback=(origin,), testing=True, cache="none", rate_limit=0,
+                             max_wait_ms=600_000, fetch_timeout=600)
+        app = client.application
+        service = app.extensions["alt_text"]["service"]
+        slow, _ = _in_thread(lambda: app.test_client().post(
+            "/v1/alt-text", json={"images": [{"url": f"http://{origin}/a.png"}]}))
+        assert arrived.wait(10)
+        assert service.coming() == 0  # on the network: not coming
+        upload, answer = _in_thread(lambda: client.post("/v1/alt-text", json={"images": [{"data": b64(png())}]}))
+        upload.join(30)
+        assert answer and answer[0].status_code == 200 and answer[0].get_json()["results"][0]["alt"]
+        assert slow.is_alive()  # answered while the other image is still on its way, not after it
+        release.set()
+        slow.join(30)
+
+
+def test_the_images_of_one_upload_share_one_batch(make_client):
+    """An upload's images are counted as coming from the start of its request: the worker waits for all of them
+    (and only for them) and runs one forward pass."""
+    client = make_client(cache="none", rate_limit=0, max_wait_ms=600_000)
+    registry = client.application.extensions["alt_text"]["metrics"].registry
+    body = {"images": [{"data": b64(png(c, s))} for c, s in (("red", "square"), ("blue", "circle"),
+                                                              ("green", "square"), ("yellow", "circle"))]}
+    upload, answer = _in_thread(lambda: client.post("/v1/alt-text", json=body))
+    upload.join(30)
+    assert answer and all(r["alt"] for r in answer[0].get_json()["results"])
+    assert registry.get_sample_value("alt_text_batch_size_count") == 1
+    assert registry.get_sample_value("alt_text_batch_size_sum") == 4
+
+
+def test_the_body_cap_is_checked_before_the_rate_limiter(make_client, caplog):
+    """One check, before flask-limiter counts the images: its cost function never meets an over-limit body (which
+    it logged as a failure to rate limit, with a traceback), and every method gets the same 413 JSON error."""
+    client = make_client(max_body_bytes=2000, rate_limit=5)
+    big = {"images": [{"data": "A" * 5000}]}
+    r = client.post("/v1/alt-text", json=big)
+    assert r.status_code == 413 and r.get_json() == {"error": {
+        "code": "body_too_large", "message": "the request body is larger than 2,000 bytes"}}
+    r = client.get("/v1/alt-text", query_string={"url": "http://a.example/x.png"}, data="x" * 5000)
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "body_too_large"
+    # no Content-Length (chunked): the body turns out too long while it is read
+    r = client.post("/v1/alt-text", input_stream=io.BytesIO(json.dumps(big).encode()),
+                    content_type="application/json", environ_overrides={"wsgi.input_terminated": True})
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "body_too_large"
+    assert "Traceback" not in caplog.text and "rate limit" not in caplog.text.lower()
+    three = {"images": [{"data": b64(png())}] * 3}
+    assert client.post("/v1/alt-text", json=three).headers["RateLimit-Remaining"] == "2"  # only these counted
+    exactly = json.dumps({"images": [{"data": ""}]}).encode()
+    exactly = exactly.replace(b'""', b'"' + b"A" * (2000 - len(exactly)) + b'"')
+    assert len(exactly) == 2000  # at the cap, without a length: read whole, and accepted
+    r = client.post("/v1/alt-text", input_stream=io.BytesIO(exactly), content_type="application/json",
+                    environ_overrides={"wsgi.input_terminated": True})
+    assert r.status_code == 200 and "error" in r.get_json()["results"][0]
+
+
+def test_an_over_limit_body_leaves_the_shared_limit_shared(make_client, redis_url):
+    """With Redis, an exception in the limiter's cost function made it fall back to its in-memory limit."""
+    body = {"images": [{"data": b64(png())}] * 2}
+    a = make_client(rate_limit=3, cache="none", redis_url=redis_url, max_body_bytes=50_000)
+    b = make_client(rate_limit=3, cache="none", redis_url=redis_url, max_body_bytes=50_000)
+    assert a.post("/v1/alt-text", json={"images": [{"data": "A" * 60_000}]}).status_code == 413
+    assert a.post("/v1/alt-text", json=body).status_code == 200
+    assert b.post("/v1/alt-text", json=body).status_code == 429  # still one limit across both
+
+
+def test_every_way_to_miss_the_deadline_gives_the_same_error(make_client, monkeypatch):
+    """The request's deadline passes while waiting for a fetch slot, while waiting for a fetch, or before a fetch
+    that finished late is captioned: one error, defined once."""
+    from server.service import alt_text
+
+    monkeypatch.setattr(alt_text, "REQUEST_DEADLINE", 0.0)  # every request is late at once
+    monkeypatch.setattr(alt_text, "FETCHES_PER_CLIENT", 1)
+    with held_upstream(png("red", "circle")) as (origin, _, release):
+        client = make_client(test_allow_loopback=(origin,), testing=True, cache="none", rate_limit=0)
+        service = client.application.extensions["alt_text"]["service"]
+        urls = [{"url": f"http://{origin}/{i}.png"} for i in range(2)]
+        waiting_for_fetch, waiting_for_slot = client.post("/v1/alt-text", json={"images": urls}).get_json()["results"]
+        release.set()
+        fetched_late = service._prepare(urls[0], deadline=time.monotonic() - 1)
+    want = {"code": "deadline_exceeded", "message": alt_text.DEADLINE_EXCEEDED[1], "status": 504}
+    assert waiting_for_fetch["error"] == waiting_for_slot["error"] == fetched_late["error"] == want
+
+
+# -- how the service runs the model on a CPU (server/service/tuning.py): faster, same answers ------------------
+
+def test_the_service_runs_the_encoder_channels_last_with_the_same_answers(make_client, shapes_checkpoint):
+    import torch
+
+    from server.describe import Describer
+
+    client = make_client()
+    encoder = client.application.extensions["alt_text"]["service"].captioner.model.encoder
+    convs = [p for p in encoder.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    untouched = Describer(Captioner.load(shapes_checkpoint, device="cpu"))  # default layout
+    for colour, shape in (("red", "square"), ("blue", "circle"), ("yellow", "square")):
+        got = client.post("/v1/alt-text", json={"images": [{"data": b64(png(colour, shape))}]}).get_json()
+        want = untouched.describe([Image.open(io.BytesIO(png(colour, shape)))])[0]
+        assert got["results"][0]["caption"] == want["caption"]
+        assert got["results"][0]["raw_confidence"] == pytest.approx(want["raw_confidence"], abs=1e-3)
+
+
+def test_a_service_process_keeps_the_memory_the_model_frees():
+    """In a process of its own (the settings are process-wide): glibc accepts them."""
+    import platform
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    code = "from server.service.tuning import keep_freed_memory; print(keep_freed_memory())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert out.stdout.strip() == "True", out.stderr

@@ -12,12 +12,12 @@ import logging
 import threading
 import time
 import weakref
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..describe import Describer, Evidence
 from ..netsafe.fetch import FetchError, check_url, decode_fetched, fetch_bytes
-from .batcher import BatchWorker
+from .batcher import BatchWorker, WorkerStopped
 from .cache import Cache, image_key
 from .config import Config
 from .metrics import ServiceMetrics
@@ -29,11 +29,20 @@ REQUEST_DEADLINE = 60.0  # seconds one request may take, fetching and the model 
 FETCHES_PER_CLIENT = 4  # URLs one client may have in flight at once, whatever its number of requests
 
 
+# Errors that several places give, as (code, message, status): each is defined once, here.
+DEADLINE_EXCEEDED = ("deadline_exceeded", "the image could not be fetched within the request's deadline", 504)
+SHUTTING_DOWN = ("shutting_down", "the service is shutting down; send the request again", 503)
+
+
 @dataclass
 class ImageFailure(Exception):
     code: str
     message: str
     status: int = 422
+
+
+class ServiceClosing(Exception):
+    """The service is draining before it stops: a new request is refused (HTTP 503, SHUTTING_DOWN)."""
 
 
 class AltTextService:
@@ -45,25 +54,48 @@ class AltTextService:
         # Decoding a large image takes memory (a 40-megapixel RGBA PNG is ~160 MB while it is converted):
         # bound how many decode at once, whatever the number of request threads.
         self._decoding = threading.BoundedSemaphore(2)
-        self._preparing = 0  # images being fetched or decoded right now: the batching worker waits for them
-        self._preparing_lock = threading.Lock()
+        self._coming = 0  # images whose bytes are here, being decoded or preprocessed: the batching worker waits
+        self._coming_lock = threading.Lock()
         self.worker = BatchWorker(describer.run_model, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch,
-                                  coming=lambda: self._preparing)
+                                  coming=self.coming)
         self.limits = cfg.fetch_limits()
         # URL fetches wait on the network, so they run on a pool; a client gets FETCHES_PER_CLIENT of its threads
         # at a time, so a few clients with slow upstreams cannot hold all of them. Uploaded bytes never queue here.
         self.fetchers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="alt-text-fetch")
         self._client_slots: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._slots_lock = threading.Lock()
+        self._in_flight = 0  # describe() calls running: close() lets them finish
+        self._drained = threading.Condition()
+        self.closing = False
 
-    def close(self) -> None:
+    def close(self, timeout: float = REQUEST_DEADLINE) -> bool:
+        """Drain, then stop (gunicorn's worker_exit): new requests are refused from now on (ServiceClosing, a 503),
+        the requests in flight finish, for at most ``timeout`` seconds; then the model worker (after captioning what
+        it was given) and the fetch pool stop. True when no request was still in flight."""
+        with self._drained:
+            self.closing = True
+            drained = self._drained.wait_for(lambda: self._in_flight == 0, timeout)
+            if not drained:
+                log.warning("%d requests still in flight after %.0f s of draining; stopping anyway",
+                            self._in_flight, timeout)
         self.worker.stop()
-        self.fetchers.shutdown(wait=False, cancel_futures=True)
+        self.fetchers.shutdown(wait=False)  # a fetch already queued still runs; its request answers it
+        return drained
+
+    def coming(self) -> int:
+        """Images whose bytes are here (uploaded, or fetched already) and that are being decoded or preprocessed,
+        to be submitted to the model soon: the batching worker waits for these, never for images still on the
+        network (a slow upstream must not hold every batch for max_wait_ms)."""
+        return self._coming
+
+    def _count_coming(self, n: int) -> None:
+        with self._coming_lock:
+            self._coming += n
 
     # -- one image ---------------------------------------------------------------------------------------------
 
-    def _load(self, spec) -> tuple[object, bytes] | dict:
-        """The decoded image and its bytes, or a finished result when the URL is in the cache."""
+    def _bytes(self, spec) -> bytes | dict:
+        """The image's bytes (fetched, or decoded from base64), or a finished result when the URL is in the cache."""
         if not isinstance(spec, dict):
             raise ImageFailure("invalid_image", "each image must be an object with a 'url' or a 'data' field", 400)
         url, data = spec.get("url"), spec.get("data")
@@ -79,10 +111,9 @@ class AltTextService:
                 hit = self.cache.get_url(url, self.cache_version)
                 if hit:
                     return hit
-                raw = fetch_bytes(url, self.limits)[0]  # not under the decode bound: fetches wait on the network
+                return fetch_bytes(url, self.limits)[0]  # not under the decode bound: fetches wait on the network
             except FetchError as e:
                 raise ImageFailure(e.code, e.message, e.status) from None
-            return self._decode(raw), raw
         if not isinstance(data, str):
             raise ImageFailure("invalid_data", "'data' must be a base64 string", 400)
         if len(data) > self.cfg.max_image_bytes * 4 // 3 + 4:
@@ -92,10 +123,9 @@ class AltTextService:
             if not comma:
                 raise ImageFailure("invalid_data", "'data' is a data: URL without a payload", 400)
         try:
-            raw = base64.b64decode("".join(data.split()), validate=True)  # line-wrapped base64 is fine
+            return base64.b64decode("".join(data.split()), validate=True)  # line-wrapped base64 is fine
         except (binascii.Error, ValueError):
             raise ImageFailure("invalid_data", "'data' is not valid base64", 400) from None
-        return self._decode(raw), raw
 
     def _decode(self, raw: bytes):
         with self._decoding:
@@ -104,23 +134,20 @@ class AltTextService:
             except FetchError as e:
                 raise ImageFailure(e.code, e.message, e.status) from None
 
-    def _prepare(self, spec, deadline: float = float("inf")) -> dict | tuple:
-        """A finished result, or (cache key, model future, url, image, pixel stats)."""
-        with self._preparing_lock:
-            self._preparing += 1
+    def _prepare(self, spec, deadline: float = float("inf"), counted: bool = False) -> dict | tuple:
+        """A finished result, or (cache key, model future, url, image, pixel stats). The image counts as coming
+        (see ``coming``) from when its bytes are here until it is submitted or has failed; ``counted``: the caller
+        counted it already (uploaded bytes, counted for the whole request at once)."""
+        coming = counted
         try:
-            return self._prepare_one(spec, deadline)
-        finally:
-            with self._preparing_lock:
-                self._preparing -= 1
-
-    def _prepare_one(self, spec, deadline: float) -> dict | tuple:
-        try:
-            loaded = self._load(spec)
-            if isinstance(loaded, dict):
+            raw = self._bytes(spec)  # a URL is fetched here: it is not coming while it waits on the network
+            if isinstance(raw, dict):
                 self.metrics.cache.labels("hit").inc()
-                return self._result(loaded, cached=True)
-            image, raw = loaded
+                return self._result(raw, cached=True)
+            if not coming:
+                self._count_coming(1)
+                coming = True
+            image = self._decode(raw)
             key = image_key(raw, self.cache_version)
             url = spec.get("url")
             hit = self.cache.get(key)
@@ -131,16 +158,20 @@ class AltTextService:
                 return self._result(hit, cached=True)
             self.metrics.cache.labels("miss").inc()
             if time.monotonic() > deadline:  # its request has answered already: no model work for nobody
-                return self._error("deadline_exceeded", "the image could not be fetched within the request's "
-                                   "deadline", 504)
+                return self._error(*DEADLINE_EXCEEDED)
             # Resize and normalise here, on the request's thread: the model's worker runs only the network.
             model_input, pixels = self.describer.prepare(image), self.describer.look(image)
             return key, self.worker.submit(model_input), url, image, pixels
         except ImageFailure as e:
             return self._error(e.code, e.message, e.status)
-        except Exception:  # noqa: BLE001 - a bug must not take the other images down with it
+        except WorkerStopped:  # only when close() gave up waiting for this request
+            return self._error(*SHUTTING_DOWN)
+        except Exception:  # a bug must not take the other images down with it
             log.exception("unexpected failure preparing an image")
             return self._error("internal_error", "the image could not be processed", 500)
+        finally:
+            if coming:
+                self._count_coming(-1)
 
     def _result(self, stored: dict, cached: bool) -> dict:
         """The pipeline's decision on stored evidence (fresh or cached: thresholds and wording apply either way)."""
@@ -178,19 +209,38 @@ class AltTextService:
 
         items: list = [None] * len(specs)
         urls = [i for i, s in enumerate(specs) if isinstance(s, dict) and s.get("url") is not None]
-        for i in sorted(set(range(len(specs))) - set(urls)):
-            items[i] = self._prepare(specs[i])
+        uploads = sorted(set(range(len(specs))) - set(urls))
+        self._count_coming(len(uploads))  # their bytes are here: the batch they join may wait for all of them
+        for i in uploads:
+            items[i] = self._prepare(specs[i], counted=True)
         for i in urls:
-            if slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                items[i] = self._error(*DEADLINE_EXCEEDED)
+                continue
+            try:
                 items[i] = self.fetchers.submit(fetch, specs[i])
-            else:
-                items[i] = self._error("deadline_exceeded", "the request's deadline passed before this image "
-                                       "could be fetched", 504)
+            except RuntimeError:  # the pool is shut down: only when close() gave up waiting for this request
+                slots.release()
+                items[i] = self._error(*SHUTTING_DOWN)
         return items
 
     def describe(self, specs: list, client: str = "") -> list[dict]:
         """One result per spec, in order. ``client`` (an API key or address) shares the fetch pool fairly; the
-        deadline covers fetching and the model; captioning is batched by the worker."""
+        deadline covers fetching and the model; captioning is batched by the worker. Raises ServiceClosing once
+        close() has begun; a request already running is let finish."""
+        with self._drained:
+            if self.closing:
+                raise ServiceClosing()
+            self._in_flight += 1
+        try:
+            return self._describe(specs, client)
+        finally:
+            with self._drained:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._drained.notify_all()
+
+    def _describe(self, specs: list, client: str) -> list[dict]:
         t0 = time.perf_counter()
         deadline = time.monotonic() + REQUEST_DEADLINE
         results = []
@@ -199,8 +249,9 @@ class AltTextService:
                 try:
                     p = p.result(timeout=max(0.0, deadline - time.monotonic()))
                 except TimeoutError:
-                    p = self._error("deadline_exceeded", "the image could not be fetched within the request's "
-                                    "deadline", 504)
+                    p = self._error(*DEADLINE_EXCEEDED)
+                except CancelledError:
+                    p = self._error(*SHUTTING_DOWN)
             if isinstance(p, tuple):
                 key, model_future, url, image, pixels = p
                 try:
@@ -209,7 +260,9 @@ class AltTextService:
                 except TimeoutError:
                     model_future.cancel()  # the worker skips it if it has not started yet
                     p = self._error("model_timeout", "the model did not answer in time", 503)
-                except Exception:  # noqa: BLE001
+                except WorkerStopped:
+                    p = self._error(*SHUTTING_DOWN)
+                except Exception:
                     log.exception("describing failed")
                     p = self._error("model_error", "the model failed on this image", 500)
                 else:

@@ -13,13 +13,14 @@ import time
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_cors import CORS
 from flask_limiter import HeaderNames, Limiter
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..describe import Describer
 from ..describe.ocr import Ocr
 from ..describe.ocr import available as ocr_available
-from .alt_text import AltTextService
+from . import tuning
+from .alt_text import SHUTTING_DOWN, AltTextService, ServiceClosing
 from .cache import FailSafeCache, check_cache_settings, open_cache
 from .config import Config
 from .metrics import CONTENT_TYPE, ServiceMetrics
@@ -77,9 +78,17 @@ def _guard():
         return None  # CORS pre-flight carries no credentials
     if cfg.api_keys and not _valid_key():
         return error(401, "unauthorized", "a valid X-API-Key header is required")
-    if _state()["service"] is None and request.endpoint != "api.limits":
+    service = _state()["service"]
+    if service is None and request.endpoint != "api.limits":
         return error(503, "model_not_loaded", "the model is not loaded")
+    if service is not None and service.closing:
+        return _shutting_down()
     return None
+
+
+def _shutting_down() -> Response:
+    code, message, status = SHUTTING_DOWN
+    return error(status, code, message, **{"Retry-After": "1"})
 
 
 def _images_from_body():
@@ -128,6 +137,8 @@ def readyz():
     service = _state()["service"]
     if service is None or not service.worker._thread.is_alive():
         return jsonify({"status": "not ready", "reason": "model not loaded"}), 503
+    if service.closing:
+        return jsonify({"status": "not ready", "reason": "shutting down"}), 503
     d = service.describer
     return jsonify({"status": "ready", "model": service.model_version, "device": str(service.captioner.device),
                     "pipeline": d.namespace, "ocr": d.ocr_available, "honesty_heads": d.heads is not None,
@@ -137,10 +148,7 @@ def readyz():
 
 @ops.get("/metrics")
 def metrics():
-    state = _state()
-    if state["service"] is not None:
-        state["metrics"].cache_degraded.set(state["service"].cache.state != "ok")
-    return Response(state["metrics"].render(), content_type=CONTENT_TYPE)
+    return Response(_state()["metrics"].render(), content_type=CONTENT_TYPE)
 
 
 @ops.get("/openapi.json")
@@ -152,31 +160,56 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
     """Build the app. ``describer`` (or a bare ``captioner``, described without fitted heads) overrides loading
     one from ``config.checkpoint``: tests pass tiny models."""
     cfg = config or Config.from_env()
+    loads_model = describer is None and captioner is None and cfg.load_model
+    if loads_model:  # a service process of its own (a gunicorn worker): before it starts any thread
+        tuning.keep_freed_memory()
     app = Flask(__name__)
     app.config["ALT_TEXT"] = cfg
-    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
+    # werkzeug reads no more than this (a chunked body is cut off there, silently): one byte over the cap, so that
+    # _check_body_size sees a body that is too long instead of a truncated one
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes + 1
     app.json.sort_keys = False
     metrics = ServiceMetrics()
     service = None
     if cfg.loopback_allowed():
         log.warning("TESTING MODE: the fetcher may reach the loopback origins %s; never run a deployment like this",
                     ", ".join(cfg.test_allow_loopback))
-    if cfg.torch_threads > 0:  # cores / workers (alt-text serve), so N processes do not oversubscribe the CPU
+    if cfg.torch_threads > 0:  # (cores - 1) / workers (alt-text serve): N processes do not oversubscribe the CPU
         import torch
 
         torch.set_num_threads(cfg.torch_threads)
     if describer is None and captioner is not None:
         describer = Describer(captioner, None, cfg.policy(), cfg.wording(),
                               Ocr() if cfg.ocr and ocr_available() else None, cfg.beam_size)
-    elif describer is None and cfg.load_model:
+    elif loads_model:
         describer = Describer.load(cfg.checkpoint, device=cfg.device, beam_size=cfg.beam_size, policy=cfg.policy(),
                                    wording=cfg.wording(), use_ocr=cfg.ocr)
     if describer is not None:
+        tuning.channels_last_on_cpu(describer.captioner)
         check_cache_settings(cfg.cache, cfg.redis_url)  # a wrong setting stops the start; a broken cache does not
         cache = FailSafeCache(lambda: open_cache(cfg.cache, cfg.cache_path, cfg.redis_url, cfg.cache_ttl),
-                              cooldown=cfg.cache_retry)
+                              cooldown=cfg.cache_retry, on_change=metrics.cache_degraded.set)
         service = AltTextService(cfg, describer, cache, metrics)
     app.extensions["alt_text"] = {"service": service, "metrics": metrics}
+
+    def too_large() -> Response:
+        return error(413, "body_too_large", f"the request body is larger than {cfg.max_body_bytes:,} bytes")
+
+    # Registered before the rate limiter's own before_request, which reads the body to count its images.
+    @app.before_request
+    def _check_body_size():
+        """The one check of the body cap, before anything reads the body: a declared Content-Length over it, or a
+        body without one (chunked) that turns out longer (werkzeug reads at most one byte more than the cap). The
+        body read here is kept for the limiter's count and the view."""
+        if (request.content_length or 0) > cfg.max_body_bytes:
+            return too_large()
+        try:
+            if len(request.get_data(cache=True)) > cfg.max_body_bytes:
+                return too_large()
+        except RequestEntityTooLarge:
+            return too_large()
+        return None
+
     # Rate limit with flask-limiter: in Redis when ALT_TEXT_REDIS_URL is set (one limit across workers and
     # replicas), else per process; if Redis fails, each process falls back to its own memory until it returns.
     limiter = Limiter(client_key, app=app, storage_uri=cfg.redis_url or "memory://", strategy="moving-window",
@@ -209,12 +242,15 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException):
-        codes = {413: "body_too_large", 404: "not_found", 405: "method_not_allowed", 400: "bad_request",
-                 429: "rate_limited"}
-        message = (f"the request body is larger than {cfg.max_body_bytes:,} bytes" if e.code == 413
-                   else f"too many images; the limit is {cfg.rate_limit} per minute" if e.code == 429
-                   else e.description)
+        if e.code == 413:
+            return too_large()
+        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 429: "rate_limited"}
+        message = f"too many images; the limit is {cfg.rate_limit} per minute" if e.code == 429 else e.description
         return error(e.code or 500, codes.get(e.code, "http_error"), message)
+
+    @app.errorhandler(ServiceClosing)
+    def _closing(e: ServiceClosing):  # close() began between the guard and the work
+        return _shutting_down()
 
     @app.errorhandler(Exception)
     def _crash(e: Exception):

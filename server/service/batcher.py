@@ -28,8 +28,9 @@ class BatchWorker:
                  on_batch: Callable[[int, float], None] | None = None,
                  coming: Callable[[], int] | None = None):
         self.run = run
-        # How many images callers are still preparing (fetching, decoding) that will be submitted soon: the worker
-        # waits up to max_wait_ms for them, and not at all when none is coming (a lone request pays no delay).
+        # How many images callers hold the bytes of and are decoding or preprocessing, to be submitted soon: the
+        # worker waits up to max_wait_ms for them, and not at all when none is coming (a lone request pays no delay).
+        # Images still on the network do not count: a slow upstream must not hold every batch for max_wait_ms.
         self.coming = coming
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.on_batch = on_batch  # metrics hook: (batch size, seconds)
@@ -46,14 +47,17 @@ class BatchWorker:
         return fut
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Refuse new images; caption those already submitted (a request waiting on one gets its answer), then end
+        the thread. Waits at most ``timeout`` seconds for that."""
         self._stopped.set()
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def _gather(self) -> list:
+    def _gather(self) -> tuple[list, bool]:
+        """The next batch, and whether the stop came after it (what was queued before the stop is still run)."""
         first = self._queue.get()
         if first is None:
-            return []
+            return [], True
         batch = [first]
         deadline = time.monotonic() + self.max_wait
         while len(batch) < self.max_batch:
@@ -69,15 +73,14 @@ class BatchWorker:
                     continue
                 break
             if item is None:
-                self._queue.put(None)  # let the loop see the stop after this batch
-                break
+                return batch, True
             batch.append(item)
-        return batch
+        return batch, False
 
     def _caption(self, live: list) -> None:
         try:
             outputs = self.run([im for im, _ in live])
-        except Exception as e:  # noqa: BLE001 - handed to the waiting requests, never lost
+        except Exception as e:  # handed to the waiting requests, never lost
             if len(live) > 1:  # the batch mixes requests: find the one image at fault, spare the others
                 log.warning("batch of %d failed (%s); retrying its images one by one", len(live), e)
                 for item in live:
@@ -90,10 +93,9 @@ class BatchWorker:
             f.set_result(out)
 
     def _run(self) -> None:
-        while not self._stopped.is_set():
-            batch = self._gather()
-            if not batch:
-                continue
+        stopping = False
+        while not stopping:
+            batch, stopping = self._gather()
             live = [(im, f) for im, f in batch if f.set_running_or_notify_cancel()]
             if not live:
                 continue
@@ -101,7 +103,7 @@ class BatchWorker:
             self._caption(live)
             if self.on_batch:
                 self.on_batch(len(live), time.perf_counter() - t0)
-        while True:  # fail whatever is still queued
+        while True:  # fail whatever a submit racing with stop() queued after it
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:

@@ -13,8 +13,9 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +142,12 @@ class FailSafeCache:
     seconds (a broken cache then costs nothing, and is logged once, not on every call); after that, one call tries
     it again. ``opener`` builds the inner cache, so a cache that cannot even be opened at start (Redis down, a bad
     file at the path) is retried the same way instead of stopping the service from booting. ``state`` says which it
-    is, for /readyz and /metrics."""
+    is, for /readyz; ``on_change(degraded)`` is called when it changes (the /metrics gauge), not on every call."""
 
     def __init__(self, opener: Callable[[], Cache], max_failures: int = 3, cooldown: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, on_change: Callable[[bool], None] | None = None):
         self.opener, self.max_failures, self.cooldown, self.clock = opener, max_failures, cooldown, clock
+        self.on_change = on_change
         self.inner: Cache | None = None
         self.reason: str | None = None  # why it is off, while it is
         self._failures = 0
@@ -161,11 +163,14 @@ class FailSafeCache:
         with self._lock:
             self._failures += 1
             if self._failures >= self.max_failures or self.inner is None:
-                if self.reason is None:
+                opened = self.reason is None  # the breaker opens now (it may already be open: a failed probe)
+                if opened:
                     log.warning("the cache is failing (%s: %s); continuing without it for %.0f s at a time",
                                 type(e).__name__, e, self.cooldown)
                 self.reason = f"{type(e).__name__}: {e}"[:200]
                 self._open_until = self.clock() + self.cooldown
+                if opened and self.on_change is not None:
+                    self.on_change(True)
 
     def _try(self, call):
         if self.reason is not None:
@@ -184,9 +189,12 @@ class FailSafeCache:
             return None
         if self._failures or self.reason:
             with self._lock:
-                if self.reason:
-                    log.warning("the cache works again")
+                recovered = self.reason is not None
                 self._failures, self.reason = 0, None
+                if recovered:
+                    log.warning("the cache works again")
+                    if self.on_change is not None:
+                        self.on_change(False)
         return result
 
     def get(self, key):

@@ -29,10 +29,12 @@ class Config:
     checkpoint: str | None = setting(None, "Model checkpoint (default: the bundled model).")
     device: str | None = setting(None, "cpu, cuda, cuda:1 (default: CUDA when present).")
     beam_size: int = setting(3, "Beam width; 1 is greedy decoding.")
-    torch_threads: int = setting(0, "CPU threads of the model in each process (0: the cores divided by the workers).")
+    torch_threads: int = setting(0, "CPU threads of the model in each process (0: the cores less one, divided by "
+                                    "the workers; at least 1).")
     max_batch: int = setting(16, "Images per forward pass.")
     max_wait_ms: float = setting(20.0, "How long the model worker waits to fill a batch, while more images are "
-                                       "being fetched or decoded (a lone request does not wait).")
+                                       "being decoded or preprocessed (not while they are fetched; a lone request "
+                                       "does not wait).")
     max_images: int = setting(16, "Images per request (published at /v1/limits).")
     max_body_bytes: int = setting(20_000_000, "Request body, base64 images included.")
     max_image_bytes: int = setting(10_000_000, "A fetched or uploaded image.")
@@ -102,7 +104,7 @@ class Config:
         return tuple(self.test_allow_loopback)
 
     @classmethod
-    def from_env(cls, environ=os.environ, **overrides) -> "Config":
+    def from_env(cls, environ=os.environ, **overrides) -> Config:
         """Defaults, overridden by ALT_TEXT_<FIELD> variables, overridden by keyword arguments."""
         values = {}
         for f in fields(cls):

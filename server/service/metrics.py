@@ -37,9 +37,11 @@ class ServiceMetrics:
                              registry=r)
         self.withheld = Counter("alt_text_withheld", "Images given no alt text, by reason", ["reason"], registry=r)
         self.ocr = Counter("alt_text_ocr", "Images whose text was read by OCR", registry=r)
-        # "max" across processes: the cache is shared, so one degraded process says it for all of them
+        # The highest value of the live processes: the cache is shared, so one degraded process says it for all of
+        # them, and a dead worker's value goes with it (child_exit marks it dead). Set by FailSafeCache's on_change
+        # when the state changes, not at scrape time (a scrape reaches one worker, the others would never say).
         self.cache_degraded = Gauge("alt_text_cache_degraded", "1 while the result cache is failing and bypassed",
-                                    registry=r, multiprocess_mode="max")
+                                    registry=r, multiprocess_mode="livemax")
         self.cache = Counter("alt_text_cache", "Cache look-ups by result", ["result"], registry=r)
         self.latency = Histogram("alt_text_request_seconds", "Request latency", ["endpoint"], registry=r,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))

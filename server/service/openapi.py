@@ -57,7 +57,8 @@ def _json(schema: dict, description: str) -> dict:
 def openapi_spec() -> dict:
     errors = {str(s): _json(_ERROR, d) for s, d in [
         (400, "malformed request"), (401, "missing or wrong API key"), (413, "too many images or body too large"),
-        (429, "rate limited (see Retry-After)"), (503, "model not loaded")]}
+        (429, "rate limited (see Retry-After)"), (503, ("model not loaded, or the service is shutting "
+                                                       "down (shutting_down: send it again, see Retry-After)"))]}
     return {
         "openapi": "3.1.0",
         "info": {"title": "alt-text", "version": "1",
@@ -87,7 +88,8 @@ def openapi_spec() -> dict:
                         "400": _json({"oneOf": [_RESULTS, _ERROR]}, "a malformed or non-http(s) URL (results), "
                                                                     "or no url parameter (error)"),
                         "503": _json({"oneOf": [_RESULTS, _ERROR]}, "the model did not answer in time (results), "
-                                                                    "or is not loaded (error)"),
+                                                                    "or is not loaded or the service is shutting "
+                                                                    "down (error)"),
                         **{str(status): _json(_RESULTS, why) for status, why in (
                             (403, "a private, loopback or link-local address, or robots-like refusal"),
                             (413, "the image is too large"), (422, "the image could not be read"),
@@ -102,7 +104,8 @@ def openapi_spec() -> dict:
                 "401": errors["401"], "429": errors["429"]}}},
             "/healthz": {"get": {"summary": "Process is up", "responses": {"200": {"description": "up"}}}},
             "/readyz": {"get": {"summary": "Model is loaded", "responses": {
-                "200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+                "200": {"description": "ready"},
+                "503": {"description": "not ready: no model, or shutting down (take it out of the load balancer)"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
                 "description": "text exposition format", "content": {"text/plain": {}}}}}},
         },
