@@ -7,7 +7,9 @@ reward of the image's other samples (Luo 2020, "A better variant of self-critica
 greedy caption's reward as in the paper. The log-probabilities come from one teacher-forced pass over the samples
 with the same search rules as sampling (no <pad>/<bos>/<unk>, no <eos> before ``min_len``), so the gradient is that
 of the policy that drew them. Options against the known side effects: ``xe_weight`` mixes in cross-entropy on one
-reference per image, ``entropy_weight`` adds an entropy bonus; evaluation keeps the beam's n-gram blocking. Each
+reference per image, ``entropy_weight`` adds an entropy bonus, ``hallucination_penalty`` subtracts that much reward for
+every COCO object a sample names that none of its image's references names (CHAIR's rule, ``model/chair.py``: the
+reward itself then counts invented objects, which plain CIDEr-D does not punish); evaluation keeps the beam's n-gram blocking. Each
 epoch logs on dev, next to CIDEr: mean length, dangling endings ("... with a"), repeated words ("a a") and
 bigrams, the number of distinct words, and CHAIR.
 
@@ -36,7 +38,7 @@ from tqdm import tqdm
 from . import checkpoint
 from .beam import SearchConfig, beam_search
 from .captioner import Captioner, CaptionModel, ModelConfig
-from .chair import chair
+from .chair import chair, mentions
 from .cider_reward import CiderD
 from .decoders import expand_static
 from .encoders import get_spec
@@ -70,6 +72,7 @@ class SCSTConfig:
     dropout: float = 0.0  # samples are drawn without dropout, so log-probabilities without it are on-policy
     xe_weight: float = 0.0  # + xe_weight x cross-entropy on one reference caption per image
     entropy_weight: float = 0.0  # - entropy_weight x mean entropy per sampled token
+    hallucination_penalty: float = 0.0  # reward - this x the sample's objects that no reference of its image names
     eval_beam: int = 3
     max_dev_images: int = 0  # 0: every dev image
     max_train_images: int = 0  # 0: every train image
@@ -200,8 +203,9 @@ class SCSTTrainer:
         for name in ("init", "encoder"):  # not repeated on the command line: the run's own
             if not getattr(self.cfg, name):
                 setattr(self.cfg, name, stored[name])
-        changed = {k: (stored.get(k), v) for k, v in asdict(self.cfg).items()
-                   if k not in _RESUMABLE and stored.get(k) != v}
+        defaults = asdict(SCSTConfig())  # a setting added after the run was saved had its default then
+        changed = {k: (stored.get(k, defaults[k]), v) for k, v in asdict(self.cfg).items()
+                   if k not in _RESUMABLE and stored.get(k, defaults[k]) != v}
         if changed:
             raise TrainingError(f"--resume with different settings than the saved run: {changed}")
         return tensors, meta
@@ -267,6 +271,8 @@ class SCSTTrainer:
         # The reward's document frequencies: every training reference, tokenised as the dev metric tokenises.
         self.reward = CiderD({i: [tokenize(c) for c in it.captions] for i, it in enumerate(self.train.items)})
         self.ref_ids = [[v.encode(c, max_len) for c in it.captions] for it in self.train.items]
+        # The COCO categories each training image's references name: CHAIR's truth, for the hallucination penalty.
+        self.truth = [frozenset(c for ref in it.captions for _, c in mentions(ref)) for it in self.train.items]
 
         torch.manual_seed(cfg.seed)
         dec_cfg = replace(self.model_cfg.decoder, dropout=cfg.dropout)
@@ -334,6 +340,15 @@ class SCSTTrainer:
     def _words(self, tokens: torch.Tensor) -> list[list[str]]:
         return [self.vocab.decode(row[1:]).split() for row in tokens.tolist()]
 
+    def rewards(self, keys: list[int], words: list[list[str]]) -> torch.Tensor:
+        """CIDEr-D of each caption against its training image's references, less the hallucination penalty."""
+        scores = self.reward.scores(keys, words)
+        if self.cfg.hallucination_penalty:
+            p = self.cfg.hallucination_penalty
+            scores = [r - p * sum(c not in self.truth[k] for _, c in mentions(" ".join(w)))
+                      for r, k, w in zip(scores, keys, words)]
+        return torch.tensor(scores, device=self.device)
+
     def train_step(self, idx: torch.Tensor) -> dict:
         """One policy-gradient step on the images ``idx``; returns the step's numbers."""
         cfg, v, decoder = self.cfg, self.vocab, self.model.decoder
@@ -344,11 +359,11 @@ class SCSTTrainer:
         tokens, forced = sample(decoder, feats, s, self.search, v.pad_id)
         keys = idx.repeat_interleave(s).tolist()
         words = self._words(tokens)
-        reward = torch.tensor(self.reward.scores(keys, words), device=self.device).view(b, s)
+        reward = self.rewards(keys, words).view(b, s)
         greedy_reward = None
         if cfg.baseline == "greedy":
             best, _ = sample(decoder, feats, 1, self.search, v.pad_id, greedy=True)
-            greedy_reward = torch.tensor(self.reward.scores(idx.tolist(), self._words(best)), device=self.device)
+            greedy_reward = self.rewards(idx.tolist(), self._words(best))
             baseline = greedy_reward[:, None]
         else:
             baseline = (reward.sum(1, keepdim=True) - reward) / (s - 1)

@@ -171,7 +171,7 @@ class InProcess:
     """The in-process rate at one torch thread count, measured in a process of its own that loads the pipeline
     once and lives for the whole run: thread settings changed within one process leave OpenMP's threads in odd
     states (2 threads after 1 ran ten times slower here), and the model is loaded once, not every round.
-    ``tuned``: with the service's CPU settings too (server/service/tuning.py: malloc, channels-last), so that the
+    ``tuned``: with the service's CPU settings too (server/service/tuning.py: malloc, channels-last, GIL interval), so that the
     service's share of it is the cost of HTTP and batching alone."""
 
     def __init__(self, checkpoint: str | None, threads: int, tuned: bool = False):
@@ -203,6 +203,7 @@ def in_process_worker(threads: int, checkpoint: str | None, tuned: bool) -> None
         from server.service import tuning
 
         tuning.keep_freed_memory()  # before torch starts any thread
+        tuning.hand_the_gil_back_sooner()  # one thread here: no effect, but the same settings
     import torch
 
     from server.describe import Describer

@@ -223,7 +223,8 @@ def _scst_options(fn):
              "samples": "Captions sampled per image.",
              "baseline": "Reward baseline: the mean reward of the image's other samples, or the greedy caption's.",
              "xe_weight": "Weight of a cross-entropy term on one reference caption per image.",
-             "entropy_weight": "Weight of an entropy bonus on the sampled tokens."}
+             "entropy_weight": "Weight of an entropy bonus on the sampled tokens.",
+             "hallucination_penalty": "Reward taken off per COCO object a sample names that no reference names."}
     shared = {f.name for f in fields(TrainConfig)}
     for f in reversed(fields(SCSTConfig)):
         if f.name in shared:

@@ -266,6 +266,47 @@ def test_the_worker_waits_only_for_images_that_are_on_their_way():
         worker.stop()
 
 
+def test_the_worker_waits_for_the_clients_of_the_batch_it_just_answered():
+    """Closed-loop clients: four are answered by a batch while four others queued behind it; the four answered come
+    back 50 ms later. With a return wait they join the queued four; without, the half batches alternate."""
+    import threading
+    import time
+
+    def run_with(return_wait: float) -> list[int]:
+        sizes = []
+
+        def run(items):
+            time.sleep(0.4)  # the model's time for the batch: the return wait is a share of it
+            sizes.append(len(items))
+            return items
+
+        submitted = [0]  # the first four start together: "coming" until all four are in
+        worker = BatchWorker(run, max_batch=8, max_wait_ms=1000, coming=lambda: submitted[0] < 4,
+                             return_wait=return_wait)
+
+        def client(name: str, delay: float) -> None:
+            time.sleep(delay)
+            for _ in range(3):  # ask, wait for the answer, come back 50 ms later
+                future = worker.submit(name)
+                submitted[0] += 1
+                future.result(timeout=10)
+                time.sleep(0.05)
+
+        try:
+            threads = [threading.Thread(target=client, args=(f"c{i}", 0 if i < 4 else 0.1)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(20)
+        finally:
+            worker.stop()
+        return sizes
+
+    assert run_with(0.0)[:4] == [4, 4, 4, 4]  # the first four, then the four that queued behind them, in turn
+    waited = run_with(0.25)  # 100 ms of waiting covers the 50 ms return
+    assert waited[:3] == [4, 8, 8], waited
+
+
 def test_service_limits_ignore_answers_that_are_not_limits(monkeypatch):
     from server.service import client
 

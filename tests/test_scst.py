@@ -127,6 +127,21 @@ def test_an_scst_step_changes_the_weights(shapes_dataset, feature_cache, shapes_
         assert "blocks.0.cross_attn.q.weight" in changed, kw
 
 
+def test_the_hallucination_penalty_takes_reward_off_per_invented_object(shapes_dataset, feature_cache,
+                                                                        shapes_checkpoint, tmp_path):
+    plain = SCSTTrainer(_cfg(shapes_dataset, feature_cache, shapes_checkpoint, tmp_path / "p"))
+    fined = SCSTTrainer(_cfg(shapes_dataset, feature_cache, shapes_checkpoint, tmp_path / "f",
+                             hallucination_penalty=0.25))
+    plain.setup(resume=False)
+    fined.setup(resume=False)
+    # The shapes' references name no COCO object: a dog and two benches are three invented mentions.
+    words = [["a", "red", "square"], ["a", "dog", "on", "a", "bench", "by", "benches"]]
+    a, b = plain.rewards([0, 0], words), fined.rewards([0, 0], words)
+    assert b[0] == pytest.approx(a[0].item()) and b[1] == pytest.approx(a[1].item() - 0.75)
+    fined.truth[0] = frozenset({"dog"})  # had a reference said dog, only the benches would cost
+    assert fined.rewards([0], words[1:])[0] == pytest.approx(a[1].item() - 0.5)
+
+
 def test_resume_after_a_stop_or_a_crash_ends_with_the_same_weights(shapes_dataset, feature_cache,
                                                                    shapes_checkpoint, tmp_path, monkeypatch):
     def cfg(out, **kw):

@@ -163,6 +163,7 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
     loads_model = describer is None and captioner is None and cfg.load_model
     if loads_model:  # a service process of its own (a gunicorn worker): before it starts any thread
         tuning.keep_freed_memory()
+        tuning.hand_the_gil_back_sooner()
     app = Flask(__name__)
     app.config["ALT_TEXT"] = cfg
     # werkzeug reads no more than this (a chunked body is cut off there, silently): one byte over the cap, so that

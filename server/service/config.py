@@ -35,6 +35,8 @@ class Config:
     max_wait_ms: float = setting(20.0, "How long the model worker waits to fill a batch, while more images are "
                                        "being decoded or preprocessed (not while they are fetched; a lone request "
                                        "does not wait).")
+    return_wait: float = setting(0.25, "Share of a batch's time the model worker then waits for that batch's "
+                                       "clients to send their next images, to batch them together (0: never).")
     max_images: int = setting(16, "Images per request (published at /v1/limits).")
     max_body_bytes: int = setting(20_000_000, "Request body, base64 images included.")
     max_image_bytes: int = setting(10_000_000, "A fetched or uploaded image.")
