@@ -23,6 +23,11 @@ from torch import nn
 from .decoders import State, expand_static
 
 
+# Words a caption must not end on ("a man riding a"): CIDEr optimisation learns such endings, and a listener cannot
+# guess what was cut off.
+DANGLING = frozenset({"a", "an", "the", "of", "with", "on", "in", "and"})
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     beam_size: int = 3
@@ -33,12 +38,22 @@ class SearchConfig:
     bos: int = 1
     eos: int = 2
     banned: tuple[int, ...] = (0, 1, 3)  # <pad>, <bos>, <unk> are never generated
+    no_end_after: tuple[int, ...] = ()  # <eos> never follows these (the DANGLING words), unless out of room
 
     @classmethod
     def for_vocab(cls, vocab, beam_size: int = 3, **kw) -> SearchConfig:
-        """Settings with ``vocab``'s special ids: <pad>, <bos> and <unk> are never generated."""
+        """Settings with ``vocab``'s special ids: <pad>, <bos> and <unk> are never generated, and no caption ends
+        on a DANGLING word."""
+        kw.setdefault("no_end_after", tuple(sorted(vocab.stoi[w] for w in DANGLING if w in vocab.stoi)))
         return cls(beam_size=beam_size, bos=vocab.bos_id, eos=vocab.eos_id,
                    banned=(vocab.pad_id, vocab.bos_id, vocab.unk_id), **kw)
+
+
+def ends_dangling(last: torch.Tensor, cfg: SearchConfig) -> torch.Tensor:
+    """Which of the prefixes whose last tokens are ``last`` may not end now (they end on a DANGLING word)."""
+    if not cfg.no_end_after:
+        return torch.zeros_like(last, dtype=torch.bool)
+    return torch.isin(last, torch.tensor(cfg.no_end_after, device=last.device))
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,7 @@ def _constrain(logp, tokens, finished, step: int, cfg: SearchConfig):
     logp[:, list(cfg.banned)] = float("-inf")
     if step < cfg.min_len:
         logp[:, cfg.eos] = float("-inf")
+    logp[ends_dangling(tokens[:, -1], cfg), cfg.eos] = float("-inf")
     if step >= cfg.max_len:  # out of room: every hypothesis ends here
         logp[:, : cfg.eos] = float("-inf")
         logp[:, cfg.eos + 1 :] = float("-inf")

@@ -36,7 +36,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from . import checkpoint
-from .beam import SearchConfig, beam_search
+from .beam import DANGLING, SearchConfig, beam_search, ends_dangling
 from .captioner import Captioner, CaptionModel, ModelConfig
 from .chair import chair, mentions
 from .cider_reward import CiderD
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 
 STATE_FORMAT = "alt-text/scst-state"
 BASELINES = ("mean", "greedy")
-# Words a caption should not end on: SCST's CIDEr reward is known to teach endings like "a man riding a".
-DANGLING = frozenset({"a", "an", "the", "of", "with", "on", "in", "and"})
 # Settings that may change when a run is resumed: they do not change what is computed.
 _RESUMABLE = ("epochs", "max_steps", "device", "cache_dir", "save_every")
 
@@ -107,6 +105,7 @@ def sample(decoder, feats: torch.Tensor, samples: int, search: SearchConfig, pad
         logits[:, list(search.banned)] = float("-inf")
         if step < search.min_len:
             logits[:, search.eos] = float("-inf")
+        logits[ends_dangling(last, search), search.eos] = float("-inf")
         if step == search.max_len:  # out of room: the caption ends here
             nxt = torch.full_like(active, search.eos)
             forced[active] = True
@@ -128,11 +127,16 @@ def sample(decoder, feats: torch.Tensor, samples: int, search: SearchConfig, pad
     return out[:, :longest], forced
 
 
-def search_mask(length: int, vocab_size: int, search: SearchConfig, device=None) -> torch.Tensor:
-    """[length, V] True where the search rules forbid a token at that step: what ``sample`` never draws."""
-    ban = torch.zeros(length, vocab_size, dtype=torch.bool, device=device)
-    ban[:, list(search.banned)] = True
-    ban[: search.min_len, search.eos] = True
+def search_mask(inputs: torch.Tensor, vocab_size: int, search: SearchConfig) -> torch.Tensor:
+    """[N, T, V] True where the search rules forbid a token after the inputs [N, T] (<bos> and the words so far):
+    what ``sample`` never draws (out of room, at step ``max_len``, it ends the caption whatever the last word)."""
+    n, length = inputs.shape
+    ban = torch.zeros(n, length, vocab_size, dtype=torch.bool, device=inputs.device)
+    ban[:, :, list(search.banned)] = True
+    ban[:, : search.min_len, search.eos] = True
+    dangling = ends_dangling(inputs, search)
+    dangling[:, search.max_len :] = False
+    ban[..., search.eos] |= dangling
     return ban
 
 
@@ -384,7 +388,7 @@ class SCSTTrainer:
             width = int(row_len[rows].max())
             part_tokens, part_valid = tokens[rows, :width], valid[rows, : width - 1]
             logits = decoder(rows_feats[rows], part_tokens[:, :-1]).float()
-            logits = logits.masked_fill(search_mask(width - 1, logits.shape[2], self.search, self.device),
+            logits = logits.masked_fill(search_mask(part_tokens[:, :-1], logits.shape[2], self.search),
                                         float("-inf"))
             logp = F.log_softmax(logits, dim=-1)
             chosen = logp.gather(-1, part_tokens[:, 1:, None]).squeeze(-1)

@@ -79,3 +79,21 @@ def test_no_repeat_unigram_means_no_word_twice():
     for h in beam_search(dec, f, SearchConfig(beam_size=3, max_len=8, no_repeat_ngram=1)):
         words = [t for t in h.tokens if t != 2]
         assert len(words) == len(set(words))
+
+
+def test_no_caption_ends_on_a_dangling_word_unless_out_of_room():
+    from model.vocab import Vocabulary
+
+    cfg = SearchConfig.for_vocab(Vocabulary(["a", "dog", "on", "the", "grass"]))
+    assert sorted(cfg.no_end_after) == [4, 6, 7]  # "a", "on", "the"
+    tokens = torch.tensor([[1, 4, 5, 6, 7], [1, 4, 5, 6, 8]])  # "a dog on the" / "a dog on grass"
+    out = _constrain(torch.zeros(2, 9), tokens, torch.tensor([False, False]), step=4, cfg=cfg)
+    assert out[0, cfg.eos] == float("-inf") and out[1, cfg.eos] == 0
+    last = _constrain(torch.zeros(2, 9), tokens, torch.tensor([False, False]), step=cfg.max_len, cfg=cfg)
+    assert torch.isfinite(last[:, cfg.eos]).all()  # out of room: it ends anyway
+    # In a full search with every word dangling, captions run to the length cap.
+    dec, f = tiny_decoder("transformer"), feats(4)
+    rule = SearchConfig(beam_size=3, max_len=6, min_len=1, no_end_after=tuple(range(4, 40)))
+    for h in beam_search(dec, f, rule):
+        assert len(h.tokens) == 7 or h.tokens[-2] not in rule.no_end_after
+    assert [h.tokens for h in beam_search(dec, f, rule)] == [h.tokens for h in reference_beam_search(dec, f, rule)]

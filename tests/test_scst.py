@@ -75,7 +75,7 @@ def test_reward_uses_its_own_document_frequencies_and_caches_references():
 
 def test_sampling_follows_the_search_rules_and_the_step_api_agrees_with_the_full_forward():
     dec = tiny_decoder("transformer", vocab_size=24, max_len=12)
-    search = SearchConfig(beam_size=1, max_len=10, min_len=3)
+    search = SearchConfig(beam_size=1, max_len=10, min_len=3, no_end_after=tuple(range(4, 14)))
     f = feats(3)
     torch.manual_seed(0)
     tokens, forced = sample(dec, f, 4, search, pad=0)
@@ -83,11 +83,12 @@ def test_sampling_follows_the_search_rules_and_the_step_api_agrees_with_the_full
     for row, was_forced in zip(tokens.tolist(), forced.tolist()):
         body = row[1 : row.index(search.eos)]
         assert len(body) >= search.min_len and not set(body) & set(search.banned)
+        assert was_forced or body[-1] not in search.no_end_after  # never ends on a dangling word by choice
         assert all(t == 0 for t in row[row.index(search.eos) + 1 :])  # <pad> after <eos>
         assert was_forced == (len(body) == search.max_len)
     # The log-probabilities the gradient uses (one teacher-forced pass) are those the samples were drawn from.
     logits = dec(f.repeat_interleave(4, 0), tokens[:, :-1]).masked_fill(
-        search_mask(tokens.shape[1] - 1, 24, search), float("-inf"))
+        search_mask(tokens[:, :-1], 24, search), float("-inf"))
     logp = logits.log_softmax(-1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
     valid = tokens[:, 1:] != 0
     assert torch.isfinite(logp[valid]).all()
