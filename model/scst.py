@@ -5,13 +5,13 @@ rewards each with CIDEr-D against the image's references (document frequencies f
 ``model/cider_reward.py``), and raises the log-probability of captions that beat a baseline: by default the mean
 reward of the image's other samples (Luo 2020, "A better variant of self-critical sequence training"), or the
 greedy caption's reward as in the paper. The log-probabilities come from one teacher-forced pass over the samples
-with the same search rules as sampling (no <pad>/<bos>/<unk>, no <eos> before ``min_len``), so the gradient is that
-of the policy that drew them. Options against the known side effects: ``xe_weight`` mixes in cross-entropy on one
-reference per image, ``entropy_weight`` adds an entropy bonus, ``hallucination_penalty`` subtracts that much reward for
-every COCO object a sample names that none of its image's references names (CHAIR's rule, ``model/chair.py``: the
-reward itself then counts invented objects, which plain CIDEr-D does not punish); evaluation keeps the beam's n-gram blocking. Each
-epoch logs on dev, next to CIDEr: mean length, dangling endings ("... with a"), repeated words ("a a") and
-bigrams, the number of distinct words, and CHAIR.
+with the same search rules as sampling (no <pad>/<bos>/<unk>, no <eos> before ``min_len`` or after a dangling word),
+so the gradient is that of the policy that drew them. Options against the known side effects: ``xe_weight`` mixes in
+cross-entropy on one reference per image, ``entropy_weight`` adds an entropy bonus, ``hallucination_penalty``
+subtracts that much reward for every COCO object a sample names that none of its image's references names (CHAIR's
+rule, ``model/chair.py``: the reward itself then counts invented objects, which plain CIDEr-D hardly punishes);
+evaluation keeps the beam's n-gram blocking. Each epoch logs on dev, next to CIDEr: mean length, dangling endings
+("... with a"), repeated words ("a a") and bigrams, the number of distinct words, and CHAIR.
 
 A run directory holds ``scst_state.safetensors`` (weights, optimiser, step, epoch position, best so far, the running
 epoch sums; written atomically every ``save_every`` steps and at each epoch end: safetensors, no pickle),

@@ -171,8 +171,8 @@ class InProcess:
     """The in-process rate at one torch thread count, measured in a process of its own that loads the pipeline
     once and lives for the whole run: thread settings changed within one process leave OpenMP's threads in odd
     states (2 threads after 1 ran ten times slower here), and the model is loaded once, not every round.
-    ``tuned``: with the service's CPU settings too (server/service/tuning.py: malloc, channels-last, GIL interval), so that the
-    service's share of it is the cost of HTTP and batching alone."""
+    ``tuned``: with the service's CPU settings too (server/service/tuning.py: malloc, channels-last, GIL interval), so
+    that the service's share of it is the cost of HTTP and batching alone."""
 
     def __init__(self, checkpoint: str | None, threads: int, tuned: bool = False):
         self.threads, self.tuned = threads, tuned

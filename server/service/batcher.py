@@ -3,7 +3,7 @@ is pending (up to ``max_batch`` images or ``max_wait_ms`` of waiting) and runs o
 (``run(images) -> one result per image``: the describe pipeline's model stage).
 
 Batching is where the throughput comes from: the encoder and the beam search cost little more for 16 images than
-for one (on 2 cores a batch of 16 ran 1.4x the images/s of a batch of 8). The worker thread is the only code that
+for one (on 2 cores a batch of 16 ran 1.2-1.4x the images/s of a batch of 8). The worker thread is the only code that
 touches the model, so the model needs no locks.
 
 Under load, clients wait for an answer and then send their next image, so a batch's clients come back together just
