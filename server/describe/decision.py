@@ -13,9 +13,10 @@ The rules, in order (a false description is worse than none):
    and is measured on them in the model card), else its text, else nothing (``reason="out_of_domain"``).
 4. A photo's caption is spoken only above ``withhold_below`` calibrated confidence, hedged more strongly below
    ``hedge_below``; below ``hedge_below`` a confident concept replaces it (an unsure caption's details are what it
-   gets wrong: "a cat on a bed with a tennis ball" for a cat's face becomes "a cat"). Without fitted heads the raw
-   token score stands in, and a caption is never said with the sure wording: the raw score is no probability (in
-   the model card, raw 0.2-0.4 was acceptable 25 % of the time, not 36 %).
+   gets wrong: default-1's "a cat on a bed with a tennis ball" for a cat's face became "a cat"). Without fitted heads
+   the raw token score stands in, and a caption is never said with the sure wording: the raw score is no probability
+   (in the model card, default-1's raw 0.2-0.4 was acceptable 25 % of the time, not 36 %; default-2's raw 0.8-1.0
+   53 %).
 
 Without OCR text, a non-photo is still named by its kind ("Screenshot."): true, if less useful. Thresholds are
 ``Policy`` fields, configurable per deployment; the defaults come from the measurements in the model card.
