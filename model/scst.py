@@ -43,7 +43,7 @@ from .cider_reward import CiderD
 from .decoders import expand_static
 from .encoders import get_spec
 from .metrics import cider
-from .train import TrainingError, _device, _load, _pad, _Split
+from .train import TrainingError, _check_device, _device, _load, _pad, _Split
 from .vocab import Vocabulary, tokenize
 
 log = logging.getLogger(__name__)
@@ -185,8 +185,7 @@ class SCSTTrainer:
             raise TrainingError("--samples, --epochs, --batch-size, --eval-beam and --lr must be positive")
         if cfg.xe_weight < 0 or cfg.entropy_weight < 0 or not 0 <= cfg.dropout < 1:
             raise TrainingError("--xe-weight and --entropy-weight must be >= 0, --dropout in [0, 1)")
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise TrainingError("--device cuda: no CUDA device is available here")
+        _check_device(self.device)
 
     def _read_state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         try:

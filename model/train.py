@@ -73,6 +73,12 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _check_device(device: torch.device) -> None:
+    """A settings error for a CUDA device this machine lacks (both trainers' ``validate``)."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda: no CUDA device is available here")
+
+
 def _load(cfg: TrainConfig, split: str) -> list[list[CaptionedImage]]:
     if not cfg.data:
         raise TrainingError("no dataset given: pass at least one dataset directory")
@@ -154,8 +160,7 @@ class Trainer:
             raise TrainingError(f"--d-model {cfg.d_model} must be a multiple of --n-heads {cfg.n_heads}")
         if cfg.max_len < 4 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
             raise TrainingError("--max-len must be >= 4, --epochs, --batch-size and --lr positive")
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise TrainingError("--device cuda: no CUDA device is available here")
+        _check_device(self.device)
 
     def setup(self, resume: bool) -> None:
         cfg = self.cfg
