@@ -183,8 +183,9 @@ class SCSTTrainer:
             raise TrainingError("--baseline mean needs --samples of at least 2 (it averages the other samples)")
         if cfg.samples < 1 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.eval_beam < 1:
             raise TrainingError("--samples, --epochs, --batch-size, --eval-beam and --lr must be positive")
-        if cfg.xe_weight < 0 or cfg.entropy_weight < 0 or not 0 <= cfg.dropout < 1:
-            raise TrainingError("--xe-weight and --entropy-weight must be >= 0, --dropout in [0, 1)")
+        if cfg.xe_weight < 0 or cfg.entropy_weight < 0 or cfg.hallucination_penalty < 0 or not 0 <= cfg.dropout < 1:
+            raise TrainingError("--xe-weight, --entropy-weight and --hallucination-penalty must be >= 0, "
+                                "--dropout in [0, 1)")
         _check_device(self.device)
 
     def _read_state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -237,6 +237,9 @@ def test_cli_bad_input_is_a_one_line_error(shapes_dataset, feature_cache, shapes
     assert "--samples only apply with --scst" in r.output
     r = _invoke("--scst", "--init", str(shapes_checkpoint), *data, "--out", str(tmp_path / "f"), "--samples", "1")
     assert "needs --samples of at least 2" in r.output
+    r = _invoke("--scst", "--init", str(shapes_checkpoint), *data, "--out", str(tmp_path / "p"),
+                "--hallucination-penalty", "-0.5")
+    assert "--hallucination-penalty must be >= 0" in r.output
     r = _invoke("--scst", "--init", str(shapes_checkpoint), *data, "--out", str(tmp_path / "g"), "--encoder",
                 "efficientnet-lite2")
     assert "was trained on efficientnet-lite0 features" in r.output
