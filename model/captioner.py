@@ -46,14 +46,19 @@ def default_checkpoint_path() -> Path:
 class ModelConfig:
     encoder: str = "efficientnet-lite0"
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    tuned_blocks: int = 0  # the encoder's last blocks (and head convolution) fine-tuned and stored: TunedTail
 
     def to_json(self) -> str:
-        return json.dumps({"encoder": self.encoder, "decoder": self.decoder.to_dict()})
+        d = {"encoder": self.encoder, "decoder": self.decoder.to_dict()}
+        if self.tuned_blocks:  # absent otherwise: older readers still load frozen-encoder checkpoints
+            d["tuned_blocks"] = self.tuned_blocks
+        return json.dumps(d)
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         d = json.loads(text)
-        return cls(encoder=d["encoder"], decoder=DecoderConfig(**d["decoder"]))
+        return cls(encoder=d["encoder"], decoder=DecoderConfig(**d["decoder"]),
+                   tuned_blocks=int(d.get("tuned_blocks", 0)))
 
 
 class CaptionModel(nn.Module):
@@ -61,13 +66,27 @@ class CaptionModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.spec = get_spec(cfg.encoder)
-        self.encoder = build_encoder(cfg.encoder, pretrained=pretrained_encoder)
+        self.encoder = build_encoder(cfg.encoder, pretrained=pretrained_encoder, tuned_blocks=cfg.tuned_blocks)
         self.decoder = build_decoder(cfg.decoder)
 
+    def stored_prefixes(self) -> tuple[str, ...]:
+        """The state a checkpoint holds: the decoder, plus the encoder when it is trained whole (not pretrained) or
+        its tuned tail; a pretrained encoder is named, its weights come from its package."""
+        if self.spec.trainable:
+            return "decoder.", "encoder."
+        return ("decoder.", "encoder.tail.") if self.cfg.tuned_blocks else ("decoder.",)
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint stores: the decoder, plus the encoder only when it is trained (not pretrained)."""
-        prefixes = ("decoder.", "encoder.") if self.spec.trainable else ("decoder.",)
-        return {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
+        """What a checkpoint stores (``stored_prefixes``)."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(self.stored_prefixes())}
+
+    def grids(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the grid the decoder reads, the pretrained encoder's grid) of a batch: the same tensor unless the
+        encoder's tail is tuned, whose pretrained grid is what the encoder's ImageNet head classifies."""
+        if self.cfg.tuned_blocks:
+            return self.encoder.with_pretrained(images)
+        grid = self.encoder(images)
+        return grid, grid
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(images), tokens)
@@ -81,18 +100,18 @@ class Caption:
 
 
 def _check_same_encoder(first: Path, a: CaptionModel, other: Path, b: CaptionModel) -> None:
-    """An ensemble's decoders must all read the grid of one encoder: same name and, where the encoder is trained
-    with the decoder (and so stored in the checkpoint), the same weights."""
+    """An ensemble's decoders must all read the grid of one encoder: same name and, where the encoder (or its tuned
+    tail) is trained with the decoder and so stored in the checkpoint, the same weights."""
     if a.cfg.encoder != b.cfg.encoder:
         raise checkpoint.CheckpointError(
             f"{other}: cannot ensemble with {first}: it reads {b.cfg.encoder} features, {first.name} reads "
             f"{a.cfg.encoder} (an ensemble shares one encoder)")
-    if a.spec.trainable:
-        ea, eb = a.encoder.state_dict(), b.encoder.state_dict()
-        if ea.keys() != eb.keys() or not all(torch.equal(ea[k].float(), eb[k].float()) for k in ea):
-            raise checkpoint.CheckpointError(
-                f"{other}: cannot ensemble with {first}: both use a trained {a.cfg.encoder} encoder, but with "
-                f"different weights (an ensemble shares one encoder)")
+    ea = {k: v for k, v in a.trainable_state().items() if k.startswith("encoder.")}
+    eb = {k: v for k, v in b.trainable_state().items() if k.startswith("encoder.")}
+    if ea.keys() != eb.keys() or not all(torch.equal(ea[k].float(), eb[k].float()) for k in ea):
+        raise checkpoint.CheckpointError(
+            f"{other}: cannot ensemble with {first}: both read {a.cfg.encoder}, but with different trained "
+            f"weights (tuned blocks {b.cfg.tuned_blocks} and {a.cfg.tuned_blocks}; an ensemble shares one encoder)")
 
 
 def _check_same_vocab(first: Path, a: Vocabulary, other: Path, b: Vocabulary) -> None:
@@ -209,7 +228,8 @@ class Captioner:
         model = CaptionModel(cfg, pretrained_encoder=pretrained_encoder)
         missing, unexpected = model.load_state_dict(tensors, strict=False)
         tied = {"decoder.head.weight"} if cfg.decoder.kind == "transformer" else set()
-        missing = [k for k in missing if not k.startswith("encoder.") or model.spec.trainable]
+        stored = model.stored_prefixes()
+        missing = [k for k in missing if k.startswith(stored)]
         if set(missing) - tied or unexpected:
             raise checkpoint.CheckpointError(
                 f"{path}: weights do not match the model config (missing {sorted(set(missing) - tied)[:5]}, "
@@ -235,14 +255,16 @@ class Captioner:
 
     @torch.no_grad()
     def caption_and_pool(self, images: list, search: SearchConfig) -> tuple[list[Caption], torch.Tensor]:
-        """Captions and the mean-pooled encoder features [B, C] (fp32, CPU) of one batch, from one encoder pass:
-        the pooled vector is what callers compare images by and classify them with. ``images`` are PIL images or
+        """Captions and the mean-pooled pretrained encoder features [B, C] (fp32, CPU) of one batch, from one
+        encoder pass: the pooled vector is what callers compare images by and classify them with (the encoder's
+        ImageNet head), so it stays the pretrained encoder's when the tail is tuned. ``images`` are PIL images or
         tensors from ``prepare``."""
         if images and isinstance(images[0], torch.Tensor):
-            feats = self.model.encoder(torch.stack(images).to(self.device, self.dtype))
+            x = torch.stack(images)
         else:
-            feats = self.encode(images)
-        return self.caption_features(feats, search), feats.float().mean(1).cpu()
+            x = preprocess(images, self.model.spec)
+        feats, pretrained = self.model.grids(x.to(self.device, self.dtype))
+        return self.caption_features(feats, search), pretrained.float().mean(1).cpu()
 
     def _to_caption(self, h: Hypothesis) -> Caption:
         words = self.vocab.decode(h.tokens)

@@ -7,6 +7,7 @@ is a small ViT trained from scratch together with the decoder (no pretrained wei
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,11 +110,68 @@ class EfficientNetLite(nn.Module):
         self._bn1 = _bn(1280)
 
     def forward(self, x):
+        return self.rest(self.trunk(x, len(self._blocks)), len(self._blocks))
+
+    def trunk(self, x, upto: int) -> torch.Tensor:
+        """The stem and blocks ``[0, upto)``: the [B, C, H, W] map that a tuned tail starts from."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+        for block in self._blocks[:upto]:
             x = block(x)
-        x = F.relu6(self._bn1(self._conv_head(x)))
-        return x.flatten(2).transpose(1, 2)
+        return x
+
+    def rest(self, h, start: int) -> torch.Tensor:
+        """Blocks ``[start, end)`` and the head convolution over a ``trunk`` map: the [B, H*W, 1280] grid."""
+        return _grid(self._blocks[start:], self._conv_head, self._bn1, h)
+
+
+def _grid(blocks, conv_head, bn, h) -> torch.Tensor:
+    for block in blocks:
+        h = block(h)
+    return F.relu6(bn(conv_head(h))).flatten(2).transpose(1, 2)
+
+
+class _Tail(nn.Module):
+    def __init__(self, net: EfficientNetLite, start: int):
+        super().__init__()
+        self._blocks = copy.deepcopy(net._blocks[start:])
+        self._conv_head = copy.deepcopy(net._conv_head)
+        self._bn1 = copy.deepcopy(net._bn1)
+
+    def forward(self, h):
+        return _grid(self._blocks, self._conv_head, self._bn1, h)
+
+
+class TunedTail(nn.Module):
+    """An EfficientNet-Lite whose last ``blocks`` MBConv blocks and head convolution are fine-tuned for captioning.
+
+    Only the tuned copy, ``tail``, is trained and stored in a checkpoint. The pretrained net stays whole and frozen
+    beside it, because the describe pipeline classifies the *pretrained* grid with the encoder's own ImageNet head
+    (``imagenet_head``), which a tuned grid no longer fits: ``with_pretrained`` returns both grids from one trunk
+    pass. Training caches the trunk's output once (``model.features``), so a step runs only the tail: CPU-feasible.
+    Batch-norm statistics stay the pretrained ones (the module is always in eval mode): 32-image batches of one
+    domain would only make them noisier.
+    """
+
+    def __init__(self, net: nn.Module, blocks: int):
+        super().__init__()
+        if not isinstance(net, EfficientNetLite):
+            raise ValueError(f"only EfficientNet-Lite encoders can be tuned, not {type(net).__name__}")
+        if not 1 <= blocks <= len(net._blocks):
+            raise ValueError(f"tuned blocks must be 1..{len(net._blocks)}, not {blocks}")
+        self.net = net.eval().requires_grad_(False)
+        self.split = len(net._blocks) - blocks  # the tail starts at this block
+        self.tail = _Tail(net, self.split).eval().requires_grad_(True)
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    def forward(self, x):
+        return self.tail(self.net.trunk(x, self.split))
+
+    def with_pretrained(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tuned grid, pretrained grid) of one batch, sharing the trunk."""
+        h = self.net.trunk(x, self.split)
+        return self.tail(h), self.net.rest(h, self.split)
 
 
 def _lite_state(variant: int) -> dict[str, torch.Tensor]:
@@ -218,11 +276,16 @@ def get_spec(name: str) -> EncoderSpec:
         raise UnknownEncoderError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}") from None
 
 
-def build_encoder(name: str, pretrained: bool = True) -> nn.Module:
+def build_encoder(name: str, pretrained: bool = True, tuned_blocks: int = 0) -> nn.Module:
+    """The encoder ``name``, frozen unless trained with the decoder; with ``tuned_blocks``, a ``TunedTail``."""
     spec = get_spec(name)
     net = spec.build(pretrained)
     if not spec.trainable:
         net.eval().requires_grad_(False)
+    if tuned_blocks:
+        if spec.trainable:
+            raise ValueError(f"{name} is trained whole with its decoder: it has no pretrained blocks to tune")
+        net = TunedTail(net, tuned_blocks)
     return net
 
 

@@ -42,17 +42,30 @@ class _Images(Dataset):
             return torch.zeros(3, s, s)
 
 
+def _trunk_shape(encoder: str, upto: int) -> tuple[int, ...]:
+    spec = get_spec(encoder)
+    net = build_encoder(encoder, pretrained=False)
+    with torch.no_grad():
+        return tuple(net.trunk(torch.zeros(1, 3, spec.image_size, spec.image_size), upto).shape[1:])
+
+
 def cached_features(paths: list[Path], encoder: str, cache_dir: str | Path | None = None,
-                    batch_size: int = 32, device: str = "cpu", workers: int = 1) -> torch.Tensor:
-    """[N, grid, C] fp16 features of ``paths`` (in order), computed now or read from the cache."""
+                    batch_size: int = 32, device: str = "cpu", workers: int = 1,
+                    upto: int | None = None) -> torch.Tensor:
+    """[N, grid, C] fp16 features of ``paths`` (in order), computed now or read from the cache. With ``upto``, the
+    EfficientNet-Lite trunk's [N, C, H, W] map before block ``upto`` instead: where a tuned tail starts."""
     spec = get_spec(encoder)
     paths = [str(Path(p).resolve()) for p in paths]
     # The image path's version is in the key: features decoded some other way are never reused.
-    key = hashlib.sha1("\n".join([encoder, IMAGE_PATH_VERSION, *paths]).encode()).hexdigest()[:16]
+    where = [] if upto is None else [f"trunk-{upto}"]
+    key = hashlib.sha1("\n".join([encoder, *where, IMAGE_PATH_VERSION, *paths]).encode()).hexdigest()[:16]
     root = Path(cache_dir or default_cache_dir()) / encoder
     root.mkdir(parents=True, exist_ok=True)
     data_file, index_file = root / f"{key}.npy", root / f"{key}.json"
-    shape = (len(paths), spec.grid * spec.grid, spec.feature_dim)
+    if upto is None:
+        shape = (len(paths), spec.grid * spec.grid, spec.feature_dim)
+    else:
+        shape = (len(paths), *_trunk_shape(encoder, upto))
 
     done = 0
     if index_file.is_file() and data_file.is_file():
@@ -65,7 +78,8 @@ def cached_features(paths: list[Path], encoder: str, cache_dir: str | Path | Non
         loader = DataLoader(_Images(paths[done:], spec), batch_size=batch_size, num_workers=workers)
         with torch.no_grad(), tqdm(total=len(paths), initial=done, desc=f"features {encoder}", unit="img") as bar:
             for x in loader:
-                f = net(x.to(device)).to("cpu", torch.float16).numpy()
+                x = x.to(device)
+                f = (net(x) if upto is None else net.trunk(x, upto)).to("cpu", torch.float16).numpy()
                 arr[done : done + len(f)] = f
                 done += len(f)
                 if done % (batch_size * 20) < batch_size or done == len(paths):
@@ -79,3 +93,16 @@ def cached_features(paths: list[Path], encoder: str, cache_dir: str | Path | Non
     if arr.shape != shape:
         raise ValueError(f"{data_file}: cached features have shape {arr.shape}, expected {shape}; delete the file")
     return torch.from_numpy(np.array(arr))  # into memory: training indexes it at random
+
+
+@torch.no_grad()
+def model_grids(paths: list[Path], model, cache_dir: str | Path | None = None, batch_size: int = 100) -> torch.Tensor:
+    """The [N, grid, C] grids a ``CaptionModel``'s decoder reads for ``paths``: the cached features of its frozen
+    encoder, or, when its tail is tuned, the cached trunk maps run through the tuned tail (fp32, CPU)."""
+    if not model.cfg.tuned_blocks:
+        return cached_features(paths, model.cfg.encoder, cache_dir).float()
+    maps = cached_features(paths, model.cfg.encoder, cache_dir, upto=model.encoder.split)
+    tail = model.encoder.tail
+    w = next(tail.parameters())
+    return torch.cat([tail(maps[s : s + batch_size].to(w.device, w.dtype)).float().cpu()
+                      for s in range(0, len(maps), batch_size)])

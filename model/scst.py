@@ -10,7 +10,8 @@ so the gradient is that of the policy that drew them. Options against the known 
 cross-entropy on one reference per image, ``entropy_weight`` adds an entropy bonus, ``hallucination_penalty``
 subtracts that much reward for every COCO object a sample names that none of its image's references names (CHAIR's
 rule, ``model/chair.py``: the reward itself then counts invented objects, which plain CIDEr-D hardly punishes);
-evaluation keeps the beam's n-gram blocking. Each epoch logs on dev, next to CIDEr: mean length, dangling endings
+evaluation keeps the beam's n-gram blocking. With ``tune_encoder_blocks`` the EfficientNet encoder's last blocks and
+head convolution (``model.encoders.TunedTail``) are fine-tuned too, from the cached trunk maps before them. Each epoch logs on dev, next to CIDEr: mean length, dangling endings
 ("... with a"), repeated words ("a a") and bigrams, the number of distinct words, and CHAIR.
 
 A run directory holds ``scst_state.safetensors`` (weights, optimiser, step, epoch position, best so far, the running
@@ -71,6 +72,7 @@ class SCSTConfig:
     xe_weight: float = 0.0  # + xe_weight x cross-entropy on one reference caption per image
     entropy_weight: float = 0.0  # - entropy_weight x mean entropy per sampled token
     hallucination_penalty: float = 0.0  # reward - this x the sample's objects that no reference of its image names
+    tune_encoder_blocks: int = 0  # also fine-tune the encoder's last blocks and head convolution (EfficientNet-Lite)
     eval_beam: int = 3
     max_dev_images: int = 0  # 0: every dev image
     max_train_images: int = 0  # 0: every train image
@@ -183,9 +185,12 @@ class SCSTTrainer:
             raise TrainingError("--baseline mean needs --samples of at least 2 (it averages the other samples)")
         if cfg.samples < 1 or cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.eval_beam < 1:
             raise TrainingError("--samples, --epochs, --batch-size, --eval-beam and --lr must be positive")
-        if cfg.xe_weight < 0 or cfg.entropy_weight < 0 or cfg.hallucination_penalty < 0 or not 0 <= cfg.dropout < 1:
-            raise TrainingError("--xe-weight, --entropy-weight and --hallucination-penalty must be >= 0, "
-                                "--dropout in [0, 1)")
+        negative = [n for n in ("xe_weight", "entropy_weight", "hallucination_penalty", "tune_encoder_blocks")
+                    if getattr(cfg, n) < 0]
+        if negative:
+            raise TrainingError(" and ".join("--" + n.replace("_", "-") for n in negative) + " must be >= 0")
+        if not 0 <= cfg.dropout < 1:
+            raise TrainingError("--dropout must be in [0, 1)")
         _check_device(self.device)
 
     def _read_state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -223,7 +228,7 @@ class SCSTTrainer:
         if cfg.encoder and cfg.encoder != model_cfg.encoder:
             raise TrainingError(f"--encoder {cfg.encoder}: {cfg.init} was trained on {model_cfg.encoder} features")
         cfg.encoder = model_cfg.encoder
-        return model_cfg, base.vocab, info, base.model.decoder.state_dict()
+        return model_cfg, base.vocab, info, base.model.trainable_state()
 
     def _check_vocab(self, vocab: Vocabulary, info: dict, train_parts) -> None:
         """The checkpoint must be one trained on these datasets: its vocabulary is the one their training
@@ -261,13 +266,40 @@ class SCSTTrainer:
         if get_spec(self.model_cfg.encoder).trainable:
             raise TrainingError(f"{self.model_cfg.encoder} is trained with its decoder: SCST here runs on the "
                                 "cached features of a frozen encoder")
+        tuned = cfg.tune_encoder_blocks
+        if self.model_cfg.tuned_blocks not in (0, tuned):  # its grids come from its own tail: keep tuning it
+            raise TrainingError(f"--init {cfg.init} has its encoder's last {self.model_cfg.tuned_blocks} blocks "
+                                f"tuned: continue with --tune-encoder-blocks {self.model_cfg.tuned_blocks}")
+        self.model_cfg = replace(self.model_cfg, tuned_blocks=tuned)
 
         train_parts = _load(cfg, "train")
         if not saved:
             self._check_vocab(self.vocab, self.init_info, train_parts)
+
+        torch.manual_seed(cfg.seed)
+        dec_cfg = replace(self.model_cfg.decoder, dropout=cfg.dropout)
+        try:  # a tail to tune starts as a copy of the pretrained one
+            self.model = CaptionModel(replace(self.model_cfg, decoder=dec_cfg), pretrained_encoder=tuned > 0)
+        except ValueError as e:
+            raise TrainingError(f"--tune-encoder-blocks {tuned}: {e}") from None
+        self.model.to(self.device)
+        decoder = self.model.decoder
+        self.tail = self.model.encoder.tail if tuned else None
+        if saved:
+            tensors = saved[0]
+            self._load_module(decoder, {k[6:]: t for k, t in tensors.items() if k.startswith("model.")})
+            if self.tail is not None:
+                self.tail.load_state_dict({k[5:]: t for k, t in tensors.items() if k.startswith("tail.")})
+        else:
+            decoder.load_state_dict({k[8:]: t for k, t in init_state.items() if k.startswith("decoder.")})
+            init_tail = {k[13:]: t for k, t in init_state.items() if k.startswith("encoder.tail.")}
+            if self.tail is not None and init_tail:
+                self.tail.load_state_dict(init_tail)
+
         self.out.mkdir(parents=True, exist_ok=True)
-        self.train = _Split(train_parts, cfg, cfg.max_train_images)
-        self.dev = _Split(_load(cfg, "dev"), cfg, cfg.max_dev_images)
+        upto = self.model.encoder.split if tuned else None
+        self.train = _Split(train_parts, cfg, cfg.max_train_images, upto=upto)
+        self.dev = _Split(_load(cfg, "dev"), cfg, cfg.max_dev_images, upto=upto)
         v = self.vocab
         max_len = self.model_cfg.decoder.max_len
         # Words are room for <bos> and <eos>; the rules are the dev beam search's.
@@ -278,16 +310,10 @@ class SCSTTrainer:
         # The COCO categories each training image's references name: CHAIR's truth, for the hallucination penalty.
         self.truth = [frozenset(c for ref in it.captions for _, c in mentions(ref)) for it in self.train.items]
 
-        torch.manual_seed(cfg.seed)
-        dec_cfg = replace(self.model_cfg.decoder, dropout=cfg.dropout)
-        self.model = CaptionModel(ModelConfig(self.model_cfg.encoder, dec_cfg), pretrained_encoder=False)
-        self.model.to(self.device)
-        decoder = self.model.decoder
-        if saved:
-            self._load_module(decoder, {k[6:]: t for k, t in tensors.items() if k.startswith("model.")})
-        else:
-            decoder.load_state_dict(init_state)
         params = [p for p in decoder.parameters() if p.requires_grad]
+        if self.tail is not None:
+            params += list(self.tail.parameters())
+        self.params = params
         self.opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                                       {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
                                      lr=cfg.lr)
@@ -323,6 +349,8 @@ class SCSTTrainer:
         opt = self.opt.state_dict()
         tensors = {f"model.{k}": v.detach().cpu().contiguous()
                    for k, v in checkpoint.unique_state(self.model.decoder.state_dict()).items()}
+        if self.tail is not None:
+            tensors.update({f"tail.{k}": v.detach().cpu().contiguous() for k, v in self.tail.state_dict().items()})
         for pid, entries in opt["state"].items():
             for key, t in entries.items():
                 tensors[f"opt.{pid}.{key}"] = t.detach().cpu().contiguous()
@@ -357,16 +385,19 @@ class SCSTTrainer:
         """One policy-gradient step on the images ``idx``; returns the step's numbers."""
         cfg, v, decoder = self.cfg, self.vocab, self.model.decoder
         torch.manual_seed(cfg.seed * 7_919 + self.step)  # samples (and dropout) depend on the step alone
-        feats = self.train.inputs(idx, self.model, self.device)
+        feats = self.train.inputs(idx, self.model, self.device)  # through the tuned tail, with gradients, if any
+        # The decoder's passes read a detached copy (a leaf): their gradients add up in it over several backward
+        # passes, and reach the tuned tail in one backward at the end.
+        grid = feats.detach().requires_grad_(self.tail is not None)
         b, s = len(idx), cfg.samples
         decoder.eval()
-        tokens, forced = sample(decoder, feats, s, self.search, v.pad_id)
+        tokens, forced = sample(decoder, grid, s, self.search, v.pad_id)
         keys = idx.repeat_interleave(s).tolist()
         words = self._words(tokens)
         reward = self.rewards(keys, words).view(b, s)
         greedy_reward = None
         if cfg.baseline == "greedy":
-            best, _ = sample(decoder, feats, 1, self.search, v.pad_id, greedy=True)
+            best, _ = sample(decoder, grid, 1, self.search, v.pad_id, greedy=True)
             greedy_reward = self.rewards(idx.tolist(), self._words(best))
             baseline = greedy_reward[:, None]
         else:
@@ -379,7 +410,6 @@ class SCSTTrainer:
         ends = valid.sum(1) - 1  # position of each row's <eos>
         valid[forced, ends[forced]] = False  # a forced <eos> was no choice of the policy
         n_tok = valid.sum().clamp(min=1)
-        rows_feats = feats.repeat_interleave(s, dim=0)
         row_len = (tokens != v.pad_id).sum(1)
         loss_sum = entropy_sum = 0.0
         # Rows of similar length together, each group cut to its longest: a caption of 8 words does not pay for
@@ -387,7 +417,7 @@ class SCSTTrainer:
         for rows in row_len.argsort(stable=True).chunk(self.LENGTH_GROUPS):
             width = int(row_len[rows].max())
             part_tokens, part_valid = tokens[rows, :width], valid[rows, : width - 1]
-            logits = decoder(rows_feats[rows], part_tokens[:, :-1]).float()
+            logits = decoder(grid[rows // s], part_tokens[:, :-1]).float()  # row r samples image r // s
             logits = logits.masked_fill(search_mask(part_tokens[:, :-1], logits.shape[2], self.search),
                                         float("-inf"))
             logp = F.log_softmax(logits, dim=-1)
@@ -406,12 +436,14 @@ class SCSTTrainer:
             choice = torch.randint(0, 1 << 30, (b,)).tolist()
             refs = [self.ref_ids[i][c % len(self.ref_ids[i])] for i, c in zip(idx.tolist(), choice)]
             ref = _pad(refs, v.pad_id).to(self.device)
-            ref_logits = decoder(feats, ref[:, :-1]).float()
+            ref_logits = decoder(grid, ref[:, :-1]).float()
             xe_loss = F.cross_entropy(ref_logits.reshape(-1, ref_logits.shape[-1]), ref[:, 1:].reshape(-1),
                                       ignore_index=v.pad_id)
             (cfg.xe_weight * xe_loss).backward()
             xe = xe_loss.item()
-        torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.grad_clip)
+        if self.tail is not None and grid.grad is not None:
+            feats.backward(grid.grad)
+        torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
         self.opt.step()
         self.step += 1
         lengths = [len(w) for w in words]  # words, as the dev numbers count them

@@ -88,7 +88,7 @@ def _load(cfg: TrainConfig, split: str) -> list[list[CaptionedImage]]:
 class _Split:
     """The images of one split across datasets, their features (cached when the encoder is frozen) and captions."""
 
-    def __init__(self, parts: list[list[CaptionedImage]], cfg: TrainConfig, limit: int):
+    def __init__(self, parts: list[list[CaptionedImage]], cfg, limit: int, upto: int | None = None):
         items = [it for part in parts for it in part]
         if limit:
             items = items[:limit]
@@ -96,17 +96,21 @@ class _Split:
             raise TrainingError("a split has no usable images; check the dataset paths")
         self.items = items
         self.spec = get_spec(cfg.encoder)
+        self.upto = upto  # a tuned tail starts at this block: the cache holds the trunk's maps before it
         if self.spec.trainable:
             self.feats = None
         else:
             # One cache file per whole dataset split, shared by every run that uses it; a limit slices it.
-            chunks = [cached_features([it.path for it in part], cfg.encoder, cfg.cache_dir) for part in parts]
+            chunks = [cached_features([it.path for it in part], cfg.encoder, cfg.cache_dir, upto=upto)
+                      for part in parts]
             self.feats = torch.cat(chunks)[: len(items)]
 
     def inputs(self, idx: torch.Tensor, model: CaptionModel, device) -> torch.Tensor:
-        """Encoder grids for the images ``idx``: from the cache, or through the (trainable) encoder."""
+        """Encoder grids for the images ``idx``: from the cache (through the model's tuned tail, with gradients,
+        where it has one), or through the (trainable) encoder."""
         if self.feats is not None:
-            return self.feats[idx].to(device, torch.float32)
+            x = self.feats[idx].to(device, torch.float32)
+            return x if self.upto is None else model.encoder.tail(x)
         images = [load_image(self.items[i].path) for i in idx.tolist()]
         return model.encoder(preprocess(images, self.spec).to(device))
 

@@ -26,7 +26,7 @@ from model import Captioner
 from model.checkpoint import CheckpointError
 from model.datasets import DatasetError, load_split
 from model.encoders import UnknownEncoderError
-from model.features import cached_features
+from model.features import model_grids
 from model.metrics import score
 
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     for ckpt, cap in models:
         for root in args.data:
             items = splits[root]
-            feats = cached_features([it.path for it in items], cap.model.cfg.encoder, args.cache_dir)
+            feats = model_grids([it.path for it in items], cap.model, args.cache_dir)  # through a tuned tail
             refs = {i: list(it.captions) for i, it in enumerate(items)}
             for beam in beams:
                 search = cap.search_config(beam)

@@ -224,7 +224,9 @@ def _scst_options(fn):
              "baseline": "Reward baseline: the mean reward of the image's other samples, or the greedy caption's.",
              "xe_weight": "Weight of a cross-entropy term on one reference caption per image.",
              "entropy_weight": "Weight of an entropy bonus on the sampled tokens.",
-             "hallucination_penalty": "Reward taken off per COCO object a sample names that no reference names."}
+             "hallucination_penalty": "Reward taken off per COCO object a sample names that no reference names.",
+             "tune_encoder_blocks": "Also fine-tune the encoder's last N blocks and head convolution "
+                                    "(EfficientNet-Lite; the trunk's maps before them are cached)."}
     shared = {f.name for f in fields(TrainConfig)}
     for f in reversed(fields(SCSTConfig)):
         if f.name in shared:

@@ -254,3 +254,76 @@ def test_cli_bad_input_is_a_one_line_error(shapes_dataset, feature_cache, shapes
     assert "has another vocabulary" in r.output
     for name in "abdfgh":
         assert not (tmp_path / name / "scst_state.safetensors").exists()
+
+
+def test_tuning_the_encoder_tail_trains_only_the_tail_and_ships_it(shapes_dataset, feature_cache,
+                                                                  shapes_checkpoint, tmp_path):
+    from model.datasets import load_split
+    from model.features import model_grids
+    from model.images import load_image
+
+    t = SCSTTrainer(_cfg(shapes_dataset, feature_cache, shapes_checkpoint, tmp_path / "t", tune_encoder_blocks=1,
+                         epochs=1))
+    t.setup(resume=False)
+    enc = t.model.encoder
+    assert t.train.feats.shape[1:] == (192, 7, 7)  # Lite0's trunk before its last block, cached
+    tail0 = {k: v.clone() for k, v in enc.tail.state_dict().items()}
+    net0 = {k: v.clone() for k, v in enc.net.state_dict().items()}
+    assert torch.equal(tail0["_conv_head.weight"], net0["_conv_head.weight"])  # starts as the pretrained tail
+    t.train_step(torch.arange(4))
+    assert not torch.equal(enc.tail.state_dict()["_conv_head.weight"], tail0["_conv_head.weight"])
+    assert all(torch.equal(v, net0[k]) for k, v in enc.net.state_dict().items())  # the pretrained net stays
+    SCSTTrainer(_cfg(shapes_dataset, feature_cache, shapes_checkpoint, tmp_path / "t2", tune_encoder_blocks=1,
+                     epochs=1)).run()
+
+    best = tmp_path / "t2" / "best.safetensors"
+    tensors, meta = checkpoint.load(best)
+    assert json.loads(meta["config"])["tuned_blocks"] == 1
+    assert {k for k in tensors if not k.startswith("decoder.")} == {f"encoder.tail.{k}" for k in tail0}
+    tuned = Captioner.load(best, device="cpu")
+    plain = Captioner.load(shapes_checkpoint, device="cpu")
+    items = load_split(shapes_dataset, "dev")[:3]
+    images = [load_image(it.path) for it in items]
+    # Serving (whole encoder) and evaluation (cached trunk + tail) give the same grid: one image path.
+    served = tuned.encode(images)
+    cached = model_grids([it.path for it in items], tuned.model, feature_cache)
+    assert torch.allclose(served, cached, atol=2e-2), (served - cached).abs().max()
+    assert not torch.allclose(served, plain.encode(images), atol=1e-3)
+    # The describe pipeline's pooled vector stays the pretrained encoder's (its ImageNet head reads it).
+    search = tuned.search_config(1)
+    _, pooled = tuned.caption_and_pool(images, search)
+    _, plain_pooled = plain.caption_and_pool(images, search)
+    assert torch.allclose(pooled, plain_pooled, atol=1e-4)
+
+    # A tuned checkpoint is continued with its tail tuned, never with frozen cached features.
+    with pytest.raises(TrainingError, match="--tune-encoder-blocks 1"):
+        SCSTTrainer(_cfg(shapes_dataset, feature_cache, best, tmp_path / "u")).setup(resume=False)
+    with pytest.raises(checkpoint.CheckpointError, match="different trained weights"):
+        Captioner.load([shapes_checkpoint, best], device="cpu")
+
+
+def test_a_tuned_run_resumes_with_the_same_weights(shapes_dataset, feature_cache, shapes_checkpoint, tmp_path):
+    def cfg(out, **kw):
+        return _cfg(shapes_dataset, feature_cache, shapes_checkpoint, tmp_path / out, tune_encoder_blocks=2, **kw)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the convolutions' threaded backward adds up in a varying order (~1e-11 apart)
+    try:
+        SCSTTrainer(cfg("a")).run()
+        SCSTTrainer(cfg("b", max_steps=3)).run()
+        SCSTTrainer(cfg("b")).run(resume=True)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = _state(tmp_path / "a")[0], _state(tmp_path / "b")[0]
+    assert set(a) == set(b) and any(k.startswith("tail._blocks.1.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_rejects_a_tail_the_encoder_does_not_have(shapes_dataset, feature_cache, shapes_checkpoint, tmp_path):
+    data = ["--data", str(shapes_dataset), "--cache-dir", str(feature_cache), "--init", str(shapes_checkpoint)]
+    r = _invoke("--scst", *data, "--out", str(tmp_path / "a"), "--tune-encoder-blocks", "17")
+    assert "tuned blocks must be 1..16" in r.output
+    r = _invoke("--scst", *data, "--out", str(tmp_path / "b"), "--tune-encoder-blocks", "-1")
+    assert "--tune-encoder-blocks must be >= 0" in r.output
+    r = _invoke(*data[:4], "--out", str(tmp_path / "c"), "--tune-encoder-blocks", "1")
+    assert "--tune-encoder-blocks only apply with --scst" in r.output
