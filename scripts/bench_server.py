@@ -13,7 +13,9 @@ URL per request:
     before and after, measured side by side;
   - batch size 1 (the batching speed-up) and cached URLs (p50 latency), once.
 Also the CPU each side spent per image (the service's worker processes; the measuring process in-process): work
-done, which the load of other jobs on the machine changes less than it changes the rates.
+done, which the load of other jobs on the machine changes less than it changes the rates; and, from the service's
+/metrics, the share of the wall time its model thread was running a batch ("model busy") and the mean batch size:
+where the rest of the gap to the in-process rate goes.
 Targets on a 2-core CPU: batching >= 2x the throughput of batch size 1 at 16 clients; cached p50 <= 10 ms.
 
     python scripts/bench_server.py --images ../shared/data/flickr8k/images --out bench_server.json
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -114,6 +117,23 @@ def drive(base: str | list[str], urls: list[str], clients: int) -> dict:
             "seconds": round(wall, 2), "images_per_s": round(len(out) / wall, 2),
             "p50_ms": round(1000 * statistics.median(lat), 1),
             "p95_ms": round(1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1)}
+
+
+def model_counters(base: str) -> tuple[float, float, float] | None:
+    """The service's model seconds, batches and images so far (its /metrics), or None where it has no such metric:
+    with them a round tells how much of its time the model thread worked and how full its batches were."""
+    try:
+        text = requests.get(base + "/metrics", timeout=10).text
+    except requests.RequestException:
+        return None
+
+    def total(name: str) -> float | None:
+        values = re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.M)
+        return sum(map(float, values)) if values else None
+
+    got = (total("alt_text_batch_seconds_sum"), total("alt_text_batch_seconds_count"),
+           total("alt_text_batch_size_sum"))
+    return None if None in got else got
 
 
 def replicas_run(site: str, args, workdir: Path, urls: list[str]) -> dict:
@@ -268,8 +288,12 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
                     continue
                 _, proc, base = next(x for x in running if x[0] == side)
                 pids, own = worker_pids(proc.pid), cpu_seconds([os.getpid()])
-                cpu0 = cpu_seconds(pids)
+                cpu0, model0 = cpu_seconds(pids), model_counters(base)
                 got[side] = drive(base, [f"http://{site}/{n}" for n in chunk], args.clients)
+                model1 = model_counters(base)
+                if model0 and model1 and model1[1] > model0[1]:  # where the rest of the time went
+                    got[side]["model_busy"] = round((model1[0] - model0[0]) / got[side]["seconds"], 3)
+                    got[side]["mean_batch"] = round((model1[2] - model0[2]) / (model1[1] - model0[1]), 1)
                 got[side]["cpu_ms_per_image"] = round(1000 * (cpu_seconds(pids) - cpu0) / len(chunk), 1)
                 got[side]["client_cpu_ms_per_image"] = round(1000 * (cpu_seconds([os.getpid()]) - own) / len(chunk),
                                                              1)
@@ -293,6 +317,9 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
             summary[side]["p50_ms"] = round(statistics.median(rd[side]["p50_ms"] for rd in rounds), 1)
             summary[side]["client_cpu_ms_per_image"] = round(statistics.median(
                 rd[side]["client_cpu_ms_per_image"] for rd in rounds), 1)
+            for k in ("model_busy", "mean_batch"):
+                if all(k in rd[side] for rd in rounds):
+                    summary[side][k] = round(statistics.median(rd[side][k] for rd in rounds), 3)
     return {"sides": sides, "rounds": rounds, "median": summary}
 
 
@@ -378,14 +405,16 @@ def main() -> None:
           f"{summary['load_avg_after'][0]:.1f}")
     print(f"  batched, median of {args.rounds} rounds (each side on the same images in each round):")
     width = max(len(side) for side in compared["sides"])
-    print(f"  {'side':<{width}} {'img/s':>8} {'share':>7} {'p50 ms':>8} {'CPU ms/img':>11}")
+    print(f"  {'side':<{width}} {'img/s':>8} {'share':>7} {'p50 ms':>8} {'CPU ms/img':>11} {'model busy':>11} "
+          f"{'mean batch':>11}")
     for side in compared["sides"]:
         m = med[side]
         share = m.get("share_of_in_process", m["images_per_s"] / med["in-process"]["images_per_s"])
         share = f"{100 * share:.0f} %"
         name = side if side != "in-process" else "in-process pipeline (the best)"
+        busy = f"{100 * m['model_busy']:.0f} %" if "model_busy" in m else ""
         print(f"  {name:<{width}} {m['images_per_s']:>8} {share:>7} {m.get('p50_ms', ''):>8} "
-              f"{m['cpu_ms_per_image']:>11}")
+              f"{m['cpu_ms_per_image']:>11} {busy:>11} {m.get('mean_batch', ''):>11}")
     print(f"  {'run':<24} {'requests':>8} {'ok':>5} {'img/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
     for label, r in results.items():
         print(f"  {label:<24} {r['requests']:>8} {r['ok']:>5} {r['images_per_s']:>8} {r['p50_ms']:>8} {r['p95_ms']:>8}")
