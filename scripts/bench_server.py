@@ -14,7 +14,8 @@ URL per request:
   - batch size 1 (the batching speed-up) and cached URLs (p50 latency), once.
 Also the CPU each side spent per image (the service's worker processes; the measuring process in-process): work
 done, which the load of other jobs on the machine changes less than it changes the rates; and, from the service's
-/metrics, the share of the wall time its model thread was running a batch ("model busy") and the mean batch size:
+/metrics, the share of the wall time its model threads were running a batch ("model busy", the mean over the
+workers) and the mean batch size:
 where the rest of the gap to the in-process rate goes.
 Targets on a 2-core CPU: batching >= 2x the throughput of batch size 1 at 16 clients; cached p50 <= 10 ms.
 
@@ -292,7 +293,8 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
                 got[side] = drive(base, [f"http://{site}/{n}" for n in chunk], args.clients)
                 model1 = model_counters(base)
                 if model0 and model1 and model1[1] > model0[1]:  # where the rest of the time went
-                    got[side]["model_busy"] = round((model1[0] - model0[0]) / got[side]["seconds"], 3)
+                    got[side]["model_busy"] = round((model1[0] - model0[0]) / got[side]["seconds"] / args.workers,
+                                                    3)  # the workers' mean
                     got[side]["mean_batch"] = round((model1[2] - model0[2]) / (model1[1] - model0[1]), 1)
                 got[side]["cpu_ms_per_image"] = round(1000 * (cpu_seconds(pids) - cpu0) / len(chunk), 1)
                 got[side]["client_cpu_ms_per_image"] = round(1000 * (cpu_seconds([os.getpid()]) - own) / len(chunk),
