@@ -109,9 +109,11 @@ def _check_same_encoder(first: Path, a: CaptionModel, other: Path, b: CaptionMod
     ea = {k: v for k, v in a.trainable_state().items() if k.startswith("encoder.")}
     eb = {k: v for k, v in b.trainable_state().items() if k.startswith("encoder.")}
     if ea.keys() != eb.keys() or not all(torch.equal(ea[k].float(), eb[k].float()) for k in ea):
+        tuned = (f" (tuned blocks: {b.cfg.tuned_blocks} and {a.cfg.tuned_blocks})"
+                 if a.cfg.tuned_blocks or b.cfg.tuned_blocks else "")
         raise checkpoint.CheckpointError(
             f"{other}: cannot ensemble with {first}: both read {a.cfg.encoder}, but with different trained "
-            f"weights (tuned blocks {b.cfg.tuned_blocks} and {a.cfg.tuned_blocks}; an ensemble shares one encoder)")
+            f"weights{tuned}; an ensemble shares one encoder")
 
 
 def _check_same_vocab(first: Path, a: Vocabulary, other: Path, b: Vocabulary) -> None:
@@ -225,7 +227,10 @@ class Captioner:
             vocab = Vocabulary.from_json(meta["vocab"])
         except (KeyError, ValueError, TypeError) as e:
             raise checkpoint.CheckpointError(f"{path}: checkpoint metadata is incomplete or invalid ({e})") from None
-        model = CaptionModel(cfg, pretrained_encoder=pretrained_encoder)
+        try:
+            model = CaptionModel(cfg, pretrained_encoder=pretrained_encoder)
+        except ValueError as e:  # e.g. a tuned tail the encoder cannot have
+            raise checkpoint.CheckpointError(f"{path}: {e}") from None
         missing, unexpected = model.load_state_dict(tensors, strict=False)
         tied = {"decoder.head.weight"} if cfg.decoder.kind == "transformer" else set()
         stored = model.stored_prefixes()

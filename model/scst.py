@@ -272,10 +272,6 @@ class SCSTTrainer:
                                 f"tuned: continue with --tune-encoder-blocks {self.model_cfg.tuned_blocks}")
         self.model_cfg = replace(self.model_cfg, tuned_blocks=tuned)
 
-        train_parts = _load(cfg, "train")
-        if not saved:
-            self._check_vocab(self.vocab, self.init_info, train_parts)
-
         torch.manual_seed(cfg.seed)
         dec_cfg = replace(self.model_cfg.decoder, dropout=cfg.dropout)
         try:  # a tail to tune starts as a copy of the pretrained one
@@ -289,13 +285,16 @@ class SCSTTrainer:
             tensors = saved[0]
             self._load_module(decoder, {k[6:]: t for k, t in tensors.items() if k.startswith("model.")})
             if self.tail is not None:
-                self.tail.load_state_dict({k[5:]: t for k, t in tensors.items() if k.startswith("tail.")})
+                self._load_module(self.tail, {k[5:]: t for k, t in tensors.items() if k.startswith("tail.")})
         else:
             decoder.load_state_dict({k[8:]: t for k, t in init_state.items() if k.startswith("decoder.")})
             init_tail = {k[13:]: t for k, t in init_state.items() if k.startswith("encoder.tail.")}
             if self.tail is not None and init_tail:
                 self.tail.load_state_dict(init_tail)
 
+        train_parts = _load(cfg, "train")
+        if not saved:
+            self._check_vocab(self.vocab, self.init_info, train_parts)
         self.out.mkdir(parents=True, exist_ok=True)
         upto = self.model.encoder.split if tuned else None
         self.train = _Split(train_parts, cfg, cfg.max_train_images, upto=upto)
@@ -330,7 +329,7 @@ class SCSTTrainer:
     @staticmethod
     def _load_module(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
         missing, unexpected = module.load_state_dict(state, strict=False)
-        if set(missing) - {"head.weight"} or unexpected:  # the head is tied to the embedding
+        if set(missing) - {"head.weight"} or unexpected:  # a decoder's head is tied to its embedding
             raise TrainingError(f"training state does not fit the model (missing {missing[:5]}, "
                                 f"unexpected {unexpected[:5]})")
 

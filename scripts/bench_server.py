@@ -15,8 +15,7 @@ URL per request:
 Also the CPU each side spent per image (the service's worker processes; the measuring process in-process): work
 done, which the load of other jobs on the machine changes less than it changes the rates; and, from the service's
 /metrics, the share of the wall time its model threads were running a batch ("model busy", the mean over the
-workers) and the mean batch size:
-where the rest of the gap to the in-process rate goes.
+workers) and the mean batch size, which tell where the rest of the gap to the in-process rate goes.
 Targets on a 2-core CPU: batching >= 2x the throughput of batch size 1 at 16 clients; cached p50 <= 10 ms.
 
     python scripts/bench_server.py --images ../shared/data/flickr8k/images --out bench_server.json

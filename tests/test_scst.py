@@ -327,3 +327,14 @@ def test_cli_rejects_a_tail_the_encoder_does_not_have(shapes_dataset, feature_ca
     assert "--tune-encoder-blocks must be >= 0" in r.output
     r = _invoke(*data[:4], "--out", str(tmp_path / "c"), "--tune-encoder-blocks", "1")
     assert "--tune-encoder-blocks only apply with --scst" in r.output
+
+
+def test_a_checkpoint_that_claims_a_tail_its_encoder_lacks_is_a_checkpoint_error(shapes_checkpoint, tmp_path):
+    tensors, meta = checkpoint.load(shapes_checkpoint)
+    config = json.loads(meta["config"])
+    config["tuned_blocks"] = 99
+    meta["config"] = json.dumps(config)
+    bad = tmp_path / "bad.safetensors"
+    checkpoint.save(bad, tensors, {k: v for k, v in meta.items() if not k.startswith("format")}, dtype=None)
+    with pytest.raises(checkpoint.CheckpointError, match="tuned blocks must be 1..16"):
+        Captioner.load(bad, device="cpu")
