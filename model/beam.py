@@ -13,7 +13,7 @@ keeps its own state, and every step yields the members' averaged next-token dist
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -208,11 +208,14 @@ def _advance(tokens, finished, lengths, rows, new, cfg: SearchConfig):
 
 
 @torch.no_grad()
-def beam_search(decoder, feats: torch.Tensor, cfg: SearchConfig) -> list[Hypothesis]:
+def beam_search(decoder, feats: torch.Tensor, cfg: SearchConfig,
+                on_done: Callable[[int, Hypothesis], None] | None = None) -> list[Hypothesis]:
     """Best hypothesis for each of the B images whose encoder grids are ``feats`` [B, N, C]. ``decoder`` is one
     decoder or an ``Ensemble`` of several.
 
-    An image whose beams have all ended leaves the batch at once, so short captions do not pay for long ones.
+    An image whose beams have all ended leaves the batch at once, so short captions do not pay for long ones; and
+    ``on_done(image, hypothesis)`` hears of it then, before the longer captions of the batch end (a service can
+    answer that image's client while the search goes on).
     """
     groups, k = feats.shape[0], cfg.beam_size
     static, dynamic = decoder.init_state(feats)
@@ -235,6 +238,8 @@ def beam_search(decoder, feats: torch.Tensor, cfg: SearchConfig) -> list[Hypothe
         hyps = _finish(tokens[done_rows], scores[done], lengths[done_rows], int(done.sum()), k, cfg)
         for image, h in zip(active[done].tolist(), hyps):
             results[image] = h
+            if on_done is not None:
+                on_done(image, h)
         keep = (~done).nonzero(as_tuple=True)[0]
         if not len(keep):
             break

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -249,8 +249,11 @@ class Captioner:
         return self.model.encoder(x)
 
     @torch.no_grad()
-    def caption_features(self, feats: torch.Tensor, search: SearchConfig) -> list[Caption]:
-        hyps = beam_search(self.decoder, feats.to(self.device, self.dtype), search)
+    def caption_features(self, feats: torch.Tensor, search: SearchConfig,
+                         on_caption: Callable[[int, Caption], None] | None = None) -> list[Caption]:
+        """One caption per grid; ``on_caption(i, caption)`` hears of each as soon as its search ends."""
+        done = None if on_caption is None else (lambda i, h: on_caption(i, self._to_caption(h)))
+        hyps = beam_search(self.decoder, feats.to(self.device, self.dtype), search, on_done=done)
         return [self._to_caption(h) for h in hyps]
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
@@ -259,17 +262,22 @@ class Captioner:
         return preprocess([image], self.model.spec)[0]
 
     @torch.no_grad()
-    def caption_and_pool(self, images: list, search: SearchConfig) -> tuple[list[Caption], torch.Tensor]:
-        """Captions and the mean-pooled pretrained encoder features [B, C] (fp32, CPU) of one batch, from one
-        encoder pass: the pooled vector is what callers compare images by and classify them with (the encoder's
-        ImageNet head), so it stays the pretrained encoder's when the tail is tuned. ``images`` are PIL images or
-        tensors from ``prepare``."""
+    def encode_and_pool(self, images: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """The grids the decoder reads and the mean-pooled pretrained encoder features [B, C] (fp32, CPU) of one
+        batch, from one encoder pass: the pooled vector is what callers compare images by and classify them with
+        (the encoder's ImageNet head), so it stays the pretrained encoder's when the tail is tuned. ``images`` are
+        PIL images or tensors from ``prepare``."""
         if images and isinstance(images[0], torch.Tensor):
             x = torch.stack(images)
         else:
             x = preprocess(images, self.model.spec)
         feats, pretrained = self.model.grids(x.to(self.device, self.dtype))
-        return self.caption_features(feats, search), pretrained.float().mean(1).cpu()
+        return feats, pretrained.float().mean(1).cpu()
+
+    def caption_and_pool(self, images: list, search: SearchConfig) -> tuple[list[Caption], torch.Tensor]:
+        """Captions and pooled features of one batch (``encode_and_pool``, then the beam search)."""
+        feats, pooled = self.encode_and_pool(images)
+        return self.caption_features(feats, search), pooled
 
     def _to_caption(self, h: Hypothesis) -> Caption:
         words = self.vocab.decode(h.tokens)

@@ -262,7 +262,7 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
     services = [("this checkout", REPO, {})]
     services += [(f"checkout {tree}", Path(tree).resolve(), {}) for tree in args.compare]
     services += [(label, REPO, env) for label, env in map(parse_variant, args.variant)]
-    service_threads = max(1, ((os.cpu_count() or 1) - 1) // args.workers)  # what alt-text serve gives a worker
+    service_threads = max(1, (os.cpu_count() or 1) // args.workers)  # what alt-text serve gives a worker
     ceilings = [InProcess(args.checkpoint, n) for n in args.ceiling_threads]
     ceilings.append(InProcess(args.checkpoint, service_threads, tuned=True))
     running = []

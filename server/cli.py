@@ -398,9 +398,9 @@ def serve(host, port, workers, threads, **options) -> None:
         cfg = Config.from_env(**options)
     except (TypeError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    if cfg.torch_threads <= 0:  # each process its share of the cores, less one for the request threads: torch's
-        # busy-waiting threads lose far more than they gain when decoding and HTTP take their core (bench_server)
-        cfg.torch_threads = max(1, ((os.cpu_count() or 1) - 1) // workers)
+    if cfg.torch_threads <= 0:  # each process its share of the cores: with early answers the request threads' work
+        # overlaps the batch, and 2 threads on 2 cores beat 1 (88 % against 76 % of the in-process rate, bench_server)
+        cfg.torch_threads = max(1, (os.cpu_count() or 1) // workers)
     if cfg.load_model:  # fail here, with one line, not in every worker
         from model import default_checkpoint_path
         from model.checkpoint import CheckpointError, load

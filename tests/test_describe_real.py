@@ -135,3 +135,16 @@ def test_the_audit_reports_say_the_same(expected, tmp_path, monkeypatch):
         else:
             assert s["kind"] == "caption" and s["alt"] == alt and rows[p.name]["suggested_alt"] == alt
             assert alt in copies  # the HTML report's copy button offers the same words
+
+
+def test_the_model_stage_delivers_each_image_when_its_caption_is_done(describer):
+    """Early answers (the service's ALT_TEXT_EARLY_ANSWERS): each output is delivered once, as the beam search
+    finishes it, and equals what the batch returns; the captions do not depend on being delivered early."""
+    paths = sorted(KINDS_DIR.glob("*.png"))[:4] + [REPO / "tests" / "data" / "cat.jpg"]
+    images = [read_image_file(str(p)) for p in paths]
+    got: list = []
+    outputs = describer.run_model(images, deliver=lambda i, out: got.append((i, out)))
+    assert sorted(i for i, _ in got) == list(range(len(images)))  # each once
+    assert all(out is outputs[i] for i, out in got)
+    plain = describer.run_model(images)
+    assert [o.caption for o in plain] == [o.caption for o in outputs]

@@ -307,6 +307,47 @@ def test_the_worker_waits_for_the_clients_of_the_batch_it_just_answered():
     assert waited[:3] == [4, 8, 8], waited
 
 
+def test_early_answers_reach_their_requests_before_the_batch_ends_and_survive_a_later_failure():
+    """``early=True``: an image delivered by ``run`` is answered at once, while the batch goes on; if the batch then
+    fails, the answered image keeps its answer and only the others are retried one by one."""
+    delivered, go = threading.Event(), threading.Event()
+    calls = []
+
+    def run(items, deliver):
+        calls.append(list(items))
+        if len(items) == 1:  # the one-by-one retry
+            return [f"alone {items[0]}"]
+        deliver(0, f"early {items[0]}")
+        delivered.set()
+        go.wait(30)
+        if "boom" in items:
+            raise RuntimeError("a bad image in the batch")
+        return [f"late {i}" for i in items]
+
+    worker = BatchWorker(run, max_batch=3, max_wait_ms=200, coming=lambda: 3 - len(submitted), early=True)
+    submitted: list = []
+    try:
+        for x in "abc":
+            submitted.append(worker.submit(x))
+        assert delivered.wait(10)
+        assert submitted[0].result(timeout=5) == "early a"  # answered while the batch still runs
+        assert not submitted[1].done() and not submitted[2].done()
+        go.set()
+        assert [f.result(timeout=5) for f in submitted[1:]] == ["late b", "late c"]
+
+        delivered.clear()
+        go.clear()
+        submitted = []
+        for x in ["d", "boom", "e"]:
+            submitted.append(worker.submit(x))
+        assert delivered.wait(10)
+        go.set()
+        assert [f.result(timeout=5) for f in submitted] == ["early d", "alone boom", "alone e"]
+        assert calls[-2:] == [["boom"], ["e"]]  # "d" was answered: not run again
+    finally:
+        worker.stop()
+
+
 def test_service_limits_ignore_answers_that_are_not_limits(monkeypatch):
     from server.service import client
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,18 +99,28 @@ class Describer:
         return self.captioner.prepare(image)
 
     @torch.no_grad()
-    def run_model(self, images: list) -> list[ModelOutput]:
-        """The model stage for a batch of PIL images or ``prepare``d tensors."""
-        captions, pooled = self.captioner.caption_and_pool(images, self.search)
+    def run_model(self, images: list, deliver: Callable[[int, ModelOutput], None] | None = None
+                  ) -> list[ModelOutput]:
+        """The model stage for a batch of PIL images or ``prepare``d tensors. ``deliver(i, output)`` gets each
+        image's output as soon as its caption is done, before the batch's longer captions are: a batching service
+        answers that client sooner, and its next image is ready by the time the batch ends."""
+        feats, pooled = self.captioner.encode_and_pool(images)
         probs = None
         if self.imagenet is not None:
             w = self.imagenet.weight
             probs = torch.softmax(self.imagenet(pooled.to(w.device, w.dtype)).float(), -1).cpu()
         pooled_np = pooled.numpy()
-        oods = self.heads.ood(pooled_np) if self.heads is not None else [None] * len(captions)  # one product
-        return [ModelOutput(c.text, c.tokens, float(c.confidence), pooled_np[i],
-                            None if probs is None else probs[i], None if oods[i] is None else float(oods[i]))
-                for i, c in enumerate(captions)]
+        oods = self.heads.ood(pooled_np) if self.heads is not None else [None] * len(images)  # one product
+        outputs: list[ModelOutput | None] = [None] * len(images)
+
+        def done(i: int, c) -> None:
+            outputs[i] = ModelOutput(c.text, c.tokens, float(c.confidence), pooled_np[i],
+                                     None if probs is None else probs[i], None if oods[i] is None else float(oods[i]))
+            if deliver is not None:
+                deliver(i, outputs[i])
+
+        self.captioner.caption_features(feats, self.search, on_caption=done)
+        return outputs
 
     def gather(self, pixels: PixelStats, out: ModelOutput, image: Image.Image | None) -> Evidence:
         """The evidence for one image. ``image`` is needed for OCR; None skips it."""

@@ -175,7 +175,7 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
     if cfg.loopback_allowed():
         log.warning("TESTING MODE: the fetcher may reach the loopback origins %s; never run a deployment like this",
                     ", ".join(cfg.test_allow_loopback))
-    if cfg.torch_threads > 0:  # (cores - 1) / workers (alt-text serve): N processes do not oversubscribe the CPU
+    if cfg.torch_threads > 0:  # cores / workers (alt-text serve): N processes do not oversubscribe the CPU
         import torch
 
         torch.set_num_threads(cfg.torch_threads)

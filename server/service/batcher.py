@@ -11,7 +11,9 @@ after it ends. Without waiting for them, the next batch takes only what queued m
 two alternating half batches. So the worker also waits for the clients of the batch it just answered: up to
 ``return_wait`` of that batch's time (the model idles at most that share; the service's default is a quarter), and
 only while it holds fewer images than were queued at the batch's end plus the batch's own (a lone client coming back
-makes that number by itself, and waits for no one).
+makes that number by itself, and waits for no one). With ``early=True`` the worker hands ``run`` a second argument,
+``deliver(i, output)``, which answers image ``i``'s request at once: a client whose caption ends early in the beam
+search gets it while the longer ones are still decoded, and comes back sooner.
 """
 from __future__ import annotations
 
@@ -34,8 +36,9 @@ class WorkerStopped(RuntimeError):
 class BatchWorker:
     def __init__(self, run: Callable[[list], list], max_batch: int = 16, max_wait_ms: float = 5.0,
                  on_batch: Callable[[int, float], None] | None = None,
-                 coming: Callable[[], int] | None = None, return_wait: float = 0.0):
+                 coming: Callable[[], int] | None = None, return_wait: float = 0.0, early: bool = False):
         self.run = run
+        self.early = early  # run(images, deliver): outputs may be delivered before the batch ends
         # How many images callers hold the bytes of and are decoding or preprocessing, to be submitted soon: the
         # worker waits up to max_wait_ms for them, and not at all when none is coming (a lone request pays no delay).
         # Images still on the network do not count: a slow upstream must not hold every batch for max_wait_ms.
@@ -96,19 +99,30 @@ class BatchWorker:
         return batch, False
 
     def _caption(self, live: list) -> None:
+        images = [im for im, _ in live]
         try:
-            outputs = self.run([im for im, _ in live])
+            if self.early:
+                def deliver(i: int, out) -> None:
+                    if not live[i][1].done():
+                        live[i][1].set_result(out)
+
+                outputs = self.run(images, deliver)
+            else:
+                outputs = self.run(images)
         except Exception as e:  # handed to the waiting requests, never lost
+            live = [item for item in live if not item[1].done()]  # those answered already keep their answers
             if len(live) > 1:  # the batch mixes requests: find the one image at fault, spare the others
                 log.warning("batch of %d failed (%s); retrying its images one by one", len(live), e)
                 for item in live:
                     self._caption([item])
                 return
-            log.exception("model worker failed on an image")
-            live[0][1].set_exception(e)
+            if live:
+                log.exception("model worker failed on an image")
+                live[0][1].set_exception(e)
             return
         for (_, f), out in zip(live, outputs):
-            f.set_result(out)
+            if not f.done():
+                f.set_result(out)
 
     def _run(self) -> None:
         stopping = False

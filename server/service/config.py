@@ -29,7 +29,7 @@ class Config:
     checkpoint: str | None = setting(None, "Model checkpoint (default: the bundled model).")
     device: str | None = setting(None, "cpu, cuda, cuda:1 (default: CUDA when present).")
     beam_size: int = setting(3, "Beam width; 1 is greedy decoding.")
-    torch_threads: int = setting(0, "CPU threads of the model in each process (0: the cores less one, divided by "
+    torch_threads: int = setting(0, "CPU threads of the model in each process (0: the cores divided by "
                                     "the workers; at least 1).")
     max_batch: int = setting(16, "Images per forward pass.")
     max_wait_ms: float = setting(20.0, "How long the model worker waits to fill a batch, while more images are "
@@ -37,6 +37,8 @@ class Config:
                                        "does not wait).")
     return_wait: float = setting(0.25, "Share of a batch's time the model worker then waits for that batch's "
                                        "clients to send their next images, to batch them together (0: never).")
+    early_answers: bool = setting(True, "Answer an image as soon as its caption is done, while the batch's longer "
+                                        "captions are still decoded (off: when the whole batch is done).")
     max_images: int = setting(16, "Images per request (published at /v1/limits).")
     max_body_bytes: int = setting(20_000_000, "Request body, base64 images included.")
     max_image_bytes: int = setting(10_000_000, "A fetched or uploaded image.")
