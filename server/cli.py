@@ -399,7 +399,7 @@ def serve(host, port, workers, threads, **options) -> None:
     except (TypeError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     if cfg.torch_threads <= 0:  # each process its share of the cores: with early answers the request threads' work
-        # overlaps the batch, and 2 threads on 2 cores beat 1 (88 % against 76 % of the in-process rate, bench_server)
+        # overlaps the batch, and 2 threads on 2 cores served 10-16 % more images/s than 1 (bench_server, idle)
         cfg.torch_threads = max(1, (os.cpu_count() or 1) // workers)
     if cfg.load_model:  # fail here, with one line, not in every worker
         from model import default_checkpoint_path
