@@ -252,9 +252,15 @@ class Captioner:
     def caption_features(self, feats: torch.Tensor, search: SearchConfig,
                          on_caption: Callable[[int, Caption], None] | None = None) -> list[Caption]:
         """One caption per grid; ``on_caption(i, caption)`` hears of each as soon as its search ends."""
-        done = None if on_caption is None else (lambda i, h: on_caption(i, self._to_caption(h)))
-        hyps = beam_search(self.decoder, feats.to(self.device, self.dtype), search, on_done=done)
-        return [self._to_caption(h) for h in hyps]
+        captions: list[Caption | None] = [None] * feats.shape[0]
+
+        def done(i: int, h: Hypothesis) -> None:
+            captions[i] = self._to_caption(h)
+            if on_caption is not None:
+                on_caption(i, captions[i])
+
+        beam_search(self.decoder, feats.to(self.device, self.dtype), search, on_done=done)
+        return captions
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
         """One image resized and normalised for the encoder ([3, S, S], CPU): work a caller can do on its own

@@ -11,8 +11,9 @@ cross-entropy on one reference per image, ``entropy_weight`` adds an entropy bon
 subtracts that much reward for every COCO object a sample names that none of its image's references names (CHAIR's
 rule, ``model/chair.py``: the reward itself then counts invented objects, which plain CIDEr-D hardly punishes);
 evaluation keeps the beam's n-gram blocking. With ``tune_encoder_blocks`` the EfficientNet encoder's last blocks and
-head convolution (``model.encoders.TunedTail``) are fine-tuned too, from the cached trunk maps before them. Each epoch logs on dev, next to CIDEr: mean length, dangling endings
-("... with a"), repeated words ("a a") and bigrams, the number of distinct words, and CHAIR.
+head convolution (``model.encoders.TunedTail``) are fine-tuned too, from the cached trunk maps before them. Each
+epoch logs on dev, next to CIDEr: mean length, dangling endings ("... with a"), repeated words ("a a") and bigrams,
+the number of distinct words, and CHAIR.
 
 A run directory holds ``scst_state.safetensors`` (weights, optimiser, step, epoch position, best so far, the running
 epoch sums; written atomically every ``save_every`` steps and at each epoch end: safetensors, no pickle),

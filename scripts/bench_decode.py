@@ -27,17 +27,7 @@ import torch
 from model import Captioner
 from model.beam import beam_search, reference_beam_search
 from model.datasets import load_split
-from model.encoders import preprocess
 from model.images import load_image
-
-
-def encode(c: Captioner, ims) -> torch.Tensor:
-    """The encoder pass every surface pays: with a tuned tail, that includes the pretrained tail beside it (the
-    describe pipeline classifies the pretrained grid), though only the tuned grid is decoded."""
-    if not c.model.cfg.tuned_blocks:
-        return c.encode(ims)
-    with torch.no_grad():
-        return c.model.grids(preprocess(ims, c.model.spec).to(c.device, c.dtype))[0]
 
 
 def _timed(fn, repeats: int):
@@ -115,7 +105,7 @@ def main() -> None:
             ims = load(paths[s : s + args.batch])
             t_load += time.perf_counter() - t
             t = time.perf_counter()
-            f = encode(c, ims)
+            f, _ = c.encode_and_pool(ims)  # the encoder pass every surface pays (a tuned tail's pretrained twin too)
             t_enc += time.perf_counter() - t
             t = time.perf_counter()
             c.caption_features(f, cfg)
