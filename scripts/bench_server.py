@@ -176,14 +176,19 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def worker_pids(master: int) -> list[int]:
-    """gunicorn's worker processes (the master's children)."""
-    out = []
+    """gunicorn's worker processes (the master's children) and theirs (the model processes)."""
+    parents: dict[int, list[int]] = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
-            if f"\nPPid:\t{master}\n" in status.read_text():
-                out.append(int(status.parent.name))
-        except OSError:
-            pass
+            ppid = int(re.search(r"\nPPid:\t(\d+)\n", status.read_text()).group(1))
+        except (OSError, AttributeError):
+            continue
+        parents.setdefault(ppid, []).append(int(status.parent.name))
+    out, todo = [], list(parents.get(master, []))
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += parents.get(pid, [])
     return out
 
 

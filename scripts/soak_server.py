@@ -28,16 +28,23 @@ from bench_server import start_service, start_site  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:
-    """Resident memory of a process and its children (gunicorn's workers), from /proc."""
-    total = 0
+    """Resident memory of a process and its descendants (gunicorn's workers and their model processes), from
+    /proc."""
+    rss, children = {}, {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             text = status.read_text()
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        if int(fields.get("PPid", "0").strip()) == pid or int(status.parent.name) == pid:
-            total += int(fields.get("VmRSS", "0 kB").split()[0])
+        me = int(status.parent.name)
+        rss[me] = int(fields.get("VmRSS", "0 kB").split()[0])
+        children.setdefault(int(fields.get("PPid", "0").strip()), []).append(me)
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo += children.get(p, [])
     return total
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -78,6 +79,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def model_processes(master: int) -> list[int]:
+    """The model processes (server/service/model_process.py) under a gunicorn master: its workers' children."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"server.service.model_process" not in stat.read_bytes():
+                continue
+            ppid = int(re.search(r"\nPPid:\t(\d+)", (stat.parent / "status").read_text()).group(1))
+            if f"\nPPid:\t{master}\n" in Path(f"/proc/{ppid}/status").read_text():
+                found.append(int(stat.parent.name))
+        except (OSError, AttributeError):
+            continue
+    return found
+
+
 @contextmanager
 def running_service(log_dir: Path, threads: int = 8, workers: int = 1, **settings) -> Iterator[str]:
     """`alt-text serve` (gunicorn) on a free loopback port, configured by ALT_TEXT_<SETTING> variables; yields its
@@ -101,7 +117,7 @@ def running_service(log_dir: Path, threads: int = 8, workers: int = 1, **setting
             try:
                 if requests.get(base + "/readyz", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still loading the model (the request waits)
                 pass
             time.sleep(0.1)
         yield base

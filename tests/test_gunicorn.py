@@ -5,10 +5,11 @@ import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
-from conftest import COLOURS, SHAPES, free_port, make_shape_image, running_service
+from conftest import COLOURS, SHAPES, free_port, make_shape_image, model_processes, running_service
 
 from model import Captioner
 from server.describe import Describer
@@ -220,13 +221,15 @@ def test_shutdown_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path, si
             try:
                 if requests.get(base + "/readyz", timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still loading the model (the request waits)
                 time.sleep(0.1)
         with ThreadPoolExecutor(6) as pool:
             futures = [pool.submit(requests.post, base + "/v1/alt-text",
                                    json={"images": [{"url": f"http://{origin}/{i}.png"}]}, timeout=30)
                        for i in range(6)]
             time.sleep(0.5)  # all six are waiting on the slow upstream now
+            children = model_processes(proc.pid)
+            assert len(children) == 1  # the worker's model runs in a process of its own
             t0 = time.monotonic()
             proc.send_signal(getattr(signal, signame))
             answers = [f.result() for f in futures]
@@ -235,6 +238,7 @@ def test_shutdown_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path, si
         assert all(r.json()["results"][0]["alt"] for r in answers)
         proc.wait(15)
         assert time.monotonic() - t0 < 12 and proc.returncode == 0
+        assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]  # it ended with its worker
         log.seek(0)
         assert "Traceback" not in log.read()
     finally:

@@ -45,6 +45,11 @@ def _is_word(w: str) -> bool:
     return letters >= 2 and letters >= 0.6 * len(w) or w.isdigit()
 
 
+# The environment's own value, before Ocr() limits Tesseract to one OpenMP thread for every process started from
+# here on: a child that is not Tesseract (the service's model process) restores it, or runs on one core.
+OMP_THREAD_LIMIT_BEFORE: str | None = os.environ.get("OMP_THREAD_LIMIT")
+
+
 class Ocr:
     def __init__(self, command: str = "tesseract", lang: str = "eng", timeout: float = 10.0):
         import pytesseract

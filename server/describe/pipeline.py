@@ -63,8 +63,10 @@ class Describer:
         self.search = captioner.search_config(beam_size)
         head = imagenet_head(captioner.model.cfg.encoder)
         self.imagenet = head.to(captioner.device) if head is not None else None
-        self.namespace = ":".join([str(captioner.version), f"beam{beam_size}", PIPELINE_VERSION,
-                                   heads.digest if heads else "noheads", "ocr" if ocr else "noocr"])
+        # what the model stage's outputs depend on (a model process checks it loaded the same), then OCR
+        self.model_namespace = ":".join([str(captioner.version), f"beam{beam_size}", PIPELINE_VERSION,
+                                         heads.digest if heads else "noheads"])
+        self.namespace = self.model_namespace + (":ocr" if ocr else ":noocr")
 
     @classmethod
     def load(cls, checkpoint: str | Path | None = None, device: str | None = None, beam_size: int = 3,

@@ -46,9 +46,13 @@ class ServiceClosing(Exception):
 
 
 class AltTextService:
-    def __init__(self, cfg: Config, describer: Describer, cache: Cache, metrics: ServiceMetrics):
+    def __init__(self, cfg: Config, describer: Describer, cache: Cache, metrics: ServiceMetrics, run_model=None):
+        """``run_model``: the model stage, ``describer.run_model`` by default, or a ModelProcess running it in a
+        child process (closed with the service)."""
         self.cfg, self.describer, self.cache, self.metrics = cfg, describer, cache, metrics
+        self.runner = run_model
         self.captioner = describer.captioner
+        self.device = str(getattr(run_model, "device", None) or describer.captioner.device)  # the model's
         self.model_version = self.captioner.version
         self.cache_version = describer.namespace  # model, search, pipeline version and fitted heads
         # Decoding a large image takes memory (a 40-megapixel RGBA PNG is ~160 MB while it is converted):
@@ -56,7 +60,7 @@ class AltTextService:
         self._decoding = threading.BoundedSemaphore(2)
         self._coming = 0  # images whose bytes are here, being decoded or preprocessed: the batching worker waits
         self._coming_lock = threading.Lock()
-        self.worker = BatchWorker(describer.run_model, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch,
+        self.worker = BatchWorker(run_model or describer.run_model, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch,
                                   coming=self.coming, return_wait=cfg.return_wait, early=cfg.early_answers)
         self.limits = cfg.fetch_limits()
         # URL fetches wait on the network, so they run on a pool; a client gets FETCHES_PER_CLIENT of its threads
@@ -79,6 +83,8 @@ class AltTextService:
                 log.warning("%d requests still in flight after %.0f s of draining; stopping anyway",
                             self._in_flight, timeout)
         self.worker.stop()
+        if hasattr(self.runner, "close"):  # the model process, once the worker has run what it was given
+            self.runner.close()
         self.fetchers.shutdown(wait=False)  # a fetch already queued still runs; its request answers it
         return drained
 

@@ -24,6 +24,7 @@ from .alt_text import SHUTTING_DOWN, AltTextService, ServiceClosing
 from .cache import FailSafeCache, check_cache_settings, open_cache
 from .config import Config
 from .metrics import CONTENT_TYPE, ServiceMetrics
+from .model_process import ModelProcess
 from .openapi import openapi_spec
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def readyz():
     if service.closing:
         return jsonify({"status": "not ready", "reason": "shutting down"}), 503
     d = service.describer
-    return jsonify({"status": "ready", "model": service.model_version, "device": str(service.captioner.device),
+    return jsonify({"status": "ready", "model": service.model_version, "device": service.device,
                     "pipeline": d.namespace, "ocr": d.ocr_available, "honesty_heads": d.heads is not None,
                     "limits": current_app.config["ALT_TEXT"].limits(),
                     "cache": {"state": service.cache.state, "reason": service.cache.reason}})
@@ -175,22 +176,29 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
     if cfg.loopback_allowed():
         log.warning("TESTING MODE: the fetcher may reach the loopback origins %s; never run a deployment like this",
                     ", ".join(cfg.test_allow_loopback))
-    if cfg.torch_threads > 0:  # cores / workers (alt-text serve): N processes do not oversubscribe the CPU
-        import torch
+    in_child = loads_model and cfg.model_process  # the model runs in a child process (server/service/model_process)
+    if cfg.torch_threads > 0 or in_child:  # cores / workers (alt-text serve): N processes do not oversubscribe
+        import torch  # the CPU; with a model process, the worker's own torch work is the request threads' resizing
 
-        torch.set_num_threads(cfg.torch_threads)
+        torch.set_num_threads(1 if in_child else cfg.torch_threads)
+    runner = None
     if describer is None and captioner is not None:
         describer = Describer(captioner, None, cfg.policy(), cfg.wording(),
                               Ocr() if cfg.ocr and ocr_available() else None, cfg.beam_size)
     elif loads_model:
-        describer = Describer.load(cfg.checkpoint, device=cfg.device, beam_size=cfg.beam_size, policy=cfg.policy(),
-                                   wording=cfg.wording(), use_ocr=cfg.ocr)
+        describer = Describer.load(cfg.checkpoint, device="cpu" if in_child else cfg.device,
+                                   beam_size=cfg.beam_size, policy=cfg.policy(), wording=cfg.wording(),
+                                   use_ocr=cfg.ocr)
+        if in_child:
+            runner = ModelProcess(cfg.checkpoint, cfg.device, cfg.beam_size, cfg.torch_threads,
+                                  expect=describer.model_namespace)
     if describer is not None:
-        tuning.channels_last_on_cpu(describer.captioner)
+        if runner is None:
+            tuning.channels_last_on_cpu(describer.captioner)
         check_cache_settings(cfg.cache, cfg.redis_url)  # a wrong setting stops the start; a broken cache does not
         cache = FailSafeCache(lambda: open_cache(cfg.cache, cfg.cache_path, cfg.redis_url, cfg.cache_ttl),
                               cooldown=cfg.cache_retry, on_change=metrics.cache_degraded.set)
-        service = AltTextService(cfg, describer, cache, metrics)
+        service = AltTextService(cfg, describer, cache, metrics, run_model=runner)
     app.extensions["alt_text"] = {"service": service, "metrics": metrics}
 
     def too_large() -> Response:

@@ -39,6 +39,8 @@ class Config:
                                        "clients to send their next images, to batch them together (0: never).")
     early_answers: bool = setting(True, "Answer an image as soon as its caption is done, while the batch's longer "
                                         "captions are still decoded (off: when the whole batch is done).")
+    model_process: bool = setting(True, "Run the model in a child process of each worker, where its Python never "
+                                        "waits for the request threads' GIL (off: a thread of the worker).")
     max_images: int = setting(16, "Images per request (published at /v1/limits).")
     max_body_bytes: int = setting(20_000_000, "Request body, base64 images included.")
     max_image_bytes: int = setting(10_000_000, "A fetched or uploaded image.")

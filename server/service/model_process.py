@@ -1,0 +1,277 @@
+"""The model stage of a service process in a child process of its own, with its own interpreter and GIL.
+
+Why: the model's Python runs between its torch operations, dozens of times per beam-search step, and needs the GIL
+each time; in a gunicorn worker the request threads (HTTP, JSON, fetching, decoding, the evidence) hold it the rest
+of the time. Measured on 2 cores: one pure-Python thread beside the describe pipeline cut it from 73 to 11 images/s,
+and the service's model thread counted itself busy 91 % of the time while the worker used 1.4 of the 2 cores. In a
+child the model waits for no request thread; only the prepared batch (tensors) and the outputs cross a pipe.
+
+The prepared batch (16 images are 10 MB of floats) goes through shared memory, and only small messages through the
+pipe: a 10 MB write to a pipe is 150 writes of 64 KB, and between any two of them the worker's thread must take the GIL
+back from the request threads (that made the batch slower than in a thread). An image's output (caption, pooled
+features, ImageNet probabilities: 10 KB) comes back as one message, which the child writes without waiting.
+
+The batching worker (:class:`~server.service.batcher.BatchWorker`) calls a :class:`ModelProcess` exactly as it calls
+``Describer.run_model`` (``run(images, deliver)``), from its one thread, so the pipe needs no lock. A child that
+dies (killed, out of memory) fails the batch it was running; the next call starts a new one, so the worker's
+one-by-one retry of a failed batch answers its images, and a worker never serves without a model for long.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 300.0  # seconds a child may take to load the model (a cold disk, a large checkpoint)
+STOP_TIMEOUT = 5.0
+ROOT = Path(__file__).resolve().parents[2]  # where ``server`` and ``model`` are imported from
+
+
+class ModelProcessError(RuntimeError):
+    """The child failed to start, died, or raised while running a batch (its message says which)."""
+
+
+class ModelProcess:
+    """``run(images, deliver=None) -> outputs`` of ``Describer.run_model``, run in a child process.
+
+    ``checkpoint``, ``device`` and ``beam_size`` are those of the parent's describer (the child loads the same
+    model, without OCR, which the request threads run); ``threads`` is the child's torch thread count (0: torch's
+    default). ``expect`` (the parent describer's ``model_namespace``) must be the child's: a checkpoint replaced on
+    disk between the two loads would otherwise cache one model's answers under the other's name.
+
+    The child is a plain ``python -m server.service.model_process`` with a socket to its parent, not a
+    multiprocessing process: spawn would import the worker's main module again (torch with it, before the child
+    could set its threads), and the environment is the worker's own but for OMP_THREAD_LIMIT, which the worker's OCR
+    lowered to 1 for Tesseract (inherited, it ran the model on one core)."""
+
+    def __init__(self, checkpoint: str | None, device: str | None, beam_size: int, threads: int = 0,
+                 expect: str | None = None, start_timeout: float = START_TIMEOUT):
+        self.settings = {"checkpoint": checkpoint, "device": device, "beam_size": beam_size, "threads": threads}
+        self.expect, self.start_timeout = expect, start_timeout
+        self._proc: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()  # start/close against each other; runs come from one thread
+        self._shm, self._batch = None, None  # the shared input buffer and a tensor over it
+        self.starts = 0
+        self.device = None  # where the child runs the model, as it says when ready
+        self._start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _environment(self) -> dict:
+        from ..describe.ocr import OMP_THREAD_LIMIT_BEFORE
+
+        env = dict(os.environ)
+        env.pop("OMP_THREAD_LIMIT", None)
+        if OMP_THREAD_LIMIT_BEFORE is not None:
+            env["OMP_THREAD_LIMIT"] = OMP_THREAD_LIMIT_BEFORE
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the child counts nothing: the worker's metrics are the truth
+        return env
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "server.service.model_process", str(theirs.fileno())],
+                                    pass_fds=(theirs.fileno(),), env=self._environment(), cwd=ROOT,
+                                    stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        conn = Connection(ours.detach())
+        try:
+            conn.send(self.settings)
+            if not conn.poll(self.start_timeout):
+                raise ModelProcessError(f"the model process did not start within {self.start_timeout:.0f} s")
+            kind, detail = conn.recv()
+        except (EOFError, OSError):
+            kind, detail = "error", f"the model process exited while starting (exit code {proc.poll()})"
+        except ModelProcessError as e:
+            kind, detail = "error", str(e)
+        if kind == "ready":
+            namespace, self.device = detail
+            if self.expect is not None and namespace != self.expect:
+                kind, detail = "error", (f"the model process loaded another model ({namespace}) than the service "
+                                         f"({self.expect}); was the checkpoint replaced while starting?")
+        if kind != "ready":
+            _end(proc, conn)
+            raise ModelProcessError(detail)
+        self._proc, self._conn = proc, conn
+        self.starts += 1
+        log.info("model process %d ready", proc.pid)
+
+    def __call__(self, images: list, deliver: Callable | None = None) -> list:
+        import torch
+
+        with self._lock:
+            if not self.alive():  # it died after the last batch, or the last restart failed
+                if self._proc is not None:
+                    log.warning("the model process %d has exited (code %s); starting another", self._proc.pid,
+                                self._proc.returncode)
+                    _end(self._proc, self._conn)
+                    self._proc = self._conn = None
+                self._start()
+            conn = self._conn
+        batch = self._input(len(images), tuple(images[0].shape), images[0].dtype)
+        torch.stack(images, out=batch[: len(images)])
+        try:
+            conn.send(("run", self._shm.name, tuple(batch.shape), str(batch.dtype).removeprefix("torch."),
+                       len(images), deliver is not None))
+            outputs: list = [None] * len(images)
+            while True:
+                kind, *rest = conn.recv()
+                if kind == "one":  # one image's output, before the batch ends (early answers)
+                    i, out = rest
+                    outputs[i] = _tensors(out)
+                    deliver(i, outputs[i])
+                elif kind == "end":
+                    return [_tensors(out) for out in rest[0]] if rest[0] is not None else outputs
+                else:  # "error": the batch raised in the child, which goes on serving
+                    raise ModelProcessError(rest[0])
+        except (EOFError, OSError) as e:  # the child died mid-batch: this batch fails, the next call restarts it
+            raise ModelProcessError(f"the model process exited while running a batch ({type(e).__name__})") from None
+
+    def _input(self, n: int, shape: tuple, dtype):
+        """A tensor over shared memory that holds at least ``n`` images of this shape and dtype (made anew, and
+        the old one unlinked, when a batch does not fit: the child maps the new one by name with the next batch)."""
+        import torch
+
+        batch = self._batch
+        if batch is not None and batch.shape[0] >= n and tuple(batch.shape[1:]) == shape and batch.dtype == dtype:
+            return batch
+        capacity = max(n, batch.shape[0] if batch is not None else 0)
+        self._free_input()
+        size = capacity * torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        self._shm = SharedMemory(create=True, size=size)
+        self._batch = torch.frombuffer(self._shm.buf, dtype=dtype).view(capacity, *shape)
+        return self._batch
+
+    def _free_input(self) -> None:
+        if self._shm is not None:
+            self._batch = None  # the tensor's hold on the buffer, before it is closed
+            self._shm.close()
+            self._shm.unlink()
+            self._shm = None
+
+    def close(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Ask the child to exit after its batch, wait ``timeout`` seconds at most, then terminate it."""
+        with self._lock:
+            if self._proc is not None:
+                _end(self._proc, self._conn, timeout)
+                self._proc = self._conn = None
+            self._free_input()
+
+
+def _plain(out):
+    """A ModelOutput with its probabilities as a numpy array: a torch tensor sent through a multiprocessing pipe
+    moves to shared memory of its own and its file descriptor is handed over by a round trip, for every image."""
+    import dataclasses
+
+    return out if out.probs is None else dataclasses.replace(out, probs=out.probs.numpy())
+
+
+def _tensors(out):
+    """The ModelOutput as the describer makes it (the other way from ``_plain``)."""
+    import dataclasses
+
+    import torch
+
+    return out if out.probs is None else dataclasses.replace(out, probs=torch.from_numpy(out.probs))
+
+
+def _end(proc: subprocess.Popen, conn: Connection, timeout: float = STOP_TIMEOUT) -> None:
+    try:
+        conn.send(None)
+    except (OSError, ValueError):
+        pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    conn.close()
+
+
+def _attach(name: str) -> SharedMemory:
+    """The parent's buffer, which the parent alone unlinks: Python < 3.13 registers an attached segment with this
+    process's resource tracker too, which would unlink it when this process ends (bpo-38119)."""
+    try:
+        return SharedMemory(name=name, track=False)
+    except TypeError:
+        from multiprocessing import resource_tracker
+
+        shm = SharedMemory(name=name)
+        resource_tracker.unregister(shm._name, "shared_memory")
+        return shm
+
+
+def main(fd: int) -> None:
+    """The child: get its settings, load the describer, say "ready" with its namespace, then run each batch it is
+    sent until it gets None or its socket closes (the worker exited, however it ended)."""
+    conn = Connection(fd)
+    try:
+        settings = conn.recv()
+    except (EOFError, OSError):
+        return
+    logging.basicConfig(level=logging.INFO, format="[model process %(process)d] %(levelname)s %(name)s: %(message)s")
+    from . import tuning
+
+    tuning.keep_freed_memory()  # before torch starts any thread
+    import torch
+
+    if settings["threads"] > 0:
+        torch.set_num_threads(settings["threads"])
+    try:
+        from ..describe import Describer
+
+        describer = Describer.load(settings["checkpoint"], device=settings["device"],
+                                   beam_size=settings["beam_size"], use_ocr=False)
+        tuning.channels_last_on_cpu(describer.captioner)
+    except BaseException as e:  # noqa: BLE001 - whatever it is, the parent gets one line, not a hung socket
+        conn.send(("error", f"the model process could not load the model: {type(e).__name__}: {e}"))
+        return
+    conn.send(("ready", (describer.model_namespace, str(describer.captioner.device))))
+    shm = None
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        _, name, shape, dtype, n, stream = msg
+        if shm is None or shm.name != name:  # the parent made a new buffer (a larger batch): map that one
+            if shm is not None:
+                shm.close()
+            shm = _attach(name)
+        images = list(torch.frombuffer(shm.buf, dtype=getattr(torch, dtype)).view(*shape)[:n])
+        try:
+            if stream:
+                describer.run_model(images, lambda i, out: conn.send(("one", i, _plain(out))))
+                conn.send(("end", None))
+            else:
+                conn.send(("end", [_plain(out) for out in describer.run_model(images)]))
+        except Exception as e:  # noqa: BLE001 - the parent's batch fails with this message; the child serves on
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+        del images  # views of the buffer: it can be closed when the next batch needs another
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

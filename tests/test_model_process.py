@@ -1,0 +1,151 @@
+"""The model stage in a child process (server/service/model_process.py), with the tiny shapes captioner: the same
+outputs as the describer in this process, early answers one by one, a killed child replaced without losing a
+request, start failures in one line, and the child gone when the service closes it."""
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from conftest import COLOURS, SHAPES, make_shape_image
+
+from server.describe import Describer
+from server.service.batcher import BatchWorker
+from server.service.model_process import ModelProcess, ModelProcessError
+
+
+@pytest.fixture(scope="module")
+def describer(shapes_checkpoint):
+    return Describer.load(shapes_checkpoint, device="cpu", use_ocr=False)
+
+
+@pytest.fixture(scope="module")
+def images(describer):
+    return [describer.prepare(make_shape_image(c, s)) for c in list(COLOURS)[:2] for s in list(SHAPES)[:3]]
+
+
+@pytest.fixture
+def process(shapes_checkpoint, describer):
+    runner = ModelProcess(str(shapes_checkpoint), "cpu", 3, threads=1, expect=describer.model_namespace)
+    yield runner
+    runner.close()
+
+
+def same(a, b) -> None:
+    assert (a.caption, a.words) == (b.caption, b.words)
+    assert a.raw_confidence == pytest.approx(b.raw_confidence, abs=1e-4)
+    np.testing.assert_allclose(a.pooled, b.pooled, atol=1e-5)
+    assert (a.probs is None) == (b.probs is None)
+    if a.probs is not None:
+        np.testing.assert_allclose(a.probs.numpy(), b.probs.numpy(), atol=1e-5)
+    assert (a.ood is None) == (b.ood is None)
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    """The process has exited (a zombie that its parent has not reaped yet counts: it runs nothing)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
+def test_the_child_gives_what_the_describer_gives_here(process, describer, images):
+    expected = describer.run_model(images)
+    got = process(images)
+    assert len(got) == len(images)
+    for a, b in zip(got, expected):
+        same(a, b)
+    assert all(a.caption for a in got)
+
+
+def test_early_answers_arrive_once_each_before_the_batch_returns(process, describer, images):
+    delivered = []
+    got = process(images, lambda i, out: delivered.append((i, out)))
+    assert sorted(i for i, _ in delivered) == list(range(len(images)))  # each once
+    for i, out in delivered:
+        same(out, got[i])
+    for a, b in zip(got, describer.run_model(images)):
+        same(a, b)
+
+
+def test_a_larger_batch_gets_a_larger_buffer(process, describer, images):
+    """The shared input buffer is made for the first batch's size; a larger one needs a new buffer, which the
+    child maps by name: it must read the new batch, not the old one."""
+    assert len(process(images[:2])) == 2
+    got = process(images * 2)
+    expected = describer.run_model(images * 2)
+    for a, b in zip(got, expected):
+        same(a, b)
+
+
+def test_a_killed_child_fails_one_batch_at_most_and_the_worker_answers_every_image(process, describer, images):
+    """SIGKILL (what the OOM killer sends) of the child between batches: the batching worker's images are all
+    answered, by a new child (the failed batch's images are retried one by one)."""
+    first = process.pid
+    os.kill(first, signal.SIGKILL)
+    assert gone(first)
+    worker = BatchWorker(process, max_batch=len(images), max_wait_ms=200, early=True)
+    try:
+        futures = [worker.submit(im) for im in images]
+        got = [f.result(timeout=120) for f in futures]
+    finally:
+        worker.stop()
+    for a, b in zip(got, describer.run_model(images)):
+        same(a, b)
+    assert process.pid != first and process.alive() and process.starts == 2
+
+
+def test_a_child_killed_during_a_batch_fails_that_batch_in_one_line(process, images):
+    """Stopped (SIGSTOP) so that the batch is surely in flight, then killed: the call raises ModelProcessError,
+    and the next call has a new child."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    first = process.pid
+    os.kill(first, signal.SIGSTOP)
+    with ThreadPoolExecutor(1) as pool:
+        batch = pool.submit(process, images)
+        time.sleep(0.3)
+        assert not batch.done()  # waiting for the stopped child
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(ModelProcessError, match="exited while running a batch"):
+            batch.result(timeout=30)
+    assert gone(first)
+    assert len(process(images)) == len(images) and process.pid != first
+
+
+def test_close_ends_the_child(shapes_checkpoint, describer):
+    runner = ModelProcess(str(shapes_checkpoint), "cpu", 3, threads=1)
+    pid = runner.pid
+    runner.close()
+    assert gone(pid) and not runner.alive()
+
+
+def test_a_checkpoint_that_does_not_load_is_one_line(tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelProcessError, match="could not load the model") as e:
+        ModelProcess(str(bad), "cpu", 3, threads=1)
+    assert "\n" not in str(e.value)
+
+
+def test_another_model_than_the_services_is_refused(shapes_checkpoint):
+    with pytest.raises(ModelProcessError, match="another model"):
+        ModelProcess(str(shapes_checkpoint), "cpu", 3, threads=1, expect="some-other-model:beam3")
+
+
+def test_the_child_does_not_inherit_the_ocr_thread_limit(monkeypatch, shapes_checkpoint):
+    """The worker's OCR sets OMP_THREAD_LIMIT=1 for Tesseract; inherited, the model ran on one core of two."""
+    from server.describe import ocr
+
+    monkeypatch.setattr(ocr, "OMP_THREAD_LIMIT_BEFORE", None)
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "1")
+    assert "OMP_THREAD_LIMIT" not in ModelProcess._environment(None)
+    monkeypatch.setattr(ocr, "OMP_THREAD_LIMIT_BEFORE", "3")  # an operator's own limit stays
+    assert ModelProcess._environment(None)["OMP_THREAD_LIMIT"] == "3"
