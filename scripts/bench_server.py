@@ -12,7 +12,8 @@ URL per request:
     images, and --variant LABEL:VAR=VALUE,... this checkout with other settings (ALT_TEXT_* or OMP_* variables):
     before and after, measured side by side;
   - batch size 1 (the batching speed-up) and cached URLs (p50 latency), once.
-Also the CPU each side spent per image (the service's worker processes; the measuring process in-process): work
+Also the CPU each side spent per image (the service's worker processes and their model processes, "of it, model"
+the latter; the measuring process in-process; "client CPU" the clients and the image site, on the same machine): work
 done, which the load of other jobs on the machine changes less than it changes the rates; and, from the service's
 /metrics, the share of the wall time its model threads were running a batch ("model busy", the mean over the
 workers) and the mean batch size, which tell where the rest of the gap to the in-process rate goes.
@@ -175,8 +176,8 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def worker_pids(master: int) -> list[int]:
-    """gunicorn's worker processes (the master's children) and theirs (the model processes)."""
+def worker_pids(master: int, depth: int = 2) -> list[int]:
+    """gunicorn's worker processes (the master's children) and, with depth 2, theirs (the model processes)."""
     parents: dict[int, list[int]] = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -184,11 +185,12 @@ def worker_pids(master: int) -> list[int]:
         except (OSError, AttributeError):
             continue
         parents.setdefault(ppid, []).append(int(status.parent.name))
-    out, todo = [], list(parents.get(master, []))
+    out, todo = [], [(pid, 1) for pid in parents.get(master, [])]
     while todo:
-        pid = todo.pop()
+        pid, level = todo.pop()
         out.append(pid)
-        todo += parents.get(pid, [])
+        if level < depth:
+            todo += [(child, level + 1) for child in parents.get(pid, [])]
     return out
 
 
@@ -293,7 +295,8 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
                     continue
                 _, proc, base = next(x for x in running if x[0] == side)
                 pids, own = worker_pids(proc.pid), cpu_seconds([os.getpid()])
-                cpu0, model0 = cpu_seconds(pids), model_counters(base)
+                children = [p for p in pids if p not in worker_pids(proc.pid, depth=1)]  # model processes
+                cpu0, model0, child0 = cpu_seconds(pids), model_counters(base), cpu_seconds(children)
                 got[side] = drive(base, [f"http://{site}/{n}" for n in chunk], args.clients)
                 model1 = model_counters(base)
                 if model0 and model1 and model1[1] > model0[1]:  # where the rest of the time went
@@ -301,6 +304,8 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
                                                     3)  # the workers' mean
                     got[side]["mean_batch"] = round((model1[2] - model0[2]) / (model1[1] - model0[1]), 1)
                 got[side]["cpu_ms_per_image"] = round(1000 * (cpu_seconds(pids) - cpu0) / len(chunk), 1)
+                got[side]["model_process_cpu_ms_per_image"] = round(
+                    1000 * (cpu_seconds(children) - child0) / len(chunk), 1)  # 0 with the model in a thread
                 got[side]["client_cpu_ms_per_image"] = round(1000 * (cpu_seconds([os.getpid()]) - own) / len(chunk),
                                                              1)
             rounds.append(got)
@@ -321,8 +326,8 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
             summary[side]["share_of_in_process"] = round(statistics.median(
                 rd[side]["images_per_s"] / rd["in-process"]["images_per_s"] for rd in rounds), 3)
             summary[side]["p50_ms"] = round(statistics.median(rd[side]["p50_ms"] for rd in rounds), 1)
-            summary[side]["client_cpu_ms_per_image"] = round(statistics.median(
-                rd[side]["client_cpu_ms_per_image"] for rd in rounds), 1)
+            for k in ("client_cpu_ms_per_image", "model_process_cpu_ms_per_image"):
+                summary[side][k] = round(statistics.median(rd[side][k] for rd in rounds), 1)
             for k in ("model_busy", "mean_batch"):
                 if all(k in rd[side] for rd in rounds):
                     summary[side][k] = round(statistics.median(rd[side][k] for rd in rounds), 3)
@@ -411,8 +416,8 @@ def main() -> None:
           f"{summary['load_avg_after'][0]:.1f}")
     print(f"  batched, median of {args.rounds} rounds (each side on the same images in each round):")
     width = max(len(side) for side in compared["sides"])
-    print(f"  {'side':<{width}} {'img/s':>8} {'share':>7} {'p50 ms':>8} {'CPU ms/img':>11} {'model busy':>11} "
-          f"{'mean batch':>11}")
+    print(f"  {'side':<{width}} {'img/s':>8} {'share':>7} {'p50 ms':>8} {'CPU ms/img':>11} {'of it, model':>13} "
+          f"{'client CPU':>11} {'model busy':>11} {'mean batch':>11}")
     for side in compared["sides"]:
         m = med[side]
         share = m.get("share_of_in_process", m["images_per_s"] / med["in-process"]["images_per_s"])
@@ -420,7 +425,8 @@ def main() -> None:
         name = side if side != "in-process" else "in-process pipeline (the best)"
         busy = f"{100 * m['model_busy']:.0f} %" if "model_busy" in m else ""
         print(f"  {name:<{width}} {m['images_per_s']:>8} {share:>7} {m.get('p50_ms', ''):>8} "
-              f"{m['cpu_ms_per_image']:>11} {busy:>11} {m.get('mean_batch', ''):>11}")
+              f"{m['cpu_ms_per_image']:>11} {m.get('model_process_cpu_ms_per_image', ''):>13} "
+              f"{m.get('client_cpu_ms_per_image', ''):>11} {busy:>11} {m.get('mean_batch', ''):>11}")
     print(f"  {'run':<24} {'requests':>8} {'ok':>5} {'img/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
     for label, r in results.items():
         print(f"  {label:<24} {r['requests']:>8} {r['ok']:>5} {r['images_per_s']:>8} {r['p50_ms']:>8} {r['p95_ms']:>8}")
