@@ -176,6 +176,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def is_model_process(pid: int) -> bool:
+    """A worker's model process (server/service/model_process.py), not its OCR or resource-tracker children."""
+    try:
+        return b"server.service.model_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def worker_pids(master: int, depth: int = 2) -> list[int]:
     """gunicorn's worker processes (the master's children) and, with depth 2, theirs (the model processes)."""
     parents: dict[int, list[int]] = {}
@@ -295,7 +303,7 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
                     continue
                 _, proc, base = next(x for x in running if x[0] == side)
                 pids, own = worker_pids(proc.pid), cpu_seconds([os.getpid()])
-                children = [p for p in pids if p not in worker_pids(proc.pid, depth=1)]  # model processes
+                children = [p for p in pids if is_model_process(p)]
                 cpu0, model0, child0 = cpu_seconds(pids), model_counters(base), cpu_seconds(children)
                 got[side] = drive(base, [f"http://{site}/{n}" for n in chunk], args.clients)
                 model1 = model_counters(base)

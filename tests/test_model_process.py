@@ -149,3 +149,42 @@ def test_the_child_does_not_inherit_the_ocr_thread_limit(monkeypatch, shapes_che
     assert "OMP_THREAD_LIMIT" not in ModelProcess._environment(None)
     monkeypatch.setattr(ocr, "OMP_THREAD_LIMIT_BEFORE", "3")  # an operator's own limit stays
     assert ModelProcess._environment(None)["OMP_THREAD_LIMIT"] == "3"
+
+
+def test_close_waits_for_the_batch_in_flight_and_refuses_later_ones(process, images):
+    """close() during a batch (a worker stopping under load) must not free the buffer or the socket under it: the
+    batch ends with its outputs, and a later call is refused as a stopped worker (a 503 for its request)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from server.service.batcher import WorkerStopped
+
+    pid = process.pid
+    os.kill(pid, signal.SIGSTOP)  # so that the batch is surely in flight when close() begins
+    with ThreadPoolExecutor(2) as pool:
+        batch = pool.submit(process, images)
+        time.sleep(0.3)
+        closing = pool.submit(process.close, 30)
+        time.sleep(0.3)
+        assert not closing.done()  # it waits for the batch
+        os.kill(pid, signal.SIGCONT)
+        assert len(batch.result(timeout=60)) == len(images)
+        closing.result(timeout=60)
+    assert gone(pid)
+    with pytest.raises(WorkerStopped):
+        process(images)
+
+
+def test_a_failed_restart_fails_batches_at_once_for_a_while(process, images, monkeypatch):
+    """When the model cannot be loaded again (the file is gone, the GPU is full), each batch must not pay for
+    another load: calls fail at once with the reason until the retry time."""
+    first = process.pid
+    monkeypatch.setitem(process.settings, "checkpoint", "/nonexistent/model.safetensors")
+    os.kill(first, signal.SIGKILL)
+    assert gone(first)
+    with pytest.raises(ModelProcessError, match="could not load"):
+        process(images)
+    t0 = time.monotonic()
+    with pytest.raises(ModelProcessError, match="not running: the model process could not load"):
+        process(images)
+    assert time.monotonic() - t0 < 1.0  # no second load
+    assert process.start_error and not process.alive()

@@ -24,7 +24,7 @@ from .alt_text import SHUTTING_DOWN, AltTextService, ServiceClosing
 from .cache import FailSafeCache, check_cache_settings, open_cache
 from .config import Config
 from .metrics import CONTENT_TYPE, ServiceMetrics
-from .model_process import ModelProcess
+from .model_process import ModelProcess, ModelProcessError
 from .openapi import openapi_spec
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,9 @@ def readyz():
         return jsonify({"status": "not ready", "reason": "model not loaded"}), 503
     if service.closing:
         return jsonify({"status": "not ready", "reason": "shutting down"}), 503
+    runner = service.runner
+    if isinstance(runner, ModelProcess) and runner.start_error and not runner.alive():
+        return jsonify({"status": "not ready", "reason": f"model process: {runner.start_error}"}), 503
     d = service.describer
     return jsonify({"status": "ready", "model": service.model_version, "device": service.device,
                     "pipeline": d.namespace, "ocr": d.ocr_available, "honesty_heads": d.heads is not None,
@@ -186,12 +189,18 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
         describer = Describer(captioner, None, cfg.policy(), cfg.wording(),
                               Ocr() if cfg.ocr and ocr_available() else None, cfg.beam_size)
     elif loads_model:
+        if in_child:  # it loads the model while this process loads its own copy (for resizing and the evidence)
+            runner = ModelProcess(cfg.checkpoint, cfg.device, cfg.beam_size, cfg.torch_threads, wait=False)
         describer = Describer.load(cfg.checkpoint, device="cpu" if in_child else cfg.device,
                                    beam_size=cfg.beam_size, policy=cfg.policy(), wording=cfg.wording(),
                                    use_ocr=cfg.ocr)
-        if in_child:
-            runner = ModelProcess(cfg.checkpoint, cfg.device, cfg.beam_size, cfg.torch_threads,
-                                  expect=describer.model_namespace)
+        if runner is not None:
+            runner.expect = describer.model_namespace
+            try:
+                runner.wait_ready()
+            except ModelProcessError as e:  # one line, then gunicorn's "worker failed to boot", not a traceback
+                log.error("%s", e)
+                raise SystemExit(3) from None
     if describer is not None:
         if runner is None:
             tuning.channels_last_on_cpu(describer.captioner)

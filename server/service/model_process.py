@@ -24,15 +24,19 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 
+from .batcher import WorkerStopped
+
 log = logging.getLogger(__name__)
 
-START_TIMEOUT = 300.0  # seconds a child may take to load the model (a cold disk, a large checkpoint)
+START_TIMEOUT = 90.0  # seconds a child may take to load the model; under gunicorn's 120 s boot timeout
 STOP_TIMEOUT = 5.0
+RETRY_AFTER = 10.0  # seconds after a failed start before another is tried (meanwhile batches fail at once)
 ROOT = Path(__file__).resolve().parents[2]  # where ``server`` and ``model`` are imported from
 
 
@@ -46,7 +50,8 @@ class ModelProcess:
     ``checkpoint``, ``device`` and ``beam_size`` are those of the parent's describer (the child loads the same
     model, without OCR, which the request threads run); ``threads`` is the child's torch thread count (0: torch's
     default). ``expect`` (the parent describer's ``model_namespace``) must be the child's: a checkpoint replaced on
-    disk between the two loads would otherwise cache one model's answers under the other's name.
+    disk between the two loads would otherwise cache one model's answers under the other's name. ``wait=False``
+    starts the child and returns: the caller loads its own copy meanwhile, then calls ``wait_ready``.
 
     The child is a plain ``python -m server.service.model_process`` with a socket to its parent, not a
     multiprocessing process: spawn would import the worker's main module again (torch with it, before the child
@@ -54,23 +59,31 @@ class ModelProcess:
     lowered to 1 for Tesseract (inherited, it ran the model on one core)."""
 
     def __init__(self, checkpoint: str | None, device: str | None, beam_size: int, threads: int = 0,
-                 expect: str | None = None, start_timeout: float = START_TIMEOUT):
+                 expect: str | None = None, start_timeout: float = START_TIMEOUT, wait: bool = True):
+        checkpoint = str(Path(checkpoint).resolve()) if checkpoint else None  # the child's working directory differs
         self.settings = {"checkpoint": checkpoint, "device": device, "beam_size": beam_size, "threads": threads}
         self.expect, self.start_timeout = expect, start_timeout
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
-        self._lock = threading.Lock()  # start/close against each other; runs come from one thread
+        self._pending = None  # (proc, conn) launched, not yet ready
+        self._lock = threading.Lock()  # held for a whole batch (or start): close() waits for it
+        self._closed = False
+        self._broken = False  # its socket failed: dead or dying, whatever poll() says yet
         self._shm, self._batch = None, None  # the shared input buffer and a tensor over it
         self.starts = 0
         self.device = None  # where the child runs the model, as it says when ready
-        self._start()
+        self.start_error: str | None = None  # why the last start failed (until one succeeds)
+        self._retry_at = 0.0  # after a failed start, calls fail at once until then (no model load per image)
+        self._launch()
+        if wait:
+            self.wait_ready()
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and not self._broken and self._proc.poll() is None
 
     def _environment(self) -> dict:
         from ..describe.ocr import OMP_THREAD_LIMIT_BEFORE
@@ -83,22 +96,34 @@ class ModelProcess:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the child counts nothing: the worker's metrics are the truth
         return env
 
-    def _start(self) -> None:
+    def _launch(self) -> None:
         ours, theirs = socket.socketpair()
         try:
             proc = subprocess.Popen([sys.executable, "-m", "server.service.model_process", str(theirs.fileno())],
-                                    pass_fds=(theirs.fileno(),), env=self._environment(), cwd=ROOT,
-                                    stdin=subprocess.DEVNULL)
+                                    pass_fds=(theirs.fileno(),), env=self._environment(), stdin=subprocess.DEVNULL)
         finally:
             theirs.close()
         conn = Connection(ours.detach())
+        self._pending = (proc, conn)
         try:
             conn.send(self.settings)
+        except OSError:
+            pass  # it died at once: wait_ready says so
+
+    def wait_ready(self) -> None:
+        """Wait for the launched child to load the model; ModelProcessError (one line) if it does not."""
+        proc, conn = self._pending
+        self._pending = None
+        try:
             if not conn.poll(self.start_timeout):
                 raise ModelProcessError(f"the model process did not start within {self.start_timeout:.0f} s")
             kind, detail = conn.recv()
         except (EOFError, OSError):
-            kind, detail = "error", f"the model process exited while starting (exit code {proc.poll()})"
+            try:
+                code = proc.wait(5)
+            except subprocess.TimeoutExpired:
+                code = None
+            kind, detail = "error", f"the model process exited while starting (exit code {code})"
         except ModelProcessError as e:
             kind, detail = "error", str(e)
         if kind == "ready":
@@ -108,23 +133,34 @@ class ModelProcess:
                                          f"({self.expect}); was the checkpoint replaced while starting?")
         if kind != "ready":
             _end(proc, conn)
+            self.start_error, self._retry_at = detail, time.monotonic() + RETRY_AFTER
             raise ModelProcessError(detail)
-        self._proc, self._conn = proc, conn
+        self._proc, self._conn, self._broken = proc, conn, False
         self.starts += 1
+        self.start_error = None
         log.info("model process %d ready", proc.pid)
 
     def __call__(self, images: list, deliver: Callable | None = None) -> list:
-        import torch
-
-        with self._lock:
-            if not self.alive():  # it died after the last batch, or the last restart failed
+        with self._lock:  # the whole batch: close() must not free the buffer or the socket under it
+            if self._closed:
+                raise WorkerStopped("the model process has been stopped")
+            if not self.alive():  # it died after the last batch, or the last start failed
                 if self._proc is not None:
                     log.warning("the model process %d has exited (code %s); starting another", self._proc.pid,
                                 self._proc.returncode)
                     _end(self._proc, self._conn)
                     self._proc = self._conn = None
-                self._start()
-            conn = self._conn
+                    self._free_input()  # a new child, a new buffer
+                if time.monotonic() < self._retry_at:
+                    raise ModelProcessError(f"the model process is not running: {self.start_error}")
+                self._launch()
+                self.wait_ready()
+            return self._run(images, deliver)
+
+    def _run(self, images: list, deliver: Callable | None) -> list:
+        import torch
+
+        conn = self._conn
         batch = self._input(len(images), tuple(images[0].shape), images[0].dtype)
         torch.stack(images, out=batch[: len(images)])
         try:
@@ -142,6 +178,7 @@ class ModelProcess:
                 else:  # "error": the batch raised in the child, which goes on serving
                     raise ModelProcessError(rest[0])
         except (EOFError, OSError) as e:  # the child died mid-batch: this batch fails, the next call restarts it
+            self._broken = True
             raise ModelProcessError(f"the model process exited while running a batch ({type(e).__name__})") from None
 
     def _input(self, n: int, shape: tuple, dtype):
@@ -156,6 +193,13 @@ class ModelProcess:
         self._free_input()
         size = capacity * torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
         self._shm = SharedMemory(create=True, size=size)
+        try:  # reserve the pages now: a full /dev/shm would otherwise kill the worker (SIGBUS) at the first write
+            if hasattr(os, "posix_fallocate") and hasattr(self._shm, "_fd"):
+                os.posix_fallocate(self._shm._fd, 0, size)
+        except OSError as e:
+            self._free_input()
+            raise ModelProcessError(f"no room for a {size / 1e6:.0f} MB batch in shared memory (/dev/shm: {e.strerror});"
+                                    " give the container more (docker run --shm-size)") from None
         self._batch = torch.frombuffer(self._shm.buf, dtype=dtype).view(capacity, *shape)
         return self._batch
 
@@ -167,12 +211,25 @@ class ModelProcess:
             self._shm = None
 
     def close(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Ask the child to exit after its batch, wait ``timeout`` seconds at most, then terminate it."""
-        with self._lock:
-            if self._proc is not None:
-                _end(self._proc, self._conn, timeout)
-                self._proc = self._conn = None
-            self._free_input()
+        """Refuse further batches; let the batch in flight end (``timeout`` seconds at most), then end the child.
+        A batch still running after that is cut short: the child is killed (its caller gets ModelProcessError) and
+        the buffer it may still write is left to the resource tracker."""
+        self._closed = True
+        if self._lock.acquire(timeout=timeout):
+            try:
+                if self._pending is not None:
+                    _end(*self._pending, timeout)
+                    self._pending = None
+                if self._proc is not None:
+                    _end(self._proc, self._conn, timeout)
+                    self._proc = self._conn = None
+                self._free_input()
+            finally:
+                self._lock.release()
+        elif self._proc is not None:
+            log.warning("the model process %d was still running a batch after %.0f s; killing it", self._proc.pid,
+                        timeout)
+            self._proc.kill()
 
 
 def _plain(out):
@@ -225,6 +282,12 @@ def _attach(name: str) -> SharedMemory:
 def main(fd: int) -> None:
     """The child: get its settings, load the describer, say "ready" with its namespace, then run each batch it is
     sent until it gets None or its socket closes (the worker exited, however it ended)."""
+    import signal
+
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group: the worker drains its requests and then
+    # closes this process; until then it must keep serving the batches of those requests.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conn = Connection(fd)
     try:
         settings = conn.recv()
@@ -245,9 +308,9 @@ def main(fd: int) -> None:
                                    beam_size=settings["beam_size"], use_ocr=False)
         tuning.channels_last_on_cpu(describer.captioner)
     except BaseException as e:  # noqa: BLE001 - whatever it is, the parent gets one line, not a hung socket
-        conn.send(("error", f"the model process could not load the model: {type(e).__name__}: {e}"))
+        _reply(conn, ("error", f"the model process could not load the model: {type(e).__name__}: {e}"))
         return
-    conn.send(("ready", (describer.model_namespace, str(describer.captioner.device))))
+    _reply(conn, ("ready", (describer.model_namespace, str(describer.captioner.device))))
     shm = None
     while True:
         try:
@@ -257,20 +320,33 @@ def main(fd: int) -> None:
         if msg is None:
             return
         _, name, shape, dtype, n, stream = msg
-        if shm is None or shm.name != name:  # the parent made a new buffer (a larger batch): map that one
-            if shm is not None:
-                shm.close()
-            shm = _attach(name)
-        images = list(torch.frombuffer(shm.buf, dtype=getattr(torch, dtype)).view(*shape)[:n])
+        images = []
         try:
+            if shm is None or shm.name != name:  # the parent made a new buffer (a larger batch): map that one
+                if shm is not None:
+                    shm.close()
+                    shm = None
+                shm = _attach(name)
+            images = list(torch.frombuffer(shm.buf, dtype=getattr(torch, dtype)).view(*shape)[:n])
             if stream:
                 describer.run_model(images, lambda i, out: conn.send(("one", i, _plain(out))))
                 conn.send(("end", None))
             else:
                 conn.send(("end", [_plain(out) for out in describer.run_model(images)]))
+        except OSError as e:
+            if isinstance(e, (BrokenPipeError, ConnectionError)):
+                return  # the worker is gone: nobody is waiting for this batch
+            _reply(conn, ("error", f"{type(e).__name__}: {e}"))
         except Exception as e:  # noqa: BLE001 - the parent's batch fails with this message; the child serves on
-            conn.send(("error", f"{type(e).__name__}: {e}"))
+            _reply(conn, ("error", f"{type(e).__name__}: {e}"))
         del images  # views of the buffer: it can be closed when the next batch needs another
+
+
+def _reply(conn: Connection, message) -> None:
+    try:
+        conn.send(message)
+    except OSError:
+        pass  # the worker is gone; the next recv ends this process
 
 
 if __name__ == "__main__":
