@@ -410,3 +410,26 @@ def test_a_stopping_worker_captions_what_it_was_given_and_refuses_more():
     stopper.join(30)
     assert [f.result(timeout=5) for f in [first, *queued]] == ["said a", "said b", "said c", "said d"]
     assert not worker._thread.is_alive()
+
+
+def test_a_model_process_that_cannot_load_stops_the_service_with_one_line(shapes_checkpoint, tmp_path):
+    """The worker's model process fails to load (here: CUDA asked for on a machine without it): the service stops
+    at start with that reason in one line and gunicorn's "failed to boot", not a traceback per worker."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from conftest import REPO
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    env = dict(os.environ, ALT_TEXT_CHECKPOINT=str(shapes_checkpoint), ALT_TEXT_DEVICE="cuda",
+               ALT_TEXT_CACHE="none")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    r = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--port", str(free_port())], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "the model process could not load the model" in out and "Traceback" not in out, out[-3000:]

@@ -188,3 +188,33 @@ def test_a_failed_restart_fails_batches_at_once_for_a_while(process, images, mon
         process(images)
     assert time.monotonic() - t0 < 1.0  # no second load
     assert process.start_error and not process.alive()
+
+
+def test_readyz_says_when_the_model_process_cannot_start(process, images, shapes_checkpoint, tmp_path, monkeypatch):
+    """A load balancer must stop sending images to a worker whose model cannot be loaded again; once it loads,
+    the worker is ready again."""
+    from model import Captioner
+    from server.service.app import create_app
+    from server.service.config import Config
+
+    app = create_app(Config(cache_path=str(tmp_path / "c.sqlite3"), load_model=False),
+                     captioner=Captioner.load(shapes_checkpoint, device="cpu"))
+    service = app.extensions["alt_text"]["service"]
+    service.runner = process  # as create_app wires it for a worker that loads its model
+    client = app.test_client()
+    try:
+        assert client.get("/readyz").status_code == 200
+        first = process.pid
+        monkeypatch.setitem(process.settings, "checkpoint", "/nonexistent/model.safetensors")
+        os.kill(first, signal.SIGKILL)
+        assert gone(first)
+        with pytest.raises(ModelProcessError):
+            process(images)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "could not load the model" in ready.get_json()["reason"]
+        monkeypatch.setitem(process.settings, "checkpoint", str(shapes_checkpoint))
+        process._retry_at = 0.0  # the retry time has come
+        assert len(process(images)) == len(images)
+        assert client.get("/readyz").status_code == 200
+    finally:
+        service.close()
