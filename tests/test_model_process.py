@@ -218,3 +218,16 @@ def test_readyz_says_when_the_model_process_cannot_start(process, images, shapes
         assert client.get("/readyz").status_code == 200
     finally:
         service.close()
+
+
+def test_a_failing_delivery_does_not_leave_the_next_batch_reading_the_last_ones_answers(process, describer, images):
+    """If delivering an early answer raises, the batch's other messages are still on the socket: the next batch
+    must not read them as its own (it gets a new child instead)."""
+    def deliver(i, out):
+        raise RuntimeError("a delivery that fails")
+
+    with pytest.raises(RuntimeError):
+        process(images[:3], deliver)
+    got = process(images[3:])
+    for a, b in zip(got, describer.run_model(images[3:])):
+        same(a, b)

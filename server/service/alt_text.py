@@ -60,7 +60,8 @@ class AltTextService:
         self._decoding = threading.BoundedSemaphore(2)
         self._coming = 0  # images whose bytes are here, being decoded or preprocessed: the batching worker waits
         self._coming_lock = threading.Lock()
-        self.worker = BatchWorker(run_model or describer.run_model, cfg.max_batch, cfg.max_wait_ms, metrics.observe_batch,
+        self.worker = BatchWorker(run_model or describer.run_model, cfg.max_batch, cfg.max_wait_ms,
+                                  metrics.observe_batch,
                                   coming=self.coming, return_wait=cfg.return_wait, early=cfg.early_answers)
         self.limits = cfg.fetch_limits()
         # URL fetches wait on the network, so they run on a pool; a client gets FETCHES_PER_CLIENT of its threads

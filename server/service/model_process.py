@@ -4,17 +4,19 @@ Why: the model's Python runs between its torch operations, dozens of times per b
 each time; in a gunicorn worker the request threads (HTTP, JSON, fetching, decoding, the evidence) hold it the rest
 of the time. Measured on 2 cores: one pure-Python thread beside the describe pipeline cut it from 73 to 11 images/s,
 and the service's model thread counted itself busy 91 % of the time while the worker used 1.4 of the 2 cores. In a
-child the model waits for no request thread; only the prepared batch (tensors) and the outputs cross a pipe.
+child the model waits for no request thread; only the prepared batch and the outputs cross between the two.
 
 The prepared batch (16 images are 10 MB of floats) goes through shared memory, and only small messages through the
-pipe: a 10 MB write to a pipe is 150 writes of 64 KB, and between any two of them the worker's thread must take the GIL
-back from the request threads (that made the batch slower than in a thread). An image's output (caption, pooled
-features, ImageNet probabilities: 10 KB) comes back as one message, which the child writes without waiting.
+socket: a 10 MB message is written in many pieces, and between any two of them the worker's thread must take the GIL
+back from the request threads. An image's output (caption, pooled features, ImageNet probabilities: 10 KB) comes back
+as one message, which the child writes without waiting for the worker to read it.
 
 The batching worker (:class:`~server.service.batcher.BatchWorker`) calls a :class:`ModelProcess` exactly as it calls
-``Describer.run_model`` (``run(images, deliver)``), from its one thread, so the pipe needs no lock. A child that
-dies (killed, out of memory) fails the batch it was running; the next call starts a new one, so the worker's
-one-by-one retry of a failed batch answers its images, and a worker never serves without a model for long.
+``Describer.run_model`` (``run(images, deliver)``), from its one thread; a lock held for the whole batch keeps
+``close`` from freeing the buffer or the socket under it. A child that dies (killed, out of memory) fails the batch
+it was running; the next call starts a new one, so the worker's one-by-one retry of a failed batch answers its
+images. A child that cannot be started again (the file is gone, the GPU is full) fails batches at once for
+RETRY_AFTER seconds, and /readyz says why.
 """
 from __future__ import annotations
 
@@ -180,6 +182,9 @@ class ModelProcess:
         except (EOFError, OSError) as e:  # the child died mid-batch: this batch fails, the next call restarts it
             self._broken = True
             raise ModelProcessError(f"the model process exited while running a batch ({type(e).__name__})") from None
+        except BaseException:  # e.g. deliver raised: the batch's remaining messages are unread, so this child's
+            self._broken = True  # stream cannot be trusted for the next batch; a new child starts clean
+            raise
 
     def _input(self, n: int, shape: tuple, dtype):
         """A tensor over shared memory that holds at least ``n`` images of this shape and dtype (made anew, and
@@ -198,8 +203,8 @@ class ModelProcess:
                 os.posix_fallocate(self._shm._fd, 0, size)
         except OSError as e:
             self._free_input()
-            raise ModelProcessError(f"no room for a {size / 1e6:.0f} MB batch in shared memory (/dev/shm: {e.strerror});"
-                                    " give the container more (docker run --shm-size)") from None
+            raise ModelProcessError(f"no room for a {size / 1e6:.0f} MB batch in shared memory (/dev/shm: "
+                                    f"{e.strerror}); give the container more (docker run --shm-size)") from None
         self._batch = torch.frombuffer(self._shm.buf, dtype=dtype).view(capacity, *shape)
         return self._batch
 
