@@ -33,11 +33,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from tqdm import tqdm
 
-from . import checkpoint
+from . import checkpoint, training_state
 from .beam import DANGLING, SearchConfig, beam_search, ends_dangling
 from .captioner import Captioner, CaptionModel, ModelConfig
 from .chair import chair, mentions
@@ -45,7 +43,7 @@ from .cider_reward import CiderD
 from .decoders import expand_static
 from .encoders import get_spec
 from .metrics import cider
-from .train import TrainingError, _check_device, _device, _load, _pad, _Split
+from .train import TRAIN_STATE, TrainingError, _check_device, _device, _load, _pad, _Split
 from .vocab import Vocabulary, tokenize
 
 log = logging.getLogger(__name__)
@@ -196,14 +194,9 @@ class SCSTTrainer:
 
     def _read_state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         try:
-            with safe_open(str(self.state_file), framework="pt") as f:
-                meta = f.metadata() or {}
-                if meta.get("format") != STATE_FORMAT:
-                    raise TrainingError(f"{self.state_file}: not an SCST training state")
-                names = f.keys()
-                return {k: f.get_tensor(k) for k in names}, meta
-        except (SafetensorError, OSError) as e:
-            raise TrainingError(f"{self.state_file}: damaged training state ({e})") from None
+            return training_state.read(self.state_file, STATE_FORMAT)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
 
     def _resolve_resume(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         if not self.state_file.is_file():
@@ -253,7 +246,7 @@ class SCSTTrainer:
             saved = self._resolve_resume()
         elif self.state_file.is_file():
             raise TrainingError(f"{self.out} already holds a run; pass --resume to continue it or pick another --out")
-        elif (self.out / "train_state.pt").is_file() or (self.out / "best.safetensors").is_file():
+        elif (self.out / TRAIN_STATE).is_file() or (self.out / "best.safetensors").is_file():
             raise TrainingError(f"{self.out} holds another run (its best.safetensors would be overwritten); "
                                 "pick another --out")
         if saved:
@@ -284,9 +277,9 @@ class SCSTTrainer:
         self.tail = self.model.encoder.tail if tuned else None
         if saved:
             tensors = saved[0]
-            self._load_module(decoder, {k[6:]: t for k, t in tensors.items() if k.startswith("model.")})
+            self._load_module(decoder, training_state.module_state(tensors, "model."))
             if self.tail is not None:
-                self._load_module(self.tail, {k[5:]: t for k, t in tensors.items() if k.startswith("tail.")})
+                self._load_module(self.tail, training_state.module_state(tensors, "tail."))
         else:
             decoder.load_state_dict({k[8:]: t for k, t in init_state.items() if k.startswith("decoder.")})
             init_tail = {k[13:]: t for k, t in init_state.items() if k.startswith("encoder.tail.")}
@@ -322,7 +315,7 @@ class SCSTTrainer:
         self.sums = {"reward": 0.0, "greedy_reward": 0.0, "length": 0.0, "captions": 0, "images": 0, "seconds": 0.0}
         if saved:
             tensors, meta = saved
-            self._load_optimizer(tensors, json.loads(meta["optimizer_groups"]))
+            training_state.load_optimizer(self.opt, tensors, meta)
             self.step, self.evaluated = int(meta["step"]), int(meta["evaluated"])
             self.best, self.best_epoch = float(meta["best"]), int(meta["best_epoch"])
             self.sums = json.loads(meta["sums"])
@@ -334,34 +327,17 @@ class SCSTTrainer:
             raise TrainingError(f"training state does not fit the model (missing {missing[:5]}, "
                                 f"unexpected {unexpected[:5]})")
 
-    def _load_optimizer(self, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
-        state: dict[int, dict] = {}
-        for name, t in tensors.items():
-            if name.startswith("opt."):
-                _, pid, key = name.split(".", 2)
-                state.setdefault(int(pid), {})[key] = t
-        for g in groups:
-            g["betas"] = tuple(g["betas"])
-        self.opt.load_state_dict({"state": state, "param_groups": groups})
-
     def _save_state(self) -> None:
-        """Everything a resumed run needs, in one safetensors file (fp32, nothing executable), written atomically."""
-        opt = self.opt.state_dict()
-        tensors = {f"model.{k}": v.detach().cpu().contiguous()
-                   for k, v in checkpoint.unique_state(self.model.decoder.state_dict()).items()}
+        """Everything a resumed run needs, in one safetensors file (model/training_state.py), written atomically."""
+        tensors = {f"model.{k}": v for k, v in self.model.decoder.state_dict().items()}
         if self.tail is not None:
-            tensors.update({f"tail.{k}": v.detach().cpu().contiguous() for k, v in self.tail.state_dict().items()})
-        for pid, entries in opt["state"].items():
-            for key, t in entries.items():
-                tensors[f"opt.{pid}.{key}"] = t.detach().cpu().contiguous()
-        meta = {"format": STATE_FORMAT, "config": json.dumps(asdict(self.cfg)),
+            tensors.update({f"tail.{k}": v for k, v in self.tail.state_dict().items()})
+        meta = {"config": json.dumps(asdict(self.cfg)),
                 "model_config": self.model_cfg.to_json(), "vocab": self.vocab.to_json(),
-                "init_info": json.dumps(self.init_info), "optimizer_groups": json.dumps(opt["param_groups"]),
+                "init_info": json.dumps(self.init_info),
                 "step": str(self.step), "evaluated": str(self.evaluated), "best": repr(self.best),
                 "best_epoch": str(self.best_epoch), "sums": json.dumps(self.sums)}
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(self.state_file)
+        training_state.write(self.state_file, tensors, self.opt, meta, STATE_FORMAT)
 
     # --- training ---------------------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Training: teacher-forced cross-entropy over cached encoder features, selected by dev CIDEr.
 
-A run directory holds everything: ``train_state.pt`` (weights, optimiser, schedule, step; written atomically every
+A run directory holds everything: ``train_state.safetensors`` (weights, optimiser, schedule, step, settings:
+model/training_state.py; written atomically every
 ``save_every`` steps and at each epoch end), ``best.safetensors`` (the checkpoint with the best dev CIDEr so far)
 and ``log.jsonl`` (one line per epoch). ``resume=True`` continues exactly where the state file left off: the data
 order of an epoch and every random draw depend only on (seed, epoch, step), never on how many runs it took.
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import checkpoint
+from . import checkpoint, training_state
 from .captioner import CaptionModel, ModelConfig
 from .datasets import CaptionedImage, load_split
 from .decoders import DecoderConfig
@@ -65,6 +66,10 @@ class TrainConfig:
 
 class TrainingError(RuntimeError):
     pass
+
+
+TRAIN_STATE = "train_state.safetensors"
+STATE_FORMAT = "alt-text/train-state"
 
 
 def _device(name: str) -> torch.device:
@@ -152,7 +157,7 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.device = _device(cfg.device)
-        self.state_file = self.out / "train_state.pt"
+        self.state_file = self.out / TRAIN_STATE
 
     def validate(self) -> None:
         """Settings errors, found before minutes of feature extraction rather than after."""
@@ -173,9 +178,16 @@ class Trainer:
         saved = None
         if resume:
             if not self.state_file.is_file():
+                if (self.out / "train_state.pt").is_file():
+                    raise TrainingError(f"--resume: {self.out}/train_state.pt was written by an older alt-text (a "
+                                        "pickle, which this version does not read); finish that run with the "
+                                        "version that started it, or start it again")
                 raise TrainingError(f"--resume: no {self.state_file} to resume from")
-            saved = torch.load(self.state_file, map_location="cpu", weights_only=True)
-            stored = json.loads(saved["train_config"])
+            try:
+                saved = training_state.read(self.state_file, STATE_FORMAT)
+            except ValueError as e:
+                raise TrainingError(str(e)) from None
+            stored = json.loads(saved[1]["train_config"])
             changed = {k: (stored.get(k), v) for k, v in asdict(cfg).items()
                        if k not in ("epochs", "max_steps", "device", "cache_dir", "save_every") and stored.get(k) != v}
             if changed:
@@ -185,7 +197,7 @@ class Trainer:
 
         train_parts = _load(cfg, "train")
         if saved:
-            self.vocab = Vocabulary.from_json(saved["vocab"])
+            self.vocab = Vocabulary.from_json(saved[1]["vocab"])
         else:
             self.vocab = Vocabulary.build((c for part in train_parts for it in part for c in it.captions), cfg.min_freq)
         self.train = _Split(train_parts, cfg, cfg.max_train_images)
@@ -214,22 +226,23 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.step, self.evaluated, self.best, self.best_epoch = 0, 0, -1.0, -1
         if saved:
-            self.model.load_state_dict(saved["model"])
-            self.opt.load_state_dict(saved["optimizer"])
-            self.step, self.evaluated = int(saved["step"]), int(saved["evaluated"])
-            self.best, self.best_epoch = float(saved["best"]), int(saved["best_epoch"])
+            tensors, meta = saved
+            missing, unexpected = self.model.load_state_dict(training_state.module_state(tensors, "model."),
+                                                             strict=False)
+            if set(missing) - {"decoder.head.weight"} or unexpected:  # the head is tied to the embedding
+                raise TrainingError(f"{self.state_file}: does not fit the model (missing {missing[:5]}, "
+                                    f"unexpected {unexpected[:5]})")
+            training_state.load_optimizer(self.opt, tensors, meta)
+            self.step, self.evaluated = int(meta["step"]), int(meta["evaluated"])
+            self.best, self.best_epoch = float(meta["best"]), int(meta["best_epoch"])
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
 
     def _save_state(self) -> None:
-        state = {
-            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
-            "evaluated": self.evaluated,
-            "best": self.best, "best_epoch": self.best_epoch, "vocab": self.vocab.to_json(),
-            "train_config": json.dumps(asdict(self.cfg)),
-        }
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.state_file)
+        meta = {"step": str(self.step), "evaluated": str(self.evaluated), "best": repr(self.best),
+                "best_epoch": str(self.best_epoch), "vocab": self.vocab.to_json(),
+                "train_config": json.dumps(asdict(self.cfg))}
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        training_state.write(self.state_file, tensors, self.opt, meta, STATE_FORMAT)
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)

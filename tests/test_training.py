@@ -24,7 +24,13 @@ def test_a_tiny_batch_is_overfitted(shapes_dataset, feature_cache, tmp_path):
 
 
 def _final_weights(out):
-    return torch.load(out / "train_state.pt", weights_only=True)
+    """The run's saved step, weights and optimiser moments, read as a resumed run reads them."""
+    from model.train import STATE_FORMAT, TRAIN_STATE
+    from model.training_state import module_state, read
+
+    tensors, meta = read(out / TRAIN_STATE, STATE_FORMAT)
+    return {"step": int(meta["step"]), "model": module_state(tensors, "model."),
+            "optimizer": module_state(tensors, "opt.")}
 
 
 def test_resume_continues_at_the_right_step_and_matches_an_uninterrupted_run(shapes_dataset, feature_cache,
@@ -38,8 +44,10 @@ def test_resume_continues_at_the_right_step_and_matches_an_uninterrupted_run(sha
     resumed.run(resume=True)
     a, b = _final_weights(tmp_path / "a"), _final_weights(tmp_path / "b")
     assert a["step"] == b["step"] == resumed.steps_per_epoch * 4
-    for k in a["model"]:
-        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6), k
+    for part in ("model", "optimizer"):
+        assert a[part].keys() == b[part].keys() and a[part]
+        for k in a[part]:
+            assert torch.allclose(a[part][k], b[part][k], atol=1e-6), (part, k)
     logs = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in logs] == [1, 2, 3, 4]  # every epoch evaluated exactly once across both runs
 
@@ -52,6 +60,25 @@ def test_resume_refuses_changed_settings_and_missing_state(shapes_dataset, featu
         Trainer(tiny_train_config(shapes_dataset, tmp_path / "r", feature_cache)).run()
     with pytest.raises(TrainingError, match="no .* to resume"):
         Trainer(tiny_train_config(shapes_dataset, tmp_path / "none", feature_cache)).run(resume=True)
+
+
+def test_the_training_state_is_safetensors_and_an_old_pickled_one_is_a_clear_error(shapes_dataset, feature_cache,
+                                                                                    tmp_path):
+    from safetensors import safe_open
+
+    from model.train import TRAIN_STATE
+
+    Trainer(tiny_train_config(shapes_dataset, tmp_path / "r", feature_cache, max_steps=2)).run()
+    with safe_open(str(tmp_path / "r" / TRAIN_STATE), framework="pt") as f:  # not a pickle: nothing executable
+        assert f.metadata()["format"] == "alt-text/train-state" and f.metadata()["step"] == "2"
+    old = tmp_path / "old"
+    old.mkdir()
+    torch.save({"step": 1}, old / "train_state.pt")  # what versions before 2026-12-01 wrote
+    with pytest.raises(TrainingError, match="older alt-text"):
+        Trainer(tiny_train_config(shapes_dataset, old, feature_cache)).run(resume=True)
+    (tmp_path / "r" / TRAIN_STATE).write_bytes(b"garbage")
+    with pytest.raises(TrainingError, match="damaged training state"):
+        Trainer(tiny_train_config(shapes_dataset, tmp_path / "r", feature_cache)).run(resume=True)
 
 
 def test_flip_mirrors_the_grid_and_swaps_left_and_right():
