@@ -41,6 +41,13 @@ def same(a, b) -> None:
     assert (a.ood is None) == (b.ood is None)
 
 
+def kill(process: ModelProcess) -> None:
+    """SIGKILL the child, as the OOM killer would, and wait until it is reaped: its threads end a moment after its
+    main thread shows as a zombie, and until then the kernel does not report it exited."""
+    os.kill(process.pid, signal.SIGKILL)
+    process._proc.wait(10)
+
+
 def gone(pid: int, within: float = 10.0) -> bool:
     """The process has exited (a zombie that its parent has not reaped yet counts: it runs nothing)."""
     deadline = time.monotonic() + within
@@ -89,8 +96,7 @@ def test_a_killed_child_fails_one_batch_at_most_and_the_worker_answers_every_ima
     """SIGKILL (what the OOM killer sends) of the child between batches: the batching worker's images are all
     answered, by a new child (the failed batch's images are retried one by one)."""
     first = process.pid
-    os.kill(first, signal.SIGKILL)
-    assert gone(first)
+    kill(process)
     worker = BatchWorker(process, max_batch=len(images), max_wait_ms=200, early=True)
     try:
         futures = [worker.submit(im) for im in images]
@@ -177,10 +183,8 @@ def test_close_waits_for_the_batch_in_flight_and_refuses_later_ones(process, ima
 def test_a_failed_restart_fails_batches_at_once_for_a_while(process, images, monkeypatch):
     """When the model cannot be loaded again (the file is gone, the GPU is full), each batch must not pay for
     another load: calls fail at once with the reason until the retry time."""
-    first = process.pid
     monkeypatch.setitem(process.settings, "checkpoint", "/nonexistent/model.safetensors")
-    os.kill(first, signal.SIGKILL)
-    assert gone(first)
+    kill(process)
     with pytest.raises(ModelProcessError, match="could not load"):
         process(images)
     t0 = time.monotonic()
@@ -204,10 +208,8 @@ def test_readyz_says_when_the_model_process_cannot_start(process, images, shapes
     client = app.test_client()
     try:
         assert client.get("/readyz").status_code == 200
-        first = process.pid
         monkeypatch.setitem(process.settings, "checkpoint", "/nonexistent/model.safetensors")
-        os.kill(first, signal.SIGKILL)
-        assert gone(first)
+        kill(process)
         with pytest.raises(ModelProcessError):
             process(images)
         ready = client.get("/readyz")
