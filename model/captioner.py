@@ -232,7 +232,7 @@ class Captioner:
         except ValueError as e:  # e.g. a tuned tail the encoder cannot have
             raise checkpoint.CheckpointError(f"{path}: {e}") from None
         missing, unexpected = model.load_state_dict(tensors, strict=False)
-        tied = {"decoder.head.weight"} if cfg.decoder.kind == "transformer" else set()
+        tied = checkpoint.aliases(model)
         stored = model.stored_prefixes()
         missing = [k for k in missing if k.startswith(stored)]
         if set(missing) - tied or unexpected:

@@ -32,6 +32,13 @@ def unique_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def aliases(module: torch.nn.Module) -> set[str]:
+    """The names in ``module``'s state that ``unique_state`` leaves out (tied weights, e.g. a decoder's output head
+    sharing its embedding): a saved state may lack exactly these, and loading its twin fills them."""
+    state = module.state_dict()
+    return set(state) - set(unique_state(state))
+
+
 def save(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, object],
          dtype: torch.dtype | None = torch.float16) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a half-written checkpoint behind."""

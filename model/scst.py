@@ -277,9 +277,9 @@ class SCSTTrainer:
         self.tail = self.model.encoder.tail if tuned else None
         if saved:
             tensors = saved[0]
-            self._load_module(decoder, training_state.module_state(tensors, "model."))
+            self._load_module(decoder, tensors, "model.")
             if self.tail is not None:
-                self._load_module(self.tail, training_state.module_state(tensors, "tail."))
+                self._load_module(self.tail, tensors, "tail.")
         else:
             decoder.load_state_dict({k[8:]: t for k, t in init_state.items() if k.startswith("decoder.")})
             init_tail = {k[13:]: t for k, t in init_state.items() if k.startswith("encoder.tail.")}
@@ -321,11 +321,11 @@ class SCSTTrainer:
             self.sums = json.loads(meta["sums"])
 
     @staticmethod
-    def _load_module(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-        missing, unexpected = module.load_state_dict(state, strict=False)
-        if set(missing) - {"head.weight"} or unexpected:  # a decoder's head is tied to its embedding
-            raise TrainingError(f"training state does not fit the model (missing {missing[:5]}, "
-                                f"unexpected {unexpected[:5]})")
+    def _load_module(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+        try:
+            training_state.load_module(module, tensors, prefix)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
 
     def _save_state(self) -> None:
         """Everything a resumed run needs, in one safetensors file (model/training_state.py), written atomically."""

@@ -187,7 +187,7 @@ class Trainer:
                 saved = training_state.read(self.state_file, STATE_FORMAT)
             except ValueError as e:
                 raise TrainingError(str(e)) from None
-            stored = json.loads(saved[1]["train_config"])
+            stored = json.loads(saved[1]["train_config"])  # saved: (tensors, metadata)
             changed = {k: (stored.get(k), v) for k, v in asdict(cfg).items()
                        if k not in ("epochs", "max_steps", "device", "cache_dir", "save_every") and stored.get(k) != v}
             if changed:
@@ -227,11 +227,10 @@ class Trainer:
         self.step, self.evaluated, self.best, self.best_epoch = 0, 0, -1.0, -1
         if saved:
             tensors, meta = saved
-            missing, unexpected = self.model.load_state_dict(training_state.module_state(tensors, "model."),
-                                                             strict=False)
-            if set(missing) - {"decoder.head.weight"} or unexpected:  # the head is tied to the embedding
-                raise TrainingError(f"{self.state_file}: does not fit the model (missing {missing[:5]}, "
-                                    f"unexpected {unexpected[:5]})")
+            try:
+                training_state.load_module(self.model, tensors, "model.")
+            except ValueError as e:
+                raise TrainingError(f"{self.state_file}: {e}") from None
             training_state.load_optimizer(self.opt, tensors, meta)
             self.step, self.evaluated = int(meta["step"]), int(meta["evaluated"])
             self.best, self.best_epoch = float(meta["best"]), int(meta["best_epoch"])

@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .checkpoint import unique_state
+from .checkpoint import aliases, unique_state
 
 OPTIMIZER = "opt."  # tensor names "opt.<param id>.<key>" hold the optimiser's per-parameter state
 
@@ -60,3 +60,11 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
 def module_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The tensors saved under ``prefix`` (e.g. "model."), with it removed."""
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def load_module(module: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    """Load the tensors saved under ``prefix`` into ``module``; ValueError (one line) unless they are all of its
+    state but its tied aliases (which ``write`` leaves out)."""
+    missing, unexpected = module.load_state_dict(module_state(tensors, prefix), strict=False)
+    if set(missing) - aliases(module) or unexpected:
+        raise ValueError(f"training state does not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")

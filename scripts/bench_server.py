@@ -184,8 +184,8 @@ def is_model_process(pid: int) -> bool:
         return False
 
 
-def worker_pids(master: int, depth: int = 2) -> list[int]:
-    """gunicorn's worker processes (the master's children) and, with depth 2, theirs (the model processes)."""
+def worker_pids(master: int) -> list[int]:
+    """gunicorn's worker processes (the master's children) and their descendants (the model processes)."""
     parents: dict[int, list[int]] = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -193,12 +193,11 @@ def worker_pids(master: int, depth: int = 2) -> list[int]:
         except (OSError, AttributeError):
             continue
         parents.setdefault(ppid, []).append(int(status.parent.name))
-    out, todo = [], [(pid, 1) for pid in parents.get(master, [])]
+    out, todo = [], list(parents.get(master, []))
     while todo:
-        pid, level = todo.pop()
+        pid = todo.pop()
         out.append(pid)
-        if level < depth:
-            todo += [(child, level + 1) for child in parents.get(pid, [])]
+        todo += parents.get(pid, [])
     return out
 
 

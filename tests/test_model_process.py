@@ -152,9 +152,9 @@ def test_the_child_does_not_inherit_the_ocr_thread_limit(monkeypatch, shapes_che
 
     monkeypatch.setattr(ocr, "OMP_THREAD_LIMIT_BEFORE", None)
     monkeypatch.setenv("OMP_THREAD_LIMIT", "1")
-    assert "OMP_THREAD_LIMIT" not in ModelProcess._environment(None)
+    assert "OMP_THREAD_LIMIT" not in ModelProcess._environment()
     monkeypatch.setattr(ocr, "OMP_THREAD_LIMIT_BEFORE", "3")  # an operator's own limit stays
-    assert ModelProcess._environment(None)["OMP_THREAD_LIMIT"] == "3"
+    assert ModelProcess._environment()["OMP_THREAD_LIMIT"] == "3"
 
 
 def test_close_waits_for_the_batch_in_flight_and_refuses_later_ones(process, images):

@@ -195,9 +195,8 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
                                    beam_size=cfg.beam_size, policy=cfg.policy(), wording=cfg.wording(),
                                    use_ocr=cfg.ocr)
         if runner is not None:
-            runner.expect = describer.model_namespace
             try:
-                runner.wait_ready()
+                runner.wait_ready(expect=describer.model_namespace)
             except ModelProcessError as e:  # one line, then gunicorn's "worker failed to boot", not a traceback
                 log.error("%s", e)
                 raise SystemExit(3) from None

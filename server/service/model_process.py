@@ -87,7 +87,8 @@ class ModelProcess:
     def alive(self) -> bool:
         return self._proc is not None and not self._broken and self._proc.poll() is None
 
-    def _environment(self) -> dict:
+    @staticmethod
+    def _environment() -> dict:
         from ..describe.ocr import OMP_THREAD_LIMIT_BEFORE
 
         env = dict(os.environ)
@@ -112,8 +113,11 @@ class ModelProcess:
         except OSError:
             pass  # it died at once: wait_ready says so
 
-    def wait_ready(self) -> None:
-        """Wait for the launched child to load the model; ModelProcessError (one line) if it does not."""
+    def wait_ready(self, expect: str | None = None) -> None:
+        """Wait for the launched child to load the model; ModelProcessError (one line) if it does not, or if it
+        loaded another than ``expect`` (a ``model_namespace``; kept for the restarts)."""
+        if expect is not None:
+            self.expect = expect
         proc, conn = self._pending
         self._pending = None
         try:
