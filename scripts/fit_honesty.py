@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model import default_checkpoint_path  # noqa: E402
+from model import Captioner, default_checkpoint_path  # noqa: E402
 from model.captioner import _file_digest  # noqa: E402
 from model.datasets import load_split  # noqa: E402
 from server.describe import KINDS, PIPELINE_VERSION, Describer, heads_path  # noqa: E402
@@ -195,7 +195,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     rng = random.Random(args.seed)
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint_path()
-    describer = Describer.load(ckpt, device="cpu", use_ocr=False)
+    # the captioner alone: heads already beside it (fitted for an earlier checkpoint) are what this replaces
+    describer = Describer(Captioner.load(ckpt, device="cpu"))
     ex = Extractor(describer, args.cache_dir)
 
     # --- images ---
