@@ -53,6 +53,12 @@ log = logging.getLogger("fit_honesty")
 
 # -- raw evidence per image, cached on disk (the encoder pass is the slow part) ------------------------------------
 
+def captioner_only(checkpoint: Path) -> Describer:
+    """The checkpoint's model stage without heads: heads already beside it (fitted for an earlier checkpoint, which
+    the describe pipeline refuses to load) are what this script replaces."""
+    return Describer(Captioner.load(checkpoint, device="cpu"))
+
+
 class Extractor:
     def __init__(self, describer: Describer, cache_dir: Path):
         self.d = describer
@@ -195,8 +201,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     rng = random.Random(args.seed)
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint_path()
-    # the captioner alone: heads already beside it (fitted for an earlier checkpoint) are what this replaces
-    describer = Describer(Captioner.load(ckpt, device="cpu"))
+    describer = captioner_only(ckpt)
     ex = Extractor(describer, args.cache_dir)
 
     # --- images ---

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from server.describe import (
     KINDS,
+    Describer,
     Evidence,
     Heads,
     HeadsError,
@@ -22,7 +23,7 @@ from server.describe import (
 from server.describe import ocr as ocr_module
 from server.describe.concepts import Concept, agreement, top_concepts
 from server.describe.decision import trim
-from server.describe.heads import Linear, calibration_features
+from server.describe.heads import Linear, calibration_features, heads_path
 from server.describe.pixels import pixel_stats
 from server.netsafe.images import decode_image
 
@@ -194,13 +195,18 @@ def test_calibration_is_monotone_in_the_raw_confidence():
     assert np.all(np.diff(p) >= 0)
 
 
-def test_fitting_keeps_the_raw_confidence_weight_non_negative():
+def _fit_script():
     import importlib.util
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location("fit_honesty", Path(__file__).parents[1] / "scripts/fit_honesty.py")
     fit = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fit)
+    return fit
+
+
+def test_fitting_keeps_the_raw_confidence_weight_non_negative():
+    fit = _fit_script()
     rng = np.random.default_rng(3)
     x = rng.normal(size=(200, 3)).astype(np.float32)
     y = (x[:, 0] < 0).astype(float)  # the label *falls* with feature 0: unconstrained, its weight is negative
@@ -208,6 +214,22 @@ def test_fitting_keeps_the_raw_confidence_weight_non_negative():
     assert lin.weight[0, 0] >= 0
     free = fit.fit_linear(x, y, 1, l2=1e-3, class_weight=False)
     assert free.weight[0, 0] < 0
+
+
+def test_refitting_reads_a_checkpoint_whose_heads_were_fitted_for_another(shapes_checkpoint, tmp_path):
+    """A new checkpoint in place of the old one (as when a default ships) still has the old heads beside it: the
+    pipeline refuses them, and the fitting script, which replaces them, must not."""
+    import shutil
+
+    ckpt = tmp_path / "m.safetensors"
+    shutil.copy(shapes_checkpoint, ckpt)
+    _heads(np.random.default_rng(0)).save(heads_path(ckpt))  # fitted for checkpoint "abc123"
+    with pytest.raises(HeadsError, match="another checkpoint"):
+        Describer.load(ckpt, device="cpu", use_ocr=False)
+    describer = _fit_script().captioner_only(ckpt)
+    assert describer.heads is None
+    out = describer.run_model([Image.new("RGB", (64, 64), "red")])
+    assert out[0].caption and out[0].pooled.ndim == 1
 
 
 # -- pixels and the decoder's record of the source --------------------------------------------------------------
