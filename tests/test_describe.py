@@ -216,19 +216,29 @@ def test_fitting_keeps_the_raw_confidence_weight_non_negative():
     assert free.weight[0, 0] < 0
 
 
-def test_refitting_reads_a_checkpoint_whose_heads_were_fitted_for_another(shapes_checkpoint, tmp_path):
+def test_refitting_reads_a_checkpoint_whose_heads_were_fitted_for_another(shapes_checkpoint, tmp_path, monkeypatch):
     """A new checkpoint in place of the old one (as when a default ships) still has the old heads beside it: the
-    pipeline refuses them, and the fitting script, which replaces them, must not."""
+    pipeline refuses them, and the fitting script, which replaces them, loads the model without them."""
     import shutil
+    import sys
 
     ckpt = tmp_path / "m.safetensors"
     shutil.copy(shapes_checkpoint, ckpt)
     _heads(np.random.default_rng(0)).save(heads_path(ckpt))  # fitted for checkpoint "abc123"
     with pytest.raises(HeadsError, match="another checkpoint"):
         Describer.load(ckpt, device="cpu", use_ocr=False)
-    describer = _fit_script().captioner_only(ckpt)
-    assert describer.heads is None
-    out = describer.run_model([Image.new("RGB", (64, 64), "red")])
+    fit = _fit_script()
+    loaded = []
+    real = fit.captioner_only
+    monkeypatch.setattr(fit, "captioner_only", lambda path: loaded.append(real(path)) or loaded[-1])
+    monkeypatch.setattr(sys, "argv", ["fit_honesty.py", "--checkpoint", str(ckpt), "--data", str(tmp_path / "none"),
+                                      "--kinds", str(tmp_path / "none.json"), "--cache-dir", str(tmp_path / "cache")])
+    from model.datasets import DatasetError
+
+    with pytest.raises(DatasetError, match="no such dataset"):  # it stops at the data, after loading the model
+        fit.main()
+    assert len(loaded) == 1 and loaded[0].heads is None
+    out = loaded[0].run_model([Image.new("RGB", (64, 64), "red")])
     assert out[0].caption and out[0].pooled.ndim == 1
 
 
