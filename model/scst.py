@@ -281,8 +281,8 @@ class SCSTTrainer:
             if self.tail is not None:
                 self._load_module(self.tail, tensors, "tail.")
         else:
-            decoder.load_state_dict({k[8:]: t for k, t in init_state.items() if k.startswith("decoder.")})
-            init_tail = {k[13:]: t for k, t in init_state.items() if k.startswith("encoder.tail.")}
+            decoder.load_state_dict(training_state.module_state(init_state, "decoder."))
+            init_tail = training_state.module_state(init_state, "encoder.tail.")
             if self.tail is not None and init_tail:
                 self.tail.load_state_dict(init_tail)
 

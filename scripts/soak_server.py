@@ -14,6 +14,7 @@ import argparse
 import base64
 import json
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -24,27 +25,20 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import start_service, start_site  # noqa: E402
+from bench_server import start_service, start_site, worker_pids  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:
     """Resident memory of a process and its descendants (gunicorn's workers and their model processes), from
     /proc."""
-    rss, children = {}, {}
-    for status in Path("/proc").glob("[0-9]*/status"):
+    total = 0
+    for p in [pid, *worker_pids(pid)]:
         try:
-            text = status.read_text()
+            status = Path(f"/proc/{p}/status").read_text()
         except OSError:
             continue
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        me = int(status.parent.name)
-        rss[me] = int(fields.get("VmRSS", "0 kB").split()[0])
-        children.setdefault(int(fields.get("PPid", "0").strip()), []).append(me)
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        total += rss.get(p, 0)
-        todo += children.get(p, [])
+        rss = re.search(r"\nVmRSS:\s+(\d+)", status)  # none for a zombie
+        total += int(rss.group(1)) if rss else 0
     return total
 
 
