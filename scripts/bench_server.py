@@ -16,7 +16,9 @@ Also the CPU each side spent per image (the service's worker processes and their
 the latter; the measuring process in-process; "client CPU" the clients and the image site, on the same machine): work
 done, which the load of other jobs on the machine changes less than it changes the rates; and, from the service's
 /metrics, the share of the wall time its model threads were running a batch ("model busy", the mean over the
-workers) and the mean batch size, which tell where the rest of the gap to the in-process rate goes.
+workers) and the mean batch size, which tell where the rest of the gap to the in-process rate goes; "model waits":
+how many cores' worth of time the model processes' threads were ready to run but waiting for a core (the kernel's
+schedstat), the time the worker and the clients took from them.
 Targets on a 2-core CPU: batching >= 2x the throughput of batch size 1 at 16 clients; cached p50 <= 10 ms.
 
     python scripts/bench_server.py --images ../shared/data/flickr8k/images --out bench_server.json
@@ -159,7 +161,7 @@ def replicas_run(site: str, args, workdir: Path, urls: list[str]) -> dict:
     finally:
         for proc, _ in procs:
             proc.terminate()
-            proc.wait(10)
+            proc.wait(30)  # gunicorn's graceful timeout
         redis.terminate()
         redis.wait(5)
 
@@ -174,6 +176,20 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def runqueue_seconds(pids: list[int]) -> float:
+    """Seconds the processes' live threads have spent runnable but not running (waiting for a core), from
+    /proc/PID/task/*/schedstat: for the model process, the time a core was taken from one of its threads, while its
+    partner in each parallel region spins at the barrier for it."""
+    total = 0
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(stat.read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
 
 
 def is_model_process(pid: int) -> bool:
@@ -304,6 +320,7 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
                 pids, own = worker_pids(proc.pid), cpu_seconds([os.getpid()])
                 children = [p for p in pids if is_model_process(p)]
                 cpu0, model0, child0 = cpu_seconds(pids), model_counters(base), cpu_seconds(children)
+                waited0 = runqueue_seconds(children)
                 got[side] = drive(base, [f"http://{site}/{n}" for n in chunk], args.clients)
                 model1 = model_counters(base)
                 if model0 and model1 and model1[1] > model0[1]:  # where the rest of the time went
@@ -313,6 +330,8 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
                 got[side]["cpu_ms_per_image"] = round(1000 * (cpu_seconds(pids) - cpu0) / len(chunk), 1)
                 got[side]["model_process_cpu_ms_per_image"] = round(
                     1000 * (cpu_seconds(children) - child0) / len(chunk), 1)  # 0 with the model in a thread
+                got[side]["model_waiting_cores"] = round((runqueue_seconds(children) - waited0)
+                                                         / got[side]["seconds"], 2)  # 0 with the model in a thread
                 got[side]["client_cpu_ms_per_image"] = round(1000 * (cpu_seconds([os.getpid()]) - own) / len(chunk),
                                                              1)
             rounds.append(got)
@@ -321,7 +340,7 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
     finally:
         for _, proc, _ in running:
             proc.terminate()
-            proc.wait(10)
+            proc.wait(30)  # gunicorn's graceful timeout
         for c in ceilings:
             c.close()
     summary = {}
@@ -333,7 +352,7 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
             summary[side]["share_of_in_process"] = round(statistics.median(
                 rd[side]["images_per_s"] / rd["in-process"]["images_per_s"] for rd in rounds), 3)
             summary[side]["p50_ms"] = round(statistics.median(rd[side]["p50_ms"] for rd in rounds), 1)
-            for k in ("client_cpu_ms_per_image", "model_process_cpu_ms_per_image"):
+            for k in ("client_cpu_ms_per_image", "model_process_cpu_ms_per_image", "model_waiting_cores"):
                 summary[side][k] = round(statistics.median(rd[side][k] for rd in rounds), 1)
             for k in ("model_busy", "mean_batch"):
                 if all(k in rd[side] for rd in rounds):
@@ -390,7 +409,7 @@ def main() -> None:
             results["batch size 1"] = drive(base, rest[: args.count], args.clients)
         finally:
             proc.terminate()
-            proc.wait(10)
+            proc.wait(30)  # gunicorn's graceful timeout
         if args.replicas > 1:
             results[f"{args.replicas} replicas + Redis, batched"] = replicas_run(
                 site, args, workdir, rest[args.count : 2 * args.count])
@@ -402,7 +421,7 @@ def main() -> None:
             results[f"cached, {args.clients} clients"] = drive(base, warm * 8, args.clients)
         finally:
             proc.terminate()
-            proc.wait(10)
+            proc.wait(30)  # gunicorn's graceful timeout
     finally:
         httpd.shutdown()
 
@@ -424,7 +443,7 @@ def main() -> None:
     print(f"  batched, median of {args.rounds} rounds (each side on the same images in each round):")
     width = max(len(side) for side in compared["sides"])
     print(f"  {'side':<{width}} {'img/s':>8} {'share':>7} {'p50 ms':>8} {'CPU ms/img':>11} {'of it, model':>13} "
-          f"{'client CPU':>11} {'model busy':>11} {'mean batch':>11}")
+          f"{'client CPU':>11} {'model busy':>11} {'mean batch':>11} {'model waits':>12}")
     for side in compared["sides"]:
         m = med[side]
         share = m.get("share_of_in_process", m["images_per_s"] / med["in-process"]["images_per_s"])
@@ -433,7 +452,8 @@ def main() -> None:
         busy = f"{100 * m['model_busy']:.0f} %" if "model_busy" in m else ""
         print(f"  {name:<{width}} {m['images_per_s']:>8} {share:>7} {m.get('p50_ms', ''):>8} "
               f"{m['cpu_ms_per_image']:>11} {m.get('model_process_cpu_ms_per_image', ''):>13} "
-              f"{m.get('client_cpu_ms_per_image', ''):>11} {busy:>11} {m.get('mean_batch', ''):>11}")
+              f"{m.get('client_cpu_ms_per_image', ''):>11} {busy:>11} {m.get('mean_batch', ''):>11} "
+              f"{m.get('model_waiting_cores', ''):>12}")
     print(f"  {'run':<24} {'requests':>8} {'ok':>5} {'img/s':>8} {'p50 ms':>8} {'p95 ms':>8}")
     for label, r in results.items():
         print(f"  {label:<24} {r['requests']:>8} {r['ok']:>5} {r['images_per_s']:>8} {r['p50_ms']:>8} {r['p95_ms']:>8}")
