@@ -102,8 +102,13 @@ class Heads:
 
     def __post_init__(self):
         self._torch = {k: _t(getattr(self, k)) for k in ("pca_mean", "pca", "reference")}  # see Linear.__call__
+        self._kind_columns = {}  # kind index -> the columns of its fitted examples (made once, not per image)
         if self.kind_reference is not None:
             self._torch["kind_reference"] = _t(self.kind_reference)
+            for i in range(1, len(KINDS)):
+                cols = np.flatnonzero(self.kind_reference_kind == i)
+                if len(cols):
+                    self._kind_columns[i] = torch.as_tensor(cols)
 
     def project(self, pooled: np.ndarray) -> np.ndarray:
         x = torch.nn.functional.normalize(_t(pooled), dim=-1)
@@ -122,12 +127,9 @@ class Heads:
             return {}
         sims = torch.nn.functional.normalize(_t(pooled), dim=-1) @ self._torch["kind_reference"].T
         out = {}
-        for i, kind in enumerate(KINDS):
-            cols = np.flatnonzero(self.kind_reference_kind == i)
-            if i == 0 or not len(cols):
-                continue
+        for i, cols in self._kind_columns.items():
             k = min(int(self.meta.get("k", 5)), len(cols))
-            out[kind] = (1.0 - sims[:, torch.as_tensor(cols)].topk(k, dim=1).values.mean(1)).numpy()
+            out[KINDS[i]] = (1.0 - sims[:, cols].topk(k, dim=1).values.mean(1)).numpy()
         return out
 
     def kind_probs(self, features: np.ndarray) -> np.ndarray:
