@@ -95,6 +95,13 @@ def start_service(site: str, max_batch: int, cache: str, checkpoint: str | None,
     raise SystemExit(f"the service did not start; see {log.name}")
 
 
+def stop_service(proc: subprocess.Popen) -> None:
+    """SIGTERM, then wait longer than the service's 10 s graceful timeout (a service that needs all of it must not
+    fail the run)."""
+    proc.terminate()
+    proc.wait(30)
+
+
 def drive(base: str | list[str], urls: list[str], clients: int) -> dict:
     """Each client sends its share of the URLs one request at a time (round-robin over several bases, as a load
     balancer would); returns throughput and latencies."""
@@ -160,8 +167,7 @@ def replicas_run(site: str, args, workdir: Path, urls: list[str]) -> dict:
         return drive(bases, urls[4:], args.clients)
     finally:
         for proc, _ in procs:
-            proc.terminate()
-            proc.wait(30)  # beyond the service's 10 s graceful timeout
+            stop_service(proc)
         redis.terminate()
         redis.wait(5)
 
@@ -339,8 +345,7 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
                   + f" (load average {got['load_avg']})", flush=True)
     finally:
         for _, proc, _ in running:
-            proc.terminate()
-            proc.wait(30)  # beyond the service's 10 s graceful timeout
+            stop_service(proc)
         for c in ceilings:
             c.close()
     summary = {}
@@ -410,8 +415,7 @@ def main() -> None:
             drive(base, rest[:4], 4)  # warm-up (first forward passes allocate)
             results["batch size 1"] = drive(base, rest[: args.count], args.clients)
         finally:
-            proc.terminate()
-            proc.wait(30)  # beyond the service's 10 s graceful timeout
+            stop_service(proc)
         if args.replicas > 1:
             results[f"{args.replicas} replicas + Redis, batched"] = replicas_run(
                 site, args, workdir, rest[args.count : 2 * args.count])
@@ -422,8 +426,7 @@ def main() -> None:
             results["cached, 1 client"] = drive(base, warm * 4, 1)
             results[f"cached, {args.clients} clients"] = drive(base, warm * 8, args.clients)
         finally:
-            proc.terminate()
-            proc.wait(30)  # beyond the service's 10 s graceful timeout
+            stop_service(proc)
     finally:
         httpd.shutdown()
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import start_service, start_site, worker_pids  # noqa: E402
+from bench_server import start_service, start_site, stop_service, worker_pids  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:
@@ -114,8 +114,7 @@ def main() -> None:
         t.join()
     rss_end = rss_kb(proc.pid)
     rss_start = rss_start[0] or rss_boot
-    proc.terminate()
-    proc.wait(10)
+    stop_service(proc)
     httpd.shutdown()
 
     def pct(xs, q):
