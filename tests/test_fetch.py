@@ -637,6 +637,49 @@ def test_slow_drip_is_cut_off_at_the_deadline(srv, path):
     assert 0.9 <= elapsed < 2.0
 
 
+def test_one_watchdog_thread_cuts_every_fetch_at_its_own_deadline(srv):
+    """Deadlines share one watchdog thread (no timer thread per fetch): a drip with a short deadline is cut at it
+    even while a fetch with a longer one, registered first, is still running; and many fetches leave one thread."""
+    import threading
+
+    slow_codes = []
+
+    def slow_fetch():
+        try:
+            fetch_bytes(srv.url("/drip"), srv.limits(total_timeout=3.0), NO_DNS)
+        except FetchError as e:
+            slow_codes.append((e.code, time.monotonic() - t_slow))
+
+    t_slow = time.monotonic()
+    slow = threading.Thread(target=slow_fetch)
+    slow.start()
+    time.sleep(0.2)  # the 3 s deadline is the one the watchdog sleeps towards now
+    t0 = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        fetch_bytes(srv.url("/drip-headers"), srv.limits(total_timeout=0.5), NO_DNS)
+    assert info.value.code == "deadline_exceeded" and 0.4 <= time.monotonic() - t0 < 1.5
+    slow.join()
+    assert slow_codes and slow_codes[0][0] == "deadline_exceeded" and 2.9 <= slow_codes[0][1] < 4.5
+    for _ in range(20):
+        fetch_bytes(srv.url("/png"), srv.limits(), NO_DNS)
+    names = [t.name for t in threading.enumerate()]
+    assert names.count("fetch-deadlines") == 1
+    assert not any(isinstance(t, threading.Timer) for t in threading.enumerate())
+
+
+def test_an_ip_literal_is_not_sent_to_the_resolver_pool(srv, monkeypatch):
+    """Nothing to look up, so no handover to a resolver thread (one wake-up less per image under load)."""
+    from server.netsafe import fetch
+
+    class NoPool:
+        def submit(self, *a, **kw):
+            raise AssertionError("an IP literal went to the DNS pool")
+
+    monkeypatch.setattr(fetch, "_DNS_POOL", NoPool())
+    body, _ = fetch_bytes(srv.url("/png"), srv.limits(), NO_DNS)
+    assert body == PNG
+
+
 def test_silent_server_hits_the_read_timeout(srv):
     with pytest.raises(FetchError) as info:
         fetch_bytes(srv.url("/stall"), srv.limits(read_timeout=0.3), NO_DNS)

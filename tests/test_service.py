@@ -29,6 +29,30 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def image_site(body: bytes, on_get=None):
+    """A loopback site answering every GET with ``body`` (after ``on_get()``, e.g. a delay); returns (httpd,
+    "127.0.0.1:PORT"). Call httpd.shutdown() when done."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Site(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if on_get is not None:
+                on_get()
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"127.0.0.1:{httpd.server_address[1]}"
+
+
 @pytest.fixture(scope="module")
 def captioner(shapes_checkpoint):
     return Captioner.load(shapes_checkpoint, device="cpu")
@@ -322,30 +346,19 @@ def test_sqlite_cache_prunes_expired_urls_and_old_results(tmp_path):
 def test_slow_fetches_run_in_parallel_not_behind_the_decode_bound(make_client):
     """Only decoding is bounded; fetches wait on the network and must overlap."""
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    body, state, lock = png("green", "circle"), {"now": 0, "max": 0}, threading.Lock()
+    state, lock = {"now": 0, "max": 0}, threading.Lock()
 
-    class Slow(BaseHTTPRequestHandler):
-        def do_GET(self):
-            with lock:
-                state["now"] += 1
-                state["max"] = max(state["max"], state["now"])
-            time.sleep(0.5)
-            with lock:
-                state["now"] -= 1
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def slowly():
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.5)
+        with lock:
+            state["now"] -= 1
 
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd, site = image_site(png("green", "circle"), slowly)
     try:
-        site = f"127.0.0.1:{httpd.server_address[1]}"
         client = make_client(test_allow_loopback=(site,), testing=True)
         specs = [{"url": f"http://{site}/img{i}.png"} for i in range(4)]
         res = client.post("/v1/alt-text", json={"images": specs}).get_json()["results"]
@@ -353,6 +366,33 @@ def test_slow_fetches_run_in_parallel_not_behind_the_decode_bound(make_client):
         httpd.shutdown()
     assert all("caption" in r for r in res)
     assert state["max"] >= 3
+
+
+def test_a_requests_last_url_is_fetched_on_its_own_thread(make_client, monkeypatch):
+    """The request thread would only wait for its last URL, so it fetches that one itself; the others overlap on
+    the pool. A request of one URL, the usual one, needs no pool thread at all."""
+    import threading
+
+    httpd, site = image_site(png("green", "circle"))
+    try:
+        client = make_client(test_allow_loopback=(site,), testing=True, cache="none")
+        service = client.application.extensions["alt_text"]["service"]
+        threads, prepare = [], service._prepare
+
+        def recording(spec, *a, **kw):
+            threads.append(threading.current_thread().name)
+            return prepare(spec, *a, **kw)
+
+        monkeypatch.setattr(service, "_prepare", recording)
+        for n in (1, 3):
+            threads.clear()
+            specs = [{"url": f"http://{site}/{n}-{i}.png"} for i in range(n)]
+            res = client.post("/v1/alt-text", json={"images": specs}).get_json()["results"]
+            assert len(res) == n and all("caption" in r for r in res)
+            here = threading.current_thread().name  # the test client runs the request on this thread
+            assert threads.count(here) == 1 and sum(t.startswith("alt-text-fetch") for t in threads) == n - 1
+    finally:
+        httpd.shutdown()
 
 
 # -- the describe core behind the service ---------------------------------------------------------------------
@@ -436,26 +476,9 @@ def test_slow_upstreams_of_two_clients_do_not_delay_a_third_clients_upload(make_
     """Clients A and B ask for slow URLs (each fetch takes SLOW seconds); client C uploads bytes meanwhile. C's
     image is decoded on its own request thread and never queues behind A's and B's fetches."""
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     slow = 1.5
-    body = png("red", "square")
-
-    class Slow(BaseHTTPRequestHandler):
-        def do_GET(self):
-            time.sleep(slow)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    origin = f"127.0.0.1:{upstream.server_address[1]}"
+    upstream, origin = image_site(png("red", "square"), lambda: time.sleep(slow))
     client = make_client(api_keys=("a", "b", "c"), test_allow_loopback=(origin,), testing=True, cache="none",
                          rate_limit=0)
     try:

@@ -64,8 +64,9 @@ class AltTextService:
                                   metrics.observe_batch,
                                   coming=self.coming, return_wait=cfg.return_wait, early=cfg.early_answers)
         self.limits = cfg.fetch_limits()
-        # URL fetches wait on the network, so they run on a pool; a client gets FETCHES_PER_CLIENT of its threads
-        # at a time, so a few clients with slow upstreams cannot hold all of them. Uploaded bytes never queue here.
+        # URL fetches wait on the network, so a request's URLs run on a pool (its last one on its own thread); a
+        # client gets FETCHES_PER_CLIENT fetches at a time, so a few clients with slow upstreams cannot hold all of
+        # the pool. Uploaded bytes never queue here.
         self.fetchers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="alt-text-fetch")
         self._client_slots: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._slots_lock = threading.Lock()
@@ -205,7 +206,9 @@ class AltTextService:
 
     def _start(self, specs: list, client: str, deadline: float) -> list:
         """Each spec's preparation: uploaded bytes decoded here, on the request thread (nothing to wait for);
-        URLs fetched on the pool within the client's share of it. Items are results, prepared tuples or futures."""
+        URLs fetched within the client's share of the fetch slots, all but the last on the pool, the last here,
+        where the request would only wait for it (one handover less per image: a request of one URL, the usual
+        one, needs no pool thread). Items are results, prepared tuples or futures."""
         slots = self._slots(client)
 
         def fetch(spec):
@@ -220,10 +223,13 @@ class AltTextService:
         self._count_coming(len(uploads))  # their bytes are here: the batch they join may wait for all of them
         for i in uploads:
             items[i] = self._prepare(specs[i], counted=True)
-        for i in urls:
+        for n, i in enumerate(urls, 1):
             if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 items[i] = self._error(*DEADLINE_EXCEEDED)
                 continue
+            if n == len(urls):
+                items[i] = fetch(specs[i])
+                break
             try:
                 items[i] = self.fetchers.submit(fetch, specs[i])
             except RuntimeError:  # the pool is shut down: only when close() gave up waiting for this request
