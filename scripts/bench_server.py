@@ -13,7 +13,8 @@ URL per request:
     before and after, measured side by side;
   - batch size 1 (the batching speed-up) and cached URLs (p50 latency), once.
 Also the CPU each side spent per image (the service's worker processes and their model processes, "of it, model"
-the latter; the measuring process in-process; "client CPU" the clients and the image site, on the same machine): work
+the latter; the measuring process in-process; "client CPU" the clients and the image site, on the same machine,
+one asyncio thread (scripts/loadgen.py) so that the harness takes little from the service it measures): work
 done, which the load of other jobs on the machine changes less than it changes the rates; and, from the service's
 /metrics, the share of the wall time its model threads were running a batch ("model busy", the mean over the
 workers) and the mean batch size, which tell where the rest of the gap to the in-process rate goes; "model waits":
@@ -35,33 +36,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import drive, start_site  # noqa: E402  (the lean site and clients)
+
 REPO = Path(__file__).resolve().parents[1]
+WARM = 32  # images each service is warmed up with before the rounds: two full batches at 16 clients
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def start_site(directory: Path) -> tuple[ThreadingHTTPServer, str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(directory)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"127.0.0.1:{httpd.server_address[1]}"
 
 
 def start_service(site: str, max_batch: int, cache: str, checkpoint: str | None, workdir: Path, threads: int,
@@ -100,33 +90,6 @@ def stop_service(proc: subprocess.Popen) -> None:
     fail the run)."""
     proc.terminate()
     proc.wait(30)
-
-
-def drive(base: str | list[str], urls: list[str], clients: int) -> dict:
-    """Each client sends its share of the URLs one request at a time (round-robin over several bases, as a load
-    balancer would); returns throughput and latencies."""
-    session_local = threading.local()
-    bases = [base] if isinstance(base, str) else base
-
-    def one(job):
-        i, url = job
-        s = getattr(session_local, "s", None) or requests.Session()
-        session_local.s = s
-        t = time.perf_counter()
-        r = s.post(bases[i % len(bases)] + "/v1/alt-text", json={"images": [{"url": url}]}, timeout=120)
-        dt = time.perf_counter() - t
-        res = r.json()["results"][0]
-        return dt, "error" not in res, res.get("cached", False)
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        out = list(pool.map(one, enumerate(urls)))
-    wall = time.perf_counter() - t0
-    lat = sorted(x[0] for x in out)
-    return {"requests": len(out), "ok": sum(x[1] for x in out), "cached": sum(x[2] for x in out),
-            "seconds": round(wall, 2), "images_per_s": round(len(out) / wall, 2),
-            "p50_ms": round(1000 * statistics.median(lat), 1),
-            "p95_ms": round(1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1)}
 
 
 def model_counters(base: str) -> tuple[float, float, float] | None:
@@ -272,7 +235,7 @@ def in_process_worker(threads: int, checkpoint: str | None, tuned: bool) -> None
     for line in sys.stdin:
         paths = json.loads(line)
         if not warm:
-            describer.describe([read_image_file(p) for p in paths[:4]])
+            describer.describe([read_image_file(p) for p in paths[:16]])  # a full batch, as the service's warm-up
             warm = True
         cpu0, t0 = cpu_seconds([os.getpid()]), time.perf_counter()
         for i in range(0, len(paths), 16):
@@ -307,11 +270,12 @@ def compared_rounds(site: str, src: Path, files: list[str], args, workdir: Path)
             proc, base = start_service(site, 16, "none", args.checkpoint, workdir, threads=args.clients * 2,
                                        workers=args.workers, tree=tree, extra_env=env)
             running.append((label, proc, base))
-            drive(base, [f"http://{site}/{n}" for n in files[:4]], 4)  # warm-up (first forward passes allocate)
+            # warm-up: the first full batches allocate (and fault in) what later ones reuse
+            drive(base, [f"http://{site}/{n}" for n in files[:WARM]], args.clients)
         sides = ["in-process"] + [label for label, _, _ in running]
         rounds = []
         for r in range(args.rounds):
-            chunk = files[4 + r * args.count: 4 + (r + 1) * args.count]
+            chunk = files[WARM + r * args.count: WARM + (r + 1) * args.count]
             for name in chunk:  # every side reads them from the page cache
                 (src / name).read_bytes()
             order = sides[r % len(sides):] + sides[: r % len(sides)]
@@ -396,7 +360,7 @@ def main() -> None:
                                   {1, max(1, (os.cpu_count() or 1) // args.workers)})
     src = Path(args.images)
     files = sorted(p.name for p in src.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    need = 4 + (args.rounds + 2) * args.count
+    need = WARM + (args.rounds + 2) * args.count
     if len(files) < need:
         raise SystemExit(f"{src}: need at least {need} images, found {len(files)}")
     httpd, site = start_site(src)
@@ -408,7 +372,7 @@ def main() -> None:
         compared = compared_rounds(site, src, files, args, workdir)
         by_rate = sorted(compared["rounds"], key=lambda rd: rd["this checkout"]["images_per_s"])
         results["batched (max batch 16)"] = by_rate[len(by_rate) // 2]["this checkout"]  # the median round's
-        rest = urls[4 + args.rounds * args.count:]  # images no round has used
+        rest = urls[WARM + args.rounds * args.count:]  # images no round has used
         proc, base = start_service(site, 1, "none", args.checkpoint, workdir, threads=args.clients * 2,
                                    workers=args.workers)
         try:

@@ -25,7 +25,8 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import start_service, start_site, stop_service, worker_pids  # noqa: E402
+from bench_server import start_service, stop_service, worker_pids  # noqa: E402
+from loadgen import start_site  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:
