@@ -5,9 +5,9 @@ The benchmarks run the service, the site it fetches images from and the clients 
 (2 cores here). Every millisecond the harness spends is taken from the service, and each of its thread wake-ups
 takes a core from one of the model's two threads, whose partner then waits for it at the next barrier. Clients
 in 16 threads with ``requests`` and ``http.server``'s thread per connection cost 3.2-4.1 ms of CPU per image;
-this costs 1.2-1.6 ms (side by side against the same service, 6 rounds of 192 images). Real clients and image
-hosts are other machines. The HTTP spoken is the small part of HTTP/1.1 the service and its fetcher use:
-keep-alive with Content-Length, ``Connection: close`` honoured.
+this costs 1.0-1.6 ms (side by side against the same service in 6 rounds of 192 images, and in bench_server's
+runs). Real clients and image hosts are other machines. The HTTP spoken is the small part of HTTP/1.1 the service
+and its fetcher use: keep-alive with Content-Length, ``Connection: close`` honoured.
 """
 from __future__ import annotations
 
