@@ -606,8 +606,9 @@ def _read_body(response, limits: FetchLimits, deadline: _Deadline) -> bytes:
 _DNS_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="fetch-dns")
 
 
-def _resolve_within(deadline: _Deadline, name: str, port: int, resolver, limits: FetchLimits) -> list[Address]:
-    if _parse_host(name)[1] is not None or _is_localhost_name(name):  # nothing to look up: no thread to wait on
+def _resolve_within(deadline: _Deadline, name: str, literal: Address | None, port: int, resolver,
+                    limits: FetchLimits) -> list[Address]:
+    if literal is not None or _is_localhost_name(name):  # nothing to look up: no thread to wait on
         return resolve_public(name, port, resolver, limits)
     future = _DNS_POOL.submit(resolve_public, name, port, resolver, limits)
     try:
@@ -629,9 +630,9 @@ def fetch_bytes(url: str, limits: FetchLimits = DEFAULT_LIMITS, resolver=socket.
         for hop in range(limits.max_redirects + 1):
             try:
                 parts = check_url(current)
-                name, _ = _parse_host(parts.hostname)
+                name, literal = _parse_host(parts.hostname)
                 port = parts.port or DEFAULT_PORTS[parts.scheme.lower()]
-                addresses = _resolve_within(deadline, name, port, resolver, limits)
+                addresses = _resolve_within(deadline, name, literal, port, resolver, limits)
             except FetchError as e:
                 raise (_refused_redirect(e) if hop else e) from None
             deadline.check()
