@@ -80,8 +80,13 @@ class Site:
             writer.close()
 
     def shutdown(self) -> None:
+        _loop().run(self._close(), timeout=10)
+
+    async def _close(self) -> None:
+        # On the loop's thread: asyncio's Server is not thread-safe, and a close() from another thread races the
+        # loop detaching the last connection (both wake the waiters; the second finds None: a TypeError in CI).
         self._server.close()
-        _loop().run(self._server.wait_closed(), timeout=10)
+        await self._server.wait_closed()
 
 
 def start_site(directory: Path) -> tuple[Site, str]:
