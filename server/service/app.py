@@ -274,4 +274,6 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
         log.exception("unhandled error")
         return error(500, "internal_error", "internal error; it has been logged")
 
+    if loads_model:
+        tuning.freeze_loaded_objects()
     return app

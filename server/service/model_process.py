@@ -319,6 +319,7 @@ def main(fd: int) -> None:
     except BaseException as e:  # noqa: BLE001 - whatever it is, the parent gets one line, not a hung socket
         _reply(conn, ("error", f"the model process could not load the model: {type(e).__name__}: {e}"))
         return
+    tuning.freeze_loaded_objects()
     _reply(conn, ("ready", (describer.model_namespace, str(describer.captioner.device))))
     shm = None
     while True:
