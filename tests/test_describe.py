@@ -188,6 +188,44 @@ def test_kind_novelty_is_the_distance_to_that_kinds_fitted_examples_and_is_store
     assert _heads(rng).kind_novelty(icons) == {}  # heads fitted without examples: nothing to check
 
 
+def test_a_batchs_model_signals_are_each_images_own_and_give_the_same_evidence(shapes_checkpoint):
+    """run_model makes the evidence's model-only inputs for a whole batch; gather makes them for one image when
+    they are missing. Either way an image gets the same evidence."""
+    import torch
+
+    from model import Captioner
+    from server.describe import Describer, ModelOutput
+    from server.describe.pipeline import model_signals
+    from server.describe.pixels import pixel_stats
+
+    rng = np.random.default_rng(5)
+    heads = _heads(rng)
+    heads.kind_reference = np.eye(8, dtype=np.float32)[:6]
+    heads.kind_reference_kind = np.array([KINDS.index("icon")] * 3 + [KINDS.index("chart")] * 3)
+    heads.__post_init__()
+    probs = torch.softmax(torch.as_tensor(rng.normal(size=(5, 1000)) * 3, dtype=torch.float32), -1)
+    probs[2, 916] = 5.0  # a screenshot's cue: "web site"
+    probs = probs / probs.sum(1, keepdim=True)
+    pooled = rng.normal(size=(5, 8)).astype(np.float32)
+    batch = model_signals(probs, pooled, heads)
+    for i in range(5):
+        alone = model_signals(probs[i:i + 1], pooled[i:i + 1], heads)[0]
+        assert [c.to_dict() for c in batch[i].concepts] == [c.to_dict() for c in alone.concepts]
+        assert (batch[i].top_p, batch[i].cues) == pytest.approx((alone.top_p, alone.cues), rel=1e-6)
+        assert batch[i].entropy == pytest.approx(alone.entropy, rel=1e-6)
+        np.testing.assert_allclose(batch[i].projected, alone.projected, rtol=1e-5, atol=1e-6)
+        assert batch[i].kind_novelty == pytest.approx(alone.kind_novelty, rel=1e-5)
+    assert batch[2].cues["screen"] > 0.5 and set(batch[0].kind_novelty) == {"icon", "chart"}
+    assert model_signals(None, pooled, heads)[0].top_p is None  # no ImageNet head: concepts and the rest empty
+
+    describer = Describer(Captioner.load(shapes_checkpoint, device="cpu"), heads)
+    pixels = pixel_stats(Image.new("RGB", (40, 30), "white"))
+    for i in range(5):
+        out = ModelOutput("A cat.", "a cat", 0.6, pooled[i], probs[i], None)
+        with_signals = ModelOutput("A cat.", "a cat", 0.6, pooled[i], probs[i], None, batch[i])
+        assert describer.gather(pixels, with_signals, None).to_dict() == describer.gather(pixels, out, None).to_dict()
+
+
 def test_calibration_is_monotone_in_the_raw_confidence():
     heads = _heads(np.random.default_rng(2))
     raws = np.linspace(0.05, 0.95, 19)

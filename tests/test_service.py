@@ -896,3 +896,25 @@ def test_a_service_process_keeps_the_memory_the_model_frees():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                          check=False)
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_a_service_process_keeps_what_it_loaded_out_of_the_collectors_full_passes():
+    """In a process of its own (a frozen object stays frozen): what was alive is frozen, a collection still frees
+    a cycle made afterwards."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import gc, weakref\n"
+            "from server.service.tuning import freeze_loaded_objects\n"
+            "freeze_loaded_objects()\n"
+            "frozen = gc.get_freeze_count()\n"
+            "class Node: pass\n"
+            "a, b = Node(), Node(); a.other, b.other = b, a\n"
+            "alive = weakref.ref(a); del a, b\n"
+            "gc.collect()\n"
+            "print(frozen > 1000, alive() is None)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert out.stdout.split() == ["True", "True"], out.stderr

@@ -40,21 +40,31 @@ def _table() -> tuple[list[str], list[str]]:
     return [c[0] for c in data["classes"]], [c[2] for c in data["classes"]]
 
 
-def cue_masses(probs: torch.Tensor) -> dict[str, float]:
-    """Probability mass on each cue group, for one image's [1000] probabilities."""
-    return {name: float(probs[list(idx)].sum()) for name, idx in CUES.items()}
+def cue_masses(probs: torch.Tensor) -> dict[str, float] | list[dict[str, float]]:
+    """Probability mass on each cue group, for one image's [1000] probabilities (or a list, for a [B, 1000]
+    batch: one tensor operation per group for the whole batch)."""
+    if probs.ndim == 1:
+        return cue_masses(probs[None])[0]
+    masses = {name: probs[:, list(idx)].sum(1).tolist() for name, idx in CUES.items()}
+    return [{name: m[i] for name, m in masses.items()} for i in range(len(probs))]
 
 
-def top_concepts(probs: torch.Tensor, k: int = 3, min_p: float = 0.05) -> list[Concept]:
-    """The ``k`` most probable plain words (probabilities of classes with the same word added up)."""
+def top_concepts(probs: torch.Tensor, k: int = 3, min_p: float = 0.05) -> list[Concept] | list[list[Concept]]:
+    """The ``k`` most probable plain words (probabilities of classes with the same word added up), for one
+    image's [1000] probabilities (or a list, for a [B, 1000] batch)."""
+    if probs.ndim == 1:
+        return top_concepts(probs[None], k, min_p)[0]
     labels, words = _table()
-    values, idx = probs.topk(min(25, probs.numel()))
-    by_word: dict[str, list] = {}
-    for p, i in zip(values.tolist(), idx.tolist()):
-        entry = by_word.setdefault(words[i], [0.0, labels[i]])
-        entry[0] += p
-    ranked = sorted(by_word.items(), key=lambda kv: -kv[1][0])
-    return [Concept(w, label, p) for w, (p, label) in ranked[:k] if p >= min_p]
+    values, idx = probs.topk(min(25, probs.shape[1]), dim=1)
+    out = []
+    for row_values, row_idx in zip(values.tolist(), idx.tolist()):
+        by_word: dict[str, list] = {}
+        for p, i in zip(row_values, row_idx):
+            entry = by_word.setdefault(words[i], [0.0, labels[i]])
+            entry[0] += p
+        ranked = sorted(by_word.items(), key=lambda kv: -kv[1][0])
+        out.append([Concept(w, label, p) for w, (p, label) in ranked[:k] if p >= min_p])
+    return out
 
 
 def stem(word: str) -> str:
