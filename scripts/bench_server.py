@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -87,9 +88,20 @@ def start_service(site: str, max_batch: int, cache: str, checkpoint: str | None,
 
 def stop_service(proc: subprocess.Popen) -> None:
     """SIGTERM, then wait longer than the service's 10 s graceful timeout (a service that needs all of it must not
-    fail the run)."""
+    fail the run). One that does not exit even then is killed and reported, and the run keeps its numbers."""
     proc.terminate()
-    proc.wait(30)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        print(f"  warning: the service (pid {proc.pid}) did not exit within 30 s of SIGTERM; killed it and its "
+              "workers", file=sys.stderr, flush=True)
+        for pid in worker_pids(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        proc.kill()
+        proc.wait(10)
 
 
 def model_counters(base: str) -> tuple[float, float, float] | None:
