@@ -432,13 +432,13 @@ def serve(host, port, workers, threads, **options) -> None:
             for k, v in {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
                          "worker_class": "gthread", "timeout": 120, "graceful_timeout": 10,
                          "accesslog": "-", "errorlog": "-", "child_exit": hooks.child_exit,
-                         "worker_exit": hooks.worker_exit,
-                         # gunicorn >= 25.1 opens a control socket, by default at one path for every instance
-                         # of a user: replicas on one host took it from each other (and whoever could reach it
-                         # could change the worker count); alt-text serve's flags are the way to manage it
-                         "control_socket_disable": True}.items():
-                if k in self.cfg.settings:
-                    self.cfg.set(k, v)
+                         "worker_exit": hooks.worker_exit}.items():
+                self.cfg.set(k, v)
+            # gunicorn >= 25.1 opens a control socket, by default at one path for every instance of a user:
+            # replicas on one host took it from each other (and whoever could reach it could change the worker
+            # count); alt-text serve's flags are the way to manage it
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self):
             return create_app(cfg)
