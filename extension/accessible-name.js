@@ -35,12 +35,20 @@ globalThis.altTextNames = (() => {
     if (!text) return true;
     if (IMAGE_FILE.test(text) && !/\s/.test(text)) return true; // "IMG_1234.jpg", "hero-banner.png"
     if (IDEOGRAPHIC.test(text)) return false;
-    const words = text
+    return !text
       .replace(/\.(?:jpe?g|png|gif|webp|avif|svg|bmp|tiff?|ico|heic)\b/g, " ")
-      .replace(/[\p{N}\p{P}\p{S}_]+/gu, " ")
+      .replace(/[\p{P}\p{S}_]+/gu, " ")
       .split(" ")
-      .filter((w) => w && !PLACEHOLDER_WORDS.has(w) && !STOPWORDS.has(w));
-    return !words.some((w) => w.length >= 2);
+      .some(isWord);
+  }
+
+  /** A word that says something: two or more letters, or letters and digits together ("W3C", "3M", "F1", "MP3",
+   * "4K", "H2O" are names). Digits alone ("1234") say nothing, and neither does a placeholder or a stop word with
+   * a number on it ("img3", "photo 2", "DSC00042"). */
+  function isWord(token) {
+    const letters = token.replace(/\p{N}+/gu, "");
+    if (!letters || PLACEHOLDER_WORDS.has(letters) || STOPWORDS.has(letters)) return false;
+    return token.length >= 2;
   }
 
   function role(el) {
