@@ -165,5 +165,197 @@ globalThis.altTextNames = (() => {
     return { state: "describe", name, source, kind };
   }
 
-  return { SELECTOR, GENERATED, isSuspiciousName, imageKind, accessibleName, isDecorative, isHidden, classify };
+  // ---- icon-only controls --------------------------------------------------------------------------------
+
+  const CONTROL_SELECTOR = 'button, a[href], input[type="image" i], [role~="button" i], [role~="link" i]';
+  const MIN_ICON = 8; // px: a rendered icon smaller than this in either direction is left alone
+  // Icon fonts put their glyphs in the Private Use Area (Font Awesome, Bootstrap Icons, Material Icons' codepoints).
+  const PRIVATE_USE = /^[\p{Co}\s]+$/u;
+  // Ligature icon fonts draw a word ("search", "more_vert") as one glyph.
+  const LIGATURE_FONT = /material[ -]?(?:icons|symbols)|icon|symbol|glyph/i;
+
+  /** "button", "link" or "input" (an image button); null for anything else. */
+  function controlKind(el) {
+    if (!el || el.nodeType !== 1) return null;
+    const tag = el.localName;
+    if (tag === "input") return (el.getAttribute("type") || "").toLowerCase() === "image" ? "input" : null;
+    const r = role(el);
+    if (r === "button" || r === "link") return r;
+    if (tag === "button") return "button";
+    if (tag === "a" && el.hasAttribute("href")) return "link";
+    return null;
+  }
+
+  /** The first CSS string of a computed `content` ('"\f002" / ""' -> {text: "\uf002", alt: ""}), {url} for an
+   * image, null for none. */
+  function cssContent(value) {
+    if (!value || value === "none" || value === "normal") return null;
+    const url = /^url\(\s*(["']?)(.*?)\1\s*\)/.exec(value);
+    if (url) return { url: url[2] };
+    const strings = value.match(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g);
+    if (!strings) return null;
+    const unquote = (q) => q.slice(1, -1)
+      .replace(/\\([0-9a-f]{1,6})\s?/gi, (_, hex) => String.fromCodePoint(parseInt(hex, 16)))
+      .replace(/\\(.)/g, "$1");
+    const alt = /\/\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*$/.exec(value);
+    return { text: unquote(strings[0]), alt: alt ? unquote(alt[1]) : null };
+  }
+
+  /** True when `text` in `el` is drawn as one ligature glyph ("more_vert" in Material Symbols): a single
+   * identifier-like word in an icon font, or one that takes far less room than its letters would. */
+  function isLigature(el, text) {
+    if (!/^[a-z][a-z0-9_]*$/i.test(text)) return false;
+    const style = el.ownerDocument.defaultView.getComputedStyle(el);
+    // The first family only: "Segoe UI Symbol" at the end of a font stack is a fallback, not the text's font.
+    if (LIGATURE_FONT.test(style.fontFamily.split(",")[0])) return true;
+    if (text.length < 4) return false;
+    const range = el.ownerDocument.createRange();
+    range.selectNodeContents(el);
+    const width = range.getBoundingClientRect().width;
+    return width > 0 && width <= 1.3 * parseFloat(style.fontSize);
+  }
+
+  const isRendered = (el) => (typeof el.checkVisibility === "function"
+    ? el.checkVisibility({ visibilityProperty: true, checkVisibilityCSS: true }) : !isHidden(el));
+
+  const hasArea = (el) => {
+    const box = el.getBoundingClientRect();
+    return box.width > 0 && box.height > 0;
+  };
+
+  /**
+   * What a control shows besides its own attributes, walking its content as the accessible name does (step 2F):
+   * {text: true} at the first text or descendant name (which names it), else {icons: [...]}, each
+   * {type, element, ...}: "svg", "img" (an <img>), "glyph" (an icon font's ::before/::after: pseudo, text),
+   * "text-glyph" (the element's own text in an icon font: ligatures, private-use characters), "background"
+   * and "content-image" (a CSS url() image: url).
+   */
+  function controlContent(control) {
+    const view = control.ownerDocument.defaultView;
+    const icons = [];
+    const pseudo = (el) => {
+      for (const which of ["::before", "::after"]) {
+        const style = view.getComputedStyle(el, which);
+        const content = cssContent(style.content);
+        if (!content || style.display === "none") continue;
+        if (content.url) icons.push({ type: "content-image", element: el, pseudo: which, url: content.url });
+        else if (content.alt) return true; // content: "\f002" / "Search": the author's name for the glyph
+        else if (PRIVATE_USE.test(content.text) && content.text.trim()) {
+          icons.push({ type: "glyph", element: el, pseudo: which, text: content.text.trim() });
+        } else if (collapse(content.text)) return true; // generated text is part of the name
+      }
+      return false;
+    };
+    const background = (el) => {
+      const bg = /url\(\s*(["']?)(.+?)\1\s*\)/.exec(view.getComputedStyle(el).backgroundImage);
+      if (bg && hasArea(el)) icons.push({ type: "background", element: el, url: bg[2] });
+    };
+    const visit = (el) => {
+      if (el !== control) {
+        if (!isRendered(el)) return false;
+        if (!el.closest('[aria-hidden="true" i]') && (hasAria(el) || collapse(el.getAttribute("title")))) return true;
+      }
+      const tag = el.localName;
+      if (tag === "img") {
+        if (collapse(el.getAttribute("alt")) && !el.closest('[aria-hidden="true" i]')) return true;
+        if (hasArea(el) || !el.complete) icons.push({ type: "img", element: el });
+        return false;
+      }
+      if (tag === "svg") {
+        const title = Array.from(el.children).find((c) => c.localName === "title");
+        if (title && collapse(title.textContent)) return true;
+        if (Array.from(el.querySelectorAll("text")).some((t) => collapse(t.textContent))) return true; // drawn words
+        if (hasArea(el)) icons.push({ type: "svg", element: el });
+        return false;
+      }
+      // Form fields, media and frames inside a control: something other than an icon, left to the author.
+      if (["input", "select", "textarea", "video", "canvas", "iframe", "object", "embed"].includes(tag)) return true;
+      if (pseudo(el)) return true;
+      background(el);
+      for (const child of el.childNodes) {
+        if (child.nodeType === 3) {
+          const text = collapse(child.data);
+          if (!text) continue;
+          if (PRIVATE_USE.test(text) || isLigature(el, text)) icons.push({ type: "text-glyph", element: el, text });
+          else return true;
+        } else if (child.nodeType === 1 && visit(child)) return true;
+      }
+      return false;
+    };
+    return visit(control) ? { text: true, icons: [] } : { text: false, icons };
+  }
+
+  /** The name the author gave a control itself (not from its content): ARIA, <label>, alt of an image button. */
+  function ownControlName(el) {
+    const byIds = labelledByText(el);
+    if (byIds) return { name: byIds, source: "aria-labelledby" };
+    const ours = collapse(el.getAttribute(GENERATED));
+    const label = collapse(el.getAttribute("aria-label"));
+    if (label && label !== ours) return { name: label, source: "aria-label" };
+    const labels = Array.from(el.labels || []).map((l) => collapse(l.textContent)).filter(Boolean).join(" ");
+    if (labels) return { name: labels, source: "label" };
+    if (controlKind(el) === "input") {
+      for (const attr of ["alt", "value"]) {
+        const value = collapse(el.getAttribute(attr));
+        if (value && !(attr === "alt" && value === ours)) return { name: value, source: attr };
+      }
+    }
+    const title = collapse(el.getAttribute("title"));
+    if (title) return { name: title, source: "title" };
+    return { name: "", source: "" };
+  }
+
+  /**
+   * What to do with a button, link or image button:
+   *   describe   no name, and its only content is one icon (`icon`: see controlContent) worth naming
+   *   named      it has a name of its own (`source` says where from), whatever the name says
+   *   text       it shows text, or something inside it has a name: its content names it
+   *   hidden     not rendered or aria-hidden       empty     nothing to name it from (no icon, or several)
+   *   tiny       its icon is under 8 px            ignore    not a control
+   * `generated` is true when the aria-label is the one this extension wrote (it is ignored as a name).
+   */
+  function classifyControl(el) {
+    const kind = controlKind(el);
+    if (!kind) return { state: "ignore" };
+    const generated = el.hasAttribute(GENERATED) && collapse(el.getAttribute("aria-label")) ===
+      collapse(el.getAttribute(GENERATED));
+    const own = ownControlName(el);
+    if (own.name) return { state: "named", name: own.name, source: own.source, generated };
+    if (isHidden(el)) return { state: "hidden", generated };
+    let icons;
+    if (kind === "input") {
+      icons = [{ type: "img", element: el }];
+    } else {
+      const content = controlContent(el);
+      if (content.text) return { state: "text", generated };
+      icons = content.icons;
+    }
+    if (icons.length !== 1) return { state: "empty", generated };
+    const [icon] = icons;
+    const box = icon.element.getBoundingClientRect();
+    const loading = icon.element.localName === "img" && !icon.element.complete;
+    if (!loading && (box.width < MIN_ICON || box.height < MIN_ICON)) return { state: "tiny", generated };
+    return { state: "describe", icon, generated };
+  }
+
+  /** The control whose icon `el` (an image) is, when that control is unnamed and shows nothing else. */
+  function iconOwner(el) {
+    const control = controlKind(el) ? el : el.parentElement && el.parentElement.closest(CONTROL_SELECTOR);
+    if (!control) return null;
+    const verdict = classifyControl(control);
+    return verdict.state === "describe" && verdict.icon.element === el ? control : null;
+  }
+
+  /** A name the service gave a control, fit to be one: short, and not a word that only says "an icon". */
+  function isUsableControlName(name) {
+    const text = collapse(name);
+    if (!text || text.length > 60 || /[.!?]\s/.test(text)) return false;
+    return text.toLowerCase().replace(/[\p{P}\p{S}_]+/gu, " ").split(" ")
+      .some((w) => w && !PLACEHOLDER_WORDS.has(w) && !STOPWORDS.has(w) && !["button", "link"].includes(w));
+  }
+
+  return {
+    SELECTOR, GENERATED, CONTROL_SELECTOR, isSuspiciousName, imageKind, accessibleName, isDecorative, isHidden,
+    classify, controlKind, cssContent, classifyControl, iconOwner, isUsableControlName,
+  };
 })();

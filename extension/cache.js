@@ -21,13 +21,14 @@ export async function getCached(url) {
 export async function putCached(url, result) {
   if (!cacheable(url) || !result || result.error) return;
   const { alt, kind, text, caption, confidence, hedged, withheld, reason, model } = result;
+  const { control_name = null, meaning = null, brand = null } = result; // what a button or link with it is called
   try {
     // The worker is stopped when idle, so the write counter restarts at 0: prune on its first write too.
     if (writes++ % PRUNE_EVERY === 0) await prune();
     await chrome.storage.local.set({
       [PREFIX + url]: {
         savedAt: Date.now(),
-        result: { alt, kind, text, caption, confidence, hedged, withheld, reason, model },
+        result: { alt, kind, text, caption, confidence, hedged, withheld, reason, model, control_name, meaning, brand },
       },
     });
   } catch (e) {

@@ -1,7 +1,10 @@
 /* Content script, run after accessible-name.js in the same isolated world (classic scripts: MV3 cannot declare
  * module content scripts). Finds images that need a description, visible ones first, asks the background worker
  * for one, and writes it where screen readers read it; puts the page's own attributes back when turned off.
- * What leaves the page: image URLs, or image bytes for images the service cannot fetch. Never page text. */
+ * Buttons and links whose only content is an unnamed icon get the icon's meaning as their name (aria-label),
+ * when the service can say it (its `control_name`).
+ * What leaves the page: image URLs, or image bytes for images the service cannot fetch, or an icon drawn as
+ * the page shows it. Never page text. */
 (() => {
   "use strict";
   if (globalThis.altTextContentStarted) return; // a second copy in the same world would do everything twice
@@ -16,6 +19,9 @@
   const MAX_SIDE = 1024; // images drawn from the page are scaled down to this: the model sees far less anyway
   const SERVICE_FORMATS = /^image\/(?:png|jpeg|gif|webp|bmp)$|^$|^application\/octet-stream$/;
   const MAX_WRITES = 3; // per picture: a page that keeps removing our name from the same picture gets its way
+  const ICON_SIDE = 64; // px: icons are drawn this big on their longer side, keeping their aspect
+  const ICON_MAX = 48; // px: a bigger image in an unnamed link is a picture: described when it names no control
+  const WATCH_SELECTOR = `${names.SELECTOR}, ${names.CONTROL_SELECTOR}`;
 
   let settings = null;
   let running = false;
@@ -27,6 +33,8 @@
   let settled = new WeakSet(); // has a final answer (described, named, decorative, tiny, failed): not asked again
   let busy = new WeakSet();
   const originals = new WeakMap(); // element -> {attribute: value before we wrote, or null}
+  const written = new WeakMap(); // element -> the attribute that holds the name we wrote
+  let iconAnswers = new Map(); // drawn icon (data: URL) -> the service's answer: repeated icons cost one request
   let writes = new WeakMap(); // element -> {picture, count}: how often we named its current picture
   const waitingForLoad = new WeakSet();
   const pictures = new WeakMap(); // element -> how often its src/srcset changed
@@ -111,15 +119,25 @@
     settled = new WeakSet();
     busy = new WeakSet();
     writes = new WeakMap();
+    iconAnswers = new Map();
     deepQuery(document, `[${GENERATED}]`).forEach(restore);
     if (liveRegion) liveRegion.remove();
     liveRegion = null;
   }
 
+  const watched = (el) => names.imageKind(el) || names.controlKind(el);
+
   function scan(root) {
-    const found = deepQuery(root, names.SELECTOR);
-    if (root.matches && root.matches(names.SELECTOR)) found.push(root);
-    for (const el of found) if (names.imageKind(el)) visibility.observe(el);
+    const found = deepQuery(root, WATCH_SELECTOR);
+    if (root.matches && root.matches(WATCH_SELECTOR)) found.push(root);
+    for (const el of found) if (watched(el)) visibility.observe(el);
+  }
+
+  /** Looks at an element again when it next shows (a fresh visibility callback decides when). */
+  function recheck(el) {
+    settled.delete(el);
+    visibility.unobserve(el);
+    visibility.observe(el);
   }
 
   function onVisibility(entries) {
@@ -141,11 +159,14 @@
     for (const r of records) {
       if (r.type === "childList") {
         r.addedNodes.forEach((node) => node.nodeType === 1 && scan(node));
+        // New content in a control (text, another icon, a script's svg for its <i>): it is looked at again.
+        const control = r.target.closest && r.target.closest(names.CONTROL_SELECTOR);
+        if (control && !busy.has(control)) recheck(control);
         continue;
       }
       let el = r.target;
       if (el.localName === "source" && el.parentElement) el = el.parentElement.querySelector("img"); // <picture>
-      if (!el || !names.imageKind(el)) continue;
+      if (!el || !watched(el)) continue;
       if (r.attributeName === "src" || r.attributeName === "srcset") {
         pictures.set(el, (pictures.get(el) || 0) + 1);
         restore(el); // the description was of the previous picture
@@ -153,15 +174,20 @@
         if (isOurs(el)) continue; // our own write
         el.removeAttribute(GENERATED); // the page named it itself: its name wins
         originals.delete(el);
+        written.delete(el);
       }
-      settled.delete(el);
-      visibility.unobserve(el);
-      visibility.observe(el); // a fresh visibility callback decides when to look at it again
+      recheck(el);
     }
   }
 
   function consider(el) {
     if (!running || settled.has(el) || busy.has(el) || !el.isConnected) return;
+    if (names.controlKind(el)) return considerControl(el);
+    if (names.iconOwner(el)) { // the icon of an unnamed button or link: considerControl asks for both
+      settled.add(el);
+      visibility.unobserve(el);
+      return;
+    }
     const verdict = names.classify(el, { minSize: settings.minSize });
     if (verdict.state === "hidden") return; // still observed: looked at again when it shows up
     const notLoaded = el.localName === "img" && !el.complete;
@@ -194,8 +220,76 @@
     }
     if (gen !== generation || !el.isConnected) return answer;
     if (pictures.get(el) !== picture) consider(el); // a new picture arrived while this one was being described
-    else if (write && answer && answer.alt) inject(el, answer.alt);
+    else if (write && answer && answer.alt) inject(el, withPrefix(answer.alt));
     return answer;
+  }
+
+  // ---- naming icon-only buttons and links -----------------------------------------------------------------
+
+  function considerControl(el) {
+    // Icon fonts still loading are drawn in a fallback font: ligatures would look like words.
+    if (document.fonts && document.fonts.status === "loading") return later(el, document.fonts.ready);
+    const verdict = names.classifyControl(el);
+    if (verdict.generated && verdict.state !== "describe") restore(el); // it shows text now, or has its own name
+    if (verdict.state === "hidden") return; // still observed: looked at again when it shows up
+    const image = verdict.state === "describe" && verdict.icon.element;
+    if (image && image.localName === "img" && !image.complete) return later(el, new Promise((resolve) => {
+      image.addEventListener("load", resolve, { once: true });
+    }));
+    settled.add(el);
+    visibility.unobserve(el);
+    if (verdict.state === "describe" && !verdict.generated) describeControl(el, verdict.icon);
+  }
+
+  function later(el, ready) {
+    if (waitingForLoad.has(el)) return;
+    waitingForLoad.add(el);
+    ready.then(() => {
+      waitingForLoad.delete(el);
+      consider(el);
+    });
+  }
+
+  /** Asks what the control's icon means; writes the answer's control_name as the control's name. Without one,
+   * a picture (not an icon) in a link gets its description as an image would; an icon gets nothing. */
+  async function describeControl(control, icon) {
+    const gen = generation;
+    busy.add(control);
+    let answer;
+    try {
+      answer = await askIcon(icon);
+    } finally {
+      busy.delete(control);
+    }
+    if (gen !== generation || !control.isConnected || !answer || answer.error) return;
+    const now = names.classifyControl(control); // the page may have named it, or changed it, meanwhile
+    if (now.state !== "describe" || now.generated || now.icon.element !== icon.element) return;
+    if (typeof answer.control_name === "string" && names.isUsableControlName(answer.control_name)) {
+      inject(control, answer.control_name.replace(/\s+/g, " ").trim(), "aria-label");
+      return;
+    }
+    const box = icon.element.getBoundingClientRect();
+    const picture = icon.type === "img" && Math.max(box.width, box.height) > ICON_MAX;
+    const state = picture && names.classify(icon.element, { minSize: settings.minSize }).state;
+    if (state === "describe" && answer.alt) inject(icon.element, withPrefix(answer.alt));
+  }
+
+  /** The service's answer for an icon: drawn as the page shows it (svg, font glyphs, CSS images, svg files), or
+   * an image file's URL or bytes as for any image. */
+  async function askIcon(icon) {
+    const data = await drawIcon(icon).catch(() => null);
+    if (!data) {
+      const url = icon.type === "img" ? icon.element.currentSrc || icon.element.src : icon.url;
+      if (!url) return null;
+      const absolute = new URL(url, document.baseURI).href;
+      return ask({ url: absolute, element: icon.element.localName === "img" ? icon.element : undefined });
+    }
+    if (!iconAnswers.has(data)) {
+      const answer = send({ type: "describe", data }).then((a) => a || unreachable());
+      iconAnswers.set(data, answer);
+      answer.then((a) => a.error && iconAnswers.get(data) === answer && iconAnswers.delete(data));
+    }
+    return iconAnswers.get(data);
   }
 
   /** The picture of an image element: {url}, or {svg} for inline SVG (which is drawn, having no URL). */
@@ -291,37 +385,249 @@
 
   async function drawSvg(svg) {
     const box = svg.getBoundingClientRect();
+    const image = await svgPicture(svg, box.width, box.height);
+    return image && draw(image, box.width, box.height);
+  }
+
+  // ---- drawing icons as the page shows them ---------------------------------------------------------------
+
+  const SVG = "http://www.w3.org/2000/svg";
+  // What CSS decides about an svg's look: copied as computed (currentColor resolved) onto the copy that is drawn.
+  const SVG_PAINT = ["fill", "fill-opacity", "fill-rule", "stroke", "stroke-width", "stroke-opacity",
+    "stroke-linecap", "stroke-linejoin", "stroke-miterlimit", "stroke-dasharray", "stroke-dashoffset", "opacity",
+    "color", "visibility", "stop-color", "stop-opacity", "clip-rule", "paint-order", "font-family", "font-size",
+    "font-weight", "font-style"];
+  // Content that is drawn only where something refers to it: keeps its own attributes, inherits where it is used.
+  const REFERENCED = "defs, symbol, clipPath, mask, marker, pattern, linearGradient, radialGradient, filter";
+  const sprites = new Map(); // sprite file URL -> its parsed document (promise)
+
+  /** An <img> of the svg as the page draws it, `width` x `height` px: its computed paint on every element,
+   * `<use>` of a symbol elsewhere (in the page or a sprite file) copied in, since an svg drawn as an image can
+   * reach nothing outside itself. Null when it cannot be drawn. */
+  async function svgPicture(svg, width, height) {
+    const box = svg.getBoundingClientRect();
     const clone = svg.cloneNode(true);
-    clone.setAttribute("xmlns", "http://www.w3.org/2000/svg");
-    clone.setAttribute("width", box.width);
-    clone.setAttribute("height", box.height);
-    clone.style.color = getComputedStyle(svg).color; // for fill="currentColor"
+    const from = [svg, ...svg.querySelectorAll("*")];
+    const to = [clone, ...clone.querySelectorAll("*")];
+    from.forEach((el, i) => {
+      if (el !== svg && el.closest(REFERENCED)) return;
+      const style = getComputedStyle(el);
+      if (el !== svg && style.display === "none") return to[i].remove();
+      to[i].setAttribute("style", SVG_PAINT.map((p) => `${p}:${style.getPropertyValue(p)}`).join(";"));
+    });
+    for (const use of clone.querySelectorAll("use")) await inlineUse(use, clone);
+    for (const el of [clone, ...clone.querySelectorAll("*")]) { // currentColor outside the copied styles too
+      for (const attr of ["fill", "stroke", "stop-color", "color"]) {
+        if (/^currentcolor$/i.test(el.getAttribute(attr) || "")) el.setAttribute(attr, getComputedStyle(svg).color);
+      }
+    }
+    clone.setAttribute("xmlns", SVG);
+    if (!clone.hasAttribute("viewBox")) clone.setAttribute("viewBox", `0 0 ${box.width} ${box.height}`);
+    clone.setAttribute("width", width);
+    clone.setAttribute("height", height);
     const image = new Image();
     image.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(new XMLSerializer().serializeToString(clone));
     try {
       await image.decode();
+      return image;
     } catch {
       return null;
     }
-    return draw(image, box.width, box.height);
+  }
+
+  /** Replaces <use href="#id"> or <use href="sprite.svg#id"> by a copy of what it shows. */
+  async function inlineUse(use, clone) {
+    const href = use.getAttribute("href") || use.getAttributeNS("http://www.w3.org/1999/xlink", "href") || "";
+    const hash = href.indexOf("#");
+    if (hash < 0) return;
+    const id = decodeURIComponent(href.slice(hash + 1));
+    if (hash === 0 && clone.querySelector(`[id="${CSS.escape(id)}"]`)) return; // inside the copy already
+    let source = document;
+    if (hash > 0) {
+      const url = new URL(href.slice(0, hash), document.baseURI).href;
+      if (!sprites.has(url)) {
+        sprites.set(url, fetch(url, { credentials: "include" }).then((r) => (r.ok ? r.text() : ""))
+          .then((text) => new DOMParser().parseFromString(text, "image/svg+xml")).catch(() => null));
+      }
+      source = await sprites.get(url);
+    }
+    const target = source && source.getElementById(id);
+    if (!target) return;
+    const local = target.localName === "symbol" || target.localName === "svg";
+    const copy = document.createElementNS(SVG, local ? "svg" : "g");
+    if (local) {
+      for (const attr of ["viewBox", "preserveAspectRatio"]) {
+        if (target.hasAttribute(attr)) copy.setAttribute(attr, target.getAttribute(attr));
+      }
+      for (const attr of ["x", "y", "width", "height"]) {
+        copy.setAttribute(attr, use.getAttribute(attr) || (attr === "x" || attr === "y" ? "0" : "100%"));
+      }
+    } else {
+      copy.setAttribute("transform", `translate(${use.getAttribute("x") || 0} ${use.getAttribute("y") || 0})`);
+    }
+    for (const child of target.childNodes) copy.append(document.importNode(child, true));
+    if (use.hasAttribute("style")) copy.setAttribute("style", use.getAttribute("style"));
+    use.replaceWith(copy);
+  }
+
+  /** A PNG data: URL of the icon, ICON_SIDE px on its longer side, or null to send the image file instead. */
+  async function drawIcon(icon) {
+    const el = icon.element;
+    let canvas = null;
+    if (icon.type === "svg") {
+      const box = el.getBoundingClientRect();
+      const [width, height] = iconSize(box.width, box.height);
+      const image = await svgPicture(el, width, height);
+      canvas = image && onCanvas(width, height, (ctx) => ctx.drawImage(image, 0, 0, width, height));
+    } else if (icon.type === "glyph") {
+      canvas = await drawGlyph(icon.text, getComputedStyle(el, icon.pseudo));
+    } else if (icon.type === "text-glyph") {
+      canvas = await drawGlyph(icon.text, getComputedStyle(el));
+    } else if (icon.type === "background") {
+      canvas = await drawBackground(el, icon.url);
+    } else if (icon.type === "content-image" || isSvgImage(el)) {
+      const image = await loadImage(icon.url || el.currentSrc || el.src);
+      const box = el.getBoundingClientRect();
+      const [width, height] = iconSize(image ? image.naturalWidth || box.width : 0, image ? image.naturalHeight
+        || box.height : 0);
+      canvas = image && width && onCanvas(width, height, (ctx) => ctx.drawImage(image, 0, 0, width, height));
+    }
+    return canvas && iconPng(canvas, el);
+  }
+
+  const isSvgImage = (el) => ["img", "input"].includes(el.localName) &&
+    /^data:image\/svg\+xml|\.svg(?:[?#]|$)/i.test(el.currentSrc || el.src);
+
+  function iconSize(width, height) {
+    const scale = ICON_SIDE / Math.max(width, height);
+    return [Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale))];
+  }
+
+  function onCanvas(width, height, paint) {
+    const canvas = document.createElement("canvas");
+    canvas.width = width;
+    canvas.height = height;
+    paint(canvas.getContext("2d"));
+    return canvas;
+  }
+
+  async function loadImage(url) {
+    const image = new Image();
+    image.src = new URL(url, document.baseURI).href;
+    try {
+      await image.decode();
+      return image;
+    } catch {
+      return null;
+    }
+  }
+
+  /** An icon font's glyph (or ligature) in the page's own font, colour and weight, its inked box with a margin
+   * of an eighth on each side. */
+  async function drawGlyph(text, style) {
+    const font = (px) => `${style.fontStyle} ${style.fontWeight} ${px}px ${style.fontFamily}`;
+    try {
+      await document.fonts.load(font(ICON_SIDE), text);
+    } catch {
+      // an unknown font: measured below in whatever the browser has
+    }
+    const probe = document.createElement("canvas").getContext("2d");
+    probe.font = font(100);
+    const m = probe.measureText(text);
+    const width = m.actualBoundingBoxLeft + m.actualBoundingBoxRight;
+    const height = m.actualBoundingBoxAscent + m.actualBoundingBoxDescent;
+    if (!(width > 0 && height > 0)) return null;
+    const margin = ICON_SIDE / 8;
+    const scale = (ICON_SIDE - 2 * margin) / Math.max(width, height);
+    return onCanvas(Math.round(width * scale + 2 * margin), Math.round(height * scale + 2 * margin), (ctx) => {
+      ctx.font = font(100 * scale);
+      ctx.fillStyle = style.color;
+      ctx.fillText(text, margin + m.actualBoundingBoxLeft * scale, margin + m.actualBoundingBoxAscent * scale);
+    });
+  }
+
+  /** A CSS background image as the element shows it: its background-size and -position, so a sprite sheet
+   * gives the one icon the element shows. */
+  async function drawBackground(el, url) {
+    const image = await loadImage(url);
+    if (!image) return null;
+    const style = getComputedStyle(el);
+    const box = el.getBoundingClientRect();
+    const natural = [image.naturalWidth || box.width, image.naturalHeight || box.height];
+    const [w, h] = backgroundSize(style.backgroundSize, [box.width, box.height], natural);
+    const at = (value, room) => (/%$/.test(value) ? (room * parseFloat(value)) / 100 : parseFloat(value) || 0);
+    const x = at(style.backgroundPositionX, box.width - w);
+    const y = at(style.backgroundPositionY, box.height - h);
+    const [width, height] = iconSize(box.width, box.height);
+    const scale = width / box.width;
+    return onCanvas(width, height, (ctx) => ctx.drawImage(image, x * scale, y * scale, w * scale, h * scale));
+  }
+
+  function backgroundSize(value, [bw, bh], [nw, nh]) {
+    if (value === "contain" || value === "cover") {
+      const scale = (value === "contain" ? Math.min : Math.max)(bw / nw, bh / nh);
+      return [nw * scale, nh * scale];
+    }
+    const [sw, sh = "auto"] = value.split(/\s+/);
+    const length = (v, room) => (/%$/.test(v) ? (room * parseFloat(v)) / 100 : parseFloat(v));
+    let w = sw === "auto" ? null : length(sw, bw);
+    let h = sh === "auto" ? null : length(sh, bh);
+    if (w === null && h === null) [w, h] = [nw, nh];
+    else if (w === null) w = (h * nw) / nh;
+    else if (h === null) h = (w * nh) / nw;
+    return [w, h];
+  }
+
+  /** The PNG, or null when the canvas is tainted by a cross-origin picture. A light icon (white on a coloured
+   * button) would vanish on the white the service puts under transparency: it is drawn on the page's background. */
+  function iconPng(canvas, el) {
+    try {
+      const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+      let light = 0;
+      let ink = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        light += data[i + 3] * (0.2126 * data[i] + 0.7152 * data[i + 1] + 0.0722 * data[i + 2]);
+        ink += data[i + 3];
+      }
+      const drawn = canvas;
+      const shown = ink && light / ink > 200 ? onCanvas(drawn.width, drawn.height, (ctx) => {
+        ctx.fillStyle = backdrop(el);
+        ctx.fillRect(0, 0, drawn.width, drawn.height);
+        ctx.drawImage(drawn, 0, 0);
+      }) : drawn;
+      return shown.toDataURL("image/png");
+    } catch {
+      return null;
+    }
+  }
+
+  /** The colour the page shows behind `el`: the first background colour up its ancestors, if dark; else dark grey. */
+  function backdrop(el) {
+    for (let e = el; e && e.nodeType === 1; e = e.parentElement || (e.getRootNode() && e.getRootNode().host)) {
+      const colour = getComputedStyle(e).backgroundColor;
+      const [r, g, b, a = 1] = (colour.match(/[\d.]+/g) || []).map(Number);
+      if (a > 0.5) return 0.2126 * r + 0.7152 * g + 0.0722 * b < 160 ? colour : "#222";
+    }
+    return "#222";
   }
 
   // ---- writing and restoring names ------------------------------------------------------------------------
 
-  const nameAttribute = (el) => (["img", "input"].includes(names.imageKind(el)) ? "alt" : "aria-label");
+  const nameAttribute = (el) => written.get(el) ||
+    (["img", "input"].includes(names.imageKind(el)) ? "alt" : "aria-label");
 
   function isOurs(el) {
     return el.hasAttribute(GENERATED) && el.getAttribute(nameAttribute(el)) === el.getAttribute(GENERATED);
   }
 
-  function inject(el, description) {
+  /** Writes `text` as el's name (alt, or aria-label), keeping what it replaces for restore(). */
+  function inject(el, text, attribute = nameAttribute(el)) {
     // Counted per picture, not per element: a slideshow that changes src legitimately needs a name per slide.
     const picture = pictures.get(el) || 0;
     const seen = writes.get(el);
     const count = seen && seen.picture === picture ? seen.count : 0;
     if (count >= MAX_WRITES) return;
     writes.set(el, { picture, count: count + 1 });
-    const text = withPrefix(description);
     const saved = originals.get(el) || {};
     const set = (attr, value) => {
       if (!(attr in saved)) saved[attr] = el.getAttribute(attr);
@@ -330,7 +636,8 @@
     };
     // Only suspicious or empty names get here; ARIA names would outrank the one we write, so they go.
     for (const attr of ["aria-labelledby", "aria-label"]) if (el.hasAttribute(attr)) set(attr, null);
-    set(nameAttribute(el), text);
+    set(attribute, text);
+    written.set(el, attribute);
     if (names.imageKind(el) === "svg" && !el.hasAttribute("role")) set("role", "img");
     originals.set(el, saved);
     el.setAttribute(GENERATED, text);
@@ -346,6 +653,7 @@
     }
     el.removeAttribute(GENERATED);
     originals.delete(el);
+    written.delete(el);
   }
 
   // ---- on demand: context menu and keyboard command -------------------------------------------------------
