@@ -35,7 +35,7 @@ import jinja2
 
 from .crawl import (AUDITED_STATUSES, ERROR_STATUSES, PAGE_STATUSES, SKIP_REASONS, CrawlState, StreamedSequence,
                     write_atomic)
-from .rules import RULES, SEVERITY, WCAG_1_1_1, suspicious_reason
+from .rules import CONTROL_RULES, ICONS, RULES, SEVERITY, WCAG, WCAG_1_1_1, suspicious_reason
 
 REPORT_FORMAT = "alt-text-audit-report/1"
 SEVERITIES = ("critical", "serious", "moderate", "minor")
@@ -47,6 +47,7 @@ FORMAT_NAMES = ".html, .json, .csv or .sarif"
 # The JSON report's schema (JSON Schema 2020-12). Tests validate every report they make against it.
 
 _STR_OR_NULL = {"type": ["string", "null"]}
+SUGGESTION_KINDS = ("caption", "name", "withheld", "decorative", "error", "none", "pending")
 _COUNT = {"type": "integer", "minimum": 0}
 _SUGGESTION = {
     "oneOf": [
@@ -71,7 +72,14 @@ _SUGGESTION = {
         {"type": "object", "description": "the image could not be fetched, decoded or described",
          "required": ["kind", "code", "message"], "additionalProperties": False,
          "properties": {"kind": {"const": "error"}, "code": {"type": "string"}, "message": {"type": "string"}}},
-        {"type": "object", "description": "no image file to describe (inline SVG, image-map area)",
+        {"type": "object", "description": "a name for a control (a button or link, an image button, or the image "
+                                          "that is a control's only content) from what its icon stands for: "
+                                          "the value for the attribute named",
+         "required": ["kind", "name", "attribute", "message", "model", "image_kind"], "additionalProperties": False,
+         "properties": {"kind": {"const": "name"}, "name": {"type": "string", "minLength": 1},
+                        "attribute": {"enum": ["alt", "aria-label"]}, "message": {"type": "string"},
+                        "model": {"type": "string"}, "image_kind": {"type": "string"}}},
+        {"type": "object", "description": "no image file to describe (inline SVG, icon font, image-map area)",
          "required": ["kind", "message"], "additionalProperties": False,
          "properties": {"kind": {"const": "none"}, "message": {"type": "string"}}},
     ]
@@ -105,7 +113,8 @@ SCHEMA = {
                 "queued": {**_COUNT, "description": "URLs found but not fetched yet (a partial report)"},
                 "images": {**_COUNT, "description": "image elements on the audited pages"},
                 "findings": _COUNT,
-                "wcag_failures": {**_COUNT, "description": "critical and serious findings: WCAG 1.1.1 failures"},
+                "wcag_failures": {**_COUNT, "description": "critical and serious findings: WCAG failures (1.1.1; "
+                                                          "4.1.2 and 2.4.4 for unnamed buttons and links)"},
                 "crawl_errors": _COUNT,
                 "by_severity": {"type": "object", "required": list(SEVERITIES), "additionalProperties": False,
                                 "properties": {s: _COUNT for s in SEVERITIES}},
@@ -120,10 +129,8 @@ SCHEMA = {
                             "additionalProperties": False,
                             "properties": {r: _COUNT for r in (*SKIP_REASONS, "page_limit")}},
                 "suggestions": {"type": "object",
-                                "required": ["caption", "withheld", "decorative", "error", "none", "pending"],
-                                "additionalProperties": False,
-                                "properties": {k: _COUNT for k in ("caption", "withheld", "decorative", "error",
-                                                                   "none", "pending")}},
+                                "required": list(SUGGESTION_KINDS), "additionalProperties": False,
+                                "properties": {k: _COUNT for k in SUGGESTION_KINDS}},
             },
         },
         "pages": {"type": "array", "items": {
@@ -156,6 +163,8 @@ SCHEMA = {
                            "severity": {"enum": list(SEVERITIES)}, "selector": {"type": "string"},
                            "snippet": {"type": "string"}, "image_url": _STR_OR_NULL, "message": {"type": "string"},
                            "current_alt": _STR_OR_NULL, "decorative_candidate": {"type": "boolean"},
+                           "icon": {"enum": [*ICONS, None], "description": "an unnamed control's only content "
+                                    "(on the control's finding, its icon image's and an image button's)"},
                            "suggestion": _SUGGESTION}}},
     },
 }
@@ -213,9 +222,8 @@ def build_report(state: CrawlState, suggestions: list[dict | None] | Callable[[d
     if not stream:
         findings = list(findings)
     by_page: dict[str, dict] = {}
-    kinds = ("caption", "withheld", "decorative", "error", "none")
     by_severity, by_rule = dict.fromkeys(SEVERITIES, 0), dict.fromkeys(RULES, 0)
-    by_kind = dict.fromkeys((*kinds, "pending"), 0)
+    by_kind = dict.fromkeys(SUGGESTION_KINDS, 0)
     for f in findings:
         wcag = f["severity"] in WCAG_SEVERITIES
         entry = by_page.setdefault(f["page_url"], {"url": f["page_url"], "findings": 0, "wcag_failures": 0})
@@ -334,7 +342,8 @@ def _cell(value) -> str | int | float:
 
 
 def iter_csv(report: dict, rows_per_piece: int = 500) -> Iterator[str]:
-    """One row per finding, columns CSV_COLUMNS, a few hundred rows per piece."""
+    """One row per finding, columns CSV_COLUMNS, a few hundred rows per piece (suggested_alt holds a suggested
+    control name too: the suggestion column says which)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -343,7 +352,8 @@ def iter_csv(report: dict, rows_per_piece: int = 500) -> Iterator[str]:
         kind = s.get("kind", "")
         writer.writerow([_cell(v) for v in (
             f["id"], f["page_url"], f["rule"], f["severity"], f["wcag"], f["image_url"], f["current_alt"], kind,
-            s.get("alt") if kind in ("caption", "decorative") else None, s.get("confidence"),
+            s.get("name") if kind == "name" else s.get("alt") if kind in ("caption", "decorative") else None,
+            s.get("confidence"),
             f["decorative_candidate"], s.get("message") if kind in ("error", "withheld") else None, f["message"],
             f["selector"],
             f["snippet"])])
@@ -471,6 +481,8 @@ RULE_TITLES = {
     "role-img-alt": 'Element with role="img" without a name',
     "svg-img-alt": "SVG image without a name",
     "object-alt": "Embedded object without a text alternative",
+    "button-name": "Button without a name",
+    "link-name": "Link without a name",
     "alt-suspicious-filename": "Alt text looks like a file name",
     "alt-placeholder": "Alt text is a placeholder",
     "alt-stopwords-only": "Alt text has almost no meaningful words",
@@ -551,29 +563,47 @@ _SARIF_HELP = {
     False: "Best practice for WCAG 2.2 Success Criterion 1.1.1 Non-text Content (level A): the element has a name, "
            "but it does not serve a listener as a text alternative should. Never reported where axe-core passes.",
 }
+# The unnamed controls: the criteria they fail, axe's tags for them, the Understanding page, what the name says.
+_CONTROL_SARIF = {
+    "button-name": ("Success Criterion 4.1.2 Name, Role, Value", ["wcag2a", "wcag412"],
+                    "https://www.w3.org/WAI/WCAG22/Understanding/name-role-value.html", "what the button does"),
+    "link-name": ("Success Criteria 2.4.4 Link Purpose (In Context) and 4.1.2 Name, Role, Value",
+                  ["wcag2a", "wcag244", "wcag412"],
+                  "https://www.w3.org/WAI/WCAG22/Understanding/link-purpose-in-context.html", "where the link goes"),
+}
+
+
+def _sarif_help(rule: str) -> tuple[str, list[str], str, str]:
+    """(full description, tags, Understanding URL, its link text) for a rule."""
+    if rule in _CONTROL_SARIF:
+        criteria, tags, url, purpose = _CONTROL_SARIF[rule]
+        text = (f"Fails WCAG 2.2 {criteria} (level A), as axe-core's {rule} rule reports it: give the control a "
+                f"name (its text, an aria-label, or an alt on its only image) that says {purpose}.")
+        return text, ["accessibility", *tags, WCAG[rule]], url, f"Understanding {criteria.split(' and ')[0]}"
+    text = _SARIF_HELP[rule in AXE_RULES].format(rule=rule)
+    tags = ["accessibility", "wcag2a", "wcag111", "WCAG 2.2 SC 1.1.1"] + ([] if rule in AXE_RULES else ["best-practice"])
+    return text, tags, WCAG_UNDERSTANDING, "Understanding SC 1.1.1 Non-text Content"
 
 
 def sarif_rules() -> list[dict]:
     """One reportingDescriptor per rule, in RULES order (results point at them by ruleIndex)."""
     out = []
     for rule in RULES:
-        wcag = rule in AXE_RULES
-        text = _SARIF_HELP[wcag].format(rule=rule)
+        wcag = rule in AXE_RULES or rule in CONTROL_RULES
+        text, tags, url, link_text = _sarif_help(rule)
         out.append({
             "id": rule,
             "name": "".join(w.capitalize() for w in rule.split("-")),
             "shortDescription": {"text": RULE_TITLES[rule]},
             "fullDescription": {"text": text},
-            "helpUri": WCAG_UNDERSTANDING,
-            "help": {"text": f"{text} See {WCAG_UNDERSTANDING}",
-                     "markdown": f"{text} See [Understanding SC 1.1.1 Non-text Content]({WCAG_UNDERSTANDING})."},
+            "helpUri": url,
+            "help": {"text": f"{text} See {url}", "markdown": f"{text} See [{link_text}]({url})."},
             "defaultConfiguration": {"level": SARIF_LEVEL[SEVERITY[rule]]},
-            "properties": {"tags": ["accessibility", "wcag2a", "wcag111", "WCAG 2.2 SC 1.1.1"]
-                           + ([] if wcag else ["best-practice"]),
+            "properties": {"tags": tags,
                            "precision": "high" if wcag else "medium", "problem.severity":
                                {"error": "error", "warning": "warning", "note": "recommendation"}[
                                    SARIF_LEVEL[SEVERITY[rule]]],
-                           "impact": SEVERITY[rule], "wcag": WCAG_1_1_1 if wcag else f"{WCAG_1_1_1}, best practice"},
+                           "impact": SEVERITY[rule], "wcag": WCAG[rule] if wcag else f"{WCAG_1_1_1}, best practice"},
         })
     return out
 
@@ -587,7 +617,9 @@ def _sarif_result(f: dict, rule_index: dict[str, int]) -> dict:
     props = {"findingId": f["id"], "impact": f["severity"], "wcag": f["wcag"], "selector": f["selector"],
              "snippet": f["snippet"], "imageUrl": f["image_url"], "currentAlt": f["current_alt"],
              "decorativeCandidate": f["decorative_candidate"]}
-    if s.get("kind") in ("caption", "decorative"):  # only what the service itself would say (see to_csv)
+    if s.get("kind") == "name":
+        props["suggestedName"], props["suggestedAttribute"], props["suggestionKind"] = s["name"], s["attribute"], "name"
+    elif s.get("kind") in ("caption", "decorative"):  # only what the service itself would say (see to_csv)
         props["suggestedAlt"], props["suggestionKind"] = s["alt"], s["kind"]
         if s.get("confidence") is not None:
             props["confidence"] = s["confidence"]

@@ -1,10 +1,14 @@
-"""Static-HTML rules of the site audit: which images on one page lack a usable text alternative.
+"""Static-HTML rules of the site audit: which images on one page lack a usable text alternative, and which buttons
+and links have no name at all (most often because their only content is an icon).
 
 The WCAG 1.1.1 rules follow axe-core's semantics (image-alt, input-image-alt, area-alt, role-img-alt, svg-img-alt,
 object-alt) so that a site owner who also runs axe sees the same verdicts, but they work on markup alone: no
-browser, no CSS cascade, no network. On top of them come heuristics axe does not have, for images that *do* have a
-name which is useless to a listener (a file name, "image", a repeat of the caption next to it); those are reported
-at moderate or minor severity because a person has to judge them.
+browser, no CSS cascade, no network. So do axe's button-name (WCAG 4.1.2) and link-name (2.4.4, 4.1.2), widened as
+ACT's rules 97a4e1 and c487ae are to elements with role=button or role=link; when such a control's only content is
+an icon, the finding says which kind (``icon``), so that the suggestions can offer a name for it. On top of them
+come heuristics axe does not have, for images that *do* have a name which is useless to a listener (a file name,
+"image", a repeat of the caption next to it); those are reported at moderate or minor severity because a person
+has to judge them.
 
 Everything a finding needs (selector, snippet, absolute image URL) is computed here, from the page alone, so a
 report can be written without keeping the parsed document around.
@@ -23,6 +27,8 @@ import soupsieve
 from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 
 WCAG_1_1_1 = "WCAG 2.2 SC 1.1.1 (A)"
+WCAG_4_1_2 = "WCAG 2.2 SC 4.1.2 (A)"
+WCAG_2_4_4 = "WCAG 2.2 SC 2.4.4 (A), SC 4.1.2 (A)"
 
 SEVERITY = {
     # axe-core's impacts for its rules.
@@ -32,6 +38,8 @@ SEVERITY = {
     "role-img-alt": "serious",
     "svg-img-alt": "serious",
     "object-alt": "serious",
+    "button-name": "critical",
+    "link-name": "serious",
     # The image has a name, but it tells a listener nothing.
     "alt-suspicious-filename": "moderate",
     "alt-placeholder": "moderate",
@@ -43,6 +51,17 @@ SEVERITY = {
     "alt-duplicates-adjacent-text": "minor",
 }
 RULES = tuple(SEVERITY)
+CONTROL_RULES = ("button-name", "link-name")
+WCAG = {**dict.fromkeys(RULES, WCAG_1_1_1), "button-name": WCAG_4_1_2, "link-name": WCAG_2_4_4}
+# What an unnamed control's only content can be (Finding.icon), in the words a finding uses.
+ICONS = {
+    "img": "an image without alt",
+    "img-empty-alt": 'an image marked decorative with alt=""',
+    "svg": "an inline SVG",
+    "input-image": "an image button without alt",
+    "icon-font": "an icon-font glyph",
+    "background-image": "a CSS background image",
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,9 @@ class Finding:
     message: str
     current_alt: str | None
     decorative_candidate: bool = False
+    # A button or link without a name whose only content is an icon: which kind (ICONS). Also on the finding of
+    # that icon's own <img>, and on every image button's: what they need is a name for the control, not a caption.
+    icon: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -182,12 +204,16 @@ _UNRENDERED = frozenset({"head", "title", "script", "style", "template", "noscri
                          "textarea", "select", "datalist"})
 
 
+def _not_shown(el: Tag) -> bool:
+    """Not on screen: unrendered elements, hidden ones, a loaded object's fallback (it shows only on failure)."""
+    if el.name in _UNRENDERED or el.has_attr("hidden") or _STYLE_HIDDEN.search(_attr(el, "style") or ""):
+        return True
+    return el.name == "object" and bool((_attr(el, "data") or "").strip())
+
+
 def _renders_nothing(el: Tag) -> bool:
-    if el.name in _UNRENDERED or el.has_attr("hidden"):
-        return True
-    if (_attr(el, "aria-hidden") or "").strip().lower() == "true" or _STYLE_HIDDEN.search(_attr(el, "style") or ""):
-        return True
-    return el.name == "object" and bool((_attr(el, "data") or "").strip())  # its fallback shows only on failure
+    """Neither on screen nor read: not shown, or hidden from assistive technology (aria-hidden icons still show)."""
+    return _not_shown(el) or (_attr(el, "aria-hidden") or "").strip().lower() == "true"
 
 
 def rendered_text(node) -> str:
@@ -342,9 +368,37 @@ def _passes(rule: str, el: Tag, doc: _Doc) -> bool:
         return named or _clean(_attr(el, "alt")) is not None
     if rule == "svg-img-alt":
         return named or _svg_title(el) is not None
-    if rule == "object-alt":  # fallback content never counts (axe #2525)
-        return named or _is_presentational(el)
+    if rule == "object-alt":  # fallback content is not its name (axe #2525), unless it is all that shows
+        return named or _is_presentational(el) or _judged_by_fallback(el, doc)
     return named  # role-img-alt
+
+
+_MEDIA_FILE = re.compile(r"\.(?:jpe?g|png|gif|webp|avif|svg|bmp|tiff?|heic|ico|mp3|m4a|aac|flac|ogg|oga|opus|wav"
+                         r"|mp4|m4v|mov|webm|ogv|mkv|avi|mpe?g)$", re.I)
+
+
+def _embeds_media(el: Tag) -> bool:
+    """Whether an object's data is an image, audio or video, by a data: URL's own type, else the type attribute,
+    else the file extension."""
+    data = (_attr(el, "data") or "").strip()
+    declared = (_attr(el, "type") or "").strip()
+    if data[:5].lower() == "data:":
+        declared = data[5:].split(",", 1)[0].split(";", 1)[0].strip() or declared
+    if declared:
+        return declared.split("/", 1)[0].strip().lower() in ("image", "audio", "video")
+    return bool(_MEDIA_FILE.search(_file_name(data)))
+
+
+def _judged_by_fallback(el: Tag, doc: _Doc) -> bool:
+    """An object whose data is no image, audio or video (an HTML page, an unknown type) and whose fallback holds an
+    image with a name of its own. Without loading the data the audit cannot tell whether it loads; when it does
+    not, the fallback is what shows and is read, and axe skips the object (ACT 8fc3b6, inapplicable example 8).
+    The fallback's images are checked by their own rules. An object that embeds media, or whose fallback is only
+    text (axe's object-alt violation3), is still checked for a name of its own."""
+    if _embeds_media(el):
+        return False
+    return any(_rule_for(d) is not None and not _is_hidden(d) and (accessible_name(d, doc) or "").strip()
+               for d in el.find_all(True))
 
 
 _SUBJECT = {
@@ -372,7 +426,7 @@ _DECORATIVE_FIX = {
 }
 
 
-def _failure_message(rule: str, el: Tag, decorative: bool) -> str:
+def _failure_message(rule: str, el: Tag, decorative: bool, icon: str | None = None) -> str:
     alt = _attr(el, "alt")
     if rule == "image-alt" and alt and not alt.strip():
         why = " (its alt contains only spaces, which screen readers may replace with the file name)"
@@ -383,7 +437,135 @@ def _failure_message(rule: str, el: Tag, decorative: bool) -> str:
     else:
         why = ""
     fix = _DECORATIVE_FIX.get(rule, _FIX[rule]) if decorative else _FIX[rule]
+    if rule == "image-alt" and icon:
+        fix = "it is the only content of a button or link, so add an alt that says what the control does"
     return f"{_SUBJECT[rule]} has no text alternative{why}: {fix}."
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Buttons and links without a name (axe-core's button-name and link-name)
+
+
+def _control_rule(el: Tag) -> str | None:
+    """button-name for a <button> or role=button, link-name for an <a href> or role=link. A native control with
+    another explicit role stays in its rule when that role needs a name or the control can take focus (axe's
+    no-explicit-name-required-matches: browsers ignore role=presentation on a focusable button). Images, image
+    buttons and objects with a control role are left to the image rules."""
+    if el.name == "button" or el.name == "a" and el.has_attr("href"):
+        role = _explicit_role(el)
+        if role in (None, "none", "presentation") or role in _NAME_REQUIRED_ROLES or _focusable(el):
+            return "button-name" if el.name == "button" else "link-name"
+        return None
+    if el.name in ("img", "input", "area", "object"):
+        return None
+    return {"button": "button-name", "link": "link-name"}.get(_explicit_role(el) or "")
+
+
+_INPUT_DEFAULT_NAME = {"submit": "Submit", "reset": "Reset"}
+
+
+def _own_name(el: Tag, doc: _Doc) -> str | None:
+    """What an element inside a control adds to the control's name besides its text: its ARIA name, an image's
+    alt, an SVG's <title>, a form control's value, else its title attribute (accname, as axe's subtreeText)."""
+    name = _aria_name(el, doc)
+    if name is None and el.name in ("img", "area"):
+        name = _clean(_attr(el, "alt"))
+    elif name is None and el.name == "input":
+        kind = (_attr(el, "type") or "").strip().lower()
+        name = _clean(_attr(el, "alt")) if kind == "image" else (_clean(_attr(el, "value"))
+                                                                  or _INPUT_DEFAULT_NAME.get(kind))
+    elif name is None and el.name == "svg":
+        name = _svg_title(el)
+    return name or _clean(_attr(el, "title"))
+
+
+def _named_by_content(el: Tag, doc: _Doc, budget: _Budget) -> bool:
+    """Whether the control's content gives it a name (accname's name from content): its text or what an element
+    inside adds (_own_name). Content hidden from assistive technology adds nothing. Stops at the first word."""
+    stack = list(reversed(el.contents))
+    while stack:
+        node = stack.pop()
+        budget.tick()
+        if isinstance(node, Tag):
+            if _renders_nothing(node) or node.name == "input" and (_attr(node, "type") or "").lower() == "hidden":
+                continue
+            if _own_name(node, doc):
+                return True
+            stack.extend(reversed(node.contents))
+        elif type(node) is NavigableString and node.strip():
+            return True
+    return False
+
+
+def _control_passes(rule: str, el: Tag, doc: _Doc, budget: _Budget) -> bool:
+    """axe's checks: an ARIA name or a title, a <label> (a button is labelable), a name from its content, or (a
+    button only) a presentational role that browsers honour (disabled, so it cannot take focus)."""
+    if _aria_name(el, doc) or _clean(_attr(el, "title")) or el.name == "svg" and _svg_title(el):
+        return True
+    if el.name == "button" and _label_text(el, doc):
+        return True
+    if rule == "button-name" and _is_presentational(el):
+        return True
+    return _named_by_content(el, doc, budget)
+
+
+# Class names of the common icon fonts (Font Awesome, Bootstrap Icons, Material Icons/Symbols, Glyphicons, Ionicons,
+# Octicons, Dashicons, Material Design Icons, Line Awesome, Themify, Unicons, Feather, Codicons) and generic ones.
+_ICON_FONT_CLASS = re.compile(
+    r"fa[srlbdtk]?|fa-.+|glyphicon.*|material-(?:icons|symbols).*|bi|bi-.+|icons?|icon-.+|.+-icon|ion-.+|ionicons?"
+    r"|octicon.*|dashicons.*|mdi|mdi-.+|la[srb]?|la-.+|ti-.+|uil-.+|feather-.+|codicon.*", re.I)
+
+
+def _icon(el: Tag) -> tuple[str, Tag, str | None] | None:
+    """What an unnamed control shows instead of a name: its own background image, else the first icon in it, as
+    (ICONS key, the icon's element, the raw URL of its pixels or None). Icons hidden with aria-hidden still show."""
+    own = _clean(background_image_url(_attr(el, "style") or ""))
+    if own:
+        return "background-image", el, own
+    stack = list(reversed(el.contents))
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, Tag) or _not_shown(node):
+            continue
+        if node.name == "img":
+            decorative = (_attr(node, "alt") == "" or _role(node) in ("none", "presentation")
+                          or (_attr(node, "aria-hidden") or "").strip().lower() == "true")
+            return ("img-decorative" if decorative else "img"), node, _raw_image_ref(node)
+        if node.name == "input" and (_attr(node, "type") or "").strip().lower() == "image":
+            return "input-image", node, _raw_image_ref(node)
+        if node.name == "svg":
+            return "svg", node, None
+        if any(_ICON_FONT_CLASS.fullmatch(c) for c in (_attr(node, "class") or "").split()):
+            return "icon-font", node, None
+        background = _clean(background_image_url(_attr(node, "style") or ""))
+        if background:
+            return "background-image", node, background
+        stack.extend(reversed(node.contents))
+    return None
+
+
+def _control_message(rule: str, el: Tag, icon: str | None) -> str:
+    what, purpose, example = ("Button", "what it does", "Search") if rule == "button-name" else \
+        ("Link", "where it goes", "Home")
+    if icon == "img":
+        return (f"{what} has no accessible name: its only content is an icon ({ICONS[icon]}). Give the image an alt "
+                f'that says {purpose} (e.g. alt="{example}"), or give the {what.lower()} an aria-label that does.')
+    if icon is not None:
+        return (f"{what} has no accessible name: its only content is an icon ({ICONS[icon]}). Give the "
+                f'{what.lower()} an aria-label that says {purpose}, e.g. aria-label="{example}".')
+    role = _role(el)
+    if el.has_attr("aria-labelledby"):
+        why = " (aria-labelledby points to elements that are missing or empty)"
+    elif role in ("none", "presentation"):
+        why = f' (role="{role}" does not hide it: browsers ignore that role on an element that can take focus)'
+    elif el.name == "button" and _clean(_attr(el, "value")):
+        why = " (a button's value attribute is not its name)"
+    elif el.has_attr("aria-label"):
+        why = " (its aria-label is empty)"
+    else:
+        why = ""
+    return (f'{what} has no accessible name, so screen readers can only call it "{what.lower()}"{why}: give it '
+            f"text, an aria-label or a title that says {purpose}.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -420,8 +602,16 @@ def _looks_like_filename(text: str) -> bool:
     return bool(_PATH_LIKE.match(text)) or (" " not in text and "_" in text)
 
 
+def _is_word(token: str) -> bool:
+    """Two or more characters with a letter among them (W3C, 3M, F1, MP3, 4K and H2O are names), not a stop word
+    once its digits are set aside ("a1"): the rule of isWord in extension/accessible-name.js."""
+    letters = re.sub(r"\d+", "", token)
+    return len(token) >= 2 and bool(letters) and letters not in _STOPWORDS
+
+
 def _words(text: str) -> list[str]:
-    return re.findall(r"[^\W\d_]+", text.lower())
+    """Runs of letters and digits: "7-Eleven" is 7 and eleven, "W3C" one word."""
+    return re.findall(r"[^\W_]+", text.lower())
 
 
 def _placeholder_form(text: str) -> str:
@@ -440,8 +630,8 @@ def suspicious_reason(alt: str, options: RuleOptions = RuleOptions()) -> str | N
         return "alt-placeholder"
     if _REDUNDANT_PREFIX.match(text):
         return "alt-redundant-prefix"
-    meaningful = _IDEOGRAPHIC.search(text) or any(len(w) >= 2 for w in _words(text) if w not in _STOPWORDS)
-    if not meaningful:  # "Dog", "IBM", "UN logo" and "猫" are names; "a logo" and "of the" are not
+    meaningful = _IDEOGRAPHIC.search(text) or any(_is_word(w) for w in _words(text))
+    if not meaningful:  # "Dog", "IBM", "UN logo", "W3C" and "猫" are names; "a logo" and "of the" are not
         return "alt-stopwords-only"
     if len(text) > options.max_alt_length:
         return "alt-too-long"
@@ -617,6 +807,7 @@ class _Candidate:
     suspicious: str | None = None
     decorative: bool = False
     named_by_reference: bool = False  # aria-labelledby: pointing at visible text is meant to repeat it
+    icon: str | None = None  # Finding.icon
 
 
 class _OverBudget(Exception):
@@ -679,7 +870,7 @@ class _Page:
         return Finding(
             page_url=self.url,
             rule=rule,
-            wcag=WCAG_1_1_1,
+            wcag=WCAG[rule],
             severity=SEVERITY[rule],
             selector=self.selector(c.element),
             snippet=_snippet(c.element, self.options.snippet_chars),
@@ -687,6 +878,7 @@ class _Page:
             message=message,
             current_alt=c.name,
             decorative_candidate=c.decorative,
+            icon=c.icon,
         )
 
 
@@ -699,14 +891,27 @@ def _parse(html: str | bytes) -> BeautifulSoup:
 def _candidates(elements: list[Tag], base: str, budget: _Budget, found: list[_Candidate]) -> None:
     for el in elements:
         budget.tick()
-        rule = _rule_for(el)
-        if rule is None or _is_inert(el) or (rule != "area-alt" and _is_hidden(el)):  # axe checks hidden areas
-            continue
-        ref = _raw_image_ref(el)
-        found.append(_Candidate(el, rule, _join(base, ref) if ref else None))
+        for rule in filter(None, (_rule_for(el), _control_rule(el))):  # <button role="img">: both
+            if _is_inert(el) or (rule != "area-alt" and _is_hidden(el)):  # axe checks hidden areas
+                break
+            ref = _raw_image_ref(el) if rule not in CONTROL_RULES else None  # a control's icon: once it fails
+            found.append(_Candidate(el, rule, _join(base, ref) if ref else None))
+
+
+def _evaluate_control(c: _Candidate, doc: _Doc, base: str, budget: _Budget, icons: set[int]) -> None:
+    """A control's verdict and, when it has no name, its icon (whose element goes into ``icons``: that image's
+    own finding then asks for a name too)."""
+    c.passed = _control_passes(c.rule, c.element, doc, budget)
+    found = None if c.passed else _icon(c.element)
+    if found is not None:
+        c.icon, icon_element, ref = found
+        c.image_url = _join(base, ref) if ref else None
+        icons.add(id(icon_element))
 
 
 def _evaluate(c: _Candidate, doc: _Doc, options: RuleOptions) -> None:
+    if c.rule == "input-image-alt":
+        c.icon = "input-image"
     c.passed = _passes(c.rule, c.element, doc)
     c.name = accessible_name(c.element, doc)
     c.named_by_reference = _labelledby_text(c.element, doc) is not None
@@ -727,8 +932,10 @@ def _shared_alt_different_images(candidates: list[_Candidate]) -> set[int]:
 
 
 def _findings_for(page: _Page, c: _Candidate, shared: bool) -> list[Finding]:
+    if c.rule in CONTROL_RULES:
+        return [] if c.passed else [page.finding(c, c.rule, _control_message(c.rule, c.element, c.icon))]
     if not c.passed:
-        return [page.finding(c, c.rule, _failure_message(c.rule, c.element, c.decorative))]
+        return [page.finding(c, c.rule, _failure_message(c.rule, c.element, c.decorative, c.icon))]
     if not c.name or not c.name.strip():
         return []
     out = []
@@ -747,7 +954,8 @@ def _findings_for(page: _Page, c: _Candidate, shared: bool) -> list[Finding]:
 
 @dataclass
 class PageCheck:
-    """What checking one page found: its findings in document order, how many image elements it has, and why
+    """What checking one page found: its findings in document order, how many image elements it has (controls are
+    not counted), and why
     checking stopped early (``over_budget``: too many elements or too long), with the findings up to there."""
     findings: list[Finding]
     images: int
@@ -771,14 +979,22 @@ def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOp
         note = f"the page has more than {options.max_elements:,} elements: only the first ones were checked"
     doc = _Doc(soup, elements)
     candidates: list[_Candidate] = []
+    icons: set[int] = set()  # the elements that are an unnamed control's only content (a control comes first)
     evaluated = 0
+    base = _base_url(soup, page_url)
     try:
-        _candidates(elements, _base_url(soup, page_url), budget, candidates)
+        _candidates(elements, base, budget, candidates)
         url_counts = Counter(c.image_url for c in candidates if c.image_url)
         for c in candidates:
             budget.tick()
-            _evaluate(c, doc, options)
-            c.decorative = _decorative_candidate(c.element, c.image_url, url_counts, options)
+            if c.rule in CONTROL_RULES:
+                _evaluate_control(c, doc, base, budget, icons)
+            else:
+                _evaluate(c, doc, options)
+                if c.rule == "image-alt" and id(c.element) in icons:
+                    c.icon = "img"  # a control's icon: it needs a name, however small or repeated it is
+                else:
+                    c.decorative = _decorative_candidate(c.element, c.image_url, url_counts, options)
             evaluated += 1
     except _OverBudget as e:
         note = f"{e}: only the images before the cut were checked"
@@ -793,9 +1009,10 @@ def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOp
             findings.extend(_findings_for(page, c, i in shared))
     except _OverBudget as e:
         note = note or f"{e}: only the findings before the cut are reported"
-    return PageCheck(findings, len(candidates), note)
+    return PageCheck(findings, sum(c.rule not in CONTROL_RULES for c in candidates), note)
 
 
 def check_page(html: str | bytes, page_url: str, options: RuleOptions = RuleOptions()) -> list[Finding]:
-    """Every WCAG 1.1.1 failure and suspicious text alternative on one page, in document order."""
+    """Every WCAG 1.1.1 failure, unnamed button or link and suspicious text alternative on one page, in document
+    order."""
     return audit_page(html, page_url, options).findings

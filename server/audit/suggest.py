@@ -9,6 +9,11 @@ pipeline (:mod:`server.describe`, the one the service runs: the same kinds, text
 pipeline namespace, plus the URL index), so a second audit of the same site costs no model time and no fetches.
 Where the pipeline withholds a description, the suggestion says why and offers no text to copy.
 
+A control's icon (findings with ``icon``: an unnamed button or link whose only content is an image, that image,
+an image button) needs a name, not a description: its suggestion is the pipeline's ``control_name`` ("Search",
+"Menu") for the attribute to set, and where the pipeline has none (it is not sure), no text at all; never a
+caption sentence as a control's name. An inline SVG or an icon font has no image file to describe.
+
 Where the images come from, and why there are two paths:
 
 * Images on the audited site's own origin are fetched with the crawl's session (:class:`crawl.Site`): the owner
@@ -44,12 +49,16 @@ from server.service.cache import Cache, NoCache, image_key
 from server.service.client import service_limits
 
 from .crawl import REDIRECTS, FetchFailure, Site, WorkerPool, normalize_url, origin
+from .rules import CONTROL_RULES
 
 log = logging.getLogger(__name__)
 
 DECORATIVE_IMG = 'Probably decorative: use alt=""'
 DECORATIVE_HIDE = 'Probably decorative: hide it with aria-hidden="true"'
 NOT_AN_IMAGE_FILE = "No image file to describe (an inline SVG or an image-map area): write the text by hand."
+NO_ICON_FILE = "No image file to describe (an inline SVG or an icon font): write the name by hand."
+NOTHING_SHOWN = "The control shows nothing to describe: write its name by hand."
+NO_CONTROL_NAME = "The model is not sure what this icon stands for."
 MAX_REDIRECTS = 5
 IMAGE_ACCEPT = "image/webp,image/png,image/jpeg,image/gif,image/bmp;q=0.9,image/*;q=0.5"  # what decode_image reads
 
@@ -164,7 +173,8 @@ class ServiceBackend:
                 body = None
             if r.status_code != 200 or not isinstance(body, dict) or len(body.get("results", [])) != len(chunk):
                 return [_error("service_error", f"the service answered HTTP {r.status_code}")] * len(chunk)
-            keep = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "hedged", "withheld", "reason")
+            keep = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "hedged", "withheld", "reason",
+                    "control_name")
             return [res if "error" in res else {k: res.get(k) for k in keep} for res in body["results"]]
         return [_error("service_error", "the service kept refusing the request")] * len(chunk)
 
@@ -274,11 +284,32 @@ def _caption_suggestion(result: dict, version: str) -> dict:
         return {"kind": "error", "code": str(err.get("code", "error")), "message": str(err.get("message", ""))}
     common = {"image_kind": str(result.get("kind") or "unknown"), "caption": result.get("caption") or "",
               "confidence": round(float(result.get("confidence") or 0.0), 4), "model": version}
+    name = result.get("control_name")  # absent from pipelines before it, null when the pipeline is not sure
+    if isinstance(name, str) and name.strip():
+        common["control_name"] = " ".join(name.split())  # for finding_suggestion; not part of the suggestion
     alt = (result.get("alt") or "").strip()
     if not alt:
         reason = result.get("reason") or "no_description"
         return {"kind": "withheld", "alt": None, "reason": reason, "message": reason_message(reason), **common}
     return {"kind": "caption", "alt": alt, "hedged": bool(result.get("hedged")), **common}
+
+
+def finding_suggestion(finding: dict, described: dict) -> dict:
+    """An image's suggestion (as :func:`_caption_suggestion` made it) as one finding needs it: for a control's
+    icon, the pipeline's control name for the attribute that names the control (alt on the image itself,
+    aria-label on a button or link) or, without one, nothing to copy; for any other image, its description."""
+    common = {k: v for k, v in described.items() if k != "control_name"}
+    if not finding.get("icon") or common["kind"] == "error":
+        return common
+    name = described.get("control_name")
+    if name is None:
+        return {"kind": "withheld", "alt": None, "reason": "no_control_name", "message": NO_CONTROL_NAME,
+                **{k: common[k] for k in ("confidence", "model", "image_kind", "caption")}}
+    attribute = "alt" if finding["rule"] in ("image-alt", "input-image-alt") else "aria-label"
+    return {"kind": "name", "name": name, "attribute": attribute, "model": common["model"],
+            "image_kind": common["image_kind"],
+            "message": f'Suggested {attribute}="{name}", from what the icon stands for: check that it says what the '
+                       "control does."}
 
 
 class Suggester:
@@ -298,8 +329,11 @@ class Suggester:
         if decorative:
             return decorative
         if not finding.get("image_url"):
-            return {"kind": "none", "message": NOT_AN_IMAGE_FILE}
-        return described.get(finding["image_url"]) if self.backend is not None else None
+            message = (NO_ICON_FILE if finding.get("icon") else NOTHING_SHOWN if finding["rule"] in CONTROL_RULES
+                       else NOT_AN_IMAGE_FILE)
+            return {"kind": "none", "message": message}
+        found = described.get(finding["image_url"]) if self.backend is not None else None
+        return finding_suggestion(finding, found) if found is not None else None
 
     def image_urls(self, findings: Iterable[dict]) -> list[str]:
         """The image URLs the model is asked about, each once, in the order the findings first name them: one
@@ -343,15 +377,16 @@ class Suggester:
         """One suggestion per finding, as a list (None when there is no backend, i.e. --no-suggest). ``into`` is
         filled in place as batches finish. For a crawl's findings on disk, :meth:`image_urls`,
         :meth:`describe_urls` and :meth:`suggestion_for` keep only one suggestion per image in memory."""
+        findings = list(findings)
         out, by_url = self.plan(findings)
         if into is not None:
             into[:] = out
             out = into
 
-        class Spread(dict):  # each image's suggestion, copied to its findings as its batch finishes
+        class Spread(dict):  # each image's suggestion, given to its findings as its batch finishes
             def __setitem__(self, url, suggestion):
                 for i in by_url[url]:
-                    out[i] = suggestion
+                    out[i] = finding_suggestion(findings[i], suggestion)
 
         self.describe_urls(list(by_url), on_progress, into=Spread())
         return out
