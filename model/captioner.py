@@ -268,17 +268,21 @@ class Captioner:
         return preprocess([image], self.model.spec)[0]
 
     @torch.no_grad()
-    def encode_and_pool(self, images: list) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_and_pool(self, images: list, with_grid: bool = False) -> tuple[torch.Tensor, ...]:
         """The grids the decoder reads and the mean-pooled pretrained encoder features [B, C] (fp32, CPU) of one
         batch, from one encoder pass: the pooled vector is what callers compare images by and classify them with
         (the encoder's ImageNet head), so it stays the pretrained encoder's when the tail is tuned. ``images`` are
-        PIL images or tensors from ``prepare``."""
+        PIL images or tensors from ``prepare``. ``with_grid`` adds the pretrained grid itself [B, S*S, C] (fp32, CPU),
+        for heads that need to know where things are."""
         if images and isinstance(images[0], torch.Tensor):
             x = torch.stack(images)
         else:
             x = preprocess(images, self.model.spec)
         feats, pretrained = self.model.grids(x.to(self.device, self.dtype))
-        return feats, pretrained.float().mean(1).cpu()
+        pretrained = pretrained.float()
+        if with_grid:
+            return feats, pretrained.mean(1).cpu(), pretrained.cpu()
+        return feats, pretrained.mean(1).cpu()
 
     def caption_and_pool(self, images: list, search: SearchConfig) -> tuple[list[Caption], torch.Tensor]:
         """Captions and pooled features of one batch (``encode_and_pool``, then the beam search)."""

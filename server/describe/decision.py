@@ -18,6 +18,13 @@ The rules, in order (a false description is worse than none):
    (in the model card, default-1's raw 0.2-0.4 was acceptable 25 % of the time, not 36 %; default-2's raw 0.8-1.0
    53 %).
 
+0. An image that shows nothing (one colour, fully transparent, 1x1) is never described (``reason="blank"``).
+
+An icon or logo is named by what it means or which brand it shows when the meaning head is sure ("Icon: Search.",
+"Logo: GitHub."), or when its text names a known brand; that, not the kind classifier, decides icon or logo. Text
+is quoted only when it reads as language (``language_lines``): a chart's tick labels or a menu's 25 items are not
+read aloud; a chart or a screenshot is named by its title.
+
 Without OCR text, a non-photo is still named by its kind ("Screenshot."): true, if less useful. Thresholds are
 ``Policy`` fields, configurable per deployment; the defaults come from the measurements in the model card.
 """
@@ -27,8 +34,10 @@ import re
 from dataclasses import dataclass
 
 from .evidence import Evidence
+from .meanings import OTHER, Vocabulary
 
 NON_PHOTO = ("text", "screenshot", "chart", "icon", "logo", "illustration")
+ICON_LIKE = ("icon", "logo", "illustration")  # kinds whose images the meaning head may name
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,10 @@ class Policy:
     kind_groups: tuple[tuple[str, ...], ...] = (("icon", "logo"),)
     min_text_words: int = 1  # OCR words that count as text
     max_text_chars: int = 150  # text is trimmed to this, at a word boundary
+    blank_top_colour: float = 0.995  # an image whose visible pixels are this much one colour shows nothing
+    meaning_min: float | None = None  # probability a meaning or brand needs; None: the head's own (chosen on
+    # icon sets it never saw: scripts/fit_meanings.py)
+    max_control_words: int = 4  # logo text longer than this is no name for a control
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,22 @@ class Decision:
     named: bool  # the kind is said
     reason: str | None  # why nothing is said (alt null), else None
     concept: str = ""  # a plain word said instead of the caption ("cat")
+    meaning: str = ""  # the meaning class said ("meaning:search", "brand:github"), "" for none
+    label: str = ""  # ... and its words ("Search", "GitHub")
+    p_meaning: float = 0.0
+    titled: bool = False  # ``text`` is the image's title (a chart's, a screenshot's), not all it says
+
+    @property
+    def brand(self) -> bool:
+        return self.meaning.startswith("brand:")
+
+    @property
+    def control_name(self) -> str:
+        """What a control whose only content is this image should be called ("Search", "GitHub", a logo's short
+        text), "" when the image gives no such name."""
+        if self.label:
+            return self.label
+        return self.text if self.kind == "logo" and self.text and not self.titled else ""
 
 
 def trim(text: str, limit: int) -> str:
@@ -68,19 +97,84 @@ def _title_like(line: str) -> bool:
     return sum(len(re.sub(r"[^A-Za-z]", "", w)) >= 3 for w in line.split()) >= 2
 
 
+_NUMBER = re.compile(r"^[-+−(]?[$€£¥]?\d[\d.,:/%x×]*[%)kKmM]?$")
+_REAL_WORD = re.compile(r"^[A-Za-zÀ-ÿ][A-Za-zÀ-ÿ'’-]{2,}$|^[A-Z0-9][A-Za-z0-9]*\d[A-Za-z0-9]*$")
+
+
+def language_lines(lines: list[str]) -> list[str]:
+    """The OCR lines that read as language and are worth quoting: not a chart's tick labels ("130 120 100 1996
+    2000"), not a menu or a list of many short items, not stray letters. [] when the text is none of them."""
+    words = [w.strip(".,:;!?()[]\"“”'") for line in lines for w in line.split()]
+    words = [w for w in words if w]
+    if not words:
+        return []
+    numbers = sum(bool(_NUMBER.match(w)) for w in words)
+    real = sum(bool(_REAL_WORD.match(w)) for w in words)
+    if numbers >= 0.4 * len(words) or real < max(1, 0.5 * (len(words) - numbers)):
+        return []
+    if len(lines) >= 6 and sorted(len(line.split()) for line in lines)[len(lines) // 2] <= 3:
+        return []  # a menu, a legend, a list of labels: read aloud, a run of unconnected words
+    return lines
+
+
+# Words of application menu bars ("File Edit View Help"): a line of them alone is no window's title.
+MENU_WORDS = frozenset("file edit view help tools window insert format go bookmarks history image layers colors "
+                       "colours filters select windows options settings run debug project build code navigate "
+                       "refactor git terminal selection table data sheet extensions favorites favourites "
+                       "preferences profiles".split())
+
+
+def _title(lines: list[str]) -> str:
+    """A screenshot's or chart's title: its first line of two real words or more, among the first three, that is
+    not a menu bar."""
+    return next((line for line in lines[:3] if _title_like(line) and len(line.split()) <= 12
+                 and not all(w.lower().strip(".,:") in MENU_WORDS for w in line.split())), "")
+
+
+def blank(ev: Evidence, policy: Policy) -> bool:
+    """The image shows nothing: one colour, fully transparent, or a pixel or two (a lazy loader's placeholder
+    stretched by CSS to a picture's size)."""
+    px = ev.pixels
+    if px is None:
+        return False
+    return px.width * px.height <= 4 or px.transparent >= 0.99 or px.top_colour >= policy.blank_top_colour
+
+
+def meaning_of(ev: Evidence, policy: Policy) -> tuple[str, str, float]:
+    """(class, words, probability) of the meaning or brand to say, ("", "", 0) for none: the meaning head's
+    likeliest class when it is not "other" and reaches the threshold, else a brand the logo's text names."""
+    if ev.meaning_probs:
+        key, p = max(ev.meaning_probs.items(), key=lambda kv: kv[1])
+        tau = policy.meaning_min if policy.meaning_min is not None else ev.meaning_threshold
+        if key != OTHER and tau is not None and p >= tau and key in ev.meaning_labels:
+            return key, ev.meaning_labels[key], p
+    brand = Vocabulary.load().brand_named(ev.text) if ev.text_lines else None
+    return (brand.key, brand.label, 1.0) if brand else ("", "", 0.0)
+
+
 def decide(ev: Evidence, policy: Policy) -> Decision:
-    words = len(ev.text.split())
-    text = trim(ev.text, policy.max_text_chars) if words >= policy.min_text_words else ""
+    if blank(ev, policy):
+        return Decision("blank", False, False, "", False, "blank")
+    lines = language_lines(ev.text_lines)
+    words = sum(len(line.split()) for line in lines)
+    text = trim(" ".join(lines), policy.max_text_chars) if words >= policy.min_text_words else ""
     probs = ev.kind_probs or {"photo": 1.0}
     p_photo = probs.get("photo", 0.0)
     best = max(NON_PHOTO, key=lambda k: probs.get(k, 0.0))
     if p_photo < policy.photo_min:
         group = next((g for g in policy.kind_groups if best in g), (best,))
         p_best = sum(probs.get(k, 0.0) for k in group)
+        if best in ICON_LIKE and p_best > p_photo:  # icon or logo: by its meaning or brand, when one is sure
+            key, label, p = meaning_of(ev, policy)
+            if key:
+                kind = "logo" if key.startswith("brand:") else "icon"
+                return Decision(kind, False, False, "", True, None, meaning=key, label=label, p_meaning=p)
         if p_best >= policy.kind_min and p_best > p_photo and ev.familiar(best):  # the likeliest kind only
-            if best == "chart" and text:  # a chart is named by its title: its first line of two real words or more
-                title = next((line for line in ev.text_lines if _title_like(line)), "")
-                text = trim(title, policy.max_text_chars)
+            if best in ("chart", "screenshot"):  # named by its title when OCR finds one, never by all it shows
+                title = trim(_title(ev.text_lines), policy.max_text_chars)
+                return Decision(best, False, False, title, True, None, titled=bool(title))
+            if best == "logo" and text and len(text.split()) > policy.max_control_words:
+                text = ""  # a logo is named by a short text of its own, not a paragraph beside it
             return Decision(best, False, False, text, True, None)
         if text:
             return Decision("unknown", False, False, text, False, None)

@@ -23,6 +23,9 @@ class Evidence:
     concepts: list[Concept] = field(default_factory=list)
     kind_novelty: dict[str, float] = field(default_factory=dict)  # non-photo kind -> distance to its fitted examples
     kind_novelty_max: dict[str, float] = field(default_factory=dict)  # ... and the farthest a fitted example was
+    meaning_probs: dict[str, float] = field(default_factory=dict)  # the meaning head's likeliest classes
+    meaning_labels: dict[str, str] = field(default_factory=dict)  # ... and their words ("meaning:search": "Search")
+    meaning_threshold: float | None = None  # the probability the head needs to be said ({}/None: no head)
     text_lines: list[str] = field(default_factory=list)  # OCR, confident words only
     ocr: str = "skipped"  # "read", "skipped" (text unlikely), "unavailable" (no Tesseract)
     pixels: PixelStats | None = None

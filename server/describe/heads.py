@@ -14,6 +14,8 @@ fitted for one model is never used with another. Three heads, all linear, all ev
   on black sky came out "icon" at 0.9, though it is nothing like any icon it learned from. The kind is named only
   when the image is no farther from that kind's examples than the fitted examples themselves were from the other
   packages' examples of it (``kind_novelty_max``, measured leave-one-package-out when fitting);
+* **meaning** (optional, ``scripts/fit_meanings.py``): what an icon means or which brand a logo shows
+  (``meaning_head.py``);
 * **calibration**: the probability that the caption is acceptable, from the raw token confidence, caption length,
   agreement with the classifier, out-of-domain score and P(photo) (logistic regression, monotone in the raw
   confidence: a more confident model is never judged less trustworthy, all else equal).
@@ -29,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
+
+from .meaning_head import MeaningHead
 
 KINDS = ("photo", "text", "screenshot", "chart", "icon", "logo", "illustration")
 SUFFIX = ".honesty.safetensors"
@@ -97,6 +101,7 @@ class Heads:
     meta: dict = field(default_factory=dict)  # checkpoint digest, k, thresholds, feature names, fit report
     kind_reference: np.ndarray | None = None  # [N, C] L2-normalised pooled features of the kind-train non-photos
     kind_reference_kind: np.ndarray | None = None  # [N] their kinds, as indices into KINDS
+    meaning: "MeaningHead | None" = None  # icon meanings and brands (scripts/fit_meanings.py); None: not fitted
 
     # -- features ----------------------------------------------------------------------------------------------
 
@@ -149,6 +154,12 @@ class Heads:
                    **self.kind.tensors("kind"), **self.calibration.tensors("calibration")}
         if self.kind_reference is not None:
             tensors.update(kind_reference=self.kind_reference, kind_reference_kind=self.kind_reference_kind)
+        meta = dict(self.meta)
+        meta.pop("meaning", None)
+        if self.meaning is not None:
+            tensors.update(self.meaning.tensors())
+            meta["meaning"] = self.meaning.meta()
+        self.meta = meta
         dtypes = {"reference": np.float16, "kind_reference": np.float16, "kind_reference_kind": np.int64}
         tensors = {k: np.ascontiguousarray(v, dtype=dtypes.get(k, np.float32)) for k, v in tensors.items()}
         body = json.dumps(self.meta, sort_keys=True)
@@ -166,9 +177,10 @@ class Heads:
             with safe_open(str(path), "np") as f:
                 meta = json.loads((f.metadata() or {})["honesty"])
             kref = t["kind_reference"].astype(np.float32) if "kind_reference" in t else None
+            meaning = MeaningHead.from_stored(t, meta["meaning"]) if "meaning" in meta else None
             heads = cls(t["pca_mean"], t["pca"], t["reference"].astype(np.float32),
                         Linear.from_tensors(t, "kind"), Linear.from_tensors(t, "calibration"), meta,
-                        kref, t.get("kind_reference_kind"))
+                        kref, t.get("kind_reference_kind"), meaning)
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for damaged files
             raise HeadsError(f"{path}: not a valid honesty heads file ({type(e).__name__}: {e})") from None
         if checkpoint_digest and meta.get("checkpoint") and meta["checkpoint"] != checkpoint_digest:

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -68,7 +69,8 @@ class Ocr:
         try:
             d = self._tess.image_to_data(im, lang=self.lang, output_type=self._tess.Output.DICT,
                                          timeout=self.timeout, config="--psm 3")
-        except (RuntimeError, OSError, self._tess.TesseractError) as e:
+        except (RuntimeError, OSError, subprocess.CalledProcessError, self._tess.TesseractError) as e:
+            # CalledProcessError: pytesseract's version check runs Tesseract first, and a broken install fails there
             log.warning("OCR failed: %s", e)
             return OcrText()
         lines: dict[tuple, list[str]] = {}

@@ -29,6 +29,7 @@ from .concepts import Concept, agreement, cue_masses, top_concepts
 from .decision import Policy, decide
 from .evidence import Evidence
 from .heads import KINDS, Heads, HeadsError, calibration_features, heads_for, heads_path, kind_features
+from .meaning_head import grid_summary
 from .pixels import PixelStats, pixel_stats
 from .wording import Wording, phrase
 
@@ -36,11 +37,11 @@ log = logging.getLogger(__name__)
 
 # Bump when the evidence changes for the same image and model (new features, heads, OCR rules): it is part of the
 # cache namespace, so a new pipeline never serves an old one's answers.
-PIPELINE_VERSION = "describe-3"  # the decision and wording are not in it: they apply to cached evidence
+PIPELINE_VERSION = "describe-4"  # the decision and wording are not in it: they apply to cached evidence
 OCR_BELOW_P_PHOTO = 0.8  # OCR runs unless the image is this surely a photo
 # The fields of every result, in this order (the service adds cached, model and elapsed_ms; the CLI, input).
 RESULT_FIELDS = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "concepts", "hedged", "withheld",
-                 "reason", "out_of_domain", "ocr")
+                 "reason", "out_of_domain", "ocr", "meaning", "brand", "chart_type", "control_name")
 
 
 @dataclass
@@ -55,10 +56,13 @@ class Signals:
     cues: dict[str, float] | None = None
     projected: np.ndarray | None = None  # [n_pca] of the kind classifier's inputs
     kind_novelty: dict[str, float] = field(default_factory=dict)
+    meaning: dict[str, float] = field(default_factory=dict)  # the meaning head's likeliest classes ({}: no head)
 
 
-def model_signals(probs: torch.Tensor | None, pooled: np.ndarray, heads: Heads | None) -> list[Signals]:
-    """The Signals of a batch: ``probs`` [B, 1000] (None without an ImageNet head), ``pooled`` [B, C]."""
+def model_signals(probs: torch.Tensor | None, pooled: np.ndarray, heads: Heads | None,
+                  grid: torch.Tensor | None = None) -> list[Signals]:
+    """The Signals of a batch: ``probs`` [B, 1000] (None without an ImageNet head), ``pooled`` [B, C], ``grid``
+    the pretrained grid [B, S*S, C] the meaning head reads (None: no meanings)."""
     if probs is None:
         return [Signals([]) for _ in range(len(pooled))]
     concepts = top_concepts(probs)
@@ -67,8 +71,10 @@ def model_signals(probs: torch.Tensor | None, pooled: np.ndarray, heads: Heads |
     top_p = probs.max(1).values.tolist()
     entropy = (-(probs * probs.clamp_min(1e-12).log()).sum(1)).tolist()
     projected, novelty = heads.project(pooled), heads.kind_novelty(pooled)
+    meanings = ([{}] * len(pooled) if heads.meaning is None or grid is None
+                else heads.meaning.top(pooled, grid_summary(grid).numpy()))
     return [Signals(concepts[i], top_p[i], entropy[i], cues, projected[i],
-                    {k: float(v[i]) for k, v in novelty.items()})
+                    {k: float(v[i]) for k, v in novelty.items()}, meanings[i])
             for i, cues in enumerate(cue_masses(probs))]
 
 
@@ -137,14 +143,14 @@ class Describer:
         """The model stage for a batch of PIL images or ``prepare``d tensors. ``deliver(i, output)`` gets each
         image's output as soon as its caption is done, before the batch's longer captions are: a batching service
         answers that client sooner, and its next image is ready by the time the batch ends."""
-        feats, pooled = self.captioner.encode_and_pool(images)
+        feats, pooled, grid = self.captioner.encode_and_pool(images, with_grid=True)
         probs = None
         if self.imagenet is not None:
             w = self.imagenet.weight
             probs = torch.softmax(self.imagenet(pooled.to(w.device, w.dtype)).float(), -1).cpu()
         pooled_np = pooled.numpy()
         oods = self.heads.ood(pooled_np) if self.heads is not None else [None] * len(images)  # one product
-        signals = model_signals(probs, pooled_np, self.heads)
+        signals = model_signals(probs, pooled_np, self.heads, grid)
         outputs: list[ModelOutput | None] = [None] * len(images)
 
         def done(i: int, c) -> None:
@@ -175,6 +181,9 @@ class Describer:
             cal = calibration_features(out.raw_confidence, len(out.words.split()), agreement(concepts, out.words),
                                        s.top_p, ood, ev.kind_probs["photo"])
             ev.confidence = round(float(h.acceptable(cal[None])[0]), 4)
+            if h.meaning is not None and s.meaning:
+                ev.meaning_probs, ev.meaning_threshold = dict(s.meaning), h.meaning.threshold
+                ev.meaning_labels = {k: h.meaning.titles[k] for k in s.meaning if k in h.meaning.titles}
         if self.ocr is None:
             ev.ocr = "unavailable"
         elif image is not None and (ev.kind_probs or {"photo": 1.0}).get("photo", 0) < OCR_BELOW_P_PHOTO:
@@ -219,6 +228,12 @@ def result(ev: Evidence, policy: Policy, wording: Wording) -> dict:
         "reason": d.reason if alt is None else None,
         "out_of_domain": ev.out_of_domain,
         "ocr": ev.ocr,
+        "meaning": ({"id": d.meaning.partition(":")[2], "label": d.label, "p": round(d.p_meaning, 4)}
+                    if d.meaning and not d.brand else None),
+        "brand": ({"id": d.meaning.partition(":")[2], "name": d.label, "p": round(d.p_meaning, 4)}
+                  if d.brand else None),
+        "chart_type": None,  # not learned yet: "Chart." or its title
+        "control_name": d.control_name or None,
     }
 
 

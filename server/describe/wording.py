@@ -21,6 +21,10 @@ class Wording:
         ("logo", "Logo"), ("illustration", "Illustration"))
     kind_with_text: str = "{kind}. {says}"
     chart_with_title: str = "Chart: “{text}”"
+    screenshot_with_title: str = "Screenshot: “{text}”"
+    icon_meaning: str = "Icon: {label}."  # "Icon: Search."
+    brand: str = "Logo: {label}."  # "Logo: GitHub."
+    logo_with_text: str = "Logo: “{text}”"
 
     def kind_name(self, kind: str) -> str:
         return dict(self.kind_names).get(kind, kind.capitalize())
@@ -44,10 +48,16 @@ def phrase(d: Decision, caption: str, w: Wording) -> str | None:
         text = (w.caption_sure if d.say_caption and d.sure else w.caption_unsure).format(caption=said)
         return f"{text} {says}".strip() if says else text
     if d.named:
+        if d.label:
+            return (w.brand if d.brand else w.icon_meaning).format(label=d.label)
         if d.kind == "text":
             return says or w.kind_name("text") + "."
         if d.kind == "chart" and d.text:
             return w.chart_with_title.format(text=d.text)
+        if d.kind == "screenshot" and d.titled:
+            return w.screenshot_with_title.format(text=d.text)
+        if d.kind == "logo" and d.text:
+            return w.logo_with_text.format(text=d.text)
         name = w.kind_name(d.kind)
         return w.kind_with_text.format(kind=name, says=says) if says else name + "."
     return says or None
@@ -57,6 +67,7 @@ REASONS = {
     "out_of_domain": "it is unlike the photos the captioner learned from",
     "low_confidence": "the captioner is not sure enough",
     "uncertain_kind": "it is unclear what kind of image this is",
+    "blank": "it shows nothing (one colour, transparent, or a placeholder)",
 }
 
 

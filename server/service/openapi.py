@@ -14,14 +14,16 @@ _NUM01 = {"type": "number", "minimum": 0, "maximum": 1}
 _DESCRIPTION = {
     "type": "object",
     "required": ["alt", "kind", "text", "caption", "confidence", "raw_confidence", "concepts", "hedged", "withheld",
-                 "reason", "out_of_domain", "ocr", "cached", "model", "elapsed_ms"],
+                 "reason", "out_of_domain", "ocr", "meaning", "brand", "chart_type", "control_name", "cached",
+                 "model", "elapsed_ms"],
     "properties": {
         "alt": {"type": ["string", "null"],
                 "description": "exactly what to put in the page, already saying it is machine-made and how sure it is "
                                "(\"Appears to be: a dog on a beach.\", \"Appears to say: “Summer sale”\", "
                                "\"Screenshot.\"); null when nothing reliable can be said (see reason). Show it as "
                                "is: never add a second hedge."},
-        "kind": {"enum": ["photo", "text", "screenshot", "chart", "icon", "logo", "illustration", "unknown"],
+        "kind": {"enum": ["photo", "text", "screenshot", "chart", "icon", "logo", "illustration", "blank",
+                          "unknown"],
                  "description": "what kind of image the pipeline decided this is"},
         "text": {"type": ["string", "null"], "description": "text read in the image by OCR (confident words only)"},
         "caption": {"type": "string", "description": "the captioner's own sentence, spoken only for in-domain photos"},
@@ -33,11 +35,24 @@ _DESCRIPTION = {
                                               "p": _NUM01}}},
         "hedged": {"type": "boolean", "description": "the caption is spoken with the stronger hedge"},
         "withheld": {"type": "boolean", "description": "alt is null"},
-        "reason": {"type": ["string", "null"], "enum": ["out_of_domain", "low_confidence", "uncertain_kind", None],
+        "reason": {"type": ["string", "null"],
+                   "enum": ["out_of_domain", "low_confidence", "uncertain_kind", "blank", None],
                    "description": "why alt is null"},
         "out_of_domain": {"type": "boolean", "description": "the image is unlike the captioner's training photos"},
         "ocr": {"enum": ["read", "skipped", "unavailable"],
                 "description": "whether OCR ran (skipped: text was unlikely; unavailable: no Tesseract)"},
+        "meaning": {"type": ["object", "null"], "required": ["id", "label", "p"],
+                    "description": "what the icon means, when the meaning head is sure (\"Icon: Search.\")",
+                    "properties": {"id": {"type": "string", "examples": ["search", "menu", "close"]},
+                                   "label": {"type": "string", "examples": ["Search"]}, "p": _NUM01}},
+        "brand": {"type": ["object", "null"], "required": ["id", "name", "p"],
+                  "description": "the brand a logo shows, from its shape or its text (\"Logo: GitHub.\")",
+                  "properties": {"id": {"type": "string", "examples": ["github"]},
+                                 "name": {"type": "string", "examples": ["GitHub"]}, "p": _NUM01}},
+        "chart_type": {"type": ["object", "null"], "description": "the type of a chart (not learned yet: null)"},
+        "control_name": {"type": ["string", "null"],
+                         "description": "a name for a button or link whose only content is this image (\"Search\", "
+                                        "\"GitHub\"); null when the image gives none. Never a caption."},
         "cached": {"type": "boolean"}, "model": {"type": "string"}, "elapsed_ms": {"type": "number"}},
 }
 _RESULT = {

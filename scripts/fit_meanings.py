@@ -1,0 +1,196 @@
+"""Fit the icon meaning head (meanings and brands) for a captioner checkpoint, validated leave-one-family-out.
+
+    python scripts/gather_icon_set.py --out ~/.cache/alt-text/icons        # the rendered icons, once
+    python scripts/fit_meanings.py --icons ~/.cache/alt-text/icons
+
+The head reads what the encoder already computes for every image (its pooled features and a 3x3 summary of its
+grid, so that a left arrow differs from a right one) and is one linear layer over the classes of
+``server/describe/meanings.json`` that at least ``--min-families`` icon sets draw, plus "other" (icons that mean
+nothing in the vocabulary, and meanings too few sets draw to be learned).
+
+Validation: for each family (one icon set or theme), a head fitted on all the other families predicts it. The
+threshold a meaning needs to be spoken is the lowest at which the pooled held-out predictions are wrong at most
+``--max-wrong`` of the times they speak (a spoken meaning on an "other" icon counts as wrong); the figures per family
+left out are in the report. The shipped head is then fitted on every family and stored in the checkpoint's
+``.honesty.safetensors`` heads file beside the kind and calibration heads (``--heads``), so it is loaded and
+checked with them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model import Captioner, default_checkpoint_path  # noqa: E402
+from server.describe.heads import Linear, heads_for, heads_path  # noqa: E402
+from server.describe.meanings import OTHER, Vocabulary  # noqa: E402
+from server.describe.meaning_head import MeaningHead, grid_summary, meaning_features  # noqa: E402
+from server.netsafe.images import decode_image  # noqa: E402
+
+log = logging.getLogger("fit_meanings")
+
+
+def extract(icons: Path, checkpoint: Path, batch: int = 32) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """(manifest entries, pooled [N, C], grid summary [N, 9, C]) of every rendered icon, cached beside them."""
+    entries = json.loads((icons / "manifest.json").read_text())["images"]
+    cache = icons / f"features-{checkpoint.stem}.npz"
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        if list(z["files"]) == [e["file"] for e in entries]:
+            return entries, z["pooled"].astype(np.float32), z["grid"].astype(np.float32)
+    captioner = Captioner.load(checkpoint, device="cpu")
+    pooled, grids = [], []
+    t0 = time.time()
+    for i in range(0, len(entries), batch):
+        ims = [decode_image((icons / e["file"]).read_bytes()) for e in entries[i:i + batch]]
+        _, p, g = captioner.encode_and_pool(ims, with_grid=True)
+        pooled.append(p.numpy().astype(np.float16))
+        grids.append(grid_summary(g).numpy().astype(np.float16))
+        if i % (batch * 20) == 0:
+            log.info("features %d/%d (%.0f s)", i, len(entries), time.time() - t0)
+    pooled, grid = np.concatenate(pooled), np.concatenate(grids)
+    np.savez(cache, files=np.array([e["file"] for e in entries]), pooled=pooled, grid=grid)
+    return entries, pooled.astype(np.float32), grid.astype(np.float32)
+
+
+def classes_of(entries: list[dict], min_families: int, min_brand_families: int) -> list[str]:
+    fams = defaultdict(set)
+    for e in entries:
+        fams[e["label"]].add(e["family"])
+    keep = [k for k, f in fams.items() if k != OTHER and len(f) >= (
+        min_brand_families if k.startswith("brand:") else min_families)]
+    return [OTHER, *sorted(keep)]
+
+
+def fit_linear(x: np.ndarray, y: np.ndarray, k: int, weight_decay: float, epochs: int, seed: int = 0) -> Linear:
+    """Multinomial logistic regression on standardised features (full-batch L-BFGS)."""
+    torch.manual_seed(seed)
+    mean, std = x.mean(0), x.std(0) + 1e-4
+    xt = torch.as_tensor((x - mean) / std)
+    yt = torch.as_tensor(y)
+    counts = np.bincount(y, minlength=k).astype(np.float32)
+    cw = torch.as_tensor(np.where(counts > 0, (counts.sum() / np.maximum(counts, 1) / k) ** 0.5, 0.0), dtype=torch.float32)
+    w = torch.zeros(k, x.shape[1], requires_grad=True)
+    b = torch.zeros(k, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=epochs, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xt @ w.T + b, yt, weight=cw) + weight_decay * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return Linear(w.detach().numpy(), b.detach().numpy(), mean.astype(np.float32), std.astype(np.float32))
+
+
+def spoken_stats(p: np.ndarray, y: np.ndarray, tau: float) -> dict:
+    """Coverage and errors at threshold ``tau``: a meaning is spoken when its class is not "other" (0) and its
+    probability reaches tau."""
+    top, conf = p.argmax(1), p.max(1)
+    spoken = (top != 0) & (conf >= tau)
+    named = y != 0
+    wrong = spoken & (top != y)
+    return {"icons": int(len(y)), "named_icons": int(named.sum()),
+            "spoken_share_of_named": round(float((spoken & named).sum() / max(named.sum(), 1)), 4),
+            "right_share_of_named": round(float((spoken & (top == y) & named).sum() / max(named.sum(), 1)), 4),
+            "spoken": int(spoken.sum()), "wrong_when_spoken": round(float(wrong.sum() / max(spoken.sum(), 1)), 4),
+            "spoken_on_other": int((spoken & ~named).sum())}
+
+
+def choose_threshold(p: np.ndarray, y: np.ndarray, max_wrong: float) -> float:
+    for tau in np.arange(0.30, 0.995, 0.01):
+        if spoken_stats(p, y, tau)["wrong_when_spoken"] <= max_wrong:
+            return round(float(tau), 2)
+    return 0.99
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--icons", type=Path, default=Path.home() / ".cache" / "alt-text" / "icons")
+    ap.add_argument("--checkpoint", type=Path, default=None)
+    ap.add_argument("--heads", type=Path, default=None, help="heads file to add the head to (default: beside the "
+                                                             "checkpoint)")
+    ap.add_argument("--min-families", type=int, default=3)
+    ap.add_argument("--min-brand-families", type=int, default=2)
+    ap.add_argument("--max-wrong", type=float, default=0.05)
+    ap.add_argument("--weight-decay", type=float, default=1e-3)
+    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--features", choices=("pooled", "pooled+grid"), default="pooled+grid")
+    ap.add_argument("--report", type=Path, default=Path("runs/meanings/report.json"))
+    ap.add_argument("--no-write", action="store_true", help="validate only")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(2)
+
+    checkpoint = args.checkpoint or default_checkpoint_path()
+    entries, pooled, grid = extract(args.icons, checkpoint)
+    classes = classes_of(entries, args.min_families, args.min_brand_families)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index.get(e["label"], 0) for e in entries])
+    fam = np.array([e["family"] for e in entries])
+    # simple-icons' brands that no other set draws are "other": keep a sample, not three thousand of them
+    rng = np.random.default_rng(0)
+    keep = np.ones(len(y), bool)
+    for f in np.unique(fam):
+        demoted = np.flatnonzero((fam == f) & (y == 0) & np.array([e["label"] != OTHER for e in entries]))
+        if len(demoted) > 150:
+            keep[rng.choice(demoted, len(demoted) - 150, replace=False)] = False
+    entries = [e for e, k in zip(entries, keep) if k]
+    pooled, grid, y, fam = pooled[keep], grid[keep], y[keep], fam[keep]
+
+    head = MeaningHead.empty(classes, args.features)
+    proj = head.fit_projection(pooled, grid) if args.features == "pooled+grid" else None
+    x = meaning_features(pooled, grid, proj, args.features)
+    log.info("%d icons, %d classes (%d meanings, %d brands), %d features, families: %s", len(y), len(classes),
+             sum(c.startswith("meaning:") for c in classes), sum(c.startswith("brand:") for c in classes),
+             x.shape[1], dict(Counter(fam)))
+
+    held = np.zeros((len(y), len(classes)), np.float32)
+    for f in np.unique(fam):
+        test = fam == f
+        t0 = time.time()
+        lin = fit_linear(x[~test], y[~test], len(classes), args.weight_decay, args.epochs)
+        held[test] = torch.softmax(torch.as_tensor(lin(x[test])), -1).numpy()
+        log.info("left out %s: top-1 %.3f on its named icons (%.0f s)", f,
+                 float((held[test].argmax(1) == y[test])[y[test] != 0].mean()), time.time() - t0)
+    tau = choose_threshold(held, y, args.max_wrong)
+    brand = np.array([c.startswith("brand:") for c in classes])
+    report = {"classes": len(classes), "features": args.features, "threshold": tau, "max_wrong": args.max_wrong,
+              "all_families": spoken_stats(held, y, tau),
+              "icons_only": spoken_stats(held[~brand[y]], y[~brand[y]], tau),
+              "brands_only": spoken_stats(held[brand[y] | (y == 0)], y[brand[y] | (y == 0)], tau),
+              "per_family": {f: spoken_stats(held[fam == f], y[fam == f], tau) for f in np.unique(fam)}}
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(report, indent=1))
+    log.info("threshold %.2f: %s", tau, json.dumps(report["all_families"]))
+    if args.no_write:
+        return 0
+
+    lin = fit_linear(x, y, len(classes), args.weight_decay, args.epochs)
+    head.linear, head.threshold = lin, tau
+    si = args.icons / "npm" / "node_modules" / "simple-icons" / "data" / "simple-icons.json"
+    si_titles = {i["slug"]: i["title"] for i in json.loads(si.read_text())} if si.exists() else {}
+    vocab = Vocabulary.load()
+    head.titles = {c: vocab.get(c, title=si_titles.get(c.partition(":")[2], c.partition(":")[2])).label
+                   for c in classes[1:]}
+    heads = heads_for(checkpoint)
+    heads.meaning = head
+    heads.meta["meaning_report"] = {k: report[k] for k in ("all_families", "icons_only", "brands_only", "threshold")}
+    out = args.heads or heads_path(checkpoint)
+    heads.save(out)
+    log.info("wrote the meaning head into %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

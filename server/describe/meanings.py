@@ -1,0 +1,91 @@
+"""What icons mean and which brands logos show: the vocabulary the meaning head is fitted on and speaks in.
+
+``meanings.json`` holds each meaning once (an id, the label a listener hears and a control is named by, and the
+file names icon sets give it); ``scripts/gather_icon_set.py`` labels real icon files with it, and the describe
+pipeline turns the head's classes back into labels with it. One file, so that what is learned and what is said
+cannot drift apart.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+PATH = Path(__file__).with_name("meanings.json")
+OTHER = "other"  # the head's class for icons that mean nothing in the vocabulary: never spoken
+
+# Words in icon file names that say how an icon is drawn, not what it means (Material's "outlined", Font Awesome's
+# "solid", freedesktop's "-symbolic", sizes, containers like "circle" in "info-circle").
+STYLE_TOKENS = frozenset(
+    "outline outlined filled fill solid regular light thin bold duotone sharp round rounded two tone twotone "
+    "symbolic alt variant mini micro small sm lg o 12 16 18 20 22 24 28 32 48 64 circle square".split())
+BRAND_TOKENS = frozenset(("logo", "brand", "brands", "mark"))
+
+
+def icon_tokens(stem: str) -> list[str]:
+    """An icon file name as the vocabulary's words: "MagnifyingGlass", "search_outline", "edit-find-symbolic" ->
+    ["magnifying", "glass"], ["search"], ["edit", "find"]."""
+    stem = re.sub(r"([a-z0-9])([A-Z])", r"\1-\2", stem)
+    return [t for t in re.split(r"[-_. ]+|--", stem.lower()) if t and t not in STYLE_TOKENS]
+
+
+@dataclass(frozen=True)
+class Meaning:
+    id: str
+    label: str
+    brand: bool = False
+
+    @property
+    def key(self) -> str:
+        """The head's class name: "meaning:search", "brand:github"."""
+        return ("brand:" if self.brand else "meaning:") + self.id
+
+
+class Vocabulary:
+    def __init__(self, data: dict):
+        self.meanings = {m["id"]: Meaning(m["id"], m["label"]) for m in data["meanings"]}
+        self.brands = {b["id"]: Meaning(b["id"], b["name"], brand=True) for b in data["brands"]}
+        self._meaning_names = {n: m["id"] for m in data["meanings"] for n in m["names"]}
+        self._brand_names = {n: b["id"] for b in data["brands"] for n in b["names"]}
+
+    @classmethod
+    @lru_cache(maxsize=1)
+    def load(cls, path: Path = PATH) -> "Vocabulary":
+        return cls(json.loads(path.read_text(encoding="utf-8")))
+
+    def get(self, key: str, title: str | None = None) -> Meaning | None:
+        """The meaning of a head class ("meaning:search", "brand:github"); None for "other" and unknown keys.
+        A brand outside the curated list (a Simple Icons slug) takes ``title`` as its name."""
+        kind, _, ident = key.partition(":")
+        if kind == "meaning":
+            return self.meanings.get(ident)
+        if kind == "brand":
+            return self.brands.get(ident) or (Meaning(ident, title, brand=True) if title else None)
+        return None
+
+    def brand_named(self, text: str) -> Meaning | None:
+        """The brand whose name is the whole of ``text`` (a logo's OCR'd word: "GitHub", "Mastodon"), or None."""
+        key = re.sub(r"[^a-z0-9]", "", text.lower())
+        if len(key) < 3:
+            return None
+        if not hasattr(self, "_by_name"):
+            self._by_name = {re.sub(r"[^a-z0-9]", "", b.label.lower()): b for b in self.brands.values()}
+        return self._by_name.get(key)
+
+    def label_for(self, stem: str, brand_set: bool = False, brands: dict[str, str] | None = None) -> str | None:
+        """The class of an icon file: "meaning:<id>", "brand:<id>" or None (means nothing in the vocabulary).
+        ``brand_set``: the file comes from a set of brand marks only, where every Simple Icons slug
+        (``brands``: slug -> title) is a brand."""
+        tokens = icon_tokens(stem)
+        bare = "-".join(t for t in tokens if t not in BRAND_TOKENS)
+        if bare in self._brand_names:
+            return "brand:" + self._brand_names[bare]
+        if brand_set:
+            slug = re.sub(r"[^a-z0-9]", "", bare)
+            return "brand:" + slug if brands and slug in brands else None
+        if len(bare) != len("-".join(tokens)):
+            return None  # "logo-usd": a logo the vocabulary does not know
+        name = "-".join(tokens)
+        return "meaning:" + self._meaning_names[name] if name in self._meaning_names else None

@@ -1,0 +1,198 @@
+"""Naming what an image is: the icon vocabulary, the meaning head's storage, and the rules that say a meaning, a
+brand, a title or nothing (blank images, text that does not read as language). Fast: no captioner is loaded."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from server.describe import KINDS, Evidence, Heads, Policy, Wording, decide, phrase
+from server.describe.decision import language_lines
+from server.describe.heads import Linear
+from server.describe.meaning_head import MeaningHead, grid_summary
+from server.describe.meanings import PATH, Vocabulary, icon_tokens
+from server.describe.pipeline import RESULT_FIELDS, result
+from server.describe.pixels import pixel_stats
+from server.netsafe.images import decode_image
+
+
+def icon_evidence(meaning=None, p=0.9, threshold=0.6, kind="icon", text=(), pixels=None):
+    probs = {k: (0.9 if k == kind else 0.1 / (len(KINDS) - 1)) for k in KINDS}
+    ev = Evidence("A dog.", 0.3, 0.5, probs, 0.9, 0.3, text_lines=list(text), pixels=pixels)
+    if meaning:
+        ev.meaning_probs = {meaning: p, "other": round(1 - p, 4)}
+        ev.meaning_labels = {meaning: {"meaning:search": "Search", "brand:github": "GitHub",
+                                       "meaning:home": "Home"}[meaning]}
+        ev.meaning_threshold = threshold
+    return ev
+
+
+def said(ev, policy=Policy()):
+    return result(ev, policy, Wording())
+
+
+# -- the vocabulary ---------------------------------------------------------------------------------------------
+
+def test_each_name_belongs_to_one_meaning_or_brand():
+    data = json.loads(PATH.read_text(encoding="utf-8"))
+    names = [n for m in data["meanings"] for n in m["names"]] + [n for b in data["brands"] for n in b["names"]]
+    assert len(names) == len(set(names))
+    ids = [m["id"] for m in data["meanings"]]
+    assert len(ids) == len(set(ids)) and len(ids) >= 200
+    for must in ("search", "menu", "close", "home", "account", "cart", "settings", "share", "download", "upload"):
+        assert must in ids
+
+
+@pytest.mark.parametrize("stem, label", [
+    ("magnifying-glass", "meaning:search"), ("search_outline", "meaning:search"),  # Heroicons, Ionicons
+    ("edit-find-symbolic", "meaning:search"),  # freedesktop icon naming
+    ("MagnifyingGlass", "meaning:search"), ("info-circle", "meaning:info"), ("x", "meaning:close"),
+    ("chevron-right", "meaning:arrow-right"), ("arrow_back_ios", "meaning:arrow-left"),
+    ("logo-github", "brand:github"), ("mark-github-16", "brand:github"), ("square-github", "brand:github"),
+    ("logo-usd", None),  # a logo the vocabulary does not know is not a meaning
+    ("dna", None),
+])
+def test_icon_file_names_map_to_meanings(stem, label):
+    assert Vocabulary.load().label_for(stem) == label
+
+
+def test_brand_sets_name_every_slug_and_x_is_a_brand_there_only():
+    v = Vocabulary.load()
+    assert v.label_for("x", brand_set=True, brands={"x": "X"}) == "brand:x"
+    assert v.label_for("x") == "meaning:close"
+    assert v.label_for("debian", brand_set=True, brands={"debian": "Debian"}) == "brand:debian"
+    assert v.get("brand:debian", title="Debian").label == "Debian"
+    assert v.get("other") is None
+
+
+def test_icon_tokens_drop_style_words_only():
+    assert icon_tokens("home_outlined") == ["home"]
+    assert icon_tokens("arrow-left-circle-fill") == ["arrow", "left"]
+    assert icon_tokens("go-home-symbolic") == ["go", "home"]
+
+
+def test_brand_named_by_its_whole_text_only():
+    v = Vocabulary.load()
+    assert v.brand_named("GitHub").id == "github" and v.brand_named("git hub").id == "github"
+    assert v.brand_named("GitHub is where people build software") is None
+    assert v.brand_named("X") is None  # too short to be sure
+
+
+# -- the decision ------------------------------------------------------------------------------------------------
+
+def test_a_sure_meaning_names_the_icon_and_the_control():
+    r = said(icon_evidence("meaning:search", p=0.9))
+    assert r["alt"] == "Icon: Search." and r["kind"] == "icon"
+    assert r["meaning"] == {"id": "search", "label": "Search", "p": 0.9} and r["brand"] is None
+    assert r["control_name"] == "Search" and list(r) == list(RESULT_FIELDS)
+
+
+def test_a_meaning_under_the_threshold_is_not_said():
+    r = said(icon_evidence("meaning:search", p=0.5, threshold=0.6))
+    assert r["alt"] == "Icon." and r["meaning"] is None and r["control_name"] is None
+    assert said(icon_evidence("meaning:search", p=0.5), Policy(meaning_min=0.4))["alt"] == "Icon: Search."
+
+
+def test_a_brand_makes_it_a_logo_and_a_meaning_an_icon_whatever_the_kind_head_said():
+    r = said(icon_evidence("brand:github", kind="icon"))
+    assert r["alt"] == "Logo: GitHub." and r["kind"] == "logo" and r["brand"]["name"] == "GitHub"
+    assert r["control_name"] == "GitHub" and r["meaning"] is None
+    r = said(icon_evidence("meaning:home", kind="logo"))  # a house is never "Logo."
+    assert r["alt"] == "Icon: Home." and r["kind"] == "icon"
+
+
+def test_other_is_never_said():
+    ev = icon_evidence("meaning:search")
+    ev.meaning_probs = {"other": 0.95, "meaning:search": 0.05}
+    assert said(ev)["alt"] == "Icon."
+
+
+def test_meanings_are_not_said_for_photos_or_charts():
+    ev = icon_evidence("meaning:search", kind="photo")
+    assert said(ev)["meaning"] is None
+    ev = icon_evidence("meaning:search", kind="chart")
+    assert said(ev)["alt"] == "Chart." and said(ev)["control_name"] is None
+
+
+def test_a_logo_with_short_text_is_named_by_it():
+    r = said(icon_evidence(kind="logo", text=["Pillow"]))
+    assert r["alt"] == "Logo: “Pillow”" and r["control_name"] == "Pillow"
+    r = said(icon_evidence(kind="logo", text=["GitHub"]))  # its text names a known brand
+    assert r["alt"] == "Logo: GitHub." and r["brand"] == {"id": "github", "name": "GitHub", "p": 1.0}
+
+
+@pytest.mark.parametrize("size, colour, mode", [
+    ((1, 1), (0, 0, 0, 0), "RGBA"),  # a lazy loader's transparent pixel
+    ((640, 480), (0, 0, 0, 0), "RGBA"),  # fully transparent
+    ((300, 200), (230, 230, 230), "RGB"),  # one colour
+])
+def test_blank_images_are_never_described(size, colour, mode, tmp_path):
+    im = Image.new(mode, size, colour)
+    path = tmp_path / "blank.png"
+    im.save(path)
+    decoded = decode_image(path.read_bytes())
+    ev = icon_evidence("meaning:search", pixels=pixel_stats(decoded))
+    r = said(ev)
+    assert r["alt"] is None and r["kind"] == "blank" and r["reason"] == "blank" and r["control_name"] is None
+
+
+def test_a_small_drawing_is_not_blank(tmp_path):
+    im = Image.new("RGB", (24, 24), "white")
+    for x in range(6, 18):
+        im.putpixel((x, 12), (0, 0, 0))
+        im.putpixel((12, x), (0, 0, 0))
+    r = said(icon_evidence("meaning:search", pixels=pixel_stats(im)))
+    assert r["kind"] == "icon" and r["alt"] == "Icon: Search."
+
+
+@pytest.mark.parametrize("lines, quoted", [
+    (["Summer sale, 30 % off"], True),
+    (["130 120 no 100 1996 2000 2008 2008 2012 2016"], False),  # a chart's tick labels
+    (["0.5", "1.0", "1.5"], False),
+    ([f"Item {w}" for w in "New Open Save Close Print Quit Undo".split()], False),  # a menu's items
+    (["Welcome to our site", "We build software for people"], True),
+    (["W3C", "HTML5"], True),  # names with digits are words
+    (["xq", "zz"], False),
+])
+def test_text_is_quoted_only_when_it_reads_as_language(lines, quoted):
+    assert bool(language_lines(lines)) == quoted
+
+
+# -- the head and its storage -------------------------------------------------------------------------------------
+
+def tiny_heads(meaning: MeaningHead | None) -> Heads:
+    rng = np.random.default_rng(0)
+    lin = Linear(rng.normal(size=(len(KINDS), 4)).astype(np.float32), np.zeros(len(KINDS), np.float32),
+                 np.zeros(4, np.float32), np.ones(4, np.float32))
+    cal = Linear(np.ones((1, 6), np.float32), np.zeros(1, np.float32), np.zeros(6, np.float32),
+                 np.ones(6, np.float32))
+    return Heads(np.zeros(8, np.float32), np.eye(4, 8, dtype=np.float32), rng.normal(size=(5, 8)).astype(np.float32),
+                 lin, cal, {"k": 2, "n_pca": 4, "kinds": list(KINDS)}, meaning=meaning)
+
+
+def test_the_meaning_head_is_stored_with_the_heads_and_predicts_the_same(tmp_path):
+    rng = np.random.default_rng(1)
+    classes = ["other", "meaning:search", "brand:github"]
+    head = MeaningHead.empty(classes, "pooled+grid")
+    pooled, grid = rng.normal(size=(80, 8)).astype(np.float32), rng.normal(size=(80, 49, 8)).astype(np.float32)
+    import torch
+
+    g9 = grid_summary(torch.as_tensor(grid)).numpy()
+    head.fit_projection(pooled, g9)
+    dim = 8 + 9 * head.proj.shape[0]
+    head.linear = Linear(rng.normal(size=(3, dim)).astype(np.float32), np.zeros(3, np.float32),
+                         np.zeros(dim, np.float32), np.ones(dim, np.float32))
+    head.threshold, head.titles = 0.7, {"meaning:search": "Search", "brand:github": "GitHub"}
+    heads = tiny_heads(head)
+    heads.save(tmp_path / "h.safetensors")
+    back = Heads.load(tmp_path / "h.safetensors")
+    assert back.meaning.classes == classes and back.meaning.threshold == 0.7
+    assert back.meaning.titles["brand:github"] == "GitHub"
+    np.testing.assert_allclose(back.meaning.probs(pooled, g9), head.probs(pooled, g9), rtol=1e-5, atol=1e-6)
+    top = back.meaning.top(pooled[:2], g9[:2], k=2)
+    assert len(top) == 2 and all(len(t) == 2 and set(t) <= set(classes) for t in top)
+    # heads without one still load, and say no meanings
+    tiny_heads(None).save(tmp_path / "plain.safetensors")
+    assert Heads.load(tmp_path / "plain.safetensors").meaning is None
