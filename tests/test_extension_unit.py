@@ -170,6 +170,106 @@ def test_the_classic_script_defines_one_global_and_image_kinds(fixture_page):
     assert leaked == ["altTextNames"]
 
 
+# ---------------------------------------------------------------------------------------------- icon-only controls
+
+SVG_ICON = '<svg width="24" height="24" viewBox="0 0 16 16"><path d="M2 2h12v12H2z"/></svg>'
+# Each control with data-expect is classified by altTextNames.classifyControl; data-icon is the icon type found.
+CONTROLS = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><style>
+  button, a, [role] {{ font: 16px Arial, sans-serif; }}
+  .fa::before {{ content: "\\f002" / ""; font-family: "Font Awesome 7 Free"; font-weight: 900; }}
+  .bi {{ display: inline-block; width: 1em; height: 1em; }}
+  .bi::before {{ content: "\\f479"; font-family: bootstrap-icons; }}
+  .named-glyph::before {{ content: "\\f002" / "Search"; font-family: "Font Awesome 7 Free"; }}
+  .css-text::before {{ content: "Next"; }}
+  .material {{ font-family: "Material Symbols Outlined"; font-size: 24px; }}
+  .sr-only {{ position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); }}
+  .bg {{ width: 32px; height: 32px; background: url({PNG}) center / 24px no-repeat; }}
+</style></head><body>
+<button id="text" data-expect="text">Search</button>
+<button id="text-and-icon" data-expect="text">{SVG_ICON} Search</button>
+<button id="aria-label" aria-label="Search" data-expect="named" data-source="aria-label">{SVG_ICON}</button>
+<button id="placeholder-label" aria-label="icon" data-expect="named">{SVG_ICON}</button>
+<span id="l">Basket</span><button id="labelledby" aria-labelledby="l" data-expect="named">{SVG_ICON}</button>
+<label for="labelled">Settings</label><button id="labelled" data-expect="named" data-source="label">{SVG_ICON}</button>
+<button id="title" title="Print" data-expect="named" data-source="title">{SVG_ICON}</button>
+<a id="img-alt" href="#x" data-expect="text"><img src="{PNG}" alt="Search" width="24" height="24"></a>
+<button id="svg-title" data-expect="text"><svg width="24" height="24"><title>Close</title><rect width="9"
+  height="9"/></svg></button>
+<button id="svg-aria-label" data-expect="text"><svg aria-label="Close" width="24" height="24"></svg></button>
+<a id="svg-link" href="#x" data-expect="describe" data-icon="svg">{SVG_ICON}</a>
+<button id="fa" data-expect="describe" data-icon="glyph"><i class="fa"></i></button>
+<button id="fa-hidden" data-expect="describe" data-icon="glyph"><i class="fa" aria-hidden="true"></i></button>
+<button id="bi" data-expect="describe" data-icon="glyph"><i class="bi"></i></button>
+<button id="named-glyph" data-expect="text"><i class="named-glyph"></i></button>
+<div id="role-button" role="button" tabindex="0" data-expect="describe" data-icon="glyph"><i class="bi"></i></div>
+<span id="role-link" role="link" tabindex="0" data-expect="describe" data-icon="svg">{SVG_ICON}</span>
+<button id="material" data-expect="describe" data-icon="text-glyph"><span class="material">more_vert</span></button>
+<button id="private-use-text" data-expect="describe" data-icon="text-glyph"><span>\uf002</span></button>
+<button id="symbol-fallback" style="font-family: Arial, 'Segoe UI Symbol'" data-expect="text">Submit</button>
+<button id="css-text" data-expect="text"><span class="css-text"></span></button>
+<button id="sr-only" data-expect="text">{SVG_ICON}<span class="sr-only">Close</span></button>
+<a id="aria-hidden-text" href="#x" data-expect="text"><span aria-hidden="true">Next</span></a>
+<button id="img-no-alt" data-expect="describe" data-icon="img"><img src="{PNG}" width="24" height="24"></button>
+<button id="img-empty-alt" data-expect="describe" data-icon="img"><img src="{PNG}" alt="" width="24"
+  height="24"></button>
+<input type="image" id="input-no-alt" src="{PNG}" width="24" height="24" data-expect="describe" data-icon="img">
+<input type="image" id="input-alt" src="{PNG}" alt="Go" width="24" height="24" data-expect="named"
+  data-source="alt">
+<button id="background" class="bg" data-expect="describe" data-icon="background"></button>
+<button id="two-icons" data-expect="empty">{SVG_ICON}{SVG_ICON}</button>
+<button id="empty" data-expect="empty"></button>
+<button id="display-none" style="display: none" data-expect="hidden">{SVG_ICON}</button>
+<div aria-hidden="true"><button id="aria-hidden" data-expect="hidden">{SVG_ICON}</button></div>
+<button id="tiny" data-expect="tiny"><svg width="4" height="4"><rect width="4" height="4"/></svg></button>
+<button id="with-field" data-expect="text"><input type="checkbox"></button>
+<a id="no-href" data-expect="ignore">{SVG_ICON}</a>
+<button id="ours" aria-label="Search" data-alt-text="Search" data-expect="describe" data-icon="svg">{SVG_ICON}</button>
+</body></html>"""
+
+CLASSIFY_CONTROLS = """() => Array.from(document.querySelectorAll('[data-expect]')).map(el => {
+    const v = altTextNames.classifyControl(el);
+    return {id: el.id, expect: el.dataset.expect, state: v.state, source: v.source || null,
+            icon: v.icon ? v.icon.type : null, wantIcon: el.dataset.icon || null, wantSource: el.dataset.source || null,
+            generated: !!v.generated};
+})"""
+
+
+@pytest.fixture(scope="module")
+def controls_page(playwright):
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    page.route("http://fixtures.test/**", lambda route: route.fulfill(status=200, content_type="text/html",
+                                                                      body=CONTROLS))
+    page.goto("http://fixtures.test/controls.html")
+    page.add_script_tag(path=str(EXTENSION / "accessible-name.js"))
+    yield page
+    browser.close()
+
+
+def test_icon_only_controls_are_found_and_named_ones_left_alone(controls_page):
+    rows = controls_page.evaluate(CLASSIFY_CONTROLS)
+    assert len(rows) > 35
+    wrong = [r for r in rows if (r["state"], r["icon"]) != (r["expect"], r["wantIcon"])]
+    assert not wrong, "\n".join(f"{r['id']}: expected {r['expect']} {r['wantIcon']}, got {r['state']} {r['icon']}"
+                                for r in wrong)
+    for r in rows:
+        if r["wantSource"]:
+            assert r["source"] == r["wantSource"], r
+    # The aria-label this extension wrote is not an author's name: the control is still one to name (and known
+    # as named by us); an author's aria-label of the same words on another control is theirs.
+    generated = {r["id"]: r["generated"] for r in rows}
+    assert (generated["ours"], generated["aria-label"]) == (True, False)
+
+
+def test_the_icon_of_an_unnamed_control_is_left_to_the_control(controls_page):
+    owners = controls_page.evaluate("""() => ['#svg-link svg', '#img-no-alt img', '#input-no-alt',
+        '#text-and-icon svg', '#img-alt img', '#two-icons svg'].map(s => {
+        const owner = altTextNames.iconOwner(document.querySelector(s));
+        return owner && owner.id;
+    })""")
+    assert owners == ["svg-link", "img-no-alt", "input-no-alt", None, None, None]
+
+
 # ---------------------------------------------------------------------------------------------- node tests
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node (for node --test)")

@@ -8,7 +8,7 @@ import "../accessible-name.js"; // a classic script: as a module it defines glob
 import { isLocalHost, retryWithBytes, serviceCanFetch } from "../addresses.js";
 import { normaliseServiceUrl } from "../settings.js";
 
-const { isSuspiciousName } = globalThis.altTextNames;
+const { isSuspiciousName, cssContent, isUsableControlName } = globalThis.altTextNames;
 
 test("file names and placeholder words are suspicious names", () => {
   for (const name of ["IMG_1234.jpg", "IMG_0042.JPG", "DSC01234", "hero-banner.png", "photo.jpeg?w=300",
@@ -30,6 +30,35 @@ test("the shared name vectors: short real names are kept, placeholders and stop 
   assert.ok(cases.length > 20);
   for (const c of cases) assert.equal(isSuspiciousName(c.name), c.describe, c.name);
   assert.equal(isSuspiciousName("logo 2: A.B."), true);
+});
+
+test("names with digits are words; numbers and numbered placeholders are not", () => {
+  for (const name of ["W3C", "W3C logo", "3M", "F1", "7-Eleven", "MP3", "4K", "H2O", "Windows 11"]) {
+    assert.equal(isSuspiciousName(name), false, name);
+  }
+  for (const name of ["IMG3", "img 3", "photo3", "icon-24", "DSC00042", "123", "logo 2: A.B."]) {
+    assert.equal(isSuspiciousName(name), true, name);
+  }
+});
+
+test("an icon font's computed content is read: the glyph, its alt text, or an image", () => {
+  assert.deepEqual(cssContent('"\uf002" / ""'), { text: "\uf002", alt: "" }); // Font Awesome 6-7
+  assert.deepEqual(cssContent('"\uf479"'), { text: "\uf479", alt: null }); // Bootstrap Icons
+  assert.deepEqual(cssContent('"\\f002"'), { text: "\uf002", alt: null }); // an escaped code point
+  assert.deepEqual(cssContent('"\uf002" / "Search"'), { text: "\uf002", alt: "Search" });
+  assert.deepEqual(cssContent("'Next'"), { text: "Next", alt: null });
+  assert.deepEqual(cssContent('url("/icons/search.svg")'), { url: "/icons/search.svg" });
+  for (const none of ["none", "normal", "", undefined, "counter(item)"]) assert.equal(cssContent(none), null);
+});
+
+test("a service's control name is used only when it names something", () => {
+  for (const name of ["Search", "Menu", "GitHub", "X", "W3C", "Open menu", "Close"]) {
+    assert.equal(isUsableControlName(name), true, name);
+  }
+  for (const name of [null, undefined, "", "  ", "Icon", "icon", "Image", "logo", "an icon", "Button", "link",
+    "A man stands on a beach. He is holding a dog.", "x".repeat(61)]) {
+    assert.equal(isUsableControlName(name), false, String(name));
+  }
 });
 
 test("local and intranet hosts are recognised", () => {
