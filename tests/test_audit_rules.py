@@ -502,3 +502,78 @@ def test_page_without_images_returns_nothing():
 def test_findings_come_in_document_order():
     html = '<img src="1.png"><div role="img"></div><p><input type="image" src="2.png"></p><img src="3.png">'
     assert rules(html) == ["image-alt", "role-img-alt", "input-image-alt", "image-alt"]
+
+
+# --- Issue 22: the markup rules agree with W3C ACT -------------------------------------------------------------------
+
+@pytest.mark.parametrize("html", [
+    '<img src="w3c.png" alt="W3C logo">',  # ACT 8fc3b6 and 23a2a8 name this image "W3C logo"
+    '<div role="img" aria-label="W3C"></div>',
+    '<span id="label">W3C logo</span> <object aria-labelledby="label" data="/test-assets/shared/w3c-logo.png">'
+    "</object>",  # ACT 8fc3b6 passed example 3
+    '<img src="a.png" alt="3M">', '<img src="a.png" alt="F1 car">', '<img src="a.png" alt="7-Eleven">',
+    '<img src="a.png" alt="MP3 player">', '<img src="a.png" alt="4K TV">', '<img src="a.png" alt="H2O">',
+])
+def test_names_with_digits_are_words(html):
+    assert rules(html) == []
+
+
+@pytest.mark.parametrize("alt, expected", [
+    ("W3C", None), ("3M", None), ("a1", "alt-stopwords-only"), ("the 2024", "alt-stopwords-only"),
+    ("IMG3", "alt-placeholder"), ("icon-24", "alt-placeholder"),
+])
+def test_digits_do_not_make_a_stop_word_a_word(alt, expected):
+    assert suspicious_reason(alt) == expected
+
+
+W3C_LOGO = '<img src="/test-assets/shared/w3c-logo.png" alt="W3C logo" />'
+ACT_OBJECT = {  # ACT rule 8fc3b6 (Object element rendering non-text content has non-empty accessible name)
+    "passed 1: audio, aria-label": ('<object aria-label="Moon speech" data="/a/moon-speech.mp3"></object>', []),
+    "passed 2: video, title": ('<object title="Rabbit animated short" data="/v/video.mp4"></object>', []),
+    "failed 1: audio, no name": ('<object data="/a/moon-speech.mp3"></object>', ["object-alt"]),
+    "failed 2: video, empty title": ('<object title="" data="/v/video.mp4"></object>', ["object-alt"]),
+    "failed 3: labelled by an empty span": ('<span id="label"></span> <object aria-labelledby="label" '
+                                            'data="/test-assets/shared/w3c-logo.png"></object>', ["object-alt"]),
+    "failed 4: labelled by a missing id": ('<object aria-labelledby="download" data="/a/moon-speech.mp3"></object>',
+                                           ["object-alt"]),
+    "failed 5: an image in an image's fallback does not name it": (
+        f'<object data="/test-assets/shared/w3c-logo.png">{W3C_LOGO}</object>', ["object-alt"]),
+    "failed 6: alt does not name an object": ('<object data="/a/moon-speech.mp3" alt="Moon speech"></object>',
+                                              ["object-alt"]),
+    "inapplicable 2: display none": ('<object data="/v/video.mp4" style="display: none;"></object>', []),
+    "inapplicable 4: aria-hidden": ('<object data="/test-assets/shared/w3c-logo.png" aria-hidden="true"></object>',
+                                    []),
+    "inapplicable 5: role=presentation": ('<object type="image/png" role="presentation" data="/c/example.png">'
+                                          "</object>", []),
+    "inapplicable 6: an HTML resource with a title": ('<object title="My University" data="/shared/index.html">'
+                                                      "</object>", []),
+    "inapplicable 8: fails to load, its image fallback shows": (
+        f'<object data="/invalid/url/index.html">{W3C_LOGO}</object>', []),
+    # Beyond ACT's examples: what decides "judged by its fallback" without loading the data.
+    "unknown type, named image in the fallback": (f'<object data="/embed?id=3">{W3C_LOGO}</object>', []),
+    "an HTML data: URL, named image in the fallback": (f'<object data="data:text/html,x">{W3C_LOGO}</object>', []),
+    "an image data: URL whatever the type attribute says": (
+        f'<object data="data:image/png;base64,AAAA" type="text/html">{W3C_LOGO}</object>', ["object-alt"]),
+    "an HTML resource with only text as fallback (axe object-alt violation3)": (
+        '<object data="/shared/index.html">This object has text.</object>', ["object-alt"]),
+    "an HTML resource whose fallback image has no name": ('<object data="/shared/index.html"><img src="w.png">'
+                                                          "</object>", ["object-alt", "image-alt"]),
+    "a hidden fallback image does not count": ('<object data="/shared/index.html"><img src="w.png" alt="W3C logo" '
+                                               'hidden></object>', ["object-alt"]),
+}
+
+
+@pytest.mark.parametrize("html, expected", ACT_OBJECT.values(), ids=ACT_OBJECT.keys())
+def test_objects_agree_with_act_8fc3b6(html, expected):
+    assert rules(html) == expected
+
+
+@pytest.mark.parametrize("html", [
+    '<svg width="24" height="24"><path d="M0 0h24v24H0z"/></svg>',
+    '<canvas width="300" height="150"></canvas>',
+])
+def test_roleless_svg_and_canvas_are_not_checked(html):
+    """No axe rule and no ACT rule asks a role-less <svg> or a <canvas> for a name (ACT 7d6734 applies to SVG with
+    an explicit role), and most inline SVGs sit beside the text they illustrate: reporting them would be noise
+    without a browser to tell. As a control's only content they are reported, as its icon (test_audit_controls)."""
+    assert rules(html) == []

@@ -56,7 +56,7 @@ WCAG = {**dict.fromkeys(RULES, WCAG_1_1_1), "button-name": WCAG_4_1_2, "link-nam
 # What an unnamed control's only content can be (Finding.icon), in the words a finding uses.
 ICONS = {
     "img": "an image without alt",
-    "img-empty-alt": 'an image marked decorative with alt=""',
+    "img-decorative": 'an image marked as decorative (alt="", role="none" or aria-hidden)',
     "svg": "an inline SVG",
     "input-image": "an image button without alt",
     "icon-font": "an icon-font glyph",
@@ -182,21 +182,43 @@ _STYLE_HIDDEN = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hi
                            re.I)
 
 
-def _is_inert(el: Tag) -> bool:
+def _inerts(node: Tag) -> bool:
+    return node.name in ("template", "noscript")
+
+
+def _hides(node: Tag) -> bool:
+    if (_attr(node, "aria-hidden") or "").strip().lower() == "true" or node.has_attr("hidden"):
+        return True
+    return _STYLE_HIDDEN.search(_attr(node, "style") or "") is not None
+
+
+def _up_any(el: Tag, test, memo: dict | None = None) -> bool:
+    """Whether ``test`` holds for the element or an ancestor; ``memo`` remembers the answer of every element on the
+    way, so that checking each of many nested elements costs one walk up in all."""
+    memo = {} if memo is None else memo
+    way, found, node = [], False, el
+    while node is not None and not isinstance(node, BeautifulSoup):
+        if id(node) in memo:
+            found = memo[id(node)]
+            break
+        way.append(node)
+        if test(node):
+            found = True
+            break
+        node = node.parent
+    for node in way:
+        memo[id(node)] = found
+    return found
+
+
+def _is_inert(el: Tag, memo: dict | None = None) -> bool:
     """Inside <template> (never rendered) or <noscript> (rendered only when scripts are off)."""
-    return el.find_parent(["template", "noscript"]) is not None
+    return el.parent is not None and _up_any(el.parent, _inerts, memo)
 
 
-def _is_hidden(el: Tag) -> bool:
+def _is_hidden(el: Tag, memo: dict | None = None) -> bool:
     """Hidden from assistive technology by the element or an ancestor, as far as markup alone can tell."""
-    for node in chain([el], el.parents):
-        if isinstance(node, BeautifulSoup):
-            return False
-        if (_attr(node, "aria-hidden") or "").strip().lower() == "true" or node.has_attr("hidden"):
-            return True
-        if _STYLE_HIDDEN.search(_attr(node, "style") or ""):
-            return True
-    return False
+    return _up_any(el, _hides, memo)
 
 
 # Elements whose text is never on screen: metadata, scripts, SVG titles and descriptions (tooltips at most).
@@ -254,6 +276,10 @@ class _Doc:
         self._ids: dict[str, Tag] | None = None
         self._labels: dict[str, list[Tag]] = defaultdict(list)
         self.id_counts: Counter = Counter()
+        # Per element (by id()), what its content gives a control: a name (True/False), its first icon (or None).
+        # Controls nest; remembering keeps a page of nested controls linear (see _walk_content).
+        self.content_named: dict[int, bool] = {}
+        self.content_icon: dict[int, tuple | None] = {}
 
     def _index(self) -> None:
         self._ids = {}
@@ -479,22 +505,51 @@ def _own_name(el: Tag, doc: _Doc) -> str | None:
     return name or _clean(_attr(el, "title"))
 
 
-def _named_by_content(el: Tag, doc: _Doc, budget: _Budget) -> bool:
-    """Whether the control's content gives it a name (accname's name from content): its text or what an element
-    inside adds (_own_name). Content hidden from assistive technology adds nothing. Stops at the first word."""
+def _walk_content(el: Tag, memo: dict, skip, hit, budget: _Budget):
+    """The first ``hit(node)`` (not None) in el's content in document order, not looking into ``skip``ped elements,
+    or None. ``memo`` keeps each element's answer for its own content: the elements a fruitless walk went through
+    have none, and the answer found is also the answer of every element between it and el."""
+    if id(el) in memo:
+        return memo[id(el)]
+    through = [el]
     stack = list(reversed(el.contents))
     while stack:
         node = stack.pop()
         budget.tick()
-        if isinstance(node, Tag):
-            if _renders_nothing(node) or node.name == "input" and (_attr(node, "type") or "").lower() == "hidden":
+        if isinstance(node, Tag) and skip(node):
+            continue
+        found, up = hit(node), node.parent
+        if found is None and isinstance(node, Tag):
+            known = memo.get(id(node), False)  # False: not known; None: nothing in its content
+            if known is False:
+                through.append(node)
+                stack.extend(reversed(node.contents))
                 continue
-            if _own_name(node, doc):
-                return True
-            stack.extend(reversed(node.contents))
-        elif type(node) is NavigableString and node.strip():
-            return True
-    return False
+            found, up = known, node
+        if found is not None:
+            while up is not None:
+                memo[id(up)] = found
+                if up is el:
+                    break
+                up = up.parent
+            return found
+    for node in through:
+        memo[id(node)] = None
+    return None
+
+
+def _named_by_content(el: Tag, doc: _Doc, budget: _Budget) -> bool:
+    """Whether the control's content gives it a name (accname's name from content): its text or what an element
+    inside adds (_own_name). Content hidden from assistive technology adds nothing. Stops at the first word."""
+    def skip(node: Tag) -> bool:
+        return _renders_nothing(node) or node.name == "input" and (_attr(node, "type") or "").lower() == "hidden"
+
+    def hit(node) -> bool | None:
+        if isinstance(node, Tag):
+            return True if _own_name(node, doc) else None
+        return True if type(node) is NavigableString and node.strip() else None
+
+    return _walk_content(el, doc.content_named, skip, hit, budget) is not None
 
 
 def _control_passes(rule: str, el: Tag, doc: _Doc, budget: _Budget) -> bool:
@@ -516,38 +571,37 @@ _ICON_FONT_CLASS = re.compile(
     r"|octicon.*|dashicons.*|mdi|mdi-.+|la[srb]?|la-.+|ti-.+|uil-.+|feather-.+|codicon.*", re.I)
 
 
-def _icon(el: Tag) -> tuple[str, Tag, str | None] | None:
-    """What an unnamed control shows instead of a name: its own background image, else the first icon in it, as
-    (ICONS key, the icon's element, the raw URL of its pixels or None). Icons hidden with aria-hidden still show."""
+def _icon_itself(node) -> tuple[str, Tag, str | None] | None:
+    """(ICONS key, the element, the raw URL of its pixels or None) when the node is an icon."""
+    if not isinstance(node, Tag):
+        return None
+    if node.name == "img":
+        decorative = (_attr(node, "alt") == "" or _role(node) in ("none", "presentation")
+                      or (_attr(node, "aria-hidden") or "").strip().lower() == "true")
+        return ("img-decorative" if decorative else "img"), node, _raw_image_ref(node)
+    if node.name == "input" and (_attr(node, "type") or "").strip().lower() == "image":
+        return "input-image", node, _raw_image_ref(node)
+    if node.name == "svg":
+        return "svg", node, None
+    if any(_ICON_FONT_CLASS.fullmatch(c) for c in (_attr(node, "class") or "").split()):
+        return "icon-font", node, None
+    background = _clean(background_image_url(_attr(node, "style") or ""))
+    return ("background-image", node, background) if background else None
+
+
+def _icon(el: Tag, doc: _Doc, budget: _Budget) -> tuple[str, Tag, str | None] | None:
+    """What an unnamed control shows instead of a name: its own background image, else the first icon in it (an
+    svg is not looked into). Icons hidden with aria-hidden still show."""
     own = _clean(background_image_url(_attr(el, "style") or ""))
     if own:
         return "background-image", el, own
-    stack = list(reversed(el.contents))
-    while stack:
-        node = stack.pop()
-        if not isinstance(node, Tag) or _not_shown(node):
-            continue
-        if node.name == "img":
-            decorative = (_attr(node, "alt") == "" or _role(node) in ("none", "presentation")
-                          or (_attr(node, "aria-hidden") or "").strip().lower() == "true")
-            return ("img-decorative" if decorative else "img"), node, _raw_image_ref(node)
-        if node.name == "input" and (_attr(node, "type") or "").strip().lower() == "image":
-            return "input-image", node, _raw_image_ref(node)
-        if node.name == "svg":
-            return "svg", node, None
-        if any(_ICON_FONT_CLASS.fullmatch(c) for c in (_attr(node, "class") or "").split()):
-            return "icon-font", node, None
-        background = _clean(background_image_url(_attr(node, "style") or ""))
-        if background:
-            return "background-image", node, background
-        stack.extend(reversed(node.contents))
-    return None
+    return _walk_content(el, doc.content_icon, _not_shown, _icon_itself, budget)
 
 
 def _control_message(rule: str, el: Tag, icon: str | None) -> str:
     what, purpose, example = ("Button", "what it does", "Search") if rule == "button-name" else \
         ("Link", "where it goes", "Home")
-    if icon == "img":
+    if icon in ("img", "img-decorative"):
         return (f"{what} has no accessible name: its only content is an icon ({ICONS[icon]}). Give the image an alt "
                 f'that says {purpose} (e.g. alt="{example}"), or give the {what.lower()} an aria-label that does.')
     if icon is not None:
@@ -889,10 +943,11 @@ def _parse(html: str | bytes) -> BeautifulSoup:
 
 
 def _candidates(elements: list[Tag], base: str, budget: _Budget, found: list[_Candidate]) -> None:
+    inert, hidden = {}, {}  # per element, remembered for nested candidates
     for el in elements:
         budget.tick()
         for rule in filter(None, (_rule_for(el), _control_rule(el))):  # <button role="img">: both
-            if _is_inert(el) or (rule != "area-alt" and _is_hidden(el)):  # axe checks hidden areas
+            if _is_inert(el, inert) or (rule != "area-alt" and _is_hidden(el, hidden)):  # axe checks hidden areas
                 break
             ref = _raw_image_ref(el) if rule not in CONTROL_RULES else None  # a control's icon: once it fails
             found.append(_Candidate(el, rule, _join(base, ref) if ref else None))
@@ -902,7 +957,7 @@ def _evaluate_control(c: _Candidate, doc: _Doc, base: str, budget: _Budget, icon
     """A control's verdict and, when it has no name, its icon (whose element goes into ``icons``: that image's
     own finding then asks for a name too)."""
     c.passed = _control_passes(c.rule, c.element, doc, budget)
-    found = None if c.passed else _icon(c.element)
+    found = None if c.passed else _icon(c.element, doc, budget)
     if found is not None:
         c.icon, icon_element, ref = found
         c.image_url = _join(base, ref) if ref else None
