@@ -211,13 +211,7 @@
     if (!source) return { error: { code: "no_source", message: "This image has no picture to read." } };
     const gen = generation;
     const picture = pictures.get(el);
-    busy.add(el);
-    let answer;
-    try {
-      answer = await ask(source);
-    } finally {
-      busy.delete(el);
-    }
+    const answer = await whileBusy(el, ask(source));
     if (gen !== generation || !el.isConnected) return answer;
     if (pictures.get(el) !== picture) consider(el); // a new picture arrived while this one was being described
     else if (write && answer && answer.alt) inject(el, withPrefix(answer.alt));
@@ -254,13 +248,7 @@
    * a picture (not an icon) in a link gets its description as an image would; an icon gets nothing. */
   async function describeControl(control, icon) {
     const gen = generation;
-    busy.add(control);
-    let answer;
-    try {
-      answer = await askIcon(icon);
-    } finally {
-      busy.delete(control);
-    }
+    const answer = await whileBusy(control, askIcon(icon));
     if (gen !== generation || !control.isConnected || !answer || answer.error) return;
     const now = names.classifyControl(control); // the page may have named it, or changed it, meanwhile
     if (now.state !== "describe" || now.generated || now.icon.element !== icon.element) return;
@@ -290,6 +278,16 @@
       answer.then((a) => a.error && iconAnswers.get(data) === answer && iconAnswers.delete(data));
     }
     return iconAnswers.get(data);
+  }
+
+  /** `work`'s result; meanwhile the element is busy (not looked at again). */
+  async function whileBusy(el, work) {
+    busy.add(el);
+    try {
+      return await work;
+    } finally {
+      busy.delete(el);
+    }
   }
 
   /** The picture of an image element: {url}, or {svg} for inline SVG (which is drawn, having no URL). */
@@ -425,14 +423,8 @@
     if (!clone.hasAttribute("viewBox")) clone.setAttribute("viewBox", `0 0 ${box.width} ${box.height}`);
     clone.setAttribute("width", width);
     clone.setAttribute("height", height);
-    const image = new Image();
-    image.src = "data:image/svg+xml;charset=utf-8," + encodeURIComponent(new XMLSerializer().serializeToString(clone));
-    try {
-      await image.decode();
-      return image;
-    } catch {
-      return null;
-    }
+    return loadImage("data:image/svg+xml;charset=utf-8," +
+      encodeURIComponent(new XMLSerializer().serializeToString(clone)));
   }
 
   /** Replaces <use href="#id"> or <use href="sprite.svg#id"> by a copy of what it shows. */
