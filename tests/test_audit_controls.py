@@ -18,10 +18,6 @@ PAGE = "https://example.com/shop/index.html"
 LOGO = "/test-assets/shared/w3c-logo.png"
 
 
-def findings(html: str) -> list[tuple[str, str | None]]:
-    return [(f.rule, f.icon) for f in check_page(html, PAGE)]
-
-
 def rules(html: str) -> list[str]:
     return [f.rule for f in check_page(html, PAGE)]
 

@@ -128,8 +128,8 @@ def test_axe_rules_carry_axe_severity_and_wcag_reference(rule, severity):
 def test_rule_ids_and_severities():
     assert set(RULES) == {
         "image-alt", "input-image-alt", "area-alt", "role-img-alt", "svg-img-alt", "object-alt", "button-name",
-        "link-name", "alt-suspicious-filename", "alt-placeholder", "alt-stopwords-only", "alt-redundant-prefix", "alt-too-long",
-        "alt-duplicate-different-images", "alt-duplicates-adjacent-text",
+        "link-name", "alt-suspicious-filename", "alt-placeholder", "alt-stopwords-only", "alt-redundant-prefix",
+        "alt-too-long", "alt-duplicate-different-images", "alt-duplicates-adjacent-text",
     }
     assert {SEVERITY[r] for r in RULES if r.startswith("alt-")} <= {"moderate", "minor"}
 

@@ -581,7 +581,8 @@ def _sarif_help(rule: str) -> tuple[str, list[str], str, str]:
                 f"name (its text, an aria-label, or an alt on its only image) that says {purpose}.")
         return text, ["accessibility", *tags, WCAG[rule]], url, f"Understanding {criteria.split(' and ')[0]}"
     text = _SARIF_HELP[rule in AXE_RULES].format(rule=rule)
-    tags = ["accessibility", "wcag2a", "wcag111", "WCAG 2.2 SC 1.1.1"] + ([] if rule in AXE_RULES else ["best-practice"])
+    tags = ["accessibility", "wcag2a", "wcag111", "WCAG 2.2 SC 1.1.1"]
+    tags += [] if rule in AXE_RULES else ["best-practice"]
     return text, tags, WCAG_UNDERSTANDING, "Understanding SC 1.1.1 Non-text Content"
 
 
