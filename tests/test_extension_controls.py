@@ -20,7 +20,7 @@ import pytest
 import requests
 from PIL import Image
 
-from conftest import REPO, running_service
+from conftest import REPO, make_shape_image, running_service
 from test_extension_e2e import WAIT_MS, ax_tree, browser, open_page, recorder  # noqa: F401 - fixtures used by name
 
 from model import default_checkpoint_path
@@ -51,14 +51,19 @@ ICONS = {  # id -> how the icon is on the page
     "input-no-alt": "input type=image without alt",
     "bg": "CSS background image",
     "dark": "white glyph on a blue button",
+    "photo-link": "a 120 px photo in a link: a picture, sent by URL, described when the link gets no name",
 }
 
 
 class IconSite(SimpleHTTPRequestHandler):
-    """The fixture pages, with the icon packages under /fa/ and /bi/."""
+    """The fixture pages, with the icon packages under /fa/ and /bi/, and a photo made by the test."""
+
+    made = None  # the folder of the pictures the test makes (photo.png)
 
     def translate_path(self, path):
         path = path.split("?", 1)[0]
+        if path == "/photo.png":
+            return str(self.made / "photo.png")
         for prefix, root in PACKAGES.items():
             if path.startswith(prefix):
                 return str(root / path[len(prefix):])
@@ -73,9 +78,11 @@ class IconSite(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def site():
+def site(tmp_path_factory):
     """host:port of the icon pages (the name the imported browser and open_page fixtures ask for)."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), IconSite)
+    made = tmp_path_factory.mktemp("pictures")
+    make_shape_image("green", "circle", 120).save(made / "photo.png")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (IconSite,), {"made": made}))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
@@ -89,11 +96,15 @@ def service(site, tmp_path_factory):
         yield base
 
 
-def control_names(service: str, specs: list[dict]) -> list[str | None]:
-    """The service's control_name for each image spec, asked directly."""
+def ask_service(service: str, specs: list[dict]) -> list[dict]:
+    """The service's result for each image spec, asked directly."""
     r = requests.post(service + "/v1/alt-text", json={"images": specs}, timeout=120)
     assert r.status_code == 200, r.text
-    return [res.get("control_name") for res in r.json()["results"]]
+    return r.json()["results"]
+
+
+def control_names(service: str, specs: list[dict]) -> list[str | None]:
+    return [res.get("control_name") for res in ask_service(service, specs)]
 
 
 def wait_sent(recorder, before: int, count: int) -> list[dict]:
@@ -116,7 +127,7 @@ def usable(name) -> bool:
 
 
 def test_icons_are_drawn_from_the_page_and_only_unnamed_controls_cost_a_request(browser, open_page, recorder,  # noqa: F811
-                                                                                 service):
+                                                                                 service, site):
     _, worker, _, _ = browser
     before = len(recorder.images())
     page = open_page("controls")
@@ -126,8 +137,10 @@ def test_icons_are_drawn_from_the_page_and_only_unnamed_controls_cost_a_request(
     # One drawn PNG per unnamed icon (no URL: a glyph or inline svg has none; the svg files are drawn too),
     # nothing for the ten controls that have names or text.
     assert len(sent) == len(ICONS), [list(s) for s in sent]
-    assert all(set(s) == {"data"} for s in sent), sent
-    for spec in sent:
+    assert [s["url"] for s in sent if "url" in s] == [f"http://{site}/photo.png"]  # the service may fetch it
+    drawn = [s for s in sent if "url" not in s]
+    assert all(set(s) == {"data"} for s in drawn), drawn
+    for spec in drawn:
         header, payload = spec["data"].split(",", 1)
         assert header == "data:image/png;base64"
         image = Image.open(io.BytesIO(base64.b64decode(payload)))
@@ -135,16 +148,21 @@ def test_icons_are_drawn_from_the_page_and_only_unnamed_controls_cost_a_request(
         assert image.getchannel("A").getextrema()[1] == 255, "nothing drawn"
     # The white bell on a blue button is drawn on blue, not left white on the white the service composites onto.
     assert any(Image.open(io.BytesIO(base64.b64decode(s["data"].split(",", 1)[1]))).convert("RGB").getpixel((0, 0))
-               == (13, 110, 253) for s in sent)
+               == (13, 110, 253) for s in drawn)
 
     # Each unnamed control gets the name the service gives its drawn icon, and none where it gives none (which
     # is which: the multiset here; the per-icon test below pins each one to its control).
     expected = sorted(n.strip() for n in control_names(service, sent) if usable(n))
-    page.wait_for_function("(n) => document.querySelectorAll('[data-alt-text]').length >= n", arg=len(expected),
-                           timeout=WAIT_MS)
+    page.wait_for_function("(n) => document.querySelectorAll('[data-alt-text][aria-label]').length >= n",
+                           arg=len(expected), timeout=WAIT_MS)
     time.sleep(1)  # the answers without a name have come back too
     marks = written(page)
     assert sorted(marks[i] for i in ICONS if marks[i] is not None) == expected, marks
+    if marks["photo-link"] is None:  # the picture in the unnamed link is described as any image is
+        [photo] = ask_service(service, [s for s in sent if "url" in s])
+        page.wait_for_function("() => document.getElementById('photo').hasAttribute('data-alt-text')",
+                               timeout=WAIT_MS)
+        assert page.evaluate("document.getElementById('photo').alt") == photo["alt"]
 
     # The authors' names stay exactly as they were, as a screen reader gets them.
     ax = ax_tree(page)
@@ -164,13 +182,16 @@ def test_icons_are_drawn_from_the_page_and_only_unnamed_controls_cost_a_request(
 
 @pytest.mark.parametrize("element_id", list(ICONS), ids=list(ICONS))
 def test_each_unnamed_icon_gets_exactly_the_services_control_name(browser, recorder, service, site, element_id):  # noqa: F811
-    ctx = browser[0]
+    ctx, worker = browser[:2]
+    # The photo's description is in the extension's cache since the test above: forgotten, so it is asked again.
+    worker.evaluate("""async () => chrome.storage.local.remove(
+        Object.keys(await chrome.storage.local.get(null)).filter(k => k.startsWith('cache:')))""")
     before = len(recorder.images())
     page = ctx.new_page()
     try:
         page.goto(f"http://{site}/controls.html?only={element_id}")
         sent = wait_sent(recorder, before, 1)
-        assert len(sent) == 1 and set(sent[0]) == {"data"}, sent
+        assert len(sent) == 1 and set(sent[0]) == ({"url"} if element_id == "photo-link" else {"data"}), sent
         [name] = control_names(service, sent)  # what the service says about this very drawing
         if usable(name):
             page.wait_for_function("(id) => document.getElementById(id).hasAttribute('data-alt-text')",
@@ -178,6 +199,12 @@ def test_each_unnamed_icon_gets_exactly_the_services_control_name(browser, recor
             assert page.evaluate("(id) => document.getElementById(id).getAttribute('aria-label')",
                                  element_id) == name.strip()
             assert ax_tree(page)[element_id]["name"] == name.strip()  # what a screen reader reads
+        elif element_id == "photo-link":  # no name for the link: the picture in it is described as an image
+            [result] = ask_service(service, sent)
+            page.wait_for_function("() => document.getElementById('photo').hasAttribute('data-alt-text')",
+                                   timeout=WAIT_MS)
+            assert page.evaluate("document.getElementById('photo').alt") == result["alt"]
+            assert written(page)[element_id] is None
         else:  # the service is not sure what it means: the control is left as it is
             time.sleep(2)  # the extension's answer has come back (it was asked before the one above)
             assert written(page)[element_id] is None
