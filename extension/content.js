@@ -21,6 +21,7 @@
   const MAX_WRITES = 3; // per picture: a page that keeps removing our name from the same picture gets its way
   const ICON_SIDE = 64; // px: icons are drawn this big on their longer side, keeping their aspect
   const ICON_MAX = 48; // px: a bigger image in an unnamed link is a picture: described when it names no control
+  const PICTURELESS_KINDS = ["icon", "logo", "blank"]; // the service's kinds that say no more than "an icon"
   const WATCH_SELECTOR = `${names.SELECTOR}, ${names.CONTROL_SELECTOR}`;
 
   let settings = null;
@@ -245,7 +246,8 @@
   }
 
   /** Asks what the control's icon means; writes the answer's control_name as the control's name. Without one,
-   * a picture (not an icon) in a link gets its description as an image would; an icon gets nothing. */
+   * a picture in a link (bigger than an icon, and not an icon, logo or blank to the service either) gets its
+   * description as an image would; an icon gets nothing ("Icon." names no link). */
   async function describeControl(control, icon) {
     const gen = generation;
     const answer = await whileBusy(control, askIcon(icon));
@@ -257,7 +259,8 @@
       return;
     }
     const box = icon.element.getBoundingClientRect();
-    const picture = icon.type === "img" && Math.max(box.width, box.height) > ICON_MAX;
+    const picture = icon.type === "img" && Math.max(box.width, box.height) > ICON_MAX &&
+      !PICTURELESS_KINDS.includes(answer.kind);
     const state = picture && names.classify(icon.element, { minSize: settings.minSize }).state;
     if (state === "describe" && answer.alt) inject(icon.element, withPrefix(answer.alt));
   }
