@@ -10,7 +10,8 @@ keywords written by a person who looked at it (``scripts/honesty_set.json``). An
 * **truthful**: for a non-photo, its kind is named right (icon and logo count as one), or the text read or the alt
   text contains one of its keywords ("a printer" for a printer icon), and no photo-scene caption is spoken; for a
   photo, the alt text contains one of its keywords;
-* **false**: anything else (a photo-scene caption on a screenshot, the wrong kind, a caption naming the wrong thing).
+* **false**: anything else (a photo-scene caption on a screenshot, the wrong kind, a caption naming the wrong thing);
+  an icon's meaning or a logo's brand that is said must be one of the image's keywords, whatever its kind.
 
 It also reports in-domain coverage (the share of the datasets' photos of the same split that still get an alt text), the
 share of non-photos that got a photo-scene caption, and what OCR cost per kind. Prints a table, writes JSON.
@@ -57,13 +58,22 @@ def judge(item: dict, r: dict) -> dict:
         verdict = "withheld"
     elif true_kind == "photo":
         verdict = "truthful" if mentions(r["alt"], item.get("keywords", [])) else "false"
+    elif named_as(r):  # a meaning or a brand is said: it must be the right one, whatever the kind
+        verdict = "truthful" if mentions(named_as(r), item.get("keywords", [])) else "false"
     else:
         said_right = mentions(r["alt"], item.get("keywords", []))
         verdict = "truthful" if (kind_right or text_right or said_right) and not caption_spoken else "false"
     concept_said = (bool(r["alt"]) and not caption_spoken and r["kind"] == "photo"
                     and any(f" {c['word']}." in r["alt"] for c in r.get("concepts", [])))
+    content = bool(r["alt"]) and bool(named_as(r) or r.get("text") or r["kind"] == "photo")
     return {"verdict": verdict, "caption_spoken": caption_spoken, "kind_right": kind_right, "text_right": text_right,
-            "concept_said": concept_said}
+            "concept_said": concept_said, "with_content": verdict == "truthful" and content,
+            "meaning_said": named_as(r)}
+
+
+def named_as(r: dict) -> str:
+    """The meaning or brand a result says ("Search", "GitHub"), "" for none."""
+    return (r.get("meaning") or {}).get("label") or (r.get("brand") or {}).get("name") or ""
 
 
 class Timed:
@@ -175,6 +185,11 @@ def summarise(args, pipeline: str, rows: list[dict], coverage: dict) -> None:
         "nonphoto_n": len(nonphoto),
         "nonphoto_without_photo_caption": round(1 - sum(r["caption_spoken"] for r in nonphoto) / max(len(nonphoto), 1), 3),
         "nonphoto_named_correctly": round(sum(r["verdict"] == "truthful" for r in nonphoto) / max(len(nonphoto), 1), 3),
+        "nonphoto_false": round(sum(r["verdict"] == "false" for r in nonphoto) / max(len(nonphoto), 1), 3),
+        "nonphoto_named_with_content": round(sum(r.get("with_content", False) for r in nonphoto)
+                                             / max(len(nonphoto), 1), 3),
+        "meanings_said": sum(bool(r.get("meaning_said")) for r in nonphoto),
+        "meanings_false": sum(bool(r.get("meaning_said")) and r["verdict"] == "false" for r in nonphoto),
         "ood_photo_n": len(photos),
         "ood_photo_false": round(sum(r["verdict"] == "false" for r in photos) / max(len(photos), 1), 3),
         "ood_photo_truthful": round(sum(r["verdict"] == "truthful" for r in photos) / max(len(photos), 1), 3),

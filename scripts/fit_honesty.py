@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model import Captioner, default_checkpoint_path  # noqa: E402
 from model.captioner import _file_digest  # noqa: E402
 from model.datasets import load_split  # noqa: E402
-from server.describe import KINDS, PIPELINE_VERSION, Describer, heads_path  # noqa: E402
+from server.describe import KINDS, PIPELINE_VERSION, Describer, HeadsError, heads_path  # noqa: E402
 from server.describe.concepts import agreement, cue_masses, top_concepts  # noqa: E402
 from server.describe.heads import (  # noqa: E402
     CALIBRATION_FEATURES,
@@ -49,6 +49,17 @@ from server.describe.pixels import PixelStats  # noqa: E402
 from server.netsafe.images import ImageError, read_image_file  # noqa: E402
 
 log = logging.getLogger("fit_honesty")
+
+
+def kept_meaning_head(path: Path, checkpoint_digest: str):
+    """The meaning head already fitted for this checkpoint (scripts/fit_meanings.py), kept when the other heads are
+    refitted; None when there is none, or it was fitted for another checkpoint."""
+    if not path.is_file():
+        return None
+    try:
+        return Heads.load(path, checkpoint_digest=checkpoint_digest).meaning
+    except HeadsError:
+        return None
 
 
 # -- raw evidence per image, cached on disk (the encoder pass is the slow part) ------------------------------------
@@ -348,6 +359,7 @@ def main() -> None:
                                                                 np.quantile(ood_dev, [0.5, 0.9, 0.95, 0.99])]},
     })
     out = Path(args.out) if args.out else heads_path(ckpt)
+    heads.meaning = kept_meaning_head(heads_path(ckpt), _file_digest(ckpt))
     heads.save(out)
     report = {"heads": str(out), "ood_threshold": heads.meta["ood_threshold"], "ood": ood_report, "kind": kind_report,
               "familiar_kind": familiar_report,

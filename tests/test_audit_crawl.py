@@ -22,8 +22,12 @@ from server.audit.crawl import (CrawlConfig, Crawler, CrawlState, Site, extract_
 
 
 def png(colour: tuple[int, int, int], size: int = 32) -> bytes:
+    """A square of ``colour`` on a light background (one colour alone is a blank image, never described)."""
     buf = io.BytesIO()
-    Image.new("RGB", (size, size), colour).save(buf, "PNG")
+    im = Image.new("RGB", (size, size), (250, 250, 250) if size >= 8 else colour)
+    if size >= 8:
+        im.paste(colour, (size // 4, size // 4, 3 * size // 4, 3 * size // 4))
+    im.save(buf, "PNG")
     return buf.getvalue()
 
 
