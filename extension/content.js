@@ -38,6 +38,7 @@
   let iconAnswers = new Map(); // drawn icon (data: URL) -> the service's answer: repeated icons cost one request
   let writes = new WeakMap(); // element -> {picture, count}: how often we named its current picture
   const waitingForLoad = new WeakSet();
+  const waitedForFonts = new WeakSet();
   const pictures = new WeakMap(); // element -> how often its src/srcset changed
   let contextTarget = null;
   let liveRegion = null;
@@ -222,8 +223,12 @@
   // ---- naming icon-only buttons and links -----------------------------------------------------------------
 
   function considerControl(el) {
-    // Icon fonts still loading are drawn in a fallback font: ligatures would look like words.
-    if (document.fonts && document.fonts.status === "loading") return later(el, document.fonts.ready);
+    // Icon fonts still loading are drawn in a fallback font: ligatures would look like words. Waited for once
+    // (a page that keeps loading fonts could keep the status at "loading").
+    if (document.fonts && document.fonts.status === "loading" && !waitedForFonts.has(el)) {
+      waitedForFonts.add(el);
+      return later(el, document.fonts.ready);
+    }
     const verdict = names.classifyControl(el);
     if (verdict.generated && verdict.state !== "describe") restore(el); // it shows text now, or has its own name
     if (verdict.state === "hidden") return; // still observed: looked at again when it shows up

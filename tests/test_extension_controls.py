@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import threading
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 import requests
 from PIL import Image
 
 from conftest import REPO, make_shape_image, running_service
-from test_extension_e2e import WAIT_MS, ax_tree, browser, open_page, recorder  # noqa: F401 - fixtures used by name
+from test_extension_e2e import WAIT_MS, Site, ax_tree, browser, open_page, recorder  # noqa: F401 - fixtures by name
 
 from model import default_checkpoint_path
 
@@ -57,8 +56,9 @@ ICONS = {  # id -> how the icon is on the page
 }
 
 
-class IconSite(SimpleHTTPRequestHandler):
-    """The fixture pages, with the icon packages under /fa/ and /bi/, and a photo made by the test."""
+class IconSite(Site):
+    """The e2e test's site, serving the fixture pages with the icon packages under /fa/, /bi/ and /mi/, and a
+    photo made by the test."""
 
     made = None  # the folder of the pictures the test makes (photo.png)
 
@@ -71,12 +71,6 @@ class IconSite(SimpleHTTPRequestHandler):
                 return str(root / path[len(prefix):])
         return str(FIXTURES / path.lstrip("/"))
 
-    def end_headers(self):
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +78,8 @@ def site(tmp_path_factory):
     """host:port of the icon pages (the name the imported browser and open_page fixtures ask for)."""
     made = tmp_path_factory.mktemp("pictures")
     make_shape_image("green", "circle", 120).save(made / "photo.png")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (IconSite,), {"made": made}))
+    handler = type("Handler", (IconSite,), {"made": made, "root": str(FIXTURES), "reports": [], "heads": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
@@ -110,7 +105,8 @@ def control_names(service: str, specs: list[dict]) -> list[str | None]:
 
 
 def wait_sent(recorder, before: int, count: int) -> list[dict]:
-    deadline = time.monotonic() + WAIT_MS / 1000
+    """The image specs sent since `before`, once there are `count` (or after a minute: a busy machine is slow)."""
+    deadline = time.monotonic() + 60
     while len(recorder.images()) - before < count and time.monotonic() < deadline:
         time.sleep(0.1)
     return recorder.images()[before:]
