@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model import Captioner, default_checkpoint_path  # noqa: E402
 from server.describe.heads import Linear, heads_for, heads_path  # noqa: E402
 from server.describe.meanings import OTHER, Vocabulary  # noqa: E402
-from server.describe.meaning_head import MeaningHead, grid_summary, meaning_features  # noqa: E402
+from server.describe.meaning_head import MeaningHead, grid_summary  # noqa: E402
 from server.netsafe.images import decode_image  # noqa: E402
 
 log = logging.getLogger("fit_meanings")
@@ -124,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-brand-families", type=int, default=2)
     ap.add_argument("--max-wrong", type=float, default=0.05)
     ap.add_argument("--weight-decay", type=float, default=1e-3)
-    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--epochs", type=int, default=80, help="L-BFGS iterations")
     ap.add_argument("--features", choices=("pooled", "pooled+grid"), default="pooled+grid")
+    ap.add_argument("--pooled-components", type=int, default=256)
+    ap.add_argument("--grid-components", type=int, default=32)
     ap.add_argument("--report", type=Path, default=Path("runs/meanings/report.json"))
     ap.add_argument("--no-write", action="store_true", help="validate only")
     args = ap.parse_args(argv)
@@ -148,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     entries = [e for e, k in zip(entries, keep) if k]
     pooled, grid, y, fam = pooled[keep], grid[keep], y[keep], fam[keep]
 
-    head = MeaningHead.empty(classes, args.features)
-    proj = head.fit_projection(pooled, grid) if args.features == "pooled+grid" else None
-    x = meaning_features(pooled, grid, proj, args.features)
+    head = MeaningHead.empty(classes)
+    head.fit_projections(pooled, grid if args.features == "pooled+grid" else None, args.pooled_components,
+                         args.grid_components)
+    x = head.features(pooled, grid)
     log.info("%d icons, %d classes (%d meanings, %d brands), %d features, families: %s", len(y), len(classes),
              sum(c.startswith("meaning:") for c in classes), sum(c.startswith("brand:") for c in classes),
              x.shape[1], dict(Counter(fam)))

@@ -175,13 +175,14 @@ def tiny_heads(meaning: MeaningHead | None) -> Heads:
 def test_the_meaning_head_is_stored_with_the_heads_and_predicts_the_same(tmp_path):
     rng = np.random.default_rng(1)
     classes = ["other", "meaning:search", "brand:github"]
-    head = MeaningHead.empty(classes, "pooled+grid")
+    head = MeaningHead.empty(classes)
     pooled, grid = rng.normal(size=(80, 8)).astype(np.float32), rng.normal(size=(80, 49, 8)).astype(np.float32)
     import torch
 
     g9 = grid_summary(torch.as_tensor(grid)).numpy()
-    head.fit_projection(pooled, g9)
-    dim = 8 + 9 * head.proj.shape[0]
+    head.fit_projections(pooled, g9, 6, 4)
+    dim = head.features(pooled[:1], g9[:1]).shape[1]
+    assert dim == 6 + 9 * 4
     head.linear = Linear(rng.normal(size=(3, dim)).astype(np.float32), np.zeros(3, np.float32),
                          np.zeros(dim, np.float32), np.ones(dim, np.float32))
     head.threshold, head.titles = 0.7, {"meaning:search": "Search", "brand:github": "GitHub"}
@@ -196,3 +197,23 @@ def test_the_meaning_head_is_stored_with_the_heads_and_predicts_the_same(tmp_pat
     # heads without one still load, and say no meanings
     tiny_heads(None).save(tmp_path / "plain.safetensors")
     assert Heads.load(tmp_path / "plain.safetensors").meaning is None
+
+
+def chart_evidence(chart=None, p=0.9, threshold=0.6, text=()):
+    ev = icon_evidence(kind="chart", text=text)
+    if chart:
+        ev.chart_probs, ev.chart_labels, ev.chart_threshold = {chart: p, "chart:line": 1 - p}, {
+            chart: "Bar chart", "chart:line": "Line chart"}, threshold
+    return ev
+
+
+@pytest.mark.parametrize("ev, alt, chart_type", [
+    (chart_evidence("chart:bar", text=["Sales by region", "0 10 20"]), "Bar chart: “Sales by region”", "bar"),
+    (chart_evidence("chart:bar"), "Bar chart.", "bar"),
+    (chart_evidence("chart:bar", p=0.5, text=["Sales by region"]), "Chart: “Sales by region”", None),
+    (chart_evidence(), "Chart.", None),
+])
+def test_charts_are_named_by_type_and_title(ev, alt, chart_type):
+    r = said(ev)
+    assert r["alt"] == alt and r["kind"] == "chart" and r["control_name"] is None
+    assert (r["chart_type"] or {}).get("id") == chart_type

@@ -71,6 +71,9 @@ class Decision:
     label: str = ""  # ... and its words ("Search", "GitHub")
     p_meaning: float = 0.0
     titled: bool = False  # ``text`` is the image's title (a chart's, a screenshot's), not all it says
+    chart_type: str = ""  # the chart type said ("chart:bar"), "" for none
+    chart_label: str = ""  # ... and its words ("Bar chart")
+    p_chart: float = 0.0
 
     @property
     def brand(self) -> bool:
@@ -140,14 +143,23 @@ def blank(ev: Evidence, policy: Policy) -> bool:
     return px.width * px.height <= 4 or px.transparent >= 0.99 or px.top_colour >= policy.blank_top_colour
 
 
+def sure_class(probs: dict[str, float], labels: dict[str, str], threshold: float | None) -> tuple[str, str, float]:
+    """(class, words, probability) of a named-class head's likeliest class when it is not "other" and reaches the
+    threshold, else ("", "", 0)."""
+    if probs:
+        key, p = max(probs.items(), key=lambda kv: kv[1])
+        if key != OTHER and threshold is not None and p >= threshold and key in labels:
+            return key, labels[key], p
+    return "", "", 0.0
+
+
 def meaning_of(ev: Evidence, policy: Policy) -> tuple[str, str, float]:
-    """(class, words, probability) of the meaning or brand to say, ("", "", 0) for none: the meaning head's
-    likeliest class when it is not "other" and reaches the threshold, else a brand the logo's text names."""
-    if ev.meaning_probs:
-        key, p = max(ev.meaning_probs.items(), key=lambda kv: kv[1])
-        tau = policy.meaning_min if policy.meaning_min is not None else ev.meaning_threshold
-        if key != OTHER and tau is not None and p >= tau and key in ev.meaning_labels:
-            return key, ev.meaning_labels[key], p
+    """(class, words, probability) of the meaning or brand to say, ("", "", 0) for none: the meaning head's sure
+    class, else a brand the logo's text names."""
+    tau = policy.meaning_min if policy.meaning_min is not None else ev.meaning_threshold
+    found = sure_class(ev.meaning_probs, ev.meaning_labels, tau)
+    if found[0]:
+        return found
     brand = Vocabulary.load().brand_named(ev.text) if ev.text_lines else None
     return (brand.key, brand.label, 1.0) if brand else ("", "", 0.0)
 
@@ -172,7 +184,9 @@ def decide(ev: Evidence, policy: Policy) -> Decision:
         if p_best >= policy.kind_min and p_best > p_photo and ev.familiar(best):  # the likeliest kind only
             if best in ("chart", "screenshot"):  # named by its title when OCR finds one, never by all it shows
                 title = trim(_title(ev.text_lines), policy.max_text_chars)
-                return Decision(best, False, False, title, True, None, titled=bool(title))
+                chart = sure_class(ev.chart_probs, ev.chart_labels, ev.chart_threshold) if best == "chart" else ("",) * 3
+                return Decision(best, False, False, title, True, None, titled=bool(title), chart_type=chart[0],
+                                chart_label=chart[1], p_chart=chart[2] or 0.0)
             if best == "logo" and text and len(text.split()) > policy.max_control_words:
                 text = ""  # a logo is named by a short text of its own, not a paragraph beside it
             return Decision(best, False, False, text, True, None)

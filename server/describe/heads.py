@@ -14,8 +14,8 @@ fitted for one model is never used with another. Three heads, all linear, all ev
   on black sky came out "icon" at 0.9, though it is nothing like any icon it learned from. The kind is named only
   when the image is no farther from that kind's examples than the fitted examples themselves were from the other
   packages' examples of it (``kind_novelty_max``, measured leave-one-package-out when fitting);
-* **meaning** (optional, ``scripts/fit_meanings.py``): what an icon means or which brand a logo shows
-  (``meaning_head.py``);
+* **meaning** and **chart** (optional, ``scripts/fit_meanings.py``): what an icon means or which brand a logo
+  shows, and a chart's type (``meaning_head.py``);
 * **calibration**: the probability that the caption is acceptable, from the raw token confidence, caption length,
   agreement with the classifier, out-of-domain score and P(photo) (logistic regression, monotone in the raw
   confidence: a more confident model is never judged less trustworthy, all else equal).
@@ -35,6 +35,7 @@ from safetensors.numpy import load_file, save_file
 from .meaning_head import MeaningHead
 
 KINDS = ("photo", "text", "screenshot", "chart", "icon", "logo", "illustration")
+NAMED_HEADS = ("meaning", "chart")  # optional MeaningHead fields, stored under these prefixes
 SUFFIX = ".honesty.safetensors"
 
 
@@ -102,6 +103,7 @@ class Heads:
     kind_reference: np.ndarray | None = None  # [N, C] L2-normalised pooled features of the kind-train non-photos
     kind_reference_kind: np.ndarray | None = None  # [N] their kinds, as indices into KINDS
     meaning: "MeaningHead | None" = None  # icon meanings and brands (scripts/fit_meanings.py); None: not fitted
+    chart: "MeaningHead | None" = None  # chart types (scripts/fit_meanings.py --task chart); None: not fitted
 
     # -- features ----------------------------------------------------------------------------------------------
 
@@ -155,10 +157,11 @@ class Heads:
         if self.kind_reference is not None:
             tensors.update(kind_reference=self.kind_reference, kind_reference_kind=self.kind_reference_kind)
         meta = dict(self.meta)
-        meta.pop("meaning", None)
-        if self.meaning is not None:
-            tensors.update(self.meaning.tensors())
-            meta["meaning"] = self.meaning.meta()
+        for name in NAMED_HEADS:
+            meta.pop(name, None)
+            if getattr(self, name) is not None:
+                tensors.update(getattr(self, name).tensors(name))
+                meta[name] = getattr(self, name).meta()
         self.meta = meta
         dtypes = {"reference": np.float16, "kind_reference": np.float16, "kind_reference_kind": np.int64}
         tensors = {k: np.ascontiguousarray(v, dtype=dtypes.get(k, np.float32)) for k, v in tensors.items()}
@@ -177,10 +180,10 @@ class Heads:
             with safe_open(str(path), "np") as f:
                 meta = json.loads((f.metadata() or {})["honesty"])
             kref = t["kind_reference"].astype(np.float32) if "kind_reference" in t else None
-            meaning = MeaningHead.from_stored(t, meta["meaning"]) if "meaning" in meta else None
+            named = {n: MeaningHead.from_stored(t, meta[n], n) if n in meta else None for n in NAMED_HEADS}
             heads = cls(t["pca_mean"], t["pca"], t["reference"].astype(np.float32),
                         Linear.from_tensors(t, "kind"), Linear.from_tensors(t, "calibration"), meta,
-                        kref, t.get("kind_reference_kind"), meaning)
+                        kref, t.get("kind_reference_kind"), **named)
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for damaged files
             raise HeadsError(f"{path}: not a valid honesty heads file ({type(e).__name__}: {e})") from None
         if checkpoint_digest and meta.get("checkpoint") and meta["checkpoint"] != checkpoint_digest:

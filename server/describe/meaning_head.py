@@ -1,7 +1,8 @@
-"""The meaning head: what an icon means ("search", "close") or which brand a logo shows, from the encoder's features.
+"""Named-class heads: what an icon means ("search", "close") or which brand a logo shows, and which type a chart is
+(bar, line, pie...), from the encoder's features. One class, ``MeaningHead``, serves both.
 
-It reads what the encoder computes for every image anyway: the pooled features, and a 3x3 summary of the grid
-projected onto a few principal directions (pooled features alone cannot tell a left arrow from a right one). One
+It reads what the encoder computes for every image anyway: the pooled features, and a 3x3 summary of the grid,
+each projected onto its principal directions (pooled features alone cannot tell a left arrow from a right one). One
 linear layer over the classes of ``meanings.json`` plus "other"; fitted and validated leave-one-icon-set-out by
 ``scripts/fit_meanings.py`` and stored in the checkpoint's heads file. A class is said only at or above the
 threshold chosen on the held-out sets.
@@ -15,7 +16,8 @@ import torch
 
 from .meanings import OTHER
 
-GRID_COMPONENTS = 64  # principal directions of the grid cells the 3x3 summary keeps
+POOLED_COMPONENTS = 256  # principal directions of the pooled features the head reads
+GRID_COMPONENTS = 32  # ... and of the grid cells, for each cell of the 3x3 summary
 
 
 def grid_summary(grid: torch.Tensor) -> torch.Tensor:
@@ -26,46 +28,56 @@ def grid_summary(grid: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.adaptive_avg_pool2d(g, 3).reshape(b, c, 9).transpose(1, 2)
 
 
-def meaning_features(pooled: np.ndarray, grid9: np.ndarray | None, proj: tuple[np.ndarray, np.ndarray] | None,
-                     kind: str = "pooled+grid") -> np.ndarray:
-    """[B, F] features: L2-normalised pooled features, then (``pooled+grid``) the projected 3x3 grid summary."""
-    p = torch.nn.functional.normalize(torch.as_tensor(pooled, dtype=torch.float32), dim=-1)
-    if kind == "pooled" or proj is None or grid9 is None:
-        return p.numpy()
+def _project(x: np.ndarray, proj: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
     mean, comps = (torch.as_tensor(a, dtype=torch.float32) for a in proj)
-    g = torch.nn.functional.normalize(torch.as_tensor(grid9, dtype=torch.float32), dim=-1)
-    g = ((g - mean) @ comps.T).reshape(len(p), -1)
+    x = torch.nn.functional.normalize(torch.as_tensor(x, dtype=torch.float32), dim=-1)
+    return (x - mean) @ comps.T
+
+
+def _pca(x: torch.Tensor, q: int) -> tuple[np.ndarray, np.ndarray]:
+    x = torch.nn.functional.normalize(x, dim=-1)
+    mean = x.mean(0)
+    _, _, v = torch.pca_lowrank(x - mean, q=min(q, *x.shape), center=False)
+    return mean.numpy(), v.T.contiguous().numpy()
+
+
+def meaning_features(pooled: np.ndarray, grid9: np.ndarray | None, pooled_proj: tuple[np.ndarray, np.ndarray],
+                     grid_proj: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """[B, F] features: the L2-normalised pooled features on their principal directions, then (with
+    ``grid_proj``) each cell of the 3x3 grid summary on the grid cells' principal directions."""
+    p = _project(pooled, pooled_proj)
+    if grid_proj is None or grid9 is None:
+        return p.numpy()
+    g = _project(grid9, grid_proj).reshape(len(p), -1)
     return torch.cat([p, g], 1).numpy()
 
 
 @dataclass
 class MeaningHead:
     classes: list[str]  # "other", "meaning:<id>", "brand:<id>"
-    features: str = "pooled+grid"
-    proj_mean: np.ndarray | None = None  # [C]
-    proj: np.ndarray | None = None  # [GRID_COMPONENTS, C]
+    pooled_proj: tuple[np.ndarray, np.ndarray] | None = None  # ([C], [P, C]) principal directions of pooled features
+    grid_proj: tuple[np.ndarray, np.ndarray] | None = None  # ([C], [G, C]) of grid cells; None: pooled only
     linear: object = None  # heads.Linear
     threshold: float = 1.0
     titles: dict[str, str] = field(default_factory=dict)  # class -> what is said ("Search", "GitHub")
 
     @classmethod
-    def empty(cls, classes: list[str], features: str) -> "MeaningHead":
+    def empty(cls, classes: list[str]) -> "MeaningHead":
         assert classes[0] == OTHER
-        return cls(list(classes), features)
+        return cls(list(classes))
 
-    def fit_projection(self, pooled: np.ndarray, grid9: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        g = torch.nn.functional.normalize(torch.as_tensor(grid9, dtype=torch.float32), dim=-1).reshape(
-            -1, grid9.shape[-1])
-        mean = g.mean(0)
-        _, _, v = torch.pca_lowrank(g - mean, q=min(GRID_COMPONENTS, *g.shape), center=False)
-        self.proj_mean, self.proj = mean.numpy(), v.T.contiguous().numpy()
-        return self.proj_mean, self.proj
+    def fit_projections(self, pooled: np.ndarray, grid9: np.ndarray | None, pooled_components: int = POOLED_COMPONENTS,
+                        grid_components: int = GRID_COMPONENTS) -> None:
+        self.pooled_proj = _pca(torch.as_tensor(pooled, dtype=torch.float32), pooled_components)
+        self.grid_proj = None if grid9 is None else _pca(
+            torch.as_tensor(grid9, dtype=torch.float32).reshape(-1, grid9.shape[-1]), grid_components)
+
+    def features(self, pooled: np.ndarray, grid9: np.ndarray | None) -> np.ndarray:
+        return meaning_features(pooled, grid9, self.pooled_proj, self.grid_proj)
 
     def probs(self, pooled: np.ndarray, grid9: np.ndarray | None) -> np.ndarray:
         """[B, K] class probabilities."""
-        proj = (self.proj_mean, self.proj) if self.proj is not None else None
-        x = meaning_features(pooled, grid9, proj, self.features)
-        return torch.softmax(torch.as_tensor(self.linear(x)), -1).numpy()
+        return torch.softmax(torch.as_tensor(self.linear(self.features(pooled, grid9))), -1).numpy()
 
     def top(self, pooled: np.ndarray, grid9: np.ndarray | None, k: int = 3) -> list[dict[str, float]]:
         """Per image, its ``k`` likeliest classes ("other" among them) and their probabilities, likeliest first."""
@@ -74,19 +86,20 @@ class MeaningHead:
 
     # -- storage, inside the heads file -------------------------------------------------------------------------
 
-    def tensors(self) -> dict[str, np.ndarray]:
-        t = self.linear.tensors("meaning")
-        if self.proj is not None:
-            t.update({"meaning.proj_mean": self.proj_mean, "meaning.proj": self.proj})
+    def tensors(self, prefix: str = "meaning") -> dict[str, np.ndarray]:
+        t = self.linear.tensors(prefix)
+        t.update({f"{prefix}.pooled_mean": self.pooled_proj[0], f"{prefix}.pooled_proj": self.pooled_proj[1]})
+        if self.grid_proj is not None:
+            t.update({f"{prefix}.grid_mean": self.grid_proj[0], f"{prefix}.grid_proj": self.grid_proj[1]})
         return t
 
     def meta(self) -> dict:
-        return {"classes": self.classes, "features": self.features, "threshold": self.threshold,
-                "titles": self.titles}
+        return {"classes": self.classes, "threshold": self.threshold, "titles": self.titles}
 
     @classmethod
-    def from_stored(cls, t: dict, meta: dict) -> "MeaningHead":
+    def from_stored(cls, t: dict, meta: dict, prefix: str = "meaning") -> "MeaningHead":
         from .heads import Linear
 
-        return cls(list(meta["classes"]), meta["features"], t.get("meaning.proj_mean"), t.get("meaning.proj"),
-                   Linear.from_tensors(t, "meaning"), float(meta["threshold"]), dict(meta.get("titles", {})))
+        grid = (t[f"{prefix}.grid_mean"], t[f"{prefix}.grid_proj"]) if f"{prefix}.grid_proj" in t else None
+        return cls(list(meta["classes"]), (t[f"{prefix}.pooled_mean"], t[f"{prefix}.pooled_proj"]), grid,
+                   Linear.from_tensors(t, prefix), float(meta["threshold"]), dict(meta.get("titles", {})))

@@ -28,7 +28,7 @@ from . import ocr as ocr_module
 from .concepts import Concept, agreement, cue_masses, top_concepts
 from .decision import Policy, decide
 from .evidence import Evidence
-from .heads import KINDS, Heads, HeadsError, calibration_features, heads_for, heads_path, kind_features
+from .heads import KINDS, NAMED_HEADS, Heads, HeadsError, calibration_features, heads_for, heads_path, kind_features
 from .meaning_head import grid_summary
 from .pixels import PixelStats, pixel_stats
 from .wording import Wording, phrase
@@ -57,6 +57,7 @@ class Signals:
     projected: np.ndarray | None = None  # [n_pca] of the kind classifier's inputs
     kind_novelty: dict[str, float] = field(default_factory=dict)
     meaning: dict[str, float] = field(default_factory=dict)  # the meaning head's likeliest classes ({}: no head)
+    chart: dict[str, float] = field(default_factory=dict)  # the chart-type head's ({}: no head)
 
 
 def model_signals(probs: torch.Tensor | None, pooled: np.ndarray, heads: Heads | None,
@@ -71,10 +72,11 @@ def model_signals(probs: torch.Tensor | None, pooled: np.ndarray, heads: Heads |
     top_p = probs.max(1).values.tolist()
     entropy = (-(probs * probs.clamp_min(1e-12).log()).sum(1)).tolist()
     projected, novelty = heads.project(pooled), heads.kind_novelty(pooled)
-    meanings = ([{}] * len(pooled) if heads.meaning is None or grid is None
-                else heads.meaning.top(pooled, grid_summary(grid).numpy()))
+    grid9 = grid_summary(grid).numpy() if grid is not None else None
+    named = {name: ([{}] * len(pooled) if getattr(heads, name) is None or grid9 is None
+                    else getattr(heads, name).top(pooled, grid9)) for name in NAMED_HEADS}
     return [Signals(concepts[i], top_p[i], entropy[i], cues, projected[i],
-                    {k: float(v[i]) for k, v in novelty.items()}, meanings[i])
+                    {k: float(v[i]) for k, v in novelty.items()}, named["meaning"][i], named["chart"][i])
             for i, cues in enumerate(cue_masses(probs))]
 
 
@@ -181,9 +183,12 @@ class Describer:
             cal = calibration_features(out.raw_confidence, len(out.words.split()), agreement(concepts, out.words),
                                        s.top_p, ood, ev.kind_probs["photo"])
             ev.confidence = round(float(h.acceptable(cal[None])[0]), 4)
-            if h.meaning is not None and s.meaning:
-                ev.meaning_probs, ev.meaning_threshold = dict(s.meaning), h.meaning.threshold
-                ev.meaning_labels = {k: h.meaning.titles[k] for k in s.meaning if k in h.meaning.titles}
+            for name in NAMED_HEADS:  # ev.meaning_probs, ev.meaning_labels, ev.meaning_threshold; chart_...
+                head, top = getattr(h, name), getattr(s, name)
+                if head is not None and top:
+                    setattr(ev, f"{name}_probs", dict(top))
+                    setattr(ev, f"{name}_labels", {k: head.titles[k] for k in top if k in head.titles})
+                    setattr(ev, f"{name}_threshold", head.threshold)
         if self.ocr is None:
             ev.ocr = "unavailable"
         elif image is not None and (ev.kind_probs or {"photo": 1.0}).get("photo", 0) < OCR_BELOW_P_PHOTO:
@@ -232,7 +237,8 @@ def result(ev: Evidence, policy: Policy, wording: Wording) -> dict:
                     if d.meaning and not d.brand else None),
         "brand": ({"id": d.meaning.partition(":")[2], "name": d.label, "p": round(d.p_meaning, 4)}
                   if d.brand else None),
-        "chart_type": None,  # not learned yet: "Chart." or its title
+        "chart_type": ({"id": d.chart_type.partition(":")[2], "label": d.chart_label, "p": round(d.p_chart, 4)}
+                       if d.chart_type else None),
         "control_name": d.control_name or None,
     }
 

@@ -21,6 +21,7 @@ class Wording:
         ("logo", "Logo"), ("illustration", "Illustration"))
     kind_with_text: str = "{kind}. {says}"
     chart_with_title: str = "Chart: “{text}”"
+    typed_chart_with_title: str = "{chart}: “{text}”"
     screenshot_with_title: str = "Screenshot: “{text}”"
     icon_meaning: str = "Icon: {label}."  # "Icon: Search."
     brand: str = "Logo: {label}."  # "Logo: GitHub."
@@ -52,6 +53,8 @@ def phrase(d: Decision, caption: str, w: Wording) -> str | None:
             return (w.brand if d.brand else w.icon_meaning).format(label=d.label)
         if d.kind == "text":
             return says or w.kind_name("text") + "."
+        if d.kind == "chart" and d.chart_label:  # "Bar chart: “Sales by region”", "Line chart."
+            return w.typed_chart_with_title.format(chart=d.chart_label, text=d.text) if d.text else d.chart_label + "."
         if d.kind == "chart" and d.text:
             return w.chart_with_title.format(text=d.text)
         if d.kind == "screenshot" and d.titled:
