@@ -163,7 +163,7 @@
         r.addedNodes.forEach((node) => node.nodeType === 1 && scan(node));
         // New content in a control (text, another icon, a script's svg for its <i>): it is looked at again.
         const control = r.target.closest && r.target.closest(names.CONTROL_SELECTOR);
-        if (control && !busy.has(control)) recheck(control);
+        if (control && !busy.has(control)) [control, ...deepQuery(control, names.SELECTOR)].forEach(recheck);
         continue;
       }
       let el = r.target;
@@ -235,6 +235,7 @@
     const image = verdict.state === "describe" && verdict.icon.element;
     if (image && image.localName === "img" && !image.complete) return later(el, new Promise((resolve) => {
       image.addEventListener("load", resolve, { once: true });
+      image.addEventListener("error", resolve, { once: true });
     }));
     settled.add(el);
     visibility.unobserve(el);
