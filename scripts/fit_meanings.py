@@ -4,7 +4,7 @@
     python scripts/fit_meanings.py --icons ~/.cache/alt-text/icons
 
 The head reads what the encoder already computes for every image (its pooled features and a 3x3 summary of its
-grid, so that a left arrow differs from a right one) and is one linear layer over the classes of
+grid, so that a left arrow differs from a right one) and is a small network (one hidden layer) over the classes of
 ``server/describe/meanings.json`` that at least ``--min-families`` icon sets draw, plus "other" (icons that mean
 nothing in the vocabulary, and meanings too few sets draw to be learned).
 
@@ -93,6 +93,44 @@ def fit_linear(x: np.ndarray, y: np.ndarray, k: int, weight_decay: float, epochs
     return Linear(w.detach().numpy(), b.detach().numpy(), mean.astype(np.float32), std.astype(np.float32))
 
 
+def fit_mlp(x: np.ndarray, y: np.ndarray, k: int, hidden: int, epochs: int, seed: int = 0) -> tuple[Linear, Linear]:
+    """One hidden layer (GELU), AdamW with a one-cycle schedule, label smoothing and dropout: its probabilities on
+    icon sets it never saw are far better ranked than a linear model's (which is sure of its mistakes)."""
+    torch.manual_seed(seed)
+    mean, std = x.mean(0), x.std(0) + 1e-4
+    xt, yt = torch.as_tensor((x - mean) / std, dtype=torch.float32), torch.as_tensor(y)
+    first, last = torch.nn.Linear(x.shape[1], hidden), torch.nn.Linear(hidden, k)
+    net = torch.nn.Sequential(torch.nn.Dropout(0.1), first, torch.nn.GELU(), torch.nn.Dropout(0.3), last)
+    steps = epochs * ((len(xt) + 255) // 256)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps)
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 256):
+            b = perm[i:i + 256]
+            loss = torch.nn.functional.cross_entropy(net(xt[b]), yt[b], label_smoothing=0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    f = lambda t: t.detach().numpy().astype(np.float32)  # noqa: E731
+    return (Linear(f(first.weight), f(first.bias), mean.astype(np.float32), std.astype(np.float32)),
+            Linear(f(last.weight), f(last.bias), np.zeros(hidden, np.float32), np.ones(hidden, np.float32)))
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, k: int, args) -> tuple[Linear | None, Linear]:
+    """(hidden layer or None, output layer)."""
+    if args.hidden:
+        return fit_mlp(x, y, k, args.hidden, args.epochs)
+    return None, fit_linear(x, y, k, args.weight_decay, args.epochs)
+
+
+def predict(hidden: Linear | None, out: Linear, x: np.ndarray) -> np.ndarray:
+    if hidden is not None:
+        x = torch.nn.functional.gelu(torch.as_tensor(hidden(x))).numpy()
+    return torch.softmax(torch.as_tensor(out(x)), -1).numpy()
+
+
 def spoken_stats(p: np.ndarray, y: np.ndarray, tau: float) -> dict:
     """Coverage and errors at threshold ``tau``: a meaning is spoken when its class is not "other" (0) and its
     probability reaches tau."""
@@ -108,7 +146,7 @@ def spoken_stats(p: np.ndarray, y: np.ndarray, tau: float) -> dict:
 
 
 def choose_threshold(p: np.ndarray, y: np.ndarray, max_wrong: float) -> float:
-    for tau in np.arange(0.30, 0.995, 0.01):
+    for tau in np.arange(0.10, 0.995, 0.01):
         if spoken_stats(p, y, tau)["wrong_when_spoken"] <= max_wrong:
             return round(float(tau), 2)
     return 0.99
@@ -120,11 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", type=Path, default=None)
     ap.add_argument("--heads", type=Path, default=None, help="heads file to add the head to (default: beside the "
                                                              "checkpoint)")
+    ap.add_argument("--task", choices=("meaning", "chart"), default="meaning",
+                    help="meaning: icons from gather_icon_set.py; chart: charts from gather_chart_set.py (--icons is "
+                         "then that set's folder)")
     ap.add_argument("--min-families", type=int, default=3)
     ap.add_argument("--min-brand-families", type=int, default=2)
     ap.add_argument("--max-wrong", type=float, default=0.05)
     ap.add_argument("--weight-decay", type=float, default=1e-3)
-    ap.add_argument("--epochs", type=int, default=80, help="L-BFGS iterations")
+    ap.add_argument("--hidden", type=int, default=512, help="hidden units (0: a linear head)")
+    ap.add_argument("--epochs", type=int, default=30, help="epochs (L-BFGS iterations for a linear head)")
     ap.add_argument("--features", choices=("pooled", "pooled+grid"), default="pooled+grid")
     ap.add_argument("--pooled-components", type=int, default=256)
     ap.add_argument("--grid-components", type=int, default=32)
@@ -136,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoint = args.checkpoint or default_checkpoint_path()
     entries, pooled, grid = extract(args.icons, checkpoint)
-    classes = classes_of(entries, args.min_families, args.min_brand_families)
+    if args.task == "chart":  # a chart set's labels are types: "bar" -> "chart:bar"
+        entries = [dict(e, label=e["label"] if ":" in e["label"] else "chart:" + e["label"]) for e in entries]
+    classes = classes_of(entries, args.min_families if args.task == "meaning" else 2, args.min_brand_families)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index.get(e["label"], 0) for e in entries])
     fam = np.array([e["family"] for e in entries])
@@ -162,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in np.unique(fam):
         test = fam == f
         t0 = time.time()
-        lin = fit_linear(x[~test], y[~test], len(classes), args.weight_decay, args.epochs)
-        held[test] = torch.softmax(torch.as_tensor(lin(x[test])), -1).numpy()
+        held[test] = predict(*fit_head(x[~test], y[~test], len(classes), args), x[test])
         log.info("left out %s: top-1 %.3f on its named icons (%.0f s)", f,
                  float((held[test].argmax(1) == y[test])[y[test] != 0].mean()), time.time() - t0)
     tau = choose_threshold(held, y, args.max_wrong)
@@ -179,16 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_write:
         return 0
 
-    lin = fit_linear(x, y, len(classes), args.weight_decay, args.epochs)
-    head.linear, head.threshold = lin, tau
+    head.hidden, head.linear = fit_head(x, y, len(classes), args)
+    head.threshold = tau
     si = args.icons / "npm" / "node_modules" / "simple-icons" / "data" / "simple-icons.json"
     si_titles = {i["slug"]: i["title"] for i in json.loads(si.read_text())} if si.exists() else {}
     vocab = Vocabulary.load()
     head.titles = {c: vocab.get(c, title=si_titles.get(c.partition(":")[2], c.partition(":")[2])).label
                    for c in classes[1:]}
     heads = heads_for(checkpoint)
-    heads.meaning = head
-    heads.meta["meaning_report"] = {k: report[k] for k in ("all_families", "icons_only", "brands_only", "threshold")}
+    setattr(heads, args.task, head)
+    heads.meta[f"{args.task}_report"] = {k: report[k] for k in ("all_families", "icons_only", "brands_only",
+                                                                "threshold", "per_family")}
     out = args.heads or heads_path(checkpoint)
     heads.save(out)
     log.info("wrote the meaning head into %s", out)

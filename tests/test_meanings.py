@@ -194,6 +194,15 @@ def test_the_meaning_head_is_stored_with_the_heads_and_predicts_the_same(tmp_pat
     np.testing.assert_allclose(back.meaning.probs(pooled, g9), head.probs(pooled, g9), rtol=1e-5, atol=1e-6)
     top = back.meaning.top(pooled[:2], g9[:2], k=2)
     assert len(top) == 2 and all(len(t) == 2 and set(t) <= set(classes) for t in top)
+    # with a hidden layer, as fit_meanings.py fits it
+    head.hidden = Linear(rng.normal(size=(5, dim)).astype(np.float32), np.zeros(5, np.float32),
+                         np.zeros(dim, np.float32), np.ones(dim, np.float32))
+    head.linear = Linear(rng.normal(size=(3, 5)).astype(np.float32), np.zeros(3, np.float32),
+                         np.zeros(5, np.float32), np.ones(5, np.float32))
+    tiny_heads(head).save(tmp_path / "mlp.safetensors")
+    back = Heads.load(tmp_path / "mlp.safetensors").meaning
+    assert back.hidden is not None
+    np.testing.assert_allclose(back.probs(pooled, g9), head.probs(pooled, g9), rtol=1e-5, atol=1e-6)
     # heads without one still load, and say no meanings
     tiny_heads(None).save(tmp_path / "plain.safetensors")
     assert Heads.load(tmp_path / "plain.safetensors").meaning is None

@@ -3,7 +3,7 @@
 
 It reads what the encoder computes for every image anyway: the pooled features, and a 3x3 summary of the grid,
 each projected onto its principal directions (pooled features alone cannot tell a left arrow from a right one). One
-linear layer over the classes of ``meanings.json`` plus "other"; fitted and validated leave-one-icon-set-out by
+small network (one hidden layer) over the classes of ``meanings.json`` plus "other"; fitted and validated leave-one-icon-set-out by
 ``scripts/fit_meanings.py`` and stored in the checkpoint's heads file. A class is said only at or above the
 threshold chosen on the held-out sets.
 """
@@ -57,9 +57,10 @@ class MeaningHead:
     classes: list[str]  # "other", "meaning:<id>", "brand:<id>"
     pooled_proj: tuple[np.ndarray, np.ndarray] | None = None  # ([C], [P, C]) principal directions of pooled features
     grid_proj: tuple[np.ndarray, np.ndarray] | None = None  # ([C], [G, C]) of grid cells; None: pooled only
-    linear: object = None  # heads.Linear
+    linear: object = None  # heads.Linear: the output layer
     threshold: float = 1.0
     titles: dict[str, str] = field(default_factory=dict)  # class -> what is said ("Search", "GitHub")
+    hidden: object = None  # heads.Linear before a GELU, or None: a linear head
 
     @classmethod
     def empty(cls, classes: list[str]) -> "MeaningHead":
@@ -77,7 +78,10 @@ class MeaningHead:
 
     def probs(self, pooled: np.ndarray, grid9: np.ndarray | None) -> np.ndarray:
         """[B, K] class probabilities."""
-        return torch.softmax(torch.as_tensor(self.linear(self.features(pooled, grid9))), -1).numpy()
+        x = self.features(pooled, grid9)
+        if self.hidden is not None:
+            x = torch.nn.functional.gelu(torch.as_tensor(self.hidden(x))).numpy()
+        return torch.softmax(torch.as_tensor(self.linear(x)), -1).numpy()
 
     def top(self, pooled: np.ndarray, grid9: np.ndarray | None, k: int = 3) -> list[dict[str, float]]:
         """Per image, its ``k`` likeliest classes ("other" among them) and their probabilities, likeliest first."""
@@ -88,6 +92,8 @@ class MeaningHead:
 
     def tensors(self, prefix: str = "meaning") -> dict[str, np.ndarray]:
         t = self.linear.tensors(prefix)
+        if self.hidden is not None:
+            t.update(self.hidden.tensors(f"{prefix}.hidden"))
         t.update({f"{prefix}.pooled_mean": self.pooled_proj[0], f"{prefix}.pooled_proj": self.pooled_proj[1]})
         if self.grid_proj is not None:
             t.update({f"{prefix}.grid_mean": self.grid_proj[0], f"{prefix}.grid_proj": self.grid_proj[1]})
@@ -101,5 +107,6 @@ class MeaningHead:
         from .heads import Linear
 
         grid = (t[f"{prefix}.grid_mean"], t[f"{prefix}.grid_proj"]) if f"{prefix}.grid_proj" in t else None
+        hidden = Linear.from_tensors(t, f"{prefix}.hidden") if f"{prefix}.hidden.weight" in t else None
         return cls(list(meta["classes"]), (t[f"{prefix}.pooled_mean"], t[f"{prefix}.pooled_proj"]), grid,
-                   Linear.from_tensors(t, prefix), float(meta["threshold"]), dict(meta.get("titles", {})))
+                   Linear.from_tensors(t, prefix), float(meta["threshold"]), dict(meta.get("titles", {})), hidden)

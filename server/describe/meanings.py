@@ -47,6 +47,7 @@ class Vocabulary:
     def __init__(self, data: dict):
         self.meanings = {m["id"]: Meaning(m["id"], m["label"]) for m in data["meanings"]}
         self.brands = {b["id"]: Meaning(b["id"], b["name"], brand=True) for b in data["brands"]}
+        self.charts = {c["id"]: Meaning(c["id"], c["label"]) for c in data.get("charts", [])}
         self._meaning_names = {n: m["id"] for m in data["meanings"] for n in m["names"]}
         self._brand_names = {n: b["id"] for b in data["brands"] for n in b["names"]}
 
@@ -56,11 +57,14 @@ class Vocabulary:
         return cls(json.loads(path.read_text(encoding="utf-8")))
 
     def get(self, key: str, title: str | None = None) -> Meaning | None:
-        """The meaning of a head class ("meaning:search", "brand:github"); None for "other" and unknown keys.
+        """The meaning of a head class ("meaning:search", "brand:github", "chart:bar"); None for "other" and unknown
+        keys.
         A brand outside the curated list (a Simple Icons slug) takes ``title`` as its name."""
         kind, _, ident = key.partition(":")
         if kind == "meaning":
             return self.meanings.get(ident)
+        if kind == "chart":
+            return self.charts.get(ident)
         if kind == "brand":
             return self.brands.get(ident) or (Meaning(ident, title, brand=True) if title else None)
         return None
