@@ -338,9 +338,26 @@ def test_ocr_invents_no_text_on_a_text_free_photo():
         assert ocr_module.Ocr().read(read_image_file(str(Path(__file__).parent / "data" / name))).lines == []
 
 
-def test_an_ocr_failure_reads_as_no_text(monkeypatch):
-    if not ocr_module.available():
-        pytest.skip("Tesseract is not installed")
+@pytest.mark.parametrize("version_known", [False, True], ids=["version-unchecked", "version-cached"])
+def test_an_ocr_failure_reads_as_no_text(monkeypatch, caplog, version_known):
+    """A Tesseract that is present but broken (here /bin/false, which fails every call): the OCR step reads as no
+    text, whether or not pytesseract has already cached a Tesseract version. Unchecked, its version check runs the
+    broken command first and raises CalledProcessError; cached (by an earlier read in the process), the read itself
+    fails with TesseractError. pytesseract caches the version on get_tesseract_version._result (its run_once); the
+    test sets that cache itself, so neither case depends on which tests ran before."""
+    pytesseract = pytest.importorskip("pytesseract")
+    from packaging.version import Version
+
+    get_version = pytesseract.pytesseract.get_tesseract_version
+    assert hasattr(get_version, "_result"), "pytesseract no longer caches the version on _result; update this test"
+    # restored after the test (monkeypatch), so that later tests keep whatever a real Tesseract cached
+    monkeypatch.setattr(get_version, "_result", Version("5.3.0") if version_known
+                        else get_version)  # run_once's "nothing cached yet" marker is the wrapper itself
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", pytesseract.pytesseract.tesseract_cmd)
     o = ocr_module.Ocr(command="/bin/false")
-    assert o.read(Image.new("RGB", (50, 50))).lines == []
+    with caplog.at_level("WARNING", logger=ocr_module.__name__):
+        read = o.read(Image.new("RGB", (50, 50)))
+    assert read.lines == [] and read.words == 0 and read.text == ""
+    failures = [type(r.args[0]).__name__ for r in caplog.records if r.getMessage().startswith("OCR failed")]
+    assert failures == ["TesseractError" if version_known else "CalledProcessError"], caplog.text
 

@@ -180,6 +180,25 @@ def test_request_limits(make_client):
     assert r.status_code == 413 and r.get_json()["error"]["code"] == "body_too_large"
 
 
+@pytest.mark.parametrize("content_type, body", [
+    ("text/plain", '{"images": [{"url": "http://a.example/x.png"}]}'),  # JSON, but not said to be
+    ("application/x-www-form-urlencoded", "images=http://a.example/x.png"),
+    ("multipart/form-data; boundary=x", "--x--"),
+    (None, '{"images": [{"url": "http://a.example/x.png"}]}'),
+])
+def test_a_body_that_is_not_json_is_415(make_client, content_type, body):
+    """415 says what is wrong (the media type); 400 stays for JSON that does not parse or is not an object."""
+    client = make_client()
+    r = client.post("/v1/alt-text", data=body, **({"content_type": content_type} if content_type else {}))
+    assert r.status_code == 415 and r.is_json
+    err = r.get_json()["error"]
+    assert err["code"] == "unsupported_media_type" and "application/json" in err["message"]
+    assert set(r.get_json()) == {"error"} and set(err) == {"code", "message"}
+    for json_type in ("application/json; charset=utf-8", "application/vnd.alt-text+json"):
+        r = client.post("/v1/alt-text", data=json.dumps({"images": [{"data": b64(png())}]}), content_type=json_type)
+        assert r.status_code == 200 and "alt" in r.get_json()["results"][0], json_type
+
+
 def test_unknown_routes_and_methods_are_json(make_client):
     client = make_client()
     assert client.get("/nope").get_json()["error"]["code"] == "not_found"
@@ -585,6 +604,36 @@ def test_rate_limit_counts_images_and_sends_standard_headers(make_client):
     r = client.post("/v1/alt-text", json=three)
     assert r.status_code == 200 and r.headers["RateLimit-Limit"] == "5" and r.headers["RateLimit-Remaining"] == "2"
     assert client.post("/v1/alt-text", json=three).status_code == 429  # 3 more images do not fit in the 2 left
+
+
+def test_rate_limit_reset_is_seconds_and_retry_after_comes_only_with_429(make_client):
+    """RateLimit-Reset is the IETF draft's delta (seconds until the window resets), not a timestamp; Retry-After
+    is sent on a 429 only, never on a success."""
+    client = make_client(rate_limit=3)
+    body = {"images": [{"data": b64(png())}]}
+    for r in (client.post("/v1/alt-text", json=body), client.get("/v1/limits")):
+        assert r.status_code == 200 and "Retry-After" not in r.headers
+        assert 0 <= int(r.headers["RateLimit-Reset"]) <= 60  # a one-minute window
+    r = client.post("/v1/alt-text", data="not json", content_type="application/json")  # an error that is not 429
+    assert r.status_code == 400 and "Retry-After" not in r.headers
+    r = client.post("/v1/alt-text", json={"images": [{"data": b64(png())}] * 2})
+    assert r.status_code == 429 and r.headers["RateLimit-Remaining"] == "0"
+    reset, retry = int(r.headers["RateLimit-Reset"]), int(r.headers["Retry-After"])
+    assert 1 <= retry <= 60 and 0 <= reset <= 60 and abs(retry - reset) <= 1
+    assert r.headers.getlist("Retry-After") == [str(retry)] and len(r.headers.getlist("RateLimit-Reset")) == 1
+
+
+def test_a_503_keeps_its_own_retry_after_and_a_503_without_one_gets_none(make_client, tmp_path):
+    client = make_client(rate_limit=100, cache="none")
+    client.application.extensions["alt_text"]["service"].close()
+    r = client.post("/v1/alt-text", json={"images": [{"data": b64(png())}]})
+    assert r.status_code == 503 and r.get_json()["error"]["code"] == "shutting_down"
+    assert r.headers["Retry-After"] == "1"  # the service's own, not the rate limiter's time to the window's reset
+    assert 0 <= int(r.headers["RateLimit-Reset"]) <= 60
+    no_model = create_app(Config(cache="none", load_model=False, rate_limit=100)).test_client()
+    r = no_model.post("/v1/alt-text", json={"images": [{"data": b64(png())}]})
+    assert r.status_code == 503 and r.get_json()["error"]["code"] == "model_not_loaded"
+    assert "Retry-After" not in r.headers  # nothing says when a model will be loaded
 
 
 def test_rate_limit_is_shared_through_redis(make_client, redis_url):

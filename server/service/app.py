@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import time
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -42,6 +43,8 @@ def error(status: int, code: str, message: str, **headers) -> Response:
     resp = jsonify({"error": {"code": code, "message": message}})
     resp.status_code = status
     resp.headers.update(headers)
+    if "Retry-After" in headers:  # ours, kept over the rate limiter's (see _rate_limit_headers)
+        g.retry_after = headers["Retry-After"]
     _state()["metrics"].errors.labels(code).inc()
     return resp
 
@@ -93,6 +96,10 @@ def _shutting_down() -> Response:
 
 
 def _images_from_body():
+    if not request.is_json:  # application/json or application/*+json; 400 is for JSON that is wrong
+        return None, error(415, "unsupported_media_type",
+                           f"send the body as JSON with Content-Type: application/json, not "
+                           f"{request.mimetype or 'no Content-Type'}")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return None, error(400, "invalid_json", "the body must be a JSON object like {\"images\": [{\"url\": ...}]}")
@@ -227,6 +234,35 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
             return too_large()
         return None
 
+    # Registered before the limiter, so that it runs after the limiter's own after_request (Flask runs them in the
+    # reverse order), which writes RateLimit-Reset as a timestamp and a Retry-After on every response.
+    @app.after_request
+    def _rate_limit_headers(resp):
+        """The IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers): RateLimit-Reset is the seconds until
+        the window resets, not a timestamp. Retry-After only where it means something: a 429 (the seconds until
+        the limit lets the client in again) and a 503 that set its own (shutting_down); never on a success."""
+        reset = resp.headers.get("RateLimit-Reset")
+        delta = None
+        if reset is not None and reset.isdigit():
+            delta = int(reset)
+            if delta > 1_000_000_000:  # flask-limiter's timestamp: a second late (it adds one), in whole seconds
+                try:  # the window's own reset time, which the limiter has just read for its headers
+                    at = limiter.current_limit.window.reset_time
+                except Exception:  # noqa: BLE001 - e.g. the storage failed meanwhile: its rounded value then
+                    at = delta - 1
+                delta = max(0, math.ceil(at - time.time()))
+            resp.headers["RateLimit-Reset"] = str(delta)
+        if resp.status_code == 429:
+            if delta is not None:
+                resp.headers["Retry-After"] = str(max(1, delta))
+            else:
+                resp.headers.setdefault("Retry-After", "1")
+        elif resp.status_code == 503 and g.get("retry_after") is not None:
+            resp.headers["Retry-After"] = g.retry_after
+        else:
+            resp.headers.pop("Retry-After", None)
+        return resp
+
     # Rate limit with flask-limiter: in Redis when ALT_TEXT_REDIS_URL is set (one limit across workers and
     # replicas), else per process; if Redis fails, each process falls back to its own memory until it returns.
     limiter = Limiter(client_key, app=app, storage_uri=cfg.redis_url or "memory://", strategy="moving-window",
@@ -261,7 +297,8 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
     def _http_error(e: HTTPException):
         if e.code == 413:
             return too_large()
-        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 429: "rate_limited"}
+        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 415: "unsupported_media_type",
+                 429: "rate_limited"}
         message = f"too many images; the limit is {cfg.rate_limit} per minute" if e.code == 429 else e.description
         return error(e.code or 500, codes.get(e.code, "http_error"), message)
 
