@@ -62,6 +62,25 @@ def extract(icons: Path, checkpoint: Path, batch: int = 32) -> tuple[list[dict],
     return entries, pooled.astype(np.float32), grid.astype(np.float32)
 
 
+def honesty_held_out(entries: list[dict], honesty_list: Path) -> list[dict]:
+    """The entries, less every icon that the honesty set's dev or test split shows (the same package and icon name,
+    in any size): the honesty figures are measured on images the heads never learned from."""
+    if not honesty_list.exists():
+        return entries
+    held = {(m["source"]["package"], Path(m["source"]["path"]).stem.removesuffix("-symbolic"))
+            for m in json.loads(honesty_list.read_text())["images"] if m["split"] in ("dev", "test")}
+    packages = {p for p, _ in held}
+
+    def package_of(e: dict) -> str:
+        parts = Path(e["source"]).parts
+        return parts[parts.index("pkgs") + 1] if "pkgs" in parts else ""
+
+    kept = [e for e in entries if package_of(e) not in packages
+            or (package_of(e), Path(e["source"]).stem.removesuffix("-symbolic")) not in held]
+    log.info("left out %d icons that the honesty set's dev and test splits show", len(entries) - len(kept))
+    return kept
+
+
 def classes_of(entries: list[dict], min_families: int, min_brand_families: int) -> list[str]:
     fams = defaultdict(set)
     for e in entries:
@@ -161,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task", choices=("meaning", "chart"), default="meaning",
                     help="meaning: icons from gather_icon_set.py; chart: charts from gather_chart_set.py (--icons is "
                          "then that set's folder)")
+    ap.add_argument("--honesty-list", type=Path, default=Path(__file__).with_name("honesty_set.json"),
+                    help="icons its dev and test splits show are never learned from")
     ap.add_argument("--min-families", type=int, default=3)
     ap.add_argument("--min-brand-families", type=int, default=2)
     ap.add_argument("--max-wrong", type=float, default=0.05)
@@ -178,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoint = args.checkpoint or default_checkpoint_path()
     entries, pooled, grid = extract(args.icons, checkpoint)
+    keep = {id(e) for e in honesty_held_out(entries, args.honesty_list)}
+    mask = np.array([id(e) in keep for e in entries])
+    entries, pooled, grid = [e for e in entries if id(e) in keep], pooled[mask], grid[mask]
     if args.task == "chart":  # a chart set's labels are types: "bar" -> "chart:bar"
         entries = [dict(e, label=e["label"] if ":" in e["label"] else "chart:" + e["label"]) for e in entries]
     classes = classes_of(entries, args.min_families if args.task == "meaning" else 2, args.min_brand_families)
@@ -202,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
              sum(c.startswith("meaning:") for c in classes), sum(c.startswith("brand:") for c in classes),
              x.shape[1], dict(Counter(fam)))
 
+    args.report.parent.mkdir(parents=True, exist_ok=True)
     held = np.zeros((len(y), len(classes)), np.float32)
     for f in np.unique(fam):
         test = fam == f
@@ -209,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         held[test] = predict(*fit_head(x[~test], y[~test], len(classes), args), x[test])
         log.info("left out %s: top-1 %.3f on its named icons (%.0f s)", f,
                  float((held[test].argmax(1) == y[test])[y[test] != 0].mean()), time.time() - t0)
+    np.savez(args.report.with_suffix(".heldout.npz"), probs=held.astype(np.float16), y=y, family=fam,
+             classes=np.array(classes))  # to study thresholds without refitting
     tau = choose_threshold(held, y, args.max_wrong)
     brand = np.array([c.startswith("brand:") for c in classes])
     report = {"classes": len(classes), "features": args.features, "threshold": tau, "max_wrong": args.max_wrong,
@@ -216,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
               "icons_only": spoken_stats(held[~brand[y]], y[~brand[y]], tau),
               "brands_only": spoken_stats(held[brand[y] | (y == 0)], y[brand[y] | (y == 0)], tau),
               "per_family": {f: spoken_stats(held[fam == f], y[fam == f], tau) for f in np.unique(fam)}}
-    args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=1))
     log.info("threshold %.2f: %s", tau, json.dumps(report["all_families"]))
     if args.no_write:

@@ -45,6 +45,7 @@ REQUESTS = [
     ("post", "/v1/alt-text", {"json": {"images": [{"data": "<png>"}]}}, 200),
     ("post", "/v1/alt-text", {"json": {"images": [{"data": "!!"}, {"url": "ftp://x/a.png"}, "no"]}}, 200),
     ("post", "/v1/alt-text", {"data": "not json", "content_type": "application/json"}, 400),
+    ("post", "/v1/alt-text", {"data": "images=x", "content_type": "application/x-www-form-urlencoded"}, 415),
     ("post", "/v1/alt-text", {"json": {"images": []}}, 400),
     ("post", "/v1/alt-text", {"json": {"images": [{"data": "<png>"}] * 17}}, 413),
     ("get", "/v1/alt-text?url=ftp://example.org/a.png", {}, 400),

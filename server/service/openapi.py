@@ -90,7 +90,9 @@ def openapi_spec() -> dict:
                                  "properties": {"url": {"type": "string", "format": "uri"}}},
                                 {"type": "object", "required": ["data"],
                                  "properties": {"data": {"type": "string", "contentEncoding": "base64"}}}]}}}}}}},
-                    "responses": {"200": _json(_RESULTS, "one result per image, in order"), **errors},
+                    "responses": {"200": _json(_RESULTS, "one result per image, in order"), **errors,
+                                  "415": _json(_ERROR, "the body is not JSON (Content-Type must be "
+                                                       "application/json)")},
                 },
                 "get": {
                     "summary": "Describe one image by URL",
