@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                 "threshold", "per_family")}
     out = args.heads or heads_path(checkpoint)
     heads.save(out)
-    log.info("wrote the meaning head into %s", out)
+    log.info("wrote the %s head into %s", args.task, out)
     return 0
 
 

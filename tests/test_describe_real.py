@@ -50,7 +50,7 @@ def test_heads_are_stored_with_the_checkpoint_and_bound_to_it():
 
 @needs_tesseract
 @pytest.mark.parametrize("name, kind, alt", [
-    ("screenshot.png", "screenshot", "Screenshot. Appears to say: “Dolphin"),
+    ("screenshot.png", "screenshot", "Screenshot: “Dolphin"),  # its window title, not its every label
     ("text.png", "text", "Appears to say: “Filesystem Hierarchy Standard”"),
     ("chart.png", "chart", "Chart"),
     ("icon.png", "icon", "Icon."),
