@@ -199,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoint = args.checkpoint or default_checkpoint_path()
     entries, pooled, grid = extract(args.icons, checkpoint)
-    keep = {id(e) for e in honesty_held_out(entries, args.honesty_list)}
+    vocab = Vocabulary.load()
+    kept = honesty_held_out(entries, args.honesty_list)
+    if args.task == "meaning":  # "battery-40" is no "other" icon, nor exactly "battery": in neither class
+        kept = [e for e in kept if e["label"] != OTHER or not vocab.variant_of(e["name"])]
+    keep = {id(e) for e in kept}
     mask = np.array([id(e) in keep for e in entries])
     entries, pooled, grid = [e for e in entries if id(e) in keep], pooled[mask], grid[mask]
     if args.task == "chart":  # a chart set's labels are types: "bar" -> "chart:bar"
@@ -252,7 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     head.threshold = tau
     si = args.icons / "npm" / "node_modules" / "simple-icons" / "data" / "simple-icons.json"
     si_titles = {i["slug"]: i["title"] for i in json.loads(si.read_text())} if si.exists() else {}
-    vocab = Vocabulary.load()
     head.titles = {c: vocab.get(c, title=si_titles.get(c.partition(":")[2], c.partition(":")[2])).label
                    for c in classes[1:]}
     heads = heads_for(checkpoint)

@@ -67,6 +67,13 @@ def test_brand_sets_name_every_slug_and_x_is_a_brand_there_only():
     assert v.get("other") is None
 
 
+def test_a_meaning_with_a_detail_is_a_variant_neither_that_meaning_nor_other():
+    v = Vocabulary.load()
+    assert v.label_for("battery-40") is None and v.variant_of("battery-40") == "battery"
+    assert v.variant_of("folder-network") == "folder"
+    assert v.variant_of("dna") is None and v.variant_of("search") is None  # whole names are not variants
+
+
 def test_icon_tokens_drop_style_words_only():
     assert icon_tokens("home_outlined") == ["home"]
     assert icon_tokens("arrow-left-circle-fill") == ["arrow", "left"]

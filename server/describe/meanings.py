@@ -78,6 +78,17 @@ class Vocabulary:
             self._by_name = {re.sub(r"[^a-z0-9]", "", b.label.lower()): b for b in self.brands.values()}
         return self._by_name.get(key)
 
+    def variant_of(self, stem: str) -> str | None:
+        """The meaning an icon name starts with when the whole name is no meaning of its own ("battery-40",
+        "folder-network": a battery, a folder, with a detail), else None. Such icons are neither that meaning nor
+        "other" to the head: they are left out of fitting and measuring."""
+        tokens = icon_tokens(stem)
+        for n in range(len(tokens) - 1, 0, -1):
+            name = "-".join(tokens[:n])
+            if name in self._meaning_names:
+                return self._meaning_names[name]
+        return None
+
     def label_for(self, stem: str, brand_set: bool = False, brands: dict[str, str] | None = None) -> str | None:
         """The class of an icon file: "meaning:<id>", "brand:<id>" or None (means nothing in the vocabulary).
         ``brand_set``: the file comes from a set of brand marks only, where every Simple Icons slug
