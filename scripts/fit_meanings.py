@@ -150,11 +150,13 @@ def predict(hidden: Linear | None, out: Linear, x: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.as_tensor(out(x)), -1).numpy()
 
 
-def spoken_stats(p: np.ndarray, y: np.ndarray, tau: float) -> dict:
-    """Coverage and errors at threshold ``tau``: a meaning is spoken when its class is not "other" (0) and its
-    probability reaches tau."""
+def spoken_stats(p: np.ndarray, y: np.ndarray, tau: float, brand_tau: float | None = None,
+                 brand: np.ndarray | None = None) -> dict:
+    """Coverage and errors at threshold ``tau`` (``brand_tau`` for the classes ``brand`` marks): a class is spoken
+    when it is not "other" (0) and its probability reaches its threshold."""
     top, conf = p.argmax(1), p.max(1)
-    spoken = (top != 0) & (conf >= tau)
+    need = np.full(len(top), tau) if brand_tau is None else np.where(brand[top], brand_tau, tau)
+    spoken = (top != 0) & (conf >= need)
     named = y != 0
     wrong = spoken & (top != y)
     return {"icons": int(len(y)), "named_icons": int(named.sum()),
@@ -164,9 +166,14 @@ def spoken_stats(p: np.ndarray, y: np.ndarray, tau: float) -> dict:
             "spoken_on_other": int((spoken & ~named).sum())}
 
 
-def choose_threshold(p: np.ndarray, y: np.ndarray, max_wrong: float) -> float:
+def choose_threshold(p: np.ndarray, y: np.ndarray, max_wrong: float, said: np.ndarray | None = None) -> float:
+    """The lowest threshold at which the classes in ``said`` (a mask over classes; all by default), when they are the
+    prediction, are wrong at most ``max_wrong`` of the time."""
+    top, conf = p.argmax(1), p.max(1)
+    said = np.ones(p.shape[1], bool) if said is None else said
     for tau in np.arange(0.10, 0.995, 0.01):
-        if spoken_stats(p, y, tau)["wrong_when_spoken"] <= max_wrong:
+        spoken = (top != 0) & (conf >= tau) & said[top]
+        if (spoken & (top != y)).sum() <= max_wrong * max(spoken.sum(), 1):
             return round(float(tau), 2)
     return 0.99
 
@@ -240,20 +247,27 @@ def main(argv: list[str] | None = None) -> int:
                  float((held[test].argmax(1) == y[test])[y[test] != 0].mean()), time.time() - t0)
     np.savez(args.report.with_suffix(".heldout.npz"), probs=held.astype(np.float16), y=y, family=fam,
              classes=np.array(classes))  # to study thresholds without refitting
-    tau = choose_threshold(held, y, args.max_wrong)
     brand = np.array([c.startswith("brand:") for c in classes])
-    report = {"classes": len(classes), "features": args.features, "threshold": tau, "max_wrong": args.max_wrong,
-              "all_families": spoken_stats(held, y, tau),
-              "icons_only": spoken_stats(held[~brand[y]], y[~brand[y]], tau),
-              "brands_only": spoken_stats(held[brand[y] | (y == 0)], y[brand[y] | (y == 0)], tau),
-              "per_family": {f: spoken_stats(held[fam == f], y[fam == f], tau) for f in np.unique(fam)}}
+    tau = choose_threshold(held, y, args.max_wrong, ~brand)  # meanings (chart types), then brands on their own:
+    brand_tau = choose_threshold(held, y, args.max_wrong, brand) if brand.any() else None  # far surer when right
+    brand_said = (held.argmax(1) != 0) & brand[held.argmax(1)] & (held.max(1) >= (brand_tau or 1.0))
+    report = {"classes": len(classes), "features": args.features, "threshold": tau, "brand_threshold": brand_tau,
+              "brands_spoken": {"spoken": int(brand_said.sum()), "right": int((brand_said & (held.argmax(1) == y)).sum()),
+                                "brand_icons": int(brand[y].sum())},
+              "max_wrong": args.max_wrong,
+              "all_families": spoken_stats(held, y, tau, brand_tau, brand),
+              "icons_only": spoken_stats(held[~brand[y]], y[~brand[y]], tau, brand_tau, brand),
+              "brands_only": spoken_stats(held[brand[y] | (y == 0)], y[brand[y] | (y == 0)], tau, brand_tau, brand),
+              "per_family": {f: spoken_stats(held[fam == f], y[fam == f], tau, brand_tau, brand)
+                             for f in np.unique(fam)}}
     args.report.write_text(json.dumps(report, indent=1))
-    log.info("threshold %.2f: %s", tau, json.dumps(report["all_families"]))
+    log.info("threshold %.2f (brands %s): %s; brands %s", tau, brand_tau, json.dumps(report["all_families"]),
+             json.dumps(report["brands_spoken"]))
     if args.no_write:
         return 0
 
     head.hidden, head.linear = fit_head(x, y, len(classes), args)
-    head.threshold = tau
+    head.threshold, head.brand_threshold = tau, brand_tau
     si = args.icons / "npm" / "node_modules" / "simple-icons" / "data" / "simple-icons.json"
     si_titles = {i["slug"]: i["title"] for i in json.loads(si.read_text())} if si.exists() else {}
     head.titles = {c: vocab.get(c, title=si_titles.get(c.partition(":")[2], c.partition(":")[2])).label
@@ -261,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     heads = heads_for(checkpoint)
     setattr(heads, args.task, head)
     heads.meta[f"{args.task}_report"] = {k: report[k] for k in ("all_families", "icons_only", "brands_only",
-                                                                "threshold", "per_family")}
+                                                                "threshold", "brand_threshold", "brands_spoken",
+                                                                "per_family")}
     out = args.heads or heads_path(checkpoint)
     heads.save(out)
     log.info("wrote the %s head into %s", args.task, out)

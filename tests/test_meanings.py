@@ -233,3 +233,13 @@ def test_charts_are_named_by_type_and_title(ev, alt, chart_type):
     r = said(ev)
     assert r["alt"] == alt and r["kind"] == "chart" and r["control_name"] is None
     assert (r["chart_type"] or {}).get("id") == chart_type
+
+
+def test_brands_have_their_own_threshold():
+    ev = icon_evidence("brand:github", p=0.6, threshold=0.95)
+    assert said(ev)["brand"] is None  # under the meanings' threshold, no brand threshold: not said
+    ev.brand_threshold = 0.5
+    assert said(ev)["alt"] == "Logo: GitHub."
+    ev = icon_evidence("meaning:search", p=0.6, threshold=0.95)
+    ev.brand_threshold = 0.5
+    assert said(ev)["meaning"] is None  # a meaning still needs the meanings' threshold

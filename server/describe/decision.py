@@ -143,11 +143,14 @@ def blank(ev: Evidence, policy: Policy) -> bool:
     return px.width * px.height <= 4 or px.transparent >= 0.99 or px.top_colour >= policy.blank_top_colour
 
 
-def sure_class(probs: dict[str, float], labels: dict[str, str], threshold: float | None) -> tuple[str, str, float]:
+def sure_class(probs: dict[str, float], labels: dict[str, str], threshold: float | None,
+               brand_threshold: float | None = None) -> tuple[str, str, float]:
     """(class, words, probability) of a named-class head's likeliest class when it is not "other" and reaches the
-    threshold, else ("", "", 0)."""
+    threshold (``brand_threshold`` for a brand, when given), else ("", "", 0)."""
     if probs:
         key, p = max(probs.items(), key=lambda kv: kv[1])
+        if key.startswith("brand:") and brand_threshold is not None:
+            threshold = brand_threshold
         if key != OTHER and threshold is not None and p >= threshold and key in labels:
             return key, labels[key], p
     return "", "", 0.0
@@ -156,8 +159,10 @@ def sure_class(probs: dict[str, float], labels: dict[str, str], threshold: float
 def meaning_of(ev: Evidence, policy: Policy) -> tuple[str, str, float]:
     """(class, words, probability) of the meaning or brand to say, ("", "", 0) for none: the meaning head's sure
     class, else a brand the logo's text names."""
-    tau = policy.meaning_min if policy.meaning_min is not None else ev.meaning_threshold
-    found = sure_class(ev.meaning_probs, ev.meaning_labels, tau)
+    if policy.meaning_min is not None:
+        found = sure_class(ev.meaning_probs, ev.meaning_labels, policy.meaning_min)
+    else:
+        found = sure_class(ev.meaning_probs, ev.meaning_labels, ev.meaning_threshold, ev.brand_threshold)
     if found[0]:
         return found
     brand = Vocabulary.load().brand_named(ev.text) if ev.text_lines else None

@@ -26,6 +26,7 @@ class Evidence:
     meaning_probs: dict[str, float] = field(default_factory=dict)  # the meaning head's likeliest classes
     meaning_labels: dict[str, str] = field(default_factory=dict)  # ... and their words ("meaning:search": "Search")
     meaning_threshold: float | None = None  # the probability the head needs to be said ({}/None: no head)
+    brand_threshold: float | None = None  # ... for a brand (None: meaning_threshold)
     chart_probs: dict[str, float] = field(default_factory=dict)  # the same for the chart-type head
     chart_labels: dict[str, str] = field(default_factory=dict)
     chart_threshold: float | None = None

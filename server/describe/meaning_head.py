@@ -61,6 +61,7 @@ class MeaningHead:
     threshold: float = 1.0
     titles: dict[str, str] = field(default_factory=dict)  # class -> what is said ("Search", "GitHub")
     hidden: object = None  # heads.Linear before a GELU, or None: a linear head
+    brand_threshold: float | None = None  # what a brand class needs ("brand:..."), when it differs from threshold
 
     @classmethod
     def empty(cls, classes: list[str]) -> "MeaningHead":
@@ -100,7 +101,8 @@ class MeaningHead:
         return t
 
     def meta(self) -> dict:
-        return {"classes": self.classes, "threshold": self.threshold, "titles": self.titles}
+        return {"classes": self.classes, "threshold": self.threshold, "titles": self.titles,
+                "brand_threshold": self.brand_threshold}
 
     @classmethod
     def from_stored(cls, t: dict, meta: dict, prefix: str = "meaning") -> "MeaningHead":
@@ -109,4 +111,9 @@ class MeaningHead:
         grid = (t[f"{prefix}.grid_mean"], t[f"{prefix}.grid_proj"]) if f"{prefix}.grid_proj" in t else None
         hidden = Linear.from_tensors(t, f"{prefix}.hidden") if f"{prefix}.hidden.weight" in t else None
         return cls(list(meta["classes"]), (t[f"{prefix}.pooled_mean"], t[f"{prefix}.pooled_proj"]), grid,
-                   Linear.from_tensors(t, prefix), float(meta["threshold"]), dict(meta.get("titles", {})), hidden)
+                   Linear.from_tensors(t, prefix), float(meta["threshold"]), dict(meta.get("titles", {})), hidden,
+                   meta.get("brand_threshold"))
+
+    def threshold_for(self, key: str) -> float:
+        """The probability class ``key`` needs to be said."""
+        return self.brand_threshold if key.startswith("brand:") and self.brand_threshold is not None else self.threshold

@@ -189,6 +189,8 @@ class Describer:
                     setattr(ev, f"{name}_probs", dict(top))
                     setattr(ev, f"{name}_labels", {k: head.titles[k] for k in top if k in head.titles})
                     setattr(ev, f"{name}_threshold", head.threshold)
+            if h.meaning is not None and ev.meaning_probs:
+                ev.brand_threshold = h.meaning.brand_threshold
         if self.ocr is None:
             ev.ocr = "unavailable"
         elif image is not None and (ev.kind_probs or {"photo": 1.0}).get("photo", 0) < OCR_BELOW_P_PHOTO:
