@@ -967,3 +967,19 @@ def test_a_service_process_keeps_what_it_loaded_out_of_the_collectors_full_passe
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                          check=False)
     assert out.stdout.split() == ["True", "True"], out.stderr
+
+
+def test_meanings_brands_and_chart_types_are_counted(make_client, monkeypatch):
+    client = make_client()
+    describer = client.application.extensions["alt_text"]["service"].describer
+    decide = describer.decide
+
+    def named(ev):  # what the pipeline returns for a sure icon; the tiny test model has no meaning head
+        return {**decide(ev), "kind": "icon", "alt": "Icon: Search.",
+                "meaning": {"id": "search", "label": "Search", "p": 0.97}, "control_name": "Search"}
+
+    monkeypatch.setattr(describer, "decide", named)
+    r = client.post("/v1/alt-text", json={"images": [{"data": b64(png("red", "circle"))}]}).get_json()["results"][0]
+    assert r["meaning"]["id"] == "search" and r["control_name"] == "Search"
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'alt_text_meanings_total{meaning="meaning:search"} 1.0' in text

@@ -186,9 +186,9 @@ class AltTextService:
         r = self.describer.decide(Evidence.from_dict(stored))
         self.metrics.images.labels("withheld" if r["withheld"] else "hedged" if r["hedged"] else "described").inc()
         self.metrics.kinds.labels(r["kind"]).inc()
-        if r["meaning"] or r["brand"]:
-            self.metrics.meanings.labels(f"meaning:{r['meaning']['id']}" if r["meaning"]
-                                         else f"brand:{r['brand']['id']}").inc()
+        for field in ("meaning", "brand", "chart_type"):  # "meaning:search", "brand:github", "chart:bar"
+            if r[field]:
+                self.metrics.meanings.labels(f"{field.removesuffix('_type')}:{r[field]['id']}").inc()
         if r["withheld"]:
             self.metrics.withheld.labels(r["reason"] or "none").inc()
         return {**r, "cached": cached, "model": self.model_version}

@@ -35,8 +35,8 @@ class ServiceMetrics:
         self.images = Counter("alt_text_images", "Images answered, by outcome", ["outcome"], registry=r)
         self.kinds = Counter("alt_text_kinds", "Images answered, by the kind the pipeline decided", ["kind"],
                              registry=r)
-        self.meanings = Counter("alt_text_meanings", "Icons and logos named, by meaning or brand (meaning:search, "
-                                "brand:github)", ["meaning"], registry=r)
+        self.meanings = Counter("alt_text_meanings", "Icons, logos and charts named by what they are "
+                                "(meaning:search, brand:github, chart:bar)", ["meaning"], registry=r)
         self.withheld = Counter("alt_text_withheld", "Images given no alt text, by reason", ["reason"], registry=r)
         self.ocr = Counter("alt_text_ocr", "Images whose text was read by OCR", registry=r)
         # The highest value of the live processes: the cache is shared, so one degraded process says it for all of

@@ -49,7 +49,11 @@ _DESCRIPTION = {
                   "description": "the brand a logo shows, from its shape or its text (\"Logo: GitHub.\")",
                   "properties": {"id": {"type": "string", "examples": ["github"]},
                                  "name": {"type": "string", "examples": ["GitHub"]}, "p": _NUM01}},
-        "chart_type": {"type": ["object", "null"], "description": "the type of a chart (not learned yet: null)"},
+        "chart_type": {"type": ["object", "null"], "required": ["id", "label", "p"],
+                       "description": "a chart's type, when the chart-type head is sure (\"Bar chart: “Sales”\")",
+                       "properties": {"id": {"enum": ["bar", "line", "pie", "scatter", "histogram", "area", "table",
+                                                      "flow", "map"]},
+                                      "label": {"type": "string", "examples": ["Bar chart"]}, "p": _NUM01}},
         "control_name": {"type": ["string", "null"],
                          "description": "a name for a button or link whose only content is this image (\"Search\", "
                                         "\"GitHub\"); null when the image gives none. Never a caption."},
