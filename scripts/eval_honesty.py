@@ -34,6 +34,7 @@ from server.describe.pipeline import result  # noqa: E402
 from server.describe.concepts import stem  # noqa: E402
 from server.netsafe.images import ImageError, read_image_file  # noqa: E402
 
+MEANINGS = Path(__file__).resolve().parents[1] / "server" / "describe" / "meanings.json"
 SAME_KIND = {"logo": "icon"}  # icons and logos are one class for judging: both are small brand/pictogram marks
 
 
@@ -59,7 +60,7 @@ def judge(item: dict, r: dict) -> dict:
     elif true_kind == "photo":
         verdict = "truthful" if mentions(r["alt"], item.get("keywords", [])) else "false"
     elif named_as(r):  # a meaning or a brand is said: it must be the right one, whatever the kind
-        verdict = "truthful" if mentions(named_as(r), item.get("keywords", [])) else "false"
+        verdict = "truthful" if any(mentions(n, item.get("keywords", [])) for n in synonyms(r)) else "false"
     else:
         said_right = mentions(r["alt"], item.get("keywords", []))
         verdict = "truthful" if (kind_right or text_right or said_right) and not caption_spoken else "false"
@@ -69,6 +70,16 @@ def judge(item: dict, r: dict) -> dict:
     return {"verdict": verdict, "caption_spoken": caption_spoken, "kind_right": kind_right, "text_right": text_right,
             "concept_said": concept_said, "with_content": verdict == "truthful" and content,
             "meaning_said": named_as(r)}
+
+
+def synonyms(r: dict) -> list[str]:
+    """The words a said meaning stands for: its label and the names icon sets give it ("Print": print, printer,
+    document-print), so that "Icon: Print." is right for a printer icon whose keywords say "printer"."""
+    names = [named_as(r)]
+    if r.get("meaning"):
+        entry = next((m for m in json.loads(MEANINGS.read_text())["meanings"] if m["id"] == r["meaning"]["id"]), None)
+        names += [n.replace("-", " ") for n in (entry or {}).get("names", [])]
+    return names
 
 
 def named_as(r: dict) -> str:

@@ -243,3 +243,23 @@ def test_brands_have_their_own_threshold():
     ev = icon_evidence("meaning:search", p=0.6, threshold=0.95)
     ev.brand_threshold = 0.5
     assert said(ev)["meaning"] is None  # a meaning still needs the meanings' threshold
+
+
+def test_a_page_of_text_is_quoted_even_when_its_lines_are_short():
+    headings = ["9 Command-line options", "mode.", "Graphical User Interface", "Command-Line Interface",
+                "server protocol", "Help", "Debugger"]
+    assert language_lines(headings) == []  # in a screenshot: a menu or a list, not read out
+    assert language_lines(headings, lists=True) == headings
+    probs = {k: (0.95 if k == "text" else 0.05 / (len(KINDS) - 1)) for k in KINDS}
+    r = said(Evidence("A sign.", 0.3, 0.5, probs, 0.9, 0.3, text_lines=headings))
+    assert r["kind"] == "text" and r["alt"].startswith("Appears to say: “9 Command-line options")
+
+
+@pytest.mark.parametrize("lines, title", [
+    (["File Edit View", "Create a New Image"], "Create a New Image"),
+    (["Score: 0 Remaining 9"], ""),  # a form's fields are no title
+    (["copy Map", "Marble"], ""),
+])
+def test_a_screenshot_title_is_its_first_line_when_it_reads_as_one(lines, title):
+    r = said(icon_evidence(kind="screenshot", text=lines))
+    assert r["alt"] == (f"Screenshot: “{title}”" if title else "Screenshot.")

@@ -104,9 +104,10 @@ _NUMBER = re.compile(r"^[-+−(]?[$€£¥]?\d[\d.,:/%x×]*[%)kKmM]?$")
 _REAL_WORD = re.compile(r"^[A-Za-zÀ-ÿ][A-Za-zÀ-ÿ'’-]{2,}$|^[A-Z0-9][A-Za-z0-9]*\d[A-Za-z0-9]*$")
 
 
-def language_lines(lines: list[str]) -> list[str]:
+def language_lines(lines: list[str], lists: bool = False) -> list[str]:
     """The OCR lines that read as language and are worth quoting: not a chart's tick labels ("130 120 100 1996
-    2000"), not a menu or a list of many short items, not stray letters. [] when the text is none of them."""
+    2000"), not stray letters, and (unless ``lists``: a page of text, whose headings are its content) not a menu or
+    a list of many short items. [] when the text is none of them."""
     words = [w.strip(".,:;!?()[]\"“”'") for line in lines for w in line.split()]
     words = [w for w in words if w]
     if not words:
@@ -115,7 +116,7 @@ def language_lines(lines: list[str]) -> list[str]:
     real = sum(bool(_REAL_WORD.match(w)) for w in words)
     if numbers >= 0.4 * len(words) or real < max(1, 0.5 * (len(words) - numbers)):
         return []
-    if len(lines) >= 6 and sorted(len(line.split()) for line in lines)[len(lines) // 2] <= 3:
+    if not lists and len(lines) >= 6 and sorted(len(line.split()) for line in lines)[len(lines) // 2] <= 3:
         return []  # a menu, a legend, a list of labels: read aloud, a run of unconnected words
     return lines
 
@@ -127,11 +128,24 @@ MENU_WORDS = frozenset("file edit view help tools window insert format go bookma
                        "preferences profiles".split())
 
 
-def _title(lines: list[str]) -> str:
-    """A screenshot's or chart's title: its first line of two real words or more, among the first three, that is
-    not a menu bar."""
-    return next((line for line in lines[:3] if _title_like(line) and len(line.split()) <= 12
-                 and not all(w.lower().strip(".,:") in MENU_WORDS for w in line.split())), "")
+def _reads_as_title(line: str) -> bool:
+    """Two real words or more, at most 12 words, starting with a capital or a digit, no "Label: value" field."""
+    return (_title_like(line) and len(line.split()) <= 12 and (line[:1].isupper() or line[:1].isdigit())
+            and not re.search(r"\w:\s", line))
+
+
+def _title(lines: list[str], kind: str) -> str:
+    """A chart's title: its first line that reads as one among the first three (tick labels may come first in
+    OCR's order). A screenshot's: its first line, or the one after a menu bar ("File Edit View"), when it reads as
+    one: a window's title bar is its top line, and a line further down is a label or a field."""
+    for line in lines[:3]:
+        if kind == "screenshot" and all(w.lower().strip(".,:") in MENU_WORDS for w in line.split()):
+            continue
+        if _reads_as_title(line):
+            return line
+        if kind == "screenshot":
+            return ""
+    return ""
 
 
 def blank(ev: Evidence, policy: Policy) -> bool:
@@ -172,12 +186,12 @@ def meaning_of(ev: Evidence, policy: Policy) -> tuple[str, str, float]:
 def decide(ev: Evidence, policy: Policy) -> Decision:
     if blank(ev, policy):
         return Decision("blank", False, False, "", False, "blank")
-    lines = language_lines(ev.text_lines)
-    words = sum(len(line.split()) for line in lines)
-    text = trim(" ".join(lines), policy.max_text_chars) if words >= policy.min_text_words else ""
     probs = ev.kind_probs or {"photo": 1.0}
     p_photo = probs.get("photo", 0.0)
     best = max(NON_PHOTO, key=lambda k: probs.get(k, 0.0))
+    lines = language_lines(ev.text_lines, lists=best == "text" and p_photo < policy.photo_min)
+    words = sum(len(line.split()) for line in lines)
+    text = trim(" ".join(lines), policy.max_text_chars) if words >= policy.min_text_words else ""
     if p_photo < policy.photo_min:
         group = next((g for g in policy.kind_groups if best in g), (best,))
         p_best = sum(probs.get(k, 0.0) for k in group)
@@ -188,7 +202,7 @@ def decide(ev: Evidence, policy: Policy) -> Decision:
                 return Decision(kind, False, False, "", True, None, meaning=key, label=label, p_meaning=p)
         if p_best >= policy.kind_min and p_best > p_photo and ev.familiar(best):  # the likeliest kind only
             if best in ("chart", "screenshot"):  # named by its title when OCR finds one, never by all it shows
-                title = trim(_title(ev.text_lines), policy.max_text_chars)
+                title = trim(_title(ev.text_lines, best), policy.max_text_chars)
                 chart = sure_class(ev.chart_probs, ev.chart_labels, ev.chart_threshold) if best == "chart" else ("",) * 3
                 return Decision(best, False, False, title, True, None, titled=bool(title), chart_type=chart[0],
                                 chart_label=chart[1], p_chart=chart[2] or 0.0)
