@@ -432,3 +432,39 @@ def test_state_file_errors(tmp_path):
     bad.write_text('{"format": "alt-text-audit-state/1", "start_url": "http://h/"}')
     with pytest.raises(ValueError, match="incomplete"):
         CrawlState.load(bad)
+
+
+def test_one_document_is_audited_once(tmp_path):
+    """/ and /index.html serve the same bytes, /print.html names / as its canonical URL: three documents, four
+    images without alt, four findings (not six), and each duplicate URL says which page it is the same as."""
+    s = LocalSite()
+    try:
+        home = '<img src="/img/a.png"><img src="/img/b.png"><a href="/index.html">home</a>' \
+               '<a href="/print.html">print</a><a href="/other.html">other</a>'
+        s.page("/", home)
+        s.page("/index.html", home)
+        s.page("/print.html", f'<link rel="canonical" href="{s.url("/")}"><img src="/img/a.png"><p>printable</p>')
+        s.page("/other.html", '<img src="/img/c.png"><img src="/img/d.png"><a href="/index.html">home</a>')
+        state = Crawler(CrawlConfig(start_url=s.url("/"), timeout=2.0), None, tmp_path / "st.jsonl").run()
+        pages = by_path(state, s)
+        assert pages["/"].status == "ok" and pages["/other.html"].status == "ok"
+        assert pages["/index.html"].status == "duplicate" and pages["/index.html"].final_url == s.url("/")
+        assert "same document as" in pages["/index.html"].error
+        assert pages["/print.html"].status == "duplicate" and pages["/print.html"].final_url == s.url("/")
+        assert "canonical" in pages["/print.html"].error
+        assert len(state.findings) == 4
+        assert {f["page_url"] for f in state.findings} == {s.url("/"), s.url("/other.html")}
+        # the digests survive a resume
+        assert CrawlState.load(tmp_path / "st.jsonl").documents == state.documents
+    finally:
+        s.close()
+
+
+def test_canonical_to_a_page_not_yet_audited_is_audited():
+    s = LocalSite()
+    try:
+        s.page("/", '<link rel="canonical" href="/elsewhere.html"><img src="/img/a.png">')
+        state = Crawler(CrawlConfig(start_url=s.url("/"), timeout=2.0)).run()
+        assert by_path(state, s)["/"].status == "ok" and len(state.findings) == 1
+    finally:
+        s.close()

@@ -40,6 +40,7 @@ per page is its page record and URLs (about half a kilobyte), not its findings.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import itertools
 import json
 import logging
@@ -360,6 +361,9 @@ class CrawlState:
     site_errors: list[dict] = field(default_factory=list)  # robots.txt and sitemap problems: {url, kind, message}
     started_at: float = field(default_factory=time.time)
     limit_reached: bool = False
+    # One document, audited once: the digest of each audited page's body -> the URL it was audited under, so that
+    # / and /index.html (or any two URLs serving the same bytes) are one page in the report.
+    documents: dict = field(default_factory=dict)
 
     @property
     def images(self) -> int:
@@ -371,7 +375,7 @@ class CrawlState:
             "done": self.done, "frontier": [list(item) for item in self.frontier], "seen": sorted(self.seen),
             "checked": sorted(self.checked), "pages": [asdict(p) for p in self.pages], "findings": list(self.findings),
             "skipped": self.skipped, "skipped_urls": self.skipped_urls, "site_errors": self.site_errors,
-            "started_at": self.started_at, "limit_reached": self.limit_reached,
+            "started_at": self.started_at, "limit_reached": self.limit_reached, "documents": self.documents,
         }
 
     @classmethod
@@ -386,7 +390,7 @@ class CrawlState:
                 findings=FindingStore(asdict(Finding(**f)) for f in d["findings"]),
                 skipped={**dict.fromkeys(SKIP_REASONS, 0), **d["skipped"]}, skipped_urls=list(d["skipped_urls"]),
                 site_errors=list(d["site_errors"]), started_at=float(d["started_at"]),
-                limit_reached=bool(d.get("limit_reached", False)))
+                limit_reached=bool(d.get("limit_reached", False)), documents=dict(d.get("documents") or {}))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"the state file is incomplete or damaged ({e})") from None
 
@@ -419,6 +423,7 @@ class Journal:
         self._checked: list[str] = []
         self._queued: list[list] = []
         self._taken: list[str] = []
+        self._documents: dict[str, str] = {}
         self._file = None
         self._mark()
 
@@ -447,7 +452,7 @@ class Journal:
             "queued": [list(i) for i in state.frontier if i[0] not in pages],
             "skipped": state.skipped, "skipped_urls": state.skipped_urls, "site_errors": state.site_errors,
             "origins": state.origins, "seeded": state.seeded, "done": state.done,
-            "limit_reached": state.limit_reached}, ensure_ascii=False) + "\n"
+            "limit_reached": state.limit_reached, "documents": state.documents}, ensure_ascii=False) + "\n"
         findings = iter(state.findings)
         while batch := list(itertools.islice(findings, chunk)):
             yield json.dumps({"findings": batch}, ensure_ascii=False) + "\n"
@@ -481,6 +486,9 @@ class Journal:
     def take(self, url: str) -> None:
         self._taken.append(url)
 
+    def document(self, digest: str, url: str) -> None:
+        self._documents[digest] = url
+
     def flush(self, sync_every: float | None = None, force_sync: bool = False) -> None:
         """Append what changed since the last flush as one line (nothing when nothing changed); fsync when
         ``sync_every`` seconds have passed or ``force_sync``. A write reaches the OS at once: only a power cut can
@@ -499,6 +507,9 @@ class Journal:
             if delta:
                 change[key] = list(delta)
                 delta.clear()
+        if self._documents:
+            change["documents"] = dict(self._documents)
+            self._documents.clear()
         if st.skipped != self._skipped:
             change["skipped"] = dict(st.skipped)
             self._skipped = dict(st.skipped)
@@ -578,6 +589,7 @@ class Journal:
         st.skipped_urls.extend(change.get("skipped_urls", ()))
         st.site_errors.extend(change.get("site_errors", ()))
         st.origins.extend(change.get("origins", ()))
+        st.documents.update(change.get("documents") or {})
         for flag in ("seeded", "done", "limit_reached"):
             if flag in change:
                 setattr(st, flag, bool(change[flag]))
@@ -975,6 +987,8 @@ class _Outcome:
     links: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     hops: list[str] = field(default_factory=list)  # redirect targets, in order, that passed the site/robots checks
+    digest: str | None = None  # of the page's body as fetched (see CrawlState.documents)
+    canonical: str | None = None  # its <link rel=canonical>, normalised, on the site's origins
 
 
 class Crawler:
@@ -996,6 +1010,7 @@ class Crawler:
         self.journal = Journal(state_path, self.state)
         self.renderer = None  # server.audit.render.Renderer, started by run() with config.render
         self._stop_requested = False
+        self._audited: set | None = None  # the URLs pages were audited under (CrawlState.documents' values)
 
     # -- bookkeeping (calling thread only) -----------------------------------------------------------------------
 
@@ -1053,6 +1068,18 @@ class Crawler:
             outcome.findings, outcome.links = [], []
         final = page.final_url or url
         if page.status in AUDITED_STATUSES:
+            same = self._same_document(outcome, final)
+            if same is not None:
+                # One document under two URLs (/ and /index.html, a rel=canonical, the same bytes): audited once,
+                # under the URL it was first audited at; this one says which (final_url) and why (error).
+                page.status, page.final_url, page.error = "duplicate", same[0], same[1]
+                page.http_status = page.content_type = None
+                page.bytes = page.images = 0
+                outcome.findings, outcome.links = [], []
+        if page.status in AUDITED_STATUSES:
+            if outcome.digest is not None:
+                st.documents[outcome.digest] = final
+                self.journal.document(outcome.digest, final)
             st.checked.add(final)
             st.seen.add(final)
             self.journal.check(final)
@@ -1066,6 +1093,21 @@ class Crawler:
         st.findings.extend(asdict(f) for f in outcome.findings)
         for link in outcome.links:
             self._offer(link, depth + 1, final)
+
+    def _same_document(self, outcome: _Outcome, final: str) -> tuple[str, str] | None:
+        """(the URL already audited, why) when this page is a document the crawl audited before, else None."""
+        st = self.state
+        canonical = outcome.canonical
+        if canonical and canonical not in (final, outcome.page.url):
+            if self._audited is None or len(self._audited) != len(st.documents):
+                self._audited = set(st.documents.values())
+            if canonical in self._audited:
+                return canonical, f"the same document as {canonical} (its rel=canonical link)"
+        if outcome.digest is not None:
+            first = st.documents.get(outcome.digest)
+            if first is not None and first != final:
+                return first, f"the same document as {first} (an identical response)"
+        return None
 
     def _save(self) -> None:
         """One journal line for the page just recorded: O(what it changed)."""
@@ -1156,7 +1198,19 @@ class Crawler:
         check = audit_page(soup, current, cfg.rule_options)
         if check.over_budget:
             page.status, page.error = "over_budget", (page.error + "; " if page.error else "") + check.over_budget
-        return _Outcome(page, links, check.findings, chain[1:])
+        return _Outcome(page, links, check.findings, chain[1:], digest=hashlib.sha256(r.body).hexdigest()[:32],
+                        canonical=self._canonical(soup, current))
+
+    def _canonical(self, soup, page_url: str) -> str | None:
+        """The page's first ``<link rel=canonical href>``, normalised, when it is on the crawl's origins."""
+        for link in soup.find_all("link", href=True, limit=50):
+            rel = link.get("rel") or []
+            if isinstance(rel, str):
+                rel = rel.split()
+            if any(r.lower() == "canonical" for r in rel):
+                url = normalize_url(str(link["href"]), page_url)
+                return url if url is not None and origin(url) in self.state.origins else None
+        return None
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
