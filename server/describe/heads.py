@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,6 +170,9 @@ class Heads:
         meta = dict(self.meta, digest=hashlib.sha256(body.encode() + b"".join(
             v.tobytes() for _, v in sorted(tensors.items()))).hexdigest())
         save_file(tensors, str(path), metadata={"honesty": json.dumps(meta, sort_keys=True)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)  # safetensors writes a private temporary file: give it the usual mode
         self.meta = meta
 
     @classmethod
