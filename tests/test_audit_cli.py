@@ -216,7 +216,9 @@ def test_suggestions_from_a_fake_captioner_are_batched_and_cached(site, tmp_path
     red = by_image[site.url("/img/red.png")[:30]]
     # exactly the pipeline's words (without fitted heads it always hedges; the audit adds nothing of its own)
     assert red == {"kind": "caption", "alt": "Might be: a red square.", "hedged": True, "image_kind": "photo",
-                   "caption": "A red square.", "confidence": 0.75, "model": "fake-1"}
+                   "caption": "A red square.", "confidence": 0.75, "model": "fake-1",
+                   # what an author can adopt, and the number the wording was chosen from (uncalibrated here)
+                   "suggested_alt": "A red square.", "suggested_confidence": 0.75, "confidence_basis": "raw_caption"}
     assert by_image[site.url("/img/blue.png")[:30]]["alt"] == "Might be: a blue square."
     assert by_image[DATA_PNG[:30]]["alt"] == "Might be: a yellow square."  # a data: URL, decoded in place
     assert by_image[site.url("/img/spacer.gif")[:30]]["kind"] == "decorative"

@@ -213,7 +213,7 @@ def test_an_icon_only_link_gets_the_control_name_as_its_aria_label_and_its_image
                                                    {ICON: result("Search")})
     assert (link, image) == ("link-name", "image-alt")
     assert s_link == {"kind": "name", "name": "Search", "attribute": "aria-label", "model": "fake-1",
-                      "image_kind": "icon", "message": 'Suggested aria-label="Search", from what the icon stands '
+                      "image_kind": "icon", "confidence": 0.9, "message": 'Suggested aria-label="Search", from what the icon stands '
                                                        "for: check that it says what the control does."}
     assert s_image["kind"] == "name" and (s_image["name"], s_image["attribute"]) == ("Search", "alt")
 

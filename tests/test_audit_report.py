@@ -167,7 +167,8 @@ def test_html_report_shows_suggestions(report):
     cat = soup.find("img", src="https://example.com/cat.png")
     assert cat["alt"] == "</textarea><script>alert(6)</script> A cat"  # the model's description, as text
     copy = [b["data-copy"] for b in soup.find_all("button")]
-    assert 'alt=""' in copy and "Appears to be: a dog on a sofa." in copy
+    # what an author can adopt: the description without the listener's hedge
+    assert 'alt=""' in copy and "A dog on a sofa." in copy and not any("Appears" in c for c in copy)
     low = soup.find("img", src="https://example.com/dog.png")
     assert low["alt"] == "Might be: a dog on a sofa."  # the pipeline's hedge, once: nothing added by the report
     assert "unsure, check it" in soup.get_text()

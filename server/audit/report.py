@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import jinja2
 
 
+from .adopt import BASES, BASIS_LABELS, adoptable
 from .crawl import (AUDITED_STATUSES, ERROR_STATUSES, PAGE_STATUSES, SKIP_REASONS, CrawlState, StreamedSequence,
                     write_atomic)
 from .rules import CONTROL_RULES, ICONS, RULES, SEVERITY, WCAG, WCAG_1_1_1, suspicious_reason
@@ -55,7 +56,16 @@ _SUGGESTION = {
         {"type": "object", "description": "the describe pipeline's alt text for the image (as the service says it)",
          "required": ["kind", "alt", "confidence", "model", "image_kind", "caption", "hedged"],
          "additionalProperties": False,
-         "properties": {"kind": {"const": "caption"}, "alt": {"type": "string", "minLength": 1},
+         "properties": {"kind": {"const": "caption"},
+                        "alt": {"type": "string", "minLength": 1,
+                                "description": "what a listener hears: the pipeline's wording, hedged"},
+                        "suggested_alt": {"type": ["string", "null"], "description": "what an author can adopt: "
+                                          "the description without the hedge (null: only the kind of image)"},
+                        "suggested_confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                                                 "description": "the number the wording was chosen from (null: "
+                                                                "text read from the image)"},
+                        "confidence_basis": {"enum": [*BASES, None], "description": "what suggested_confidence "
+                                             "is: caption, concept, meaning, brand, chart_type, text"},
                         "confidence": {"type": "number", "minimum": 0, "maximum": 1}, "model": {"type": "string"},
                         "image_kind": {"type": "string"}, "caption": {"type": "string"},
                         "hedged": {"type": "boolean"}}},
@@ -78,7 +88,9 @@ _SUGGESTION = {
          "required": ["kind", "name", "attribute", "message", "model", "image_kind"], "additionalProperties": False,
          "properties": {"kind": {"const": "name"}, "name": {"type": "string", "minLength": 1},
                         "attribute": {"enum": ["alt", "aria-label"]}, "message": {"type": "string"},
-                        "model": {"type": "string"}, "image_kind": {"type": "string"}}},
+                        "model": {"type": "string"}, "image_kind": {"type": "string"},
+                        "confidence": {"type": "number", "minimum": 0, "maximum": 1,
+                                       "description": "the meaning head's, for the icon's meaning or brand"}}},
         {"type": "object", "description": "no image file to describe (inline SVG, icon font, image-map area)",
          "required": ["kind", "message"], "additionalProperties": False,
          "properties": {"kind": {"const": "none"}, "message": {"type": "string"}}},
@@ -325,7 +337,7 @@ def to_json(report: dict) -> str:
 
 CSV_COLUMNS = ("id", "page_url", "rule", "severity", "wcag", "image_url", "current_alt", "suggestion",
                "suggested_alt", "confidence", "decorative_candidate", "suggestion_error", "message", "selector",
-               "snippet")
+               "snippet", "confidence_basis", "spoken_alt")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -342,21 +354,23 @@ def _cell(value) -> str | int | float:
 
 
 def iter_csv(report: dict, rows_per_piece: int = 500) -> Iterator[str]:
-    """One row per finding, columns CSV_COLUMNS, a few hundred rows per piece (suggested_alt holds a suggested
-    control name too: the suggestion column says which)."""
+    """One row per finding, columns CSV_COLUMNS, a few hundred rows per piece. suggested_alt is what an author can
+    adopt (:func:`adopt.adoptable`: a description without the listener's hedge, or a control's name: the suggestion
+    column says which), confidence the number it rests on and confidence_basis what that number is; spoken_alt the
+    pipeline's alt as a listener hears it."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for n, f in enumerate(report["findings"], 1):
         s = f["suggestion"] or {}
         kind = s.get("kind", "")
+        adopt = adoptable(s) or {}
         writer.writerow([_cell(v) for v in (
             f["id"], f["page_url"], f["rule"], f["severity"], f["wcag"], f["image_url"], f["current_alt"], kind,
-            s.get("name") if kind == "name" else s.get("alt") if kind in ("caption", "decorative") else None,
-            s.get("confidence"),
+            adopt.get("text"), adopt.get("confidence"),
             f["decorative_candidate"], s.get("message") if kind in ("error", "withheld") else None, f["message"],
             f["selector"],
-            f["snippet"])])
+            f["snippet"], adopt.get("basis"), s.get("alt") if kind == "caption" else None)])
         if n % rows_per_piece == 0:
             yield buf.getvalue()
             buf.seek(0)
@@ -378,6 +392,19 @@ def safe_url(url: str | None) -> str | None:
     if not url or not re.match(r"https?://", url, re.I) or re.search(r"[\x00-\x20\x7f\"'<>`\\]", url):
         return None
     return url
+
+
+def quoted(text: str) -> str:
+    """“text”, unless the text has double quotes of its own: then as it is (quotes never nest)."""
+    return text if any(q in text for q in "“”\"„«»") else f"“{text}”"
+
+
+def basis_note(adopt: dict) -> str:
+    """The number a suggestion rests on, said with what it is: "caption confidence 62%", "icon meaning 97%",
+    "text read from the image"."""
+    label = BASIS_LABELS.get(adopt.get("basis") or "", "confidence")
+    p = adopt.get("confidence")
+    return label if p is None else f"{label} {round(100 * p)}%"
 
 
 def _comparable(text: str) -> str:
@@ -520,6 +547,9 @@ def iter_html(report: dict) -> Iterator[str]:
                              lstrip_blocks=True)
     env.filters["safe_url"] = safe_url
     env.filters["percent"] = lambda x: f"{round(100 * x)}%"
+    env.filters["adoptable"] = adoptable
+    env.filters["quoted"] = quoted
+    env.filters["basis"] = basis_note
     template = env.from_string(parts["report.html"])
     page_ids: dict[str, str] = {}
     groups: dict[str, _ImageAlt] = {}
@@ -621,9 +651,14 @@ def _sarif_result(f: dict, rule_index: dict[str, int]) -> dict:
     if s.get("kind") == "name":
         props["suggestedName"], props["suggestedAttribute"], props["suggestionKind"] = s["name"], s["attribute"], "name"
     elif s.get("kind") in ("caption", "decorative"):  # only what the service itself would say (see to_csv)
-        props["suggestedAlt"], props["suggestionKind"] = s["alt"], s["kind"]
-        if s.get("confidence") is not None:
-            props["confidence"] = s["confidence"]
+        adopt = adoptable(s) or {}
+        if adopt.get("text") is not None:
+            props["suggestedAlt"] = adopt["text"]
+        props["suggestionKind"] = s["kind"]
+        if s["kind"] == "caption":
+            props["spokenAlt"] = s["alt"]
+        if adopt.get("confidence") is not None:
+            props["confidence"], props["confidenceBasis"] = adopt["confidence"], adopt["basis"]
     elif s:
         props["suggestionKind"] = s["kind"]
     return {

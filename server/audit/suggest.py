@@ -48,6 +48,7 @@ from server.netsafe.fetch import FetchError, FetchLimits, decode_fetched, fetch_
 from server.service.cache import Cache, NoCache, image_key
 from server.service.client import service_limits
 
+from .adopt import author_alt
 from .crawl import REDIRECTS, FetchFailure, Site, WorkerPool, normalize_url, origin
 from .rules import CONTROL_RULES
 
@@ -174,7 +175,7 @@ class ServiceBackend:
             if r.status_code != 200 or not isinstance(body, dict) or len(body.get("results", [])) != len(chunk):
                 return [_error("service_error", f"the service answered HTTP {r.status_code}")] * len(chunk)
             keep = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "hedged", "withheld", "reason",
-                    "control_name")
+                    "control_name", "concepts", "meaning", "brand", "chart_type")
             return [res if "error" in res else {k: res.get(k) for k in keep} for res in body["results"]]
         return [_error("service_error", "the service kept refusing the request")] * len(chunk)
 
@@ -287,18 +288,24 @@ def _caption_suggestion(result: dict, version: str) -> dict:
     name = result.get("control_name")  # absent from pipelines before it, null when the pipeline is not sure
     if isinstance(name, str) and name.strip():
         common["control_name"] = " ".join(name.split())  # for finding_suggestion; not part of the suggestion
+        said = author_alt(result)
+        if said and said["basis"] in ("meaning", "brand") and said["confidence"] is not None:
+            common["control_confidence"] = said["confidence"]  # likewise
     alt = (result.get("alt") or "").strip()
     if not alt:
         reason = result.get("reason") or "no_description"
         return {"kind": "withheld", "alt": None, "reason": reason, "message": reason_message(reason), **common}
-    return {"kind": "caption", "alt": alt, "hedged": bool(result.get("hedged")), **common}
+    # alt: what a listener hears (hedged); suggested_alt: what an author can adopt, with the number it rests on
+    adopt = author_alt(result) or {"text": None, "confidence": None, "basis": None}
+    return {"kind": "caption", "alt": alt, "hedged": bool(result.get("hedged")), "suggested_alt": adopt["text"],
+            "suggested_confidence": adopt["confidence"], "confidence_basis": adopt["basis"], **common}
 
 
 def finding_suggestion(finding: dict, described: dict) -> dict:
     """An image's suggestion (as :func:`_caption_suggestion` made it) as one finding needs it: for a control's
     icon, the pipeline's control name for the attribute that names the control (alt on the image itself,
     aria-label on a button or link) or, without one, nothing to copy; for any other image, its description."""
-    common = {k: v for k, v in described.items() if k != "control_name"}
+    common = {k: v for k, v in described.items() if k not in ("control_name", "control_confidence")}
     if not finding.get("icon") or common["kind"] == "error":
         return common
     name = described.get("control_name")
@@ -306,8 +313,9 @@ def finding_suggestion(finding: dict, described: dict) -> dict:
         return {"kind": "withheld", "alt": None, "reason": "no_control_name", "message": NO_CONTROL_NAME,
                 **{k: common[k] for k in ("confidence", "model", "image_kind", "caption")}}
     attribute = "alt" if finding["rule"] in ("image-alt", "input-image-alt") else "aria-label"
+    extra = {"confidence": described["control_confidence"]} if "control_confidence" in described else {}
     return {"kind": "name", "name": name, "attribute": attribute, "model": common["model"],
-            "image_kind": common["image_kind"],
+            "image_kind": common["image_kind"], **extra,
             "message": f'Suggested {attribute}="{name}", from what the icon stands for: check that it says what the '
                        "control does."}
 
