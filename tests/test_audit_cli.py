@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +13,7 @@ from types import SimpleNamespace
 import jsonschema
 import numpy as np
 import pytest
+from bs4 import BeautifulSoup
 from click.testing import CliRunner
 from test_audit_crawl import IMAGES, LocalSite, png
 
@@ -233,6 +235,7 @@ def test_suggestions_from_a_fake_captioner_are_batched_and_cached(site, tmp_path
     assert run(site.url("/"), "--out", html).exit_code == 0
     assert fake.calls == [5]  # second audit: every caption came from the cache
     assert 'alt="Might be: a red square."' in html.read_text()
+    assert 'src="data:image/jpeg;base64,' in html.read_text()  # thumbnails cached beside the captions
     assert check_page(html.read_text(), html.as_uri()) == []
 
 
@@ -355,3 +358,39 @@ def test_the_audit_never_reads_the_services_loopback_test_switch(monkeypatch):
     monkeypatch.setattr(command, "load_describer", lambda checkpoint, beam_size: FakeDescriber())
     suggester = command._suggester(Crawler(CrawlConfig(start_url="http://127.0.0.1:1/")), None, None, None, 3, 1)
     assert suggester.source.limits.test_allow_loopback == ()
+
+
+def test_html_report_is_self_contained_and_readable_by_others(site, tmp_path, monkeypatch):
+    """The images the audit fetched to describe are embedded as small JPEG data: URLs (mailable, archivable); the
+    report files get the user's usual permissions (0666 less the umask), not mkstemp's 0600."""
+    import os
+    import stat
+
+    from PIL import Image
+
+    fake = FakeDescriber()
+    monkeypatch.setattr(command, "load_describer", lambda checkpoint, beam_size: fake)
+    old = os.umask(0o022)
+    try:
+        r = run(site.url("/"), "--out", "r.html", "--out", "r.json")
+    finally:
+        os.umask(old)
+    assert r.exit_code == 0, r.output
+    for name in ("r.html", "r.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+    soup = BeautifulSoup((tmp_path / "r.html").read_text(), "html.parser")
+    srcs = {t["src"] for t in soup.find_all("img")}  # missing.png (404) and the spacer: no preview, no link
+    assert srcs and all(s.startswith("data:image/jpeg;base64,") for s in srcs)
+    assert len(srcs) == 5  # red, blue, green, yellow, the data: URL image (spacer: decorative, never fetched)
+    im = Image.open(io.BytesIO(base64.b64decode(next(iter(srcs)).partition(",")[2])))
+    assert im.format == "JPEG" and max(im.size) <= 96
+    assert "img-src http: https: data:" in soup.find("meta", attrs={"http-equiv": "Content-Security-Policy"})["content"]
+
+
+def test_no_suggest_fetches_no_image(site, tmp_path):
+    """--no-suggest stays a crawl: no image is fetched (for thumbnails or anything else), so no extra work."""
+    before = len(site.log)
+    assert run(site.url("/"), "--no-suggest", "--out", "r.html").exit_code == 0
+    assert not [p for _, p in site.log[before:] if p.startswith("/img/")]
+    soup = BeautifulSoup((tmp_path / "r.html").read_text(), "html.parser")
+    assert not soup.find_all("img")  # and the report links to none: it loads nothing from anywhere

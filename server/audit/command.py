@@ -293,7 +293,7 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
                  "fail_on": fail_on, "fail_scope": fail_scope, "render": render})
     for out in outs:
         try:
-            write_report(report, out)
+            write_report(report, out, suggester.thumbnails)
         except (OSError, ValueError) as e:
             raise click.ClickException(f"cannot write {out}: {e}") from None
     for line in _summary(report, outs):

@@ -24,7 +24,7 @@ import itertools
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -43,6 +43,7 @@ SEVERITIES = ("critical", "serious", "moderate", "minor")
 WCAG_SEVERITIES = ("critical", "serious")  # axe's impacts of the WCAG 1.1.1 failures; the rest are heuristics
 FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html", ".sarif": "sarif"}
 FORMAT_NAMES = ".html, .json, .csv or .sarif"
+_DATA_JPEG = re.compile(r"data:image/jpeg;base64,[A-Za-z0-9+/]+={0,2}")  # the only data: URLs a report embeds
 
 # ---------------------------------------------------------------------------------------------------------------
 # The JSON report's schema (JSON Schema 2020-12). Tests validate every report they make against it.
@@ -473,8 +474,8 @@ def _unique_alts(groups: dict[str, _ImageAlt]) -> dict[str, str]:
     return alts
 
 
-def _add_thumbnail(groups: dict[str, _ImageAlt], f: dict) -> None:
-    if safe_url(f["image_url"]):
+def _add_thumbnail(groups: dict[str, _ImageAlt], f: dict, embedded: Mapping[str, str] | None = None) -> None:
+    if f["image_url"] in embedded if embedded is not None else safe_url(f["image_url"]):
         group = groups.get(f["image_url"])
         if group is None:
             group = groups[f["image_url"]] = _ImageAlt(f["image_url"])
@@ -539,9 +540,14 @@ class _FindingsByPage:
             yield page_url, list(items)
 
 
-def iter_html(report: dict) -> Iterator[str]:
+def iter_html(report: dict, thumbnails: Mapping[str, str] | None = None) -> Iterator[str]:
     """The report for people: summary, findings per page with thumbnails and copyable suggestions, rendered
-    piece by piece (two passes over the findings: thumbnails and page order first, then the tables)."""
+    piece by piece (two passes over the findings: thumbnails and page order first, then the tables).
+    With ``thumbnails`` (image URL -> a data: URL of a small JPEG, :attr:`suggest.Suggester.thumbnails`, as
+    ``alt-text audit`` writes it) the previews are those, embedded, and no other: the report loads nothing from
+    anywhere, so it can be mailed or archived. Without, the http(s) images are linked."""
+    embedded = None if thumbnails is None else \
+        {url: data for url, data in thumbnails.items() if _DATA_JPEG.fullmatch(data)}
     parts = _templates()
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
@@ -562,21 +568,21 @@ def iter_html(report: dict) -> Iterator[str]:
             else:
                 page_ids[url] = f"page-{len(page_ids) + 1}"
             previous = url
-        _add_thumbnail(groups, f)
+        _add_thumbnail(groups, f, embedded)
     yield from template.generate(
         r=report, s=report["summary"], css=parts["report.css"], js=parts["report.js"],
-        csp=("default-src 'none'; img-src http: https:; style-src " + _csp_hash(parts["report.css"])
+        csp=("default-src 'none'; img-src http: https: data:; style-src " + _csp_hash(parts["report.css"])
              + "; script-src " + _csp_hash(parts["report.js"]) + "; base-uri 'none'; form-action 'none'"),
         findings_by_page=_FindingsByPage(report["findings"], contiguous), page_ids=page_ids,
-        thumbs=_unique_alts(groups), severities=SEVERITIES, severity_of=SEVERITY, rule_titles=RULE_TITLES,
+        thumbs=_unique_alts(groups), embedded=embedded or {}, severities=SEVERITIES, severity_of=SEVERITY, rule_titles=RULE_TITLES,
         skip_reasons={"off_site": "links to other sites", "excluded": "excluded by --include/--exclude",
                       "robots": "disallowed by robots.txt", "depth_limit": "deeper than --depth",
                       "page_limit": "left in the queue at --max-pages"},
     )
 
 
-def to_html(report: dict) -> str:
-    return "".join(iter_html(report))
+def to_html(report: dict, thumbnails: Mapping[str, str] | None = None) -> str:
+    return "".join(iter_html(report, thumbnails))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -725,10 +731,11 @@ def format_of(path: str | Path) -> str | None:
     return FORMATS.get(Path(path).suffix.lower())
 
 
-def write_report(report: dict, path: str | Path) -> None:
+def write_report(report: dict, path: str | Path, thumbnails: Mapping[str, str] | None = None) -> None:
     """Write in the format the extension names (.json, .csv, .html/.htm, .sarif), atomically, streamed: the
-    findings are read back from the crawl's store as the file is written, never held all at once."""
+    findings are read back from the crawl's store as the file is written, never held all at once. The HTML
+    report embeds ``thumbnails`` (see :func:`iter_html`)."""
     fmt = format_of(path)
     if fmt is None:
         raise ValueError(f"{path}: the report format comes from the extension: {FORMAT_NAMES}")
-    write_atomic(path, STREAMS[fmt](report))
+    write_atomic(path, iter_html(report, thumbnails) if fmt == "html" else STREAMS[fmt](report))

@@ -320,14 +320,56 @@ def finding_suggestion(finding: dict, described: dict) -> dict:
                        "control does."}
 
 
+THUMBNAIL_PX = 96  # the HTML report's embedded thumbnails: JPEG, at most this wide and high
+THUMBNAILS_MAX_BYTES = 32_000_000  # ... and at most this much of them in all (the rest have no preview)
+THUMBNAIL_NAMESPACE = f"audit-thumbnail:{THUMBNAIL_PX}"  # cached with the captions: a cached audit has them too
+
+
+def thumbnail(image: Image.Image, size: int = THUMBNAIL_PX) -> str | None:
+    """A small JPEG of the image as a data: URL (transparency on white), or None if it cannot be made."""
+    import io
+
+    try:
+        im = image.copy()
+        im.thumbnail((size, size))
+        if im.mode in ("RGBA", "LA", "P"):
+            im = im.convert("RGBA")
+            back = Image.new("RGB", im.size, (255, 255, 255))
+            back.paste(im, mask=im.getchannel("A"))
+            im = back
+        elif im.mode != "RGB":
+            im = im.convert("RGB")
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=70, optimize=True)
+    except Exception:  # noqa: BLE001 - a thumbnail is a nicety
+        log.debug("no thumbnail", exc_info=True)
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 class Suggester:
     """Findings in, one suggestion per finding out: unique image URLs are fetched in parallel, looked up in the
-    cache, and the misses captioned ``batch_size`` at a time."""
+    cache, and the misses captioned ``batch_size`` at a time. Each image fetched for that also leaves a small
+    thumbnail in :attr:`thumbnails` (image URL -> data: URL) for the HTML report, cached beside its caption (an
+    image answered from the cache by its URL is not fetched again, and its thumbnail comes from there too)."""
 
     def __init__(self, backend: Backend | None, source: ImageSource | None, cache: Cache | None = None,
                  batch_size: int = 16, concurrency: int = 4):
         self.backend, self.source, self.cache = backend, source, cache or NoCache()
         self.batch_size, self.concurrency = batch_size, concurrency
+        self.thumbnails: dict[str, str] = {}
+        self._thumb_bytes = 0
+
+    def _keep_thumbnail(self, url: str, thumb) -> bool:
+        if not isinstance(thumb, str) or self._thumb_bytes >= THUMBNAILS_MAX_BYTES:
+            return False
+        self.thumbnails[url] = thumb
+        self._thumb_bytes += len(thumb)
+        return True
+
+    def _load(self, url: str) -> tuple[LoadedImage, str | None]:
+        loaded = self.source.load(url)
+        return loaded, (thumbnail(loaded.image) if self._thumb_bytes < THUMBNAILS_MAX_BYTES else None)
 
     def suggestion_for(self, finding: dict, described: Mapping[str, dict]) -> dict | None:
         """A finding's suggestion: decorative or "no image file" from the finding alone, else its image URL's
@@ -410,12 +452,13 @@ class Suggester:
             hit = cache.get_url(url, version)
             if hit:
                 results[url] = hit
+                self._keep_thumbnail(url, (cache.get_url(url, THUMBNAIL_NAMESPACE) or {}).get("thumbnail"))
             else:
-                futures[url] = pool.submit(self.source.load, url)
+                futures[url] = pool.submit(self._load, url)
         todo: list[tuple[str, LoadedImage]] = []
         for url, fut in futures.items():
             try:
-                loaded = fut.result()
+                loaded, thumb = fut.result()
             except FetchError as e:
                 results[url] = _error(e.code, e.message)
                 continue
@@ -423,6 +466,10 @@ class Suggester:
                 log.debug("loading %s failed", url, exc_info=True)
                 results[url] = _error("fetch_failed", f"the image could not be fetched ({type(e).__name__})")
                 continue
+            if self._keep_thumbnail(url, thumb):
+                thumb_key = image_key(loaded.data, THUMBNAIL_NAMESPACE)
+                cache.put(thumb_key, {"thumbnail": thumb})
+                cache.put_url(url, THUMBNAIL_NAMESPACE, thumb_key)
             key = image_key(loaded.data, version)
             hit = cache.get(key)
             if hit:
