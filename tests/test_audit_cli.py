@@ -394,3 +394,32 @@ def test_no_suggest_fetches_no_image(site, tmp_path):
     assert not [p for _, p in site.log[before:] if p.startswith("/img/")]
     soup = BeautifulSoup((tmp_path / "r.html").read_text(), "html.parser")
     assert not soup.find_all("img")  # and the report links to none: it loads nothing from anywhere
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_on_a_terminal_and_quiet_otherwise(site, tmp_path, monkeypatch):
+    """On a terminal: pages done of those known, URLs queued, images, findings, the rate; nothing with --quiet or
+    when stderr is not a terminal."""
+    from server.audit.crawl import CrawlState, Page
+
+    term = _Terminal()
+    monkeypatch.setattr(command.sys, "stderr", term)
+    st = CrawlState(site.url("/"), [site.root])
+    progress = command.Progress(200, st)
+    st.pages.append(Page(url=site.url("/"), depth=0, referrer=None, images=3, findings=2))
+    st.frontier.extend([(site.url("/a.html"), 1, None), (site.url("/b.html"), 1, None)])
+    progress.bar.mininterval = 0
+    progress.page(st.pages[0], st)
+    progress.bar.refresh()
+    out = term.getvalue()
+    assert "crawling" in out and "1/3" in out and "queued=2" in out and "findings=2" in out and "page/s" in out
+    progress.close()
+    assert not command.Progress(200, st, quiet=True).enabled
+    monkeypatch.setattr(command.sys, "stderr", io.StringIO())
+    assert not command.Progress(200, st).enabled
+    r = run(site.url("/"), "--no-suggest", "-q")
+    assert r.exit_code == 0 and "Audited 5 page(s)" in r.stdout

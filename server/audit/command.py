@@ -87,13 +87,17 @@ def _suggester(crawler: Crawler, server_url, api_key, checkpoint, beam_size, con
 
 
 class Progress:
-    """Progress bars on stderr (only on a terminal): pages, images and findings while crawling, then images
-    described."""
+    """Progress bars on stderr, only on a terminal and without --quiet: pages done (of those known so far, at most
+    --max-pages), URLs queued, images, findings and the rate while crawling; then images described."""
 
-    def __init__(self, total_pages: int, state: CrawlState):
-        self.enabled = sys.stderr.isatty()
+    def __init__(self, total_pages: int, state: CrawlState, quiet: bool = False):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.max_pages = total_pages
         self.images, self.findings = state.images, len(state.findings)
-        self.bar = self._bar(total_pages, len(state.pages), "crawling", "page")
+        self.bar = self._bar(self._total(state), len(state.pages), "crawling", "page")
+
+    def _total(self, state: CrawlState) -> int:
+        return max(1, min(self.max_pages, len(state.pages) + len(state.frontier)))
 
     def _bar(self, total: int, initial: int, desc: str, unit: str):
         from tqdm import tqdm
@@ -104,8 +108,9 @@ class Progress:
     def page(self, page: Page, state: CrawlState) -> None:
         self.images += page.images
         self.findings += page.findings
+        self.bar.total = self._total(state)
         self.bar.update(1)
-        self.bar.set_postfix(images=self.images, findings=self.findings, refresh=False)
+        self.bar.set_postfix(queued=len(state.frontier), images=self.images, findings=self.findings, refresh=False)
 
     def start_suggestions(self, total: int) -> None:
         self.bar.close()
@@ -219,10 +224,12 @@ def _load_state(path: Path, resume: bool, start_url: str) -> CrawlState | None:
 @click.option("--no-suggest", is_flag=True, help="Do not describe images (no model, no image fetches).")
 @click.option("--render", is_flag=True,
               help="Audit each page as headless Chromium renders it (scripts run, open shadow roots included).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bars on stderr (they are only shown on a terminal anyway); the summary is printed.")
 @click.option("--chromium", default="/usr/bin/chromium", show_default=True, type=click.Path(dir_okay=False),
               help="The Chromium that --render drives.")
 def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, timeout, outs, fail_on, fail_scope,
-          server_url, api_key, resume, checkpoint, beam_size, no_suggest, render, chromium) -> None:
+          server_url, api_key, resume, checkpoint, beam_size, no_suggest, render, quiet, chromium) -> None:
     """Audit the images of the site at URL (WCAG 2.2 SC 1.1.1) and suggest alt text for them.
 
     The crawl stays on URL's origin, obeys robots.txt, and may reach private and loopback addresses: it is meant
@@ -251,7 +258,7 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
             raise click.ClickException(why)
     state_path = state_path_for(outs)
     state = _load_state(state_path, resume, config.start_url)
-    progress = Progress(max_pages, state or CrawlState(config.start_url, [origin(config.start_url)]))
+    progress = Progress(max_pages, state or CrawlState(config.start_url, [origin(config.start_url)]), quiet)
     try:
         crawler = Crawler(config, state, state_path, on_page=progress.page)
     except ValueError as e:
