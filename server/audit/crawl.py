@@ -1219,7 +1219,7 @@ class Crawler:
 
     def _canonical(self, soup, page_url: str) -> str | None:
         """The page's first ``<link rel=canonical href>``, normalised, when it is on the crawl's origins."""
-        for link in (soup.head or soup).find_all("link", href=True, limit=50):  # head: not the whole page
+        for link in soup.find_all("link", href=True, limit=50):  # in the head or not (it happens)
             rel = link.get("rel") or []
             if isinstance(rel, str):
                 rel = rel.split()
