@@ -263,3 +263,17 @@ def test_a_page_of_text_is_quoted_even_when_its_lines_are_short():
 def test_a_screenshot_title_is_its_first_line_when_it_reads_as_one(lines, title):
     r = said(icon_evidence(kind="screenshot", text=lines))
     assert r["alt"] == (f"Screenshot: “{title}”" if title else "Screenshot.")
+
+
+def test_a_one_colour_glyph_on_a_transparent_background_is_not_blank():
+    im = Image.new("RGBA", (48, 48), (0, 0, 0, 0))
+    for x in range(8, 40):
+        for y in range(20, 28):
+            im.putpixel((x, y), (20, 20, 20, 255))  # a bar in one colour: its shape is in the alpha channel
+            im.putpixel((y, x), (20, 20, 20, 255))
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    r = said(icon_evidence("meaning:search", pixels=pixel_stats(decode_image(buf.getvalue()))))
+    assert r["kind"] == "icon" and r["alt"] == "Icon: Search."

@@ -154,7 +154,10 @@ def blank(ev: Evidence, policy: Policy) -> bool:
     px = ev.pixels
     if px is None:
         return False
-    return px.width * px.height <= 4 or px.transparent >= 0.99 or px.top_colour >= policy.blank_top_colour
+    # One colour counts only where nothing is transparent: a glyph drawn in one colour on a transparent background
+    # has the same colour in every visible pixel, and its shape is in the alpha channel.
+    return (px.width * px.height <= 4 or px.transparent >= 0.99
+            or (px.top_colour >= policy.blank_top_colour and px.transparent <= 0.01))
 
 
 def sure_class(probs: dict[str, float], labels: dict[str, str], threshold: float | None,
