@@ -32,9 +32,9 @@ from model.datasets import load_split  # noqa: E402
 from server.describe import Describer, Evidence, Policy, Wording  # noqa: E402
 from server.describe.pipeline import result  # noqa: E402
 from server.describe.concepts import stem  # noqa: E402
+from server.describe.meanings import Vocabulary  # noqa: E402
 from server.netsafe.images import ImageError, read_image_file  # noqa: E402
 
-MEANINGS = Path(__file__).resolve().parents[1] / "server" / "describe" / "meanings.json"
 SAME_KIND = {"logo": "icon"}  # icons and logos are one class for judging: both are small brand/pictogram marks
 
 
@@ -77,8 +77,7 @@ def synonyms(r: dict) -> list[str]:
     document-print), so that "Icon: Print." is right for a printer icon whose keywords say "printer"."""
     names = [named_as(r)]
     if r.get("meaning"):
-        entry = next((m for m in json.loads(MEANINGS.read_text())["meanings"] if m["id"] == r["meaning"]["id"]), None)
-        names += [n.replace("-", " ") for n in (entry or {}).get("names", [])]
+        names += [n.replace("-", " ") for n in Vocabulary.load().names.get(r["meaning"]["id"], ())]
     return names
 
 

@@ -4,14 +4,16 @@
     python scripts/fit_meanings.py --icons ~/.cache/alt-text/icons
 
 The head reads what the encoder already computes for every image (its pooled features and a 3x3 summary of its
-grid, so that a left arrow differs from a right one) and is a small network (one hidden layer) over the classes of
+grid, so that a left arrow differs from a right one) and is a linear layer (meanings; ``--hidden N``: one hidden
+layer, as for chart types) over the classes of
 ``server/describe/meanings.json`` that at least ``--min-families`` icon sets draw, plus "other" (icons that mean
 nothing in the vocabulary, and meanings too few sets draw to be learned).
 
 Validation: for each family (one icon set or theme), a head fitted on all the other families predicts it. The
 threshold a meaning needs to be spoken is the lowest at which the pooled held-out predictions are wrong at most
-``--max-wrong`` of the times they speak (a spoken meaning on an "other" icon counts as wrong); the figures per family
-left out are in the report. The shipped head is then fitted on every family and stored in the checkpoint's
+``--max-wrong`` of the times they speak (a spoken meaning on an "other" icon counts as wrong); brands get a
+threshold of their own, chosen the same way on the brand predictions. The figures per family left out are in the
+report. The shipped head is then fitted on every family and stored in the checkpoint's
 ``.honesty.safetensors`` heads file beside the kind and calibration heads (``--heads``), so it is loaded and
 checked with them.
 """
@@ -113,8 +115,8 @@ def fit_linear(x: np.ndarray, y: np.ndarray, k: int, weight_decay: float, epochs
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, k: int, hidden: int, epochs: int, seed: int = 0) -> tuple[Linear, Linear]:
-    """One hidden layer (GELU), AdamW with a one-cycle schedule, label smoothing and dropout: its probabilities on
-    icon sets it never saw are far better ranked than a linear model's (which is sure of its mistakes)."""
+    """One hidden layer (GELU), AdamW with a one-cycle schedule, label smoothing and dropout. Chart types use it; for
+    icon meanings it ranked held-out icon sets no better than the linear head (see the model card)."""
     torch.manual_seed(seed)
     mean, std = x.mean(0), x.std(0) + 1e-4
     xt, yt = torch.as_tensor((x - mean) / std, dtype=torch.float32), torch.as_tensor(y)
@@ -193,14 +195,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-brand-families", type=int, default=2)
     ap.add_argument("--max-wrong", type=float, default=0.05)
     ap.add_argument("--weight-decay", type=float, default=1e-3)
-    ap.add_argument("--hidden", type=int, default=512, help="hidden units (0: a linear head)")
-    ap.add_argument("--epochs", type=int, default=30, help="epochs (L-BFGS iterations for a linear head)")
+    ap.add_argument("--hidden", type=int, default=None,
+                    help="hidden units, 0: a linear head (default: 0 for meanings, 512 for chart types, as shipped)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="epochs, or L-BFGS iterations for a linear head (default: 30, or 80 for a linear head)")
     ap.add_argument("--features", choices=("pooled", "pooled+grid"), default="pooled+grid")
     ap.add_argument("--pooled-components", type=int, default=256)
     ap.add_argument("--grid-components", type=int, default=32)
     ap.add_argument("--report", type=Path, default=Path("runs/meanings/report.json"))
     ap.add_argument("--no-write", action="store_true", help="validate only")
     args = ap.parse_args(argv)
+    if args.hidden is None:
+        args.hidden = 0 if args.task == "meaning" else 512
+    if args.epochs is None:
+        args.epochs = 30 if args.hidden else 80
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
 

@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.describe.meanings import Vocabulary, icon_tokens  # noqa: E402
+from server.describe.meanings import Vocabulary  # noqa: E402
 
 RESERVED = ("@tabler/", "@phosphor-icons/", "remixicon", "boxicons", "line-awesome", "@iconify/", "tango-icon-theme")
 
@@ -162,7 +162,8 @@ def _coloured_svg(text: str, colour: str) -> str:
 def rasterise(path: Path, size: int, colour: str | None) -> Image.Image:
     if path.suffix == ".png":
         im = Image.open(path).convert("RGBA")
-        im.thumbnail((size, size), Image.LANCZOS) if max(im.size) > size else None
+        if max(im.size) > size:
+            im.thumbnail((size, size), Image.LANCZOS)
         return im
     text = path.read_text(errors="replace")
     if colour:

@@ -2,10 +2,11 @@
 (bar, line, pie...), from the encoder's features. One class, ``MeaningHead``, serves both.
 
 It reads what the encoder computes for every image anyway: the pooled features, and a 3x3 summary of the grid,
-each projected onto its principal directions (pooled features alone cannot tell a left arrow from a right one). One
-small network (one hidden layer) over the classes of ``meanings.json`` plus "other"; fitted and validated leave-one-icon-set-out by
-``scripts/fit_meanings.py`` and stored in the checkpoint's heads file. A class is said only at or above the
-threshold chosen on the held-out sets.
+each projected onto its principal directions (pooled features alone cannot tell a left arrow from a right one). A
+linear layer (meanings and brands) or one hidden layer (chart types) over the classes of ``meanings.json`` plus
+"other"; fitted and validated leave one icon set (or plotting library) out by ``scripts/fit_meanings.py`` and stored
+in the checkpoint's heads file. A class is said only at or above the threshold chosen on the held-out sets (brands
+have their own: ``decision.sure_class`` applies them).
 """
 from __future__ import annotations
 
@@ -113,7 +114,3 @@ class MeaningHead:
         return cls(list(meta["classes"]), (t[f"{prefix}.pooled_mean"], t[f"{prefix}.pooled_proj"]), grid,
                    Linear.from_tensors(t, prefix), float(meta["threshold"]), dict(meta.get("titles", {})), hidden,
                    meta.get("brand_threshold"))
-
-    def threshold_for(self, key: str) -> float:
-        """The probability class ``key`` needs to be said."""
-        return self.brand_threshold if key.startswith("brand:") and self.brand_threshold is not None else self.threshold

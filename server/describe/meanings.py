@@ -49,6 +49,7 @@ class Vocabulary:
         self.brands = {b["id"]: Meaning(b["id"], b["name"], brand=True) for b in data["brands"]}
         self.charts = {c["id"]: Meaning(c["id"], c["label"]) for c in data.get("charts", [])}
         self._meaning_names = {n: m["id"] for m in data["meanings"] for n in m["names"]}
+        self.names = {m["id"]: tuple(m["names"]) for m in data["meanings"]}  # meaning id -> the names sets give it
         self._brand_names = {n: b["id"] for b in data["brands"] for n in b["names"]}
 
     @classmethod

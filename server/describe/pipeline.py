@@ -72,7 +72,8 @@ def model_signals(probs: torch.Tensor | None, pooled: np.ndarray, heads: Heads |
     top_p = probs.max(1).values.tolist()
     entropy = (-(probs * probs.clamp_min(1e-12).log()).sum(1)).tolist()
     projected, novelty = heads.project(pooled), heads.kind_novelty(pooled)
-    grid9 = grid_summary(grid).numpy() if grid is not None else None
+    reads_grid = grid is not None and any(getattr(heads, name) is not None for name in NAMED_HEADS)
+    grid9 = grid_summary(grid).numpy() if reads_grid else None
     named = {name: ([{}] * len(pooled) if getattr(heads, name) is None or grid9 is None
                     else getattr(heads, name).top(pooled, grid9)) for name in NAMED_HEADS}
     return [Signals(concepts[i], top_p[i], entropy[i], cues, projected[i],
