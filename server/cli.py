@@ -385,12 +385,8 @@ def _serve_options(fn):
 @_serve_options
 def serve(host, port, workers, threads, **options) -> None:
     """Run the HTTP service under gunicorn. Every setting can also come from ALT_TEXT_* variables."""
-    import atexit
-    import os
-    import shutil
-    import tempfile
-
     from .service.config import Config
+    from .service.gunicorn_app import ServeError, run
 
     options["api_keys"] = tuple(options["api_keys"]) or None
     options["cors_origins"] = tuple(options["cors_origins"]) or None
@@ -398,52 +394,10 @@ def serve(host, port, workers, threads, **options) -> None:
         cfg = Config.from_env(**options)
     except (TypeError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-    if cfg.torch_threads <= 0:  # each process its share of the cores: with early answers the request threads' work
-        # overlaps the batch, and 2 threads on 2 cores served 10-16 % more images/s than 1 (bench_server, idle)
-        cfg.torch_threads = max(1, (os.cpu_count() or 1) // workers)
-    if cfg.load_model:  # fail here, with one line, not in every worker
-        from model import default_checkpoint_path
-        from model.checkpoint import CheckpointError, load
-
-        from .describe import HeadsError, heads_for
-
-        path = Path(cfg.checkpoint or default_checkpoint_path())
-        try:
-            load(path)
-            heads_for(path)  # the same check Describer.load makes in every worker, once, here
-        except (CheckpointError, HeadsError) as e:
-            raise click.ClickException(str(e)) from None
-
-    # Only now, and before anything imports prometheus_client (it picks its value store at import): the workers,
-    # forked later, write their metrics to files here, and a scrape of any one of them adds all of them up.
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="alt-text-metrics-")
-        atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
-    from gunicorn.app.base import BaseApplication
-
-    from .service import hooks
-    from .service.app import create_app
-    from .service.metrics import prepare_multiprocess_dir
-
-    prepare_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-
-    class Gunicorn(BaseApplication):
-        def load_config(self):
-            for k, v in {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
-                         "worker_class": "gthread", "timeout": 120, "graceful_timeout": 10,
-                         "accesslog": "-", "errorlog": "-", "child_exit": hooks.child_exit,
-                         "worker_exit": hooks.worker_exit}.items():
-                self.cfg.set(k, v)
-            # gunicorn >= 25.1 opens a control socket, by default at one path for every instance of a user:
-            # replicas on one host took it from each other (and whoever could reach it could change the worker
-            # count); alt-text serve's flags are the way to manage it
-            if "control_socket_disable" in self.cfg.settings:
-                self.cfg.set("control_socket_disable", True)
-
-        def load(self):
-            return create_app(cfg)
-
-    Gunicorn().run()
+    try:
+        run(cfg, host=host, port=port, workers=workers, threads=threads)
+    except ServeError as e:
+        raise click.ClickException(str(e)) from None
 
 
 main.add_command(audit)
