@@ -429,8 +429,8 @@ def test_state_file_errors(tmp_path):
     bad.write_text('{"format": "something else"}')
     with pytest.raises(ValueError, match="not an alt-text audit state"):
         CrawlState.load(bad)
-    bad.write_text('{"format": "alt-text-audit-state/1", "start_url": "http://h/"}')
-    with pytest.raises(ValueError, match="incomplete"):
+    bad.write_text('{"format": "alt-text-audit-state/1", "start_url": "http://h/"}')  # no longer read
+    with pytest.raises(ValueError, match="before the journal"):
         CrawlState.load(bad)
 
 

@@ -126,9 +126,10 @@ def test_damaged_and_legacy_state_files(chain, tmp_path):
     st = Crawler(CrawlConfig(start_url=chain.url("/"), max_depth=100, max_pages=4, timeout=2)).run()
     st.save(path)
     assert records(CrawlState.load(path)) == records(st)
-    legacy = tmp_path / "old.json"  # format 1: the whole state as one JSON document
-    legacy.write_text(json.dumps(st.to_dict()))
-    assert records(CrawlState.load(legacy)) == records(st)
+    legacy = tmp_path / "old.json"  # format 1: the whole state as one JSON document, no longer read
+    legacy.write_text(json.dumps({"format": "alt-text-audit-state/1", "start_url": st.start_url}))
+    with pytest.raises(ValueError, match="before the journal"):
+        CrawlState.load(legacy)
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(lines[0] + b"{not json}\n" + b"".join(lines[1:]))
     with pytest.raises(ValueError, match="damaged at line 2"):
@@ -160,23 +161,13 @@ def test_a_save_late_in_a_big_crawl_writes_only_the_new_page(tmp_path):
     assert len(CrawlState.load(tmp_path / "s.jsonl").pages) == 20_100
 
 
-def test_cli_resumes_a_state_file_from_before_the_journal(chain, tmp_path, monkeypatch):
+def test_cli_refuses_a_state_file_from_before_the_journal_in_one_line(chain, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from server.audit.command import audit
 
-    config = CrawlConfig(start_url=chain.url("/"), max_depth=100, concurrency=1, timeout=2)
-
-    def stop(page, state):
-        if len(state.pages) == 4:
-            raise KeyboardInterrupt
-
-    crawler = Crawler(config, on_page=stop)
-    with pytest.raises(KeyboardInterrupt):
-        crawler.run()
-    (tmp_path / "r.state.json").write_text(json.dumps(crawler.state.to_dict()))  # format 1
     monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(audit, [chain.url("/"), "--no-suggest", "--depth", "100", "--out", "r.json", "--resume"])
-    assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "r.json").read_text())["summary"]["pages_audited"] == PAGES
-    assert not (tmp_path / "r.state.json").exists() and not (tmp_path / "r.state.jsonl").exists()
+    (tmp_path / "r.state.jsonl").write_text(json.dumps({"format": "alt-text-audit-state/1",
+                                                        "start_url": chain.url("/")}))
+    r = CliRunner().invoke(audit, [chain.url("/"), "--no-suggest", "--out", "r.json", "--resume"])
+    assert r.exit_code == 1 and "before the journal" in r.output and "Traceback" not in r.output

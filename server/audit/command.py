@@ -178,9 +178,8 @@ def _load_state(path: Path, resume: bool, start_url: str) -> CrawlState | None:
             click.echo(f"alt-text: note: starting a new audit; the saved one in {path} will be replaced "
                        "(use --resume to continue it)", err=True)
         return None
-    legacy = path.with_suffix(".json")  # report.state.json: a whole-state file from before the journal
     try:
-        state = CrawlState.load(legacy if not path.exists() and legacy.exists() else path)
+        state = CrawlState.load(path)
     except FileNotFoundError:
         raise click.ClickException(f"no saved audit to resume at {path}") from None
     except (OSError, ValueError) as e:
@@ -313,11 +312,10 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
     if failure is not None:
         raise click.ClickException(f"the audit stopped on an internal error ({type(failure).__name__}: {failure}); "
                                    f"what was found is saved in {state_path}: --resume continues")
-    for done_with in (state_path, state_path.with_suffix(".json")) if resume else (state_path,):
-        try:
-            done_with.unlink()
-        except FileNotFoundError:
-            pass
+    try:
+        state_path.unlink()
+    except FileNotFoundError:
+        pass
     if report["summary"]["pages_audited"] == 0:
         raise click.ClickException(f"no page could be audited: {_nothing_audited(st)}")
     if fail_on is not None:

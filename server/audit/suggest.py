@@ -44,12 +44,13 @@ from urllib.parse import unquote_to_bytes
 import requests
 from PIL import Image
 
-from server.netsafe.fetch import FetchError, FetchLimits, decode_fetched, fetch_bytes
+from server.netsafe import (IMAGE_ACCEPT, REDIRECT_STATUSES, FetchError, FetchLimits, Redirects, decode_fetched,
+                            fetch_bytes)
 from server.service.cache import Cache, NoCache, image_key
 from server.service.client import service_limits
 
 from .adopt import author_alt
-from .crawl import REDIRECTS, FetchFailure, Site, WorkerPool, normalize_url, origin
+from .crawl import FetchFailure, Site, WorkerPool, normalize_url, origin
 from .rules import CONTROL_RULES
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,6 @@ NOT_AN_IMAGE_FILE = "No image file to describe (an inline SVG or an image-map ar
 NO_ICON_FILE = "No image file to describe (an inline SVG or an icon font): write the name by hand."
 NOTHING_SHOWN = "The control shows nothing to describe: write its name by hand."
 NO_CONTROL_NAME = "The model is not sure what this icon stands for."
-MAX_REDIRECTS = 5
-IMAGE_ACCEPT = "image/webp,image/png,image/jpeg,image/gif,image/bmp;q=0.9,image/*;q=0.5"  # what decode_image reads
 
 
 class SuggestError(Exception):
@@ -218,9 +217,11 @@ class ImageSource:
             raise FetchError("invalid_data", "the data: URL is not valid base64", 400) from None
 
     def _from_site(self, url: str) -> bytes:
-        """Same-origin hops through the crawl session; a redirect elsewhere continues through server.netsafe.fetch."""
-        current = url
-        for _ in range(MAX_REDIRECTS + 1):
+        """Same-origin hops through the crawl's site (robots.txt and the politeness delay apply); a redirect
+        elsewhere continues through the public-only fetch. Hops follow the fetch layer's one redirect rule."""
+        redirects = Redirects(url, self.limits.max_redirects)
+        while True:
+            current = redirects.current
             if origin(current) not in self.origins:
                 return fetch_bytes(current, self.limits)[0]
             if not self.site.allowed(current):
@@ -230,18 +231,18 @@ class ImageSource:
                                   accept=IMAGE_ACCEPT)
             except FetchFailure as e:
                 raise FetchError(e.kind, e.message, 504 if e.kind == "timeout" else 502) from None
-            if r.status in REDIRECTS:
-                target = normalize_url(r.headers.get("Location") or "", current)
+            if r.status in REDIRECT_STATUSES:
+                location = redirects.location(r.status, r.headers.get("Location"))
+                target = normalize_url(location) if location else None
                 if target is None:
                     raise FetchError("bad_redirect", f"HTTP {r.status} without a usable Location", 502)
-                current = target
+                redirects.follow(target)
                 continue
             if r.status != 200:
                 raise FetchError("upstream_status", f"the image server answered HTTP {r.status}", 502)
             if r.truncated:
                 raise FetchError("too_large", f"the image is larger than {self.limits.max_bytes:,} bytes", 413)
             return r.body
-        raise FetchError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects", 502)
 
     def load(self, url: str) -> LoadedImage:
         """The decoded image and its bytes; raises FetchError."""
