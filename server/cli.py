@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from . import local_describer
 from .audit.command import audit
 from .netsafe.images import ImageError, read_image_file
 
@@ -23,23 +24,6 @@ class _Failed(click.ClickException):
 
     def show(self, file=None):
         pass
-
-
-def _fail_on(*errors: type[Exception]):
-    """Turn the library's own error types into click errors (one line, exit status 1)."""
-    import functools
-
-    def wrap(fn):
-        @functools.wraps(fn)
-        def inner(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except errors as e:
-                raise click.ClickException(str(e)) from None
-
-        return inner
-
-    return wrap
 
 
 def _model_errors() -> tuple[type[Exception], ...]:
@@ -62,21 +46,10 @@ def load_captioner(checkpoint: str | None, device: str | None = None):
 
 
 def load_describer(checkpoint: str | None, beam_size: int = 3, device: str | None = None):
-    """The describe pipeline on ``checkpoint`` (the bundled model when None), thresholds and wording from the
-    ALT_TEXT_* settings the service reads too, so every surface says the same."""
-    from model.checkpoint import CheckpointError
-
-    from .describe import Describer, HeadsError
-    from .service.config import Config
-
+    """The describe pipeline with the ALT_TEXT_* settings (:mod:`server.local_describer`), or a one-line error."""
     try:
-        cfg = Config.from_env(load_model=False)
-    except (TypeError, ValueError) as e:
-        raise click.ClickException(str(e)) from None
-    try:
-        return Describer.load(checkpoint, device=device, beam_size=beam_size, policy=cfg.policy(),
-                              wording=cfg.wording(), use_ocr=cfg.ocr)
-    except (CheckpointError, HeadsError) as e:
+        return local_describer.load_describer(checkpoint, beam_size, device)
+    except local_describer.DescriberUnavailable as e:
         raise click.ClickException(str(e)) from None
 
 
@@ -166,32 +139,18 @@ def url_command(urls, server_url, api_key, checkpoint, beam_size, as_json) -> No
 
 
 def _ask_server(server_url: str, api_key: str | None, urls: list[str]) -> list[dict]:
-    import requests
+    from .client import ServiceClient, ServiceError
 
-    headers = {"X-API-Key": api_key} if api_key else {}
-    endpoint = server_url.rstrip("/") + "/v1/alt-text"
-    from .service.client import service_limits
-
-    per_request = service_limits(server_url, headers)["max_images"]
+    try:
+        answers = ServiceClient(server_url, api_key).describe([{"url": u} for u in urls])
+    except ServiceError as e:
+        raise click.ClickException(e.message) from None
     results = []
-    for start in range(0, len(urls), per_request):
-        chunk = urls[start : start + per_request]
-        try:
-            r = requests.post(endpoint, json={"images": [{"url": u} for u in chunk]}, headers=headers, timeout=120)
-        except requests.RequestException as e:
-            raise click.ClickException(f"cannot reach the service at {server_url}: {e}") from None
-        try:
-            body = r.json()
-        except ValueError:
-            body = {}
-        if r.status_code != 200 or "results" not in body:
-            reason = body.get("error", {}).get("message") if isinstance(body, dict) else None
-            raise click.ClickException(f"the service answered HTTP {r.status_code}: {reason or r.text[:200]}")
-        for u, res in zip(chunk, body["results"]):
-            if "error" in res:
-                results.append({"input": u, "error": res["error"]["message"]})
-            else:  # the service ran the same pipeline: show its result as the local path would
-                results.append({"input": u, **{k: v for k, v in res.items() if k not in ("cached", "elapsed_ms")}})
+    for u, res in zip(urls, answers):
+        if "error" in res:
+            results.append({"input": u, "error": res["error"]["message"]})
+        else:  # the service ran the same pipeline: show its result as the local path would
+            results.append({"input": u, **{k: v for k, v in res.items() if k not in ("cached", "elapsed_ms")}})
     return results
 
 

@@ -41,12 +41,13 @@ def state_path_for(outs: tuple[str, ...]) -> Path:
 
 def load_describer(checkpoint: str | None, beam_size: int):
     """The in-process describe pipeline (tests replace this function with one that returns a fake)."""
-    from server.cli import load_describer as load
+    from server.local_describer import DescriberUnavailable
+    from server.local_describer import load_describer as load
 
     try:
         return load(checkpoint, beam_size)
-    except click.ClickException as e:
-        raise click.ClickException(f"{e.message} (give --checkpoint, --server URL or --no-suggest)") from None
+    except DescriberUnavailable as e:
+        raise click.ClickException(f"{e} (give --checkpoint, --server URL or --no-suggest)") from None
 
 
 def _suggester(crawler: Crawler, server_url, api_key, checkpoint, beam_size, concurrency):

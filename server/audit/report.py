@@ -723,7 +723,6 @@ def to_sarif(report: dict) -> str:
     return "".join(iter_sarif(report))
 
 
-RENDERERS = {"json": to_json, "csv": to_csv, "html": to_html, "sarif": to_sarif}
 STREAMS = {"json": iter_json, "csv": iter_csv, "html": iter_html, "sarif": iter_sarif}
 
 

@@ -36,7 +36,6 @@ import base64
 import binascii
 import logging
 import re
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Protocol
 from urllib.parse import unquote_to_bytes
@@ -47,7 +46,7 @@ from PIL import Image
 from server.netsafe import (IMAGE_ACCEPT, REDIRECT_STATUSES, FetchError, FetchLimits, Redirects, decode_fetched,
                             fetch_bytes)
 from server.service.cache import Cache, NoCache, image_key
-from server.service.client import service_limits
+from server.client import ServiceClient, ServiceError, image_data
 
 from .adopt import author_alt
 from .crawl import FetchFailure, Site, WorkerPool, normalize_url, origin
@@ -108,78 +107,35 @@ class LocalBackend:
 
 
 class ServiceBackend:
-    """A running alt-text service (``alt-text serve``). The model version comes from its /readyz, so that the
-    local cache never mixes two models' answers."""
+    """A running alt-text service (``alt-text serve``), through :class:`server.client.ServiceClient`. The model
+    version comes from its /readyz, so that the local cache never mixes two models' answers."""
 
-    chunk = 16  # images per request and body size: replaced by what the service publishes at /v1/limits
-    max_request_bytes = 12_000_000
+    KEEP = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "hedged", "withheld", "reason",
+            "control_name", "concepts", "meaning", "brand", "chart_type")
 
     def __init__(self, server_url: str, api_key: str | None = None, timeout: float = 120.0,
                  session: requests.Session | None = None):
-        self.base = server_url.rstrip("/")
-        self.timeout = timeout
-        self.session = session or requests.Session()
-        if api_key:
-            self.session.headers["X-API-Key"] = api_key
-        ready = self._ready()
-        limits = service_limits(self.base, session=self.session)
-        self.chunk = limits["max_images"]
-        self.max_request_bytes = min(self.max_request_bytes, int(limits["max_body_bytes"] * 0.6))  # JSON framing
+        self.client = ServiceClient(server_url, api_key, timeout=timeout, session=session)
+        try:
+            ready = self.client.ready()
+        except ServiceError as e:
+            raise SuggestError(e.message) from None
+        self.client.limits()  # read before the crawl, as readiness is
         self.version = "service:" + str(ready["model"])
         # The service's results depend on its pipeline and settings too: its namespace says which pipeline.
         self.cache_namespace = "service:" + str(ready.get("pipeline") or ready["model"])
 
-    def _ready(self) -> dict:
+    def _post(self, batch: list[dict]) -> list[dict]:
         try:
-            r = self.session.get(self.base + "/readyz", timeout=10)
-        except requests.RequestException as e:
-            raise SuggestError(f"cannot reach the service at {self.base}: {type(e).__name__}") from None
-        try:
-            body = r.json()
-        except ValueError:
-            body = {}
-        if r.status_code != 200 or not isinstance(body, dict) or not body.get("model"):
-            reason = body.get("reason") if isinstance(body, dict) else None
-            raise SuggestError(f"the service at {self.base} is not ready (HTTP {r.status_code}"
-                               f"{': ' + str(reason) if reason else ''})")
-        return body
-
-    def _chunks(self, images: list[LoadedImage]):
-        chunk, size = [], 0
-        for img in images:
-            encoded = base64.b64encode(img.data).decode("ascii")
-            if chunk and (len(chunk) == self.chunk or size + len(encoded) > self.max_request_bytes):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(encoded)
-            size += len(encoded)
-        if chunk:
-            yield chunk
-
-    def _post(self, chunk: list[str]) -> list[dict]:
-        for attempt in range(4):
-            try:
-                r = self.session.post(self.base + "/v1/alt-text", json={"images": [{"data": d} for d in chunk]},
-                                      timeout=self.timeout)
-            except requests.RequestException as e:
-                return [_error("service_unreachable", f"the service could not be reached ({type(e).__name__})")
-                        ] * len(chunk)
-            if r.status_code in (429, 503) and attempt < 3:  # rate limited or warming up: wait as told
-                time.sleep(min(float(r.headers.get("Retry-After", "1") or 1), 30.0))
-                continue
-            try:
-                body = r.json()
-            except ValueError:
-                body = None
-            if r.status_code != 200 or not isinstance(body, dict) or len(body.get("results", [])) != len(chunk):
-                return [_error("service_error", f"the service answered HTTP {r.status_code}")] * len(chunk)
-            keep = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "hedged", "withheld", "reason",
-                    "control_name", "concepts", "meaning", "brand", "chart_type")
-            return [res if "error" in res else {k: res.get(k) for k in keep} for res in body["results"]]
-        return [_error("service_error", "the service kept refusing the request")] * len(chunk)
+            results = self.client.post(batch)
+        except ServiceError as e:
+            code = "service_error" if e.status is not None else "service_unreachable"
+            return [_error(code, e.message)] * len(batch)
+        return [res if "error" in res else {k: res.get(k) for k in self.KEEP} for res in results]
 
     def describe(self, images: list[LoadedImage]) -> list[dict]:
-        return [res for chunk in self._chunks(images) for res in self._post(chunk)]
+        batches = self.client.batches([image_data(img.data) for img in images])
+        return [res for batch in batches for res in self._post(batch)]
 
     def result(self, stored: dict) -> dict:
         return stored  # the service decided already, with its own settings
