@@ -209,12 +209,22 @@ def imagenet_head(name: str) -> nn.Linear | None:
 
 # --- torchvision backbones (weights download on first use) ----------------------------------------------------------
 
+def _torchvision_models():
+    """torchvision is an optional extra (``pip install 'alt-text[torchvision]'``): only these two encoders use it,
+    and PyPI's torchvision pins one torch release, which would otherwise decide the torch every user installs."""
+    try:
+        import torchvision.models as models
+    except ImportError as e:
+        raise UnknownEncoderError("the resnet50 and vit_b_16 encoders need torchvision: "
+                                  "pip install 'alt-text[torchvision]'") from e
+    return models
+
+
 class _ResNetGrid(nn.Module):
     def __init__(self, pretrained: bool):
         super().__init__()
-        from torchvision.models import ResNet50_Weights, resnet50
-
-        net = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2 if pretrained else None)
+        models = _torchvision_models()
+        net = models.resnet50(weights=models.ResNet50_Weights.IMAGENET1K_V2 if pretrained else None)
         self.body = nn.Sequential(*list(net.children())[:-2])  # drop avgpool and fc
 
     def forward(self, x):
@@ -224,9 +234,8 @@ class _ResNetGrid(nn.Module):
 class _ViTGrid(nn.Module):
     def __init__(self, pretrained: bool):
         super().__init__()
-        from torchvision.models import ViT_B_16_Weights, vit_b_16
-
-        self.net = vit_b_16(weights=ViT_B_16_Weights.IMAGENET1K_V1 if pretrained else None)
+        models = _torchvision_models()
+        self.net = models.vit_b_16(weights=models.ViT_B_16_Weights.IMAGENET1K_V1 if pretrained else None)
 
     def forward(self, x):
         n = self.net

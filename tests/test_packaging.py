@@ -94,3 +94,15 @@ def test_the_wheel_carries_the_license_and_the_command(wheel, wheel_files):
     with zipfile.ZipFile(wheel) as z:
         entry_points = z.read(f"{next(iter(dist_info))}/entry_points.txt").decode()
     assert "alt-text = server.cli:main" in entry_points
+
+
+def test_torchvision_is_needed_only_by_the_encoders_that_use_it(monkeypatch):
+    """torchvision is an extra: the bundled model loads without it, and asking for an encoder that needs it says how
+    to install it instead of failing with an ImportError deep in a training run."""
+    from model.encoders import UnknownEncoderError, build_encoder
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision now raises ImportError
+    monkeypatch.setitem(sys.modules, "torchvision.models", None)
+    assert build_encoder("efficientnet-lite0", pretrained=False) is not None
+    with pytest.raises(UnknownEncoderError, match=r"alt-text\[torchvision\]"):
+        build_encoder("resnet50", pretrained=False)
