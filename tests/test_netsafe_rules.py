@@ -29,8 +29,8 @@ PAGE = b'<!doctype html><html><body><a href="/r/3">three</a><a href="/s/4">four<
 
 
 class Server:
-    """/ links to /r/3 and /s/4; /r/N redirects to /r/N-1 (/s/N to /s/N-1), /r/0 and /s/0 are a PNG; /trickle sends a byte every 0.2 s,
-    /silent sends one byte and then nothing for 3 s; ``hosts`` records the Host headers."""
+    """/ links to /r/3 and /s/4; /r/N redirects to /r/N-1 (/s/N to /s/N-1), /r/0 and /s/0 are a PNG; /trickle
+    sends a byte every 0.2 s, /silent one byte and then nothing for 3 s; ``hosts`` records the Host headers."""
 
     def __init__(self):
         self.hosts: list[str] = []

@@ -16,19 +16,19 @@ caption sentence as a control's name. An inline SVG or an icon font has no image
 
 Where the images come from, and why there are two paths:
 
-* Images on the audited site's own origin are fetched with the crawl's session (:class:`crawl.Site`): the owner
-  named that site, which may be private or on localhost, and robots.txt and the politeness delay apply to images
-  as to pages.
-* Images anywhere else (a CDN, another site) go through :func:`server.netsafe.fetch.fetch_bytes`, which refuses private,
-  loopback and link-local addresses: a page can point an <img> at any URL, and the audit must not become a way to
-  reach an intranet host or a cloud metadata endpoint that the owner did not name.
+* Images on the audited site's own origin are fetched through the crawl's site (:class:`crawl.Site`, the fetch
+  layer under the user's-own-site policy): the owner named that site, which may be private or on localhost, and
+  robots.txt and the politeness delay apply to images as to pages.
+* Images anywhere else (a CDN, another site) go through :func:`server.netsafe.fetch_bytes` (public-only), which
+  refuses private, loopback and link-local addresses: a page can point an <img> at any URL, and the audit must not
+  become a way to reach an intranet host or a cloud metadata endpoint that the owner did not name.
 * ``data:`` URLs are decoded in place. Whatever the path, :class:`server.netsafe.fetch.FetchLimits` bounds the bytes,
-  the time and (through :func:`server.netsafe.images.decode_image`) the pixels.
+  the time and (through :func:`server.netsafe.images.decode_image`) the pixels; redirects follow the fetch layer's
+  one rule.
 
 A failure (unreachable, not an image, too large) becomes that finding's suggestion ``{"kind": "error"}``; the
-audit goes on. With ``--server`` the images are sent as bytes to ``POST /v1/alt-text`` (as many per request as its
-``/v1/limits`` allow): the
-service would refuse to fetch a private site's URLs itself, and the local cache needs the bytes anyway.
+audit goes on. With ``--server`` the images are sent as bytes to ``POST /v1/alt-text`` through
+:class:`server.client.ServiceClient` (as many per request as its ``/v1/limits`` allow): the service would refuse to fetch a private site's URLs itself, and the local cache needs the bytes anyway.
 """
 from __future__ import annotations
 

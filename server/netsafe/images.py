@@ -42,7 +42,7 @@ def _sniff_text(data: bytes) -> str | None:
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE) -> Image.Image:
     """Decode ``data`` into an RGB image (first frame of animations, EXIF orientation applied, transparency
     composited onto white), at most ``max_side`` pixels on its longer side: the model looks at 224-260 px, and
-    a full-size photo held in a queue costs ~100 MB. Raises ImageError with one of the codes: empty,
+    a full-size photo held in a queue costs far more memory than that. Raises ImageError with one of the codes: empty,
     unsupported_format, too_many_pixels, corrupt_image."""
     if not data:
         raise ImageError("empty", "the image is empty (0 bytes)")

@@ -31,9 +31,9 @@ that were in flight, and :meth:`Crawler.run` on the replayed state carries on wi
 torn by a kill is dropped on load. The frontier is not rewritten either: it is replayed as the URLs queued minus the
 URLs taken from it.
 
-Memory: the findings (about five per page) are not kept in a list but in a :class:`FindingStore`, JSON lines in a
+Memory: the findings (several per page) are not kept in a list but in a :class:`FindingStore`, JSON lines in a
 temporary file, which the report writers and the suggestions read back one finding at a time; what a crawl holds
-per page is its page record and URLs (about half a kilobyte), not its findings.
+per page is its page record and URLs, not its findings.
 
 One concept per module: :mod:`.urls` (the one spelling of a URL), :mod:`.config` (:class:`CrawlConfig`),
 :mod:`.state` (:class:`Page`, :class:`CrawlState`), :mod:`.findings` (:class:`FindingStore`), :mod:`.journal`

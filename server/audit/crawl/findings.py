@@ -33,7 +33,7 @@ class StreamedSequence(Sequence):
 class FindingStore(StreamedSequence):
     """The crawl's findings (``asdict(Finding)`` dicts, in crawl order), kept on disk instead of in memory: JSON
     lines in an anonymous temporary file (deleted when the store is closed or collected; the durable copy is the
-    journal's). A big crawl holds about five findings per page, so a list of them grew without bound; the store
+    journal's). A big crawl holds several findings per page, so a list of them grew without bound; the store
     holds two numbers. It reads like a list (``len``, iteration, indexing, slices, ``==``): iterating streams the
     file in blocks, one finding at a time, and sees the findings stored when the iteration began. Appended to by
     one thread (the crawl's recording thread); reading from others is safe."""

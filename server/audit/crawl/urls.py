@@ -53,7 +53,8 @@ def _host(hostname: str) -> str | None:
 def normalize_url(url: str, base: str | None = None) -> str | None:
     """The one spelling of an http(s) URL used for de-duplication, or None for anything else.
 
-    Resolved against ``base``; scheme and host lower-cased (host IDNA-encoded by UTS-46, as browsers do); default port, fragment and empty
+    Resolved against ``base``; scheme and host lower-cased (the host encoded by UTS-46 as browsers do, by
+    :func:`server.netsafe.urls.encode_host`, the fetch layer's own encoding); default port, fragment and empty
     query dropped; dot segments resolved; percent-escapes normalised; query parameters sorted (their order almost
     never matters, and sorting makes ``?a=1&b=2`` and ``?b=2&a=1`` one page). URLs with user-info are refused so
     that no credentials end up in a report.
