@@ -95,13 +95,13 @@ def test_evaluate_checks_the_report_directory_first(shapes_dataset, tmp_path):
     assert r.exit_code == 1 and "directory does not exist" in r.output
 
 
-def test_serve_has_a_flag_for_every_setting_in_the_readme():
+def test_serve_has_a_flag_for_every_setting_in_the_docs():
     import re
 
     from conftest import REPO
 
-    readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("Settings (flag of `alt-text serve`"):readme.index("## What it says")]
+    doc = (REPO / "docs" / "service.md").read_text()
+    table = doc[doc.index("Settings (flag of `alt-text serve`"):doc.index("## Several replicas")]
     variables = re.findall(r"`ALT_TEXT_([A-Z_]+)`", table)
     assert len(variables) >= 25
     help_text = CliRunner().invoke(main, ["serve", "--help"], terminal_width=200).output
