@@ -235,7 +235,7 @@ class Crawler:
             page.status = "truncated"
             page.error = f"larger than {cfg.max_bytes:,} bytes: only the first {cfg.max_bytes:,} were checked"
         if self.renderer is not None:
-            from .render import RenderError
+            from ..render import RenderError
 
             try:
                 rendered = self.renderer.render(current, r.body, r.headers.get("Content-Type") or "text/html",
@@ -280,7 +280,7 @@ class Crawler:
         own_renderer = False
         try:
             if cfg.render and self.renderer is None:
-                from .render import Renderer
+                from ..render import Renderer
 
                 self.renderer, own_renderer = Renderer(cfg.chromium, cfg.user_agent), True
             self.journal.open()
