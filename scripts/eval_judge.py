@@ -46,6 +46,7 @@ import argparse
 import hashlib
 import io
 import json
+import math
 import random
 import sys
 import time
@@ -279,6 +280,40 @@ def evaluate(items: list[dict]) -> Tally:
     return tally
 
 
+def upper_bound(fired: int, n: int, confidence: float = 0.95) -> float:
+    """The one-sided Clopper-Pearson upper bound of a rate seen ``fired`` times in ``n`` (0 of 300 is still up to
+    1 %)."""
+    if fired >= n:
+        return 1.0
+
+    def at_most(p: float) -> float:  # P(X <= fired) for X ~ Binomial(n, p)
+        return sum(math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                            + k * math.log(p) + (n - k) * math.log1p(-p)) for k in range(fired + 1))
+
+    low, high = fired / n, 1.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if at_most(mid) > 1 - confidence else (low, mid)
+    return high
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per rule, the false findings on correctly named (or possibly decorative) images of the real sets together,
+    and of the synthetic banners, with the 95 % upper bound; and the hits."""
+    out = []
+    for rule in sorted({r["rule"] for r in rows}):
+        for label, real in (("real images", True), ("synthetic", False)):
+            for verdict in ("false", "hit"):
+                picked = [r for r in rows if r["rule"] == rule and r["what"].startswith(verdict + ":")
+                          and (r["set"] != "synthetic") == real and "OCR read" not in r["what"]]
+                n, fired = sum(r["n"] for r in picked), sum(r["fired"] for r in picked)
+                if n:
+                    out.append({"rule": rule, "images": label, "verdict": verdict, "n": n, "fired": fired,
+                                "rate": round(fired / n, 4),
+                                "upper_95": round(upper_bound(fired, n), 4) if verdict == "false" else None})
+    return out
+
+
 def print_table(rows: list[dict]) -> None:
     print(f"{'set':<10} {'rule':<28} {'what':<52} {'n':>5} {'fired':>6} {'rate':>7}")
     for row in rows:
@@ -313,9 +348,15 @@ def main(argv: list[str] | None = None) -> int:
     describe_all(items, describer)
     rows = evaluate(items).table()
     print_table(rows)
+    totals = summary(rows)
+    print(f"\n{'rule':<28} {'images':<12} {'verdict':<7} {'n':>5} {'fired':>6} {'rate':>7} {'95% up to':>10}")
+    for t in totals:
+        bound = "-" if t["upper_95"] is None else f"{100 * t['upper_95']:.1f}%"
+        print(f"{t['rule']:<28} {t['images']:<12} {t['verdict']:<7} {t['n']:>5} {t['fired']:>6} "
+              f"{100 * t['rate']:>6.1f}% {bound:>10}")
     print(f"{len(items)} images, {time.time() - started:.0f} s", file=sys.stderr)
     if args.out:
-        args.out.write_text(json.dumps({"split": args.split, "namespace": describer.namespace, "rows": rows},
+        args.out.write_text(json.dumps({"split": args.split, "namespace": describer.namespace, "summary": totals, "rows": rows},
                                        indent=1))
     return 0
 
