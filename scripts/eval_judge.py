@@ -356,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * t['rate']:>6.1f}% {bound:>10}")
     print(f"{len(items)} images, {time.time() - started:.0f} s", file=sys.stderr)
     if args.out:
-        args.out.write_text(json.dumps({"split": args.split, "namespace": describer.namespace, "summary": totals, "rows": rows},
-                                       indent=1))
+        report = {"split": args.split, "namespace": describer.namespace, "summary": totals, "rows": rows}
+        args.out.write_text(json.dumps(report, indent=1))
     return 0
 
 

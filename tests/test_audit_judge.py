@@ -105,6 +105,8 @@ def test_an_image_in_a_control_is_named_for_what_the_control_does():
 
 def test_ocr_noise_of_short_letters_is_no_text_to_contradict():
     assert rules(named("Debian logo"), {"kind": "logo", "text": "OW Ee"}) == []
+    assert rules(named("icon"), {"kind": "icon", "text": "Fig"}) == []  # one word on an icon may be noise
+    assert rules(named("icon"), {"kind": "icon", "text": "Print preview"}) == ["image-name-contradicts-text"]
 
 
 def test_a_brand_the_name_says_is_agreement():
@@ -257,7 +259,8 @@ def _logotype(text: str) -> Image.Image:
 def real(describer):
     from server.netsafe.images import read_image_file
 
-    images = {"page": read_image_file(str(KINDS / "text.png")), "cat": read_image_file(str(REPO / "tests/data/cat.jpg")),
+    images = {"page": read_image_file(str(KINDS / "text.png")),
+              "cat": read_image_file(str(REPO / "tests/data/cat.jpg")),
               "icon": read_image_file(str(KINDS / "icon.png")),
               "banner": _eval_judge().make_banner("Spring sale 20% off everything", seed=0),
               "w3c": _logotype("W3C")}

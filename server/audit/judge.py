@@ -245,8 +245,9 @@ def informative_image_hidden(markup: ImageMarkup, result: dict) -> Judgement | N
     text = _image_text(result)
     control_name = str(result.get("control_name") or "").strip()
     if markup.control and not markup.control_named and (kind in ("icon", "logo") or brand or meaning or control_name):
-        what = f"{'a logo' if kind == 'logo' or brand else 'an icon'}" + (f" ({brand or meaning})" if brand or meaning
-                                                                         else "")
+        what = "a logo" if kind == "logo" or brand else "an icon"
+        if brand or meaning:
+            what += f" ({brand or meaning})"
         return Judgement(
             "image-informative-hidden",
             f"Image is hidden from screen readers but is {what} and the only content of a {markup.control} that has "
@@ -289,8 +290,8 @@ def name_contradicts_text(markup: ImageMarkup, result: dict) -> Judgement | None
         return None
     kind = result.get("kind") or "unknown"
     words = solid_words(text)
-    if not words:
-        return None
+    if len(words) < (1 if kind in MESSAGE_KINDS else MIN_HIDDEN_TEXT_WORDS):
+        return None  # one word OCR found on an icon or an illustration may be noise
     if not content_words(name):
         return Judgement(
             "image-name-contradicts-text",
