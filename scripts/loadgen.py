@@ -94,35 +94,51 @@ def start_site(directory: Path) -> tuple[Site, str]:
     return site, site.address
 
 
+class Closed(ConnectionError):
+    """The service closed a fresh connection without answering the request written on it."""
+
+
 class _Client:
-    """One keep-alive connection that POSTs JSON and reads the JSON answer; reconnects when the service closes."""
+    """One keep-alive connection that POSTs JSON and reads the JSON answer; reconnects when the service closes.
+
+    A request written on a kept-alive connection that the service closed meanwhile (it may close idle ones at any
+    time, RFC 9112 section 9.3) is sent once more on a new connection, as HTTP clients do; ``retries`` counts those.
+    On a fresh connection, a refused connect raises ConnectionRefusedError and a close without an answer Closed."""
 
     def __init__(self, base: str) -> None:
         host, _, port = base.removeprefix("http://").rstrip("/").rpartition(":")
         self.host, self.port = host, int(port)
         self.reader = self.writer = None
+        self.retries = 0
 
     async def post(self, path: str, payload: dict) -> tuple[int, dict]:
+        status, _, answer = await self.send(path, payload)
+        return status, answer
+
+    async def send(self, path: str, payload: dict) -> tuple[int, dict, dict]:
+        """(status, headers with lower-case names, JSON body) of one POST."""
         body = json.dumps(payload).encode()
         request = (b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                    % (path.encode(), self.host.encode(), self.port, len(body), body))
-        for attempt in (1, 2):  # a keep-alive connection the service closed meanwhile: once more on a new one
-            if self.writer is None:
+        for attempt in (1, 2):
+            fresh = self.writer is None
+            if fresh:
                 self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
             try:
                 self.writer.write(request)
                 head = await self.reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
+            except (asyncio.IncompleteReadError, ConnectionError) as e:
                 self.close()
-                if attempt == 2:
-                    raise
+                if fresh:
+                    raise Closed(f"closed without an answer ({type(e).__name__})") from None
+                self.retries += 1
                 continue
             lines = head.decode("latin-1").split("\r\n")
             headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
             data = await self.reader.readexactly(int(headers.get("content-length", 0)))
             if headers.get("connection", "").lower() == "close":
                 self.close()
-            return int(lines[0].split(" ", 2)[1]), json.loads(data) if data else {}
+            return int(lines[0].split(" ", 2)[1]), headers, json.loads(data) if data else {}
         raise AssertionError("unreachable")
 
     def close(self) -> None:

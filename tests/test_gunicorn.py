@@ -175,20 +175,42 @@ def test_metrics_add_up_across_workers(shapes_checkpoint, tmp_path):
         assert totals == {12.0}
 
 
+def serve(log_dir: Path, **settings):
+    """`alt-text serve --port P` on the CPU, in testing mode, configured by ALT_TEXT_<SETTING> variables, once
+    /readyz answers: (process, base URL, log file). For the tests that signal the master themselves."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    env = dict(os.environ, ALT_TEXT_DEVICE="cpu", ALT_TEXT_RATE_LIMIT="0", ALT_TEXT_TESTING="1",
+               **{f"ALT_TEXT_{k}": str(v) for k, v in settings.items()})
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = open(log_dir / "gunicorn.log", "w+")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:  # not listening yet, or still loading the model (the request waits)
+            time.sleep(0.1)
+    return proc, base, log
+
+
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
 def test_shutdown_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path, signame):
     """SIGTERM (graceful) or SIGINT (Ctrl-C: gunicorn's quick shutdown, which does not wait for requests) with
     requests in flight (slow upstreams): each is answered with its alt text, none with an error, and the service
-    exits within its graceful timeout (10 s). The worker_exit hook drains the app before it stops its model thread
+    exits as soon as they are (well within its graceful timeout). The app drains before it stops its model thread
     and fetch pool; it used to cancel them, and requests still in flight got internal errors."""
-    import os
     import signal
-    import subprocess
-    import sys
     import time
     from http.server import BaseHTTPRequestHandler
-
-    from conftest import REPO
 
     body = io.BytesIO()
     make_shape_image("red", "square").save(body, "PNG")
@@ -208,21 +230,8 @@ def test_shutdown_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path, si
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     origin = f"127.0.0.1:{upstream.server_address[1]}"
-    port = free_port()
-    env = dict(os.environ, ALT_TEXT_CHECKPOINT=str(shapes_checkpoint), ALT_TEXT_DEVICE="cpu", ALT_TEXT_CACHE="none",
-               ALT_TEXT_RATE_LIMIT="0", ALT_TEXT_TESTING="1", ALT_TEXT_TEST_ALLOW_LOOPBACK=origin)
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = open(tmp_path / "gunicorn.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    proc, base, log = serve(tmp_path, CHECKPOINT=shapes_checkpoint, CACHE="none", TEST_ALLOW_LOOPBACK=origin)
     try:
-        for _ in range(600):
-            try:
-                if requests.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or still loading the model (the request waits)
-                time.sleep(0.1)
         with ThreadPoolExecutor(6) as pool:
             futures = [pool.submit(requests.post, base + "/v1/alt-text",
                                    json={"images": [{"url": f"http://{origin}/{i}.png"}]}, timeout=30)

@@ -3,11 +3,19 @@
 for every surface; this module adds only HTTP concerns (errors with status codes, timing, caching, metrics).
 
 Each image is independent: its failure becomes an error entry, never an exception that fails its neighbours.
+
+A request is first triaged on its own thread: images answered without the model (cached URLs and bytes, invalid
+input) are answered at once; only a request with work left for the model counts against the worker's admission
+(:mod:`server.service.admission`), which may refuse it with a 503 ``overloaded``. A stop drains: ``begin_drain``
+refuses new requests, lets the admitted ones finish, and caps their fetches at the drain's end; a request still
+waiting for the model shortly before the worker must exit gets ``shutting_down`` for those images instead of being
+cut off.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import logging
 import threading
 import time
@@ -16,7 +24,10 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..describe import Describer, Evidence
+from ..netsafe.addresses import is_localhost_name, resolve_public
 from ..netsafe.fetch import FetchError, check_url, decode_fetched, fetch_bytes
+from ..netsafe.urls import DEFAULT_PORTS, parse_host
+from .admission import Admission
 from .batcher import BatchWorker, WorkerStopped
 from .cache import Cache, image_key
 from .config import Config
@@ -32,6 +43,7 @@ FETCHES_PER_CLIENT = 4  # URLs one client may have in flight at once, whatever i
 # Errors that several places give, as (code, message, status): each is defined once, here.
 DEADLINE_EXCEEDED = ("deadline_exceeded", "the image could not be fetched within the request's deadline", 504)
 SHUTTING_DOWN = ("shutting_down", "the service is shutting down; send the request again", 503)
+ABANDON_BEFORE = 5.0  # seconds before a drain's end at which images still waiting for the model are given up
 
 
 @dataclass
@@ -43,6 +55,14 @@ class ImageFailure(Exception):
 
 class ServiceClosing(Exception):
     """The service is draining before it stops: a new request is refused (HTTP 503, SHUTTING_DOWN)."""
+
+
+@dataclass
+class _Work:
+    """An image the triage could not answer: a URL to fetch (``raw`` None), or uploaded bytes and their key."""
+    url: str | None = None
+    raw: bytes | None = None
+    key: str | None = None
 
 
 class AltTextService:
@@ -60,8 +80,13 @@ class AltTextService:
         self._decoding = threading.BoundedSemaphore(2)
         self._coming = 0  # images whose bytes are here, being decoded or preprocessed: the batching worker waits
         self._coming_lock = threading.Lock()
-        self.worker = BatchWorker(run_model or describer.run_model, cfg.max_batch, cfg.max_wait_ms,
-                                  metrics.observe_batch,
+        self.admission = Admission(cfg.backlog, cfg.queue_seconds, cfg.max_batch)
+
+        def on_batch(size: int, seconds: float) -> None:
+            metrics.observe_batch(size, seconds)
+            self.admission.observe(size, seconds)
+
+        self.worker = BatchWorker(run_model or describer.run_model, cfg.max_batch, cfg.max_wait_ms, on_batch,
                                   coming=self.coming, return_wait=cfg.return_wait, early=cfg.early_answers)
         self.limits = cfg.fetch_limits()
         # URL fetches wait on the network, so a request's URLs run on a pool (its last one on its own thread); a
@@ -73,22 +98,62 @@ class AltTextService:
         self._in_flight = 0  # describe() calls running: close() lets them finish
         self._drained = threading.Condition()
         self.closing = False
+        self._drain_ends: float | None = None  # monotonic time by which a drain must be over
+        self._abandoned = False  # the drain is nearly over: images still waiting for the model are given up
+        self._model_futures: set[Future] = set()  # submitted, not yet answered (given up when abandoned)
+        self._futures_lock = threading.Lock()
+
+    def begin_drain(self, seconds: float) -> None:
+        """Start draining (SIGTERM: the gunicorn worker calls this at once; close() otherwise): new requests are
+        refused from now on (ServiceClosing, a 503); those admitted go on, their fetches cut at the drain's end; if
+        some still wait for the model ABANDON_BEFORE seconds before it, those images are answered SHUTTING_DOWN.
+        Never blocks; a second call changes nothing."""
+        with self._drained:
+            if self._drain_ends is not None:
+                return
+            self.closing = True
+            self._drain_ends = time.monotonic() + seconds
+        threading.Thread(target=self._watch_drain, name="alt-text-drain", daemon=True).start()
+
+    def _watch_drain(self) -> None:
+        give_up_at = self._drain_ends - min(ABANDON_BEFORE, (self._drain_ends - time.monotonic()) / 2)
+        with self._drained:
+            if self._drained.wait_for(lambda: self._in_flight == 0, max(0.0, give_up_at - time.monotonic())):
+                return
+            log.warning("%d requests still in flight %.0f s before the end of the drain; answering the images "
+                        "still waiting for the model with shutting_down", self._in_flight,
+                        self._drain_ends - time.monotonic())
+        with self._futures_lock:
+            self._abandoned = True
+            waiting = list(self._model_futures)
+        for future in waiting:
+            future.cancel()  # one not yet in a batch: its request answers SHUTTING_DOWN; one in a batch finishes
 
     def close(self, timeout: float = REQUEST_DEADLINE) -> bool:
-        """Drain, then stop (gunicorn's worker_exit): new requests are refused from now on (ServiceClosing, a 503),
-        the requests in flight finish, for at most ``timeout`` seconds; then the model worker (after captioning what
-        it was given) and the fetch pool stop. True when no request was still in flight."""
+        """Drain, then stop (gunicorn's worker_exit): begin_drain(timeout) if no drain has begun, wait until the
+        requests in flight are answered (at most until the drain's end); then the model worker (after captioning
+        what it was still given), the model process and the fetch pool stop. True when no request was still in
+        flight."""
+        self.begin_drain(timeout)
         with self._drained:
-            self.closing = True
-            drained = self._drained.wait_for(lambda: self._in_flight == 0, timeout)
+            drained = self._drained.wait_for(lambda: self._in_flight == 0,
+                                             max(0.0, self._drain_ends - time.monotonic()))
             if not drained:
-                log.warning("%d requests still in flight after %.0f s of draining; stopping anyway",
-                            self._in_flight, timeout)
-        self.worker.stop()
+                log.warning("%d requests still in flight at the end of the drain; stopping anyway", self._in_flight)
+        self.worker.stop(timeout=max(1.0, self._drain_ends - time.monotonic()))
         if hasattr(self.runner, "close"):  # the model process, once the worker has run what it was given
-            self.runner.close()
+            self.runner.close(timeout=max(1.0, self._drain_ends - time.monotonic()))
         self.fetchers.shutdown(wait=False)  # a fetch already queued still runs; its request answers it
         return drained
+
+    def _fetch_limits(self):
+        """The fetch limits; while draining, a fetch must end with the drain (the request is then answered)."""
+        if self._drain_ends is None:
+            return self.limits
+        left = self._drain_ends - ABANDON_BEFORE - time.monotonic()
+        if left <= 0.1:
+            raise ImageFailure(*SHUTTING_DOWN)
+        return dataclasses.replace(self.limits, total_timeout=min(self.limits.total_timeout, left))
 
     def coming(self) -> int:
         """Images whose bytes are here (uploaded, or fetched already) and that are being decoded or preprocessed,
@@ -102,8 +167,31 @@ class AltTextService:
 
     # -- one image ---------------------------------------------------------------------------------------------
 
-    def _bytes(self, spec) -> bytes | dict:
-        """The image's bytes (fetched, or decoded from base64), or a finished result when the URL is in the cache."""
+    def _triage(self, spec) -> dict | _Work:
+        """What the request thread answers at once, without fetching, decoding or the model (a result for a URL or
+        uploaded bytes in the cache, an error for invalid input), or the work left for this image."""
+        try:
+            work = self._bytes(spec, fetch=False)
+            if isinstance(work, dict):
+                self.metrics.cache.labels("hit").inc()
+                return self._result(work, cached=True)
+            if work.raw is not None:  # uploaded bytes: the cache is keyed by them, no need to decode them first
+                hit = self.cache.get(work.key)
+                if hit:
+                    self.metrics.cache.labels("hit").inc()
+                    return self._result(hit, cached=True)
+            return work
+        except ImageFailure as e:
+            return self._error(e.code, e.message, e.status)
+        except Exception:  # a bug must not take the other images down with it
+            log.exception("unexpected failure triaging an image")
+            return self._error("internal_error", "the image could not be processed", 500)
+
+    def _bytes(self, spec, fetch: bool = True) -> bytes | dict | _Work:
+        """The image's bytes (fetched, or decoded from base64), or a finished result when the URL is in the cache;
+        ``fetch=False``: a _Work instead of fetching (or of the uploaded bytes), after the same checks."""
+        if isinstance(spec, _Work):
+            return spec.raw if spec.raw is not None else self._fetch(spec.url)
         if not isinstance(spec, dict):
             raise ImageFailure("invalid_image", "each image must be an object with a 'url' or a 'data' field", 400)
         url, data = spec.get("url"), spec.get("data")
@@ -115,13 +203,16 @@ class AltTextService:
             if len(url) > MAX_URL_LENGTH:
                 raise ImageFailure("invalid_url", f"the URL is longer than {MAX_URL_LENGTH} characters", 400)
             try:
-                check_url(url)  # refuse a malformed or non-http URL before the cache could answer for it
-                hit = self.cache.get_url(url, self.cache_version)
-                if hit:
-                    return hit
-                return fetch_bytes(url, self.limits)[0]  # not under the decode bound: fetches wait on the network
+                parts = check_url(url)  # refuse a malformed or non-http URL before the cache could answer for it
+                name, literal = parse_host(parts.hostname)
+                if literal is not None or is_localhost_name(name):  # no DNS to wait for: a private address is
+                    resolve_public(name, parts.port or DEFAULT_PORTS[parts.scheme.lower()], limits=self.limits)
+                hit = self.cache.get_url(url, self.cache_version)  # refused now, as cheaply as a cached one
             except FetchError as e:
                 raise ImageFailure(e.code, e.message, e.status) from None
+            if hit:
+                return hit
+            return self._fetch(url) if fetch else _Work(url=url)
         if not isinstance(data, str):
             raise ImageFailure("invalid_data", "'data' must be a base64 string", 400)
         if len(data) > self.cfg.max_image_bytes * 4 // 3 + 4:
@@ -131,9 +222,19 @@ class AltTextService:
             if not comma:
                 raise ImageFailure("invalid_data", "'data' is a data: URL without a payload", 400)
         try:
-            return base64.b64decode("".join(data.split()), validate=True)  # line-wrapped base64 is fine
+            raw = base64.b64decode("".join(data.split()), validate=True)  # line-wrapped base64 is fine
         except (binascii.Error, ValueError):
             raise ImageFailure("invalid_data", "'data' is not valid base64", 400) from None
+        return raw if fetch else _Work(raw=raw, key=image_key(raw, self.cache_version))
+
+    def _fetch(self, url: str) -> bytes:
+        """Not under the decode bound: fetches wait on the network."""
+        if self._abandoned:
+            raise ImageFailure(*SHUTTING_DOWN)
+        try:
+            return fetch_bytes(url, self._fetch_limits())[0]
+        except FetchError as e:
+            raise ImageFailure(e.code, e.message, e.status) from None
 
     def _decode(self, raw: bytes):
         with self._decoding:
@@ -143,9 +244,10 @@ class AltTextService:
                 raise ImageFailure(e.code, e.message, e.status) from None
 
     def _prepare(self, spec, deadline: float = float("inf"), counted: bool = False) -> dict | tuple:
-        """A finished result, or (cache key, model future, url, image, pixel stats). The image counts as coming
-        (see ``coming``) from when its bytes are here until it is submitted or has failed; ``counted``: the caller
-        counted it already (uploaded bytes, counted for the whole request at once)."""
+        """A finished result, or (cache key, model future, url, image, pixel stats), for a spec or the _Work its
+        triage left. The image counts as coming (see ``coming``) from when its bytes are here until it is submitted
+        or has failed; ``counted``: the caller counted it already (uploaded bytes, counted for the whole request at
+        once)."""
         coming = counted
         try:
             raw = self._bytes(spec)  # a URL is fetched here: it is not coming while it waits on the network
@@ -156,9 +258,10 @@ class AltTextService:
                 self._count_coming(1)
                 coming = True
             image = self._decode(raw)
-            key = image_key(raw, self.cache_version)
-            url = spec.get("url")
-            hit = self.cache.get(key)
+            uploaded = isinstance(spec, _Work) and spec.key is not None  # its triage looked the key up already
+            key = spec.key if uploaded else image_key(raw, self.cache_version)
+            url = spec.url if isinstance(spec, _Work) else spec.get("url")
+            hit = None if uploaded else self.cache.get(key)
             if hit:
                 self.metrics.cache.labels("hit").inc()
                 if url:
@@ -169,7 +272,7 @@ class AltTextService:
                 return self._error(*DEADLINE_EXCEEDED)
             # Resize and normalise here, on the request's thread: the model's worker runs only the network.
             model_input, pixels = self.describer.prepare(image), self.describer.look(image)
-            return key, self.worker.submit(model_input), url, image, pixels
+            return key, self._submit(model_input), url, image, pixels
         except ImageFailure as e:
             return self._error(e.code, e.message, e.status)
         except WorkerStopped:  # only when close() gave up waiting for this request
@@ -180,6 +283,20 @@ class AltTextService:
         finally:
             if coming:
                 self._count_coming(-1)
+
+    def _submit(self, model_input) -> Future:
+        """Hand the image to the batching worker; WorkerStopped once the drain has given up waiting images."""
+        with self._futures_lock:
+            if self._abandoned:
+                raise WorkerStopped("the service is shutting down")
+            future = self.worker.submit(model_input)
+            self._model_futures.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future) -> None:
+        with self._futures_lock:
+            self._model_futures.discard(future)
 
     def _result(self, stored: dict, cached: bool) -> dict:
         """The pipeline's decision on stored evidence (fresh or cached: thresholds and wording apply either way)."""
@@ -221,14 +338,16 @@ class AltTextService:
                 slots.release()
 
         items: list = [None] * len(specs)
-        urls = [i for i, s in enumerate(specs) if isinstance(s, dict) and s.get("url") is not None]
+        urls = [i for i, s in enumerate(specs) if (s.url if isinstance(s, _Work) else
+                                                   isinstance(s, dict) and s.get("url")) is not None]
         uploads = sorted(set(range(len(specs))) - set(urls))
         self._count_coming(len(uploads))  # their bytes are here: the batch they join may wait for all of them
         for i in uploads:
             items[i] = self._prepare(specs[i], counted=True)
         for n, i in enumerate(urls, 1):
-            if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                items[i] = self._error(*DEADLINE_EXCEEDED)
+            ends = deadline if self._drain_ends is None else min(deadline, self._drain_ends - ABANDON_BEFORE)
+            if not slots.acquire(timeout=max(0.0, ends - time.monotonic())):
+                items[i] = self._error(*(DEADLINE_EXCEEDED if ends == deadline else SHUTTING_DOWN))
                 continue
             if n == len(urls):
                 items[i] = fetch(specs[i])
@@ -249,15 +368,27 @@ class AltTextService:
                 raise ServiceClosing()
             self._in_flight += 1
         try:
-            return self._describe(specs, client)
+            t0 = time.perf_counter()
+            results = [self._triage(spec) for spec in specs]
+            for r in results:
+                if isinstance(r, dict):
+                    r["elapsed_ms"] = round(1000 * (time.perf_counter() - t0), 1)
+            todo = [i for i, r in enumerate(results) if isinstance(r, _Work)]
+            if todo:
+                self.admission.admit(len(todo))  # or Overloaded: a 503 with Retry-After
+                try:
+                    for i, r in zip(todo, self._describe([results[i] for i in todo], client, t0)):
+                        results[i] = r
+                finally:
+                    self.admission.release(len(todo))
+            return results
         finally:
             with self._drained:
                 self._in_flight -= 1
                 if not self._in_flight:
                     self._drained.notify_all()
 
-    def _describe(self, specs: list, client: str) -> list[dict]:
-        t0 = time.perf_counter()
+    def _describe(self, specs: list, client: str, t0: float) -> list[dict]:
         deadline = time.monotonic() + REQUEST_DEADLINE
         results = []
         for p in self._start(specs, client, deadline):
@@ -276,7 +407,7 @@ class AltTextService:
                 except TimeoutError:
                     model_future.cancel()  # the worker skips it if it has not started yet
                     p = self._error("model_timeout", "the model did not answer in time", 503)
-                except WorkerStopped:
+                except (WorkerStopped, CancelledError):  # the drain gave it up, or the worker stopped
                     p = self._error(*SHUTTING_DOWN)
                 except Exception:
                     log.exception("describing failed")

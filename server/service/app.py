@@ -21,6 +21,7 @@ from ..describe import Describer
 from ..describe.ocr import Ocr
 from ..describe.ocr import available as ocr_available
 from . import tuning
+from .admission import Overloaded
 from .alt_text import SHUTTING_DOWN, AltTextService, ServiceClosing
 from .cache import FailSafeCache, check_cache_settings, open_cache
 from .config import Config
@@ -305,6 +306,11 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
     @app.errorhandler(ServiceClosing)
     def _closing(e: ServiceClosing):  # close() began between the guard and the work
         return _shutting_down()
+
+    @app.errorhandler(Overloaded)
+    def _overloaded(e: Overloaded):  # the images need the model, and its backlog is full (admission.py)
+        return error(503, "overloaded", f"the service is busy: {e.reason}; send the request again after "
+                                        f"Retry-After seconds", **{"Retry-After": str(e.retry_after)})
 
     @app.errorhandler(Exception)
     def _crash(e: Exception):

@@ -10,6 +10,7 @@ import os
 from dataclasses import MISSING, dataclass, field, fields
 
 log = logging.getLogger(__name__)
+DRAIN_SLACK = 10.0  # seconds of a stop beyond the longest admitted wait: the last batch and the worker's exit
 
 
 def setting(default=MISSING, help: str = "", *, factory=None):
@@ -46,6 +47,15 @@ class Config:
     max_image_bytes: int = setting(10_000_000, "A fetched or uploaded image.")
     max_pixels: int = setting(40_000_000, "Pixels of one image.")
     fetch_timeout: float = setting(10.0, "Total deadline of one fetch, in seconds.")
+    # Admission (server/service/admission.py and docs/serving.md): what a worker accepts to wait for the model.
+    backlog: int = setting(1024, "Images per worker that may wait for fetching or the model at once, each request "
+                                 "on a thread of its own beside the --threads ones; beyond it a request that needs "
+                                 "the model gets a 503 (overloaded, with Retry-After). Cached and invalid images "
+                                 "never wait for these.")
+    queue_seconds: float = setting(30.0, "Longest wait for the model a request is admitted to: when the images "
+                                         "ahead of it would take longer at the model's recent pace, a request that "
+                                         "needs the model gets a 503 (overloaded, with Retry-After). A stop "
+                                         "(SIGTERM) waits this long plus the fetch timeout and 10 s.")
     # What is said, and how sure it must be (server/describe: decision.Policy and wording.Wording; the defaults and
     # their measurements are in model/MODEL_CARD.md). Confidences are calibrated P(caption acceptable).
     withhold_below: float = setting(0.15, "Calibrated confidence under which a caption is not spoken.")
@@ -72,6 +82,12 @@ class Config:
     test_allow_loopback: tuple[str, ...] = ()
     testing: bool = False
     load_model: bool = True  # False: start without a model (tests of the HTTP layer)
+
+    def graceful_timeout(self) -> float:
+        """Seconds a stopping worker gives the requests it accepted (gunicorn's graceful timeout): an admitted
+        request waits at most ``queue_seconds`` for the model after its fetch (``fetch_timeout``); the rest is for
+        its own batch and the worker's exit."""
+        return self.queue_seconds + self.fetch_timeout + DRAIN_SLACK
 
     def limits(self) -> dict:
         """The request limits clients must respect, as ``GET /v1/limits`` publishes them (the CLI, the audit and

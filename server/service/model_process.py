@@ -2,8 +2,7 @@
 
 Why: the model's Python runs between its torch operations, dozens of times per beam-search step, and needs the GIL
 each time; in a gunicorn worker the request threads (HTTP, JSON, fetching, decoding, the evidence) hold it the rest
-of the time. Measured on 2 cores: one pure-Python thread beside the describe pipeline cut it from 73 to 11 images/s,
-and the service's model thread counted itself busy 91 % of the time while the worker used 1.4 of the 2 cores. In a
+of the time, and a single pure-Python thread beside the pipeline slows it several-fold (docs/benchmarks.md). In a
 child the model waits for no request thread; only the prepared batch and the outputs cross between the two.
 
 The prepared batch (16 images are 10 MB of floats) goes through shared memory, and only small messages through the
@@ -16,7 +15,10 @@ The batching worker (:class:`~server.service.batcher.BatchWorker`) calls a :clas
 ``close`` from freeing the buffer or the socket under it. A child that dies (killed, out of memory) fails the batch
 it was running; the next call starts a new one, so the worker's one-by-one retry of a failed batch answers its
 images. A child that cannot be started again (the file is gone, the GPU is full) fails batches at once for
-RETRY_AFTER seconds, and /readyz says why.
+RETRY_AFTER seconds, and /readyz says why. The child never outlives its worker: it asks the kernel for SIGKILL when
+the thread that started it ends (PR_SET_PDEATHSIG), so a worker killed at the end of a stop takes it along. Children
+are started by a thread of the ModelProcess's own, which lives until ``close``: the batching worker's thread, which
+starts the replacement of a dead child, may end first.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
@@ -76,6 +79,8 @@ class ModelProcess:
         self.device = None  # where the child runs the model, as it says when ready
         self.start_error: str | None = None  # why the last start failed (until one succeeds)
         self._retry_at = 0.0  # after a failed start, calls fail at once until then (no model load per image)
+        # the thread that starts every child: a child dies with the thread that started it (die_with_parent)
+        self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alt-text-model-starter")
         self._launch()
         if wait:
             self.wait_ready()
@@ -100,9 +105,13 @@ class ModelProcess:
         return env
 
     def _launch(self) -> None:
+        self._starter.submit(self._spawn).result()
+
+    def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "server.service.model_process", str(theirs.fileno())],
+            proc = subprocess.Popen([sys.executable, "-m", "server.service.model_process", str(theirs.fileno()),
+                                     str(os.getpid())],
                                     pass_fds=(theirs.fileno(),), env=self._environment(), stdin=subprocess.DEVNULL)
         finally:
             theirs.close()
@@ -239,6 +248,7 @@ class ModelProcess:
             log.warning("the model process %d was still running a batch after %.0f s; killing it", self._proc.pid,
                         timeout)
             self._proc.kill()
+        self._starter.shutdown(wait=False)
 
 
 def _plain(out):
@@ -288,11 +298,28 @@ def _attach(name: str) -> SharedMemory:
         return shm
 
 
-def main(fd: int) -> None:
+def die_with_parent(parent: int | None) -> None:
+    """Linux: be killed when the parent's thread that started this process ends (the worker exits, or is killed
+    at the end of a stop); otherwise this process would finish its batch, and outlive the service's master. Exits
+    at once if the parent is already gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+    if parent is not None and os.getppid() != parent:
+        os._exit(0)
+
+
+def main(fd: int, parent: int | None = None) -> None:
     """The child: get its settings, load the describer, say "ready" with its namespace, then run each batch it is
     sent until it gets None or its socket closes (the worker exited, however it ended)."""
     import signal
 
+    die_with_parent(parent)
     # Ctrl-C and a service manager's SIGTERM reach the whole process group: the worker drains its requests and then
     # closes this process; until then it must keep serving the batches of those requests.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -360,4 +387,4 @@ def _reply(conn: Connection, message) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -76,8 +76,9 @@ def _json(schema: dict, description: str) -> dict:
 def openapi_spec() -> dict:
     errors = {str(s): _json(_ERROR, d) for s, d in [
         (400, "malformed request"), (401, "missing or wrong API key"), (413, "too many images or body too large"),
-        (429, "rate limited (see Retry-After)"), (503, ("model not loaded, or the service is shutting "
-                                                       "down (shutting_down: send it again, see Retry-After)"))]}
+        (429, "rate limited (see Retry-After)"), (503, ("model not loaded, the service is shutting "
+                                                       "down (shutting_down), or its backlog for the model is full "
+                                                       "(overloaded); send it again after Retry-After"))]}
     return {
         "openapi": "3.1.0",
         "info": {"title": "alt-text", "version": "1",
@@ -108,9 +109,11 @@ def openapi_spec() -> dict:
                         **errors,
                         "400": _json({"oneOf": [_RESULTS, _ERROR]}, "a malformed or non-http(s) URL (results), "
                                                                     "or no url parameter (error)"),
-                        "503": _json({"oneOf": [_RESULTS, _ERROR]}, "the model did not answer in time (results), "
-                                                                    "or is not loaded or the service is shutting "
-                                                                    "down (error)"),
+                        "503": _json({"oneOf": [_RESULTS, _ERROR]}, "the model did not answer in time, or the "
+                                                                    "service stopped while it waited (results), or "
+                                                                    "the model is not loaded, the service is "
+                                                                    "shutting down or overloaded (error, with "
+                                                                    "Retry-After)"),
                         **{str(status): _json(_RESULTS, why) for status, why in (
                             (403, "a private, loopback or link-local address, or robots-like refusal"),
                             (413, "the image is too large"), (422, "the image could not be read"),
