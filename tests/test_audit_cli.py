@@ -229,7 +229,7 @@ def test_suggestions_from_a_fake_captioner_are_batched_and_cached(site, tmp_path
     assert by_image["none"]["kind"] == "none"  # the inline SVG
     assert fake.calls == [5]  # red (twice on the site), blue, green, yellow, the data: URL: one batch
     assert report["summary"]["suggestions"] == {"caption": 6, "withheld": 0, "decorative": 1, "error": 1, "none": 1,
-                                                "pending": 0, "name": 0}
+                                                "pending": 0, "name": 0, "judgement": 0}
     assert report["options"]["model"] == "fake-1"
     html = (tmp_path / "r.json").with_suffix(".html")
     assert run(site.url("/"), "--out", html).exit_code == 0

@@ -222,7 +222,7 @@ def test_a_judgement_serialises_with_its_act_rule_and_criterion():
     d = judge(named("ERCIM logo"), W3C)[0].to_dict()
     assert d == {"rule": "image-name-contradicts-text", "act": "qt1vmo", "wcag": "WCAG 2.2 SC 1.1.1 (A)",
                  "severity": "needs review", "message": d["message"], "evidence": {"kind": "logo", "text": "W3C"},
-                 "suggestion": "W3C logo"}
+                 "suggestion": "W3C logo", "basis": "text"}
 
 
 # ---------------------------------------------------------------------------------------------------------------

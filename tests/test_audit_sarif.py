@@ -16,8 +16,9 @@ import jsonschema
 import pytest
 
 from server.audit.crawl import CrawlState, Page
-from server.audit.report import (RULES, SARIF_LEVEL, WCAG_UNDERSTANDING, build_report, format_of, to_sarif,
-                                 write_report)
+from server.audit.judge import JUDGEMENTS
+from server.audit.report import (FINDING_RULES, RULES, SARIF_LEVEL, WCAG_UNDERSTANDING, build_report, format_of,
+                                 to_sarif, write_report)
 from server.audit.rules import check_page
 from test_audit_cli import FINDINGS, run, site  # noqa: F401 - the module's local site fixture
 
@@ -201,10 +202,14 @@ def test_sarif_carries_rule_wcag_page_and_selector():
     (run_,) = log["runs"]
     driver = run_["tool"]["driver"]
     assert driver["name"] == "alt-text audit" and driver["version"] == "9.9"
-    assert [r["id"] for r in driver["rules"]] == list(RULES)
+    assert [r["id"] for r in driver["rules"]] == list(FINDING_RULES) == [*RULES, *JUDGEMENTS]
     controls = ("button-name", "link-name")  # name, role, value (4.1.2) and link purpose (2.4.4), not 1.1.1
     for rule in driver["rules"]:
-        if rule["id"] in controls:
+        if rule["id"] in JUDGEMENTS:  # to review: a note, with its ACT rule
+            assert rule["defaultConfiguration"]["level"] == "note" and "needs-review" in rule["properties"]["tags"]
+            assert rule["helpUri"].startswith("https://www.w3.org/WAI/standards-guidelines/act/rules/")
+            assert ("1.4.5" if rule["id"] == "image-of-text" else "1.1.1") in rule["fullDescription"]["text"]
+        elif rule["id"] in controls:
             assert "4.1.2" in rule["fullDescription"]["text"] and "wcag412" in rule["properties"]["tags"]
             assert "1.1.1" not in rule["fullDescription"]["text"]
         else:

@@ -121,10 +121,15 @@ def author_alt(result: dict) -> dict | None:
 
 def adoptable(suggestion: dict | None) -> dict | None:
     """``{"text", "confidence", "basis"}`` an author can adopt for a report's suggestion, else None: a caption's
-    ``suggested_alt`` (or, in a report from before it, the ``alt`` without its hedge), a control's name, ``""`` for
-    a decorative image."""
+    ``suggested_alt`` (or, in a report from before it, the ``alt`` without its hedge), a judgement's, a control's
+    name, ``""`` for a decorative image."""
     s = suggestion or {}
     kind = s.get("kind")
+    if kind == "judgement":
+        if not s.get("suggested_alt"):
+            return None
+        return {"text": s["suggested_alt"], "confidence": _p(s.get("suggested_confidence")),
+                "basis": s.get("confidence_basis")}
     if kind == "name":
         return {"text": s["name"], "confidence": _p(s.get("confidence")), "basis": "control_name"}
     if kind == "decorative":

@@ -16,6 +16,7 @@ import click
 
 from .crawl import CrawlConfig, Crawler, CrawlState, Page, normalize_url, origin
 from .report import FORMAT_NAMES, build_report, count_for_gate, format_of, write_report
+from .rules import RuleOptions
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,10 @@ def _summary(report: dict, outs: tuple[str, ...]) -> list[str]:
     if sg["caption"] or sg["withheld"] or sg["decorative"] or sg["error"]:
         lines.append(f"  suggestions: {sg['caption']} described, {sg['withheld']} without a reliable description, "
                      f"{sg['decorative']} probably decorative, {sg['error']} failed")
+    review = s["by_severity"].get("needs review", 0)
+    if review:
+        lines.append(f"  to review: {review} image judgement(s) (what the image shows against its markup; not "
+                     "counted as WCAG failures)")
     if s["queued"]:
         lines.append(f"  not crawled yet: {s['queued']} URL(s) in the queue")
     skipped = {k: v for k, v in s["skipped"].items() if v}
@@ -213,7 +218,8 @@ def _load_state(path: Path, resume: bool, start_url: str) -> CrawlState | None:
 @click.option("--fail-on", type=click.IntRange(0), default=None, metavar="N",
               help="Exit with status 3 when more than N findings (see --fail-scope) are found.")
 @click.option("--fail-scope", type=click.Choice(["wcag", "all"]), default="wcag", show_default=True,
-              help="What --fail-on counts: WCAG 1.1.1 failures (critical and serious) or all findings.")
+              help="What --fail-on counts: WCAG failures (critical and serious findings) or all findings (the "
+                   "image judgements to review too).")
 @click.option("--server", "server_url", default=None, metavar="URL",
               help="Describe images with a running alt-text service instead of the local model.")
 @click.option("--api-key", default=None, envvar="ALT_TEXT_API_KEY", help="X-API-Key for --server.")
@@ -247,7 +253,9 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
     try:
         config = CrawlConfig(start_url=url, max_pages=max_pages, max_depth=depth, sitemap=sitemap,
                              include=include, exclude=exclude, concurrency=concurrency, delay=delay, timeout=timeout,
-                             render=render, chromium=chromium)
+                             render=render, chromium=chromium,
+                             # with suggestions, what each image's markup says, for the image judgements
+                             rule_options=RuleOptions(judge_images=not no_suggest))
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     if render:
@@ -273,10 +281,11 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
     # One suggestion per image URL, not per finding: the findings stay on disk and the report streams them.
     described: dict = {}
     suggestion_of = None  # None until the crawl is done: every suggestion is then "pending"
+    judgements = None  # the image judgements, on the images described (suggestions on)
     interrupted, failure = False, None
     try:
         crawler.run()
-        urls = suggester.image_urls(crawler.state.findings)
+        urls = suggester.image_urls(crawler.state.findings, crawler.state.image_contexts)
         suggestion_of = lambda f: suggester.suggestion_for(f, described)  # noqa: E731
         progress.start_suggestions(len(urls))
         suggester.describe_urls(urls, progress.suggested, into=described)
@@ -287,12 +296,18 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
         failure = e
     finally:
         progress.close()
+    if suggestion_of is not None:  # interrupted while describing: the images described so far are judged
+        try:
+            judgements = suggester.judgements(crawler.state.image_contexts, described)
+        except Exception as e:  # noqa: BLE001 - as above: the markup findings are still reported
+            log.debug("judging the images failed", exc_info=True)
+            failure = failure or e
 
     st = crawler.state
     complete = not interrupted and failure is None
     report = build_report(
         st, suggestion_of, complete=complete, user_agent=config.user_agent, version=_version(),
-        finished_at=time.time(), stream=True,
+        finished_at=time.time(), stream=True, judgements=judgements,
         options={"max_pages": max_pages, "max_depth": depth, "sitemap": sitemap, "include": list(include),
                  "exclude": list(exclude), "concurrency": concurrency, "delay": delay, "timeout": timeout,
                  "suggestions": "off" if no_suggest else ("service" if server_url else "model"),

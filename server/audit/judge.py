@@ -101,6 +101,9 @@ class Judgement:
     message: str
     evidence: dict  # what triggered it, from the pipeline's result: kind, text, brand, meaning, chart_type
     suggestion: str | None  # the text to put in the page (the image's text, "<Brand> logo"), None for none
+    # What the suggestion comes from: "text" (read by OCR), "brand" (the meaning head's logo), "control_name" (the
+    # pipeline's name for a control's icon); None without a suggestion.
+    basis: str | None = None
     severity: str = NEEDS_REVIEW
     act: str = ""
     wcag: str = ""
@@ -108,10 +111,13 @@ class Judgement:
     def __post_init__(self):
         object.__setattr__(self, "act", self.act or ACT[self.rule])
         object.__setattr__(self, "wcag", self.wcag or WCAG[self.rule])
+        if self.suggestion is None:
+            object.__setattr__(self, "basis", None)
 
     def to_dict(self) -> dict:
         return {"rule": self.rule, "act": self.act, "wcag": self.wcag, "severity": self.severity,
-                "message": self.message, "evidence": self.evidence, "suggestion": self.suggestion}
+                "message": self.message, "evidence": self.evidence, "suggestion": self.suggestion,
+                "basis": self.basis}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -253,7 +259,7 @@ def informative_image_hidden(markup: ImageMarkup, result: dict) -> Judgement | N
             f"Image is hidden from screen readers but is {what} and the only content of a {markup.control} that has "
             f"no other name: give it an alt that says what the {markup.control} "
             f"{'does' if markup.control == 'button' else 'leads to'}.",
-            _evidence(result, "meaning", "brand", "control_name", "text"), control_name or None)
+            _evidence(result, "meaning", "brand", "control_name", "text"), control_name or None, "control_name")
     words = solid_words(text)
     if markup.nearby_text and _covered(words or content_words(brand), markup.nearby_text):
         return None  # its words are read right beside it: hiding the image is right
@@ -262,7 +268,7 @@ def informative_image_hidden(markup: ImageMarkup, result: dict) -> Judgement | N
             "image-informative-hidden",
             f"Image is hidden from screen readers, but it is the {brand} logo: if it says something the page does "
             f'not say beside it, give it alt="{brand}".',
-            _evidence(result, "brand", "text"), f"{brand} logo")
+            _evidence(result, "brand", "text"), f"{brand} logo", "brand")
     if kind in TEXT_KINDS and text and len(words) >= (1 if kind == "logo" else MIN_HIDDEN_TEXT_WORDS):
         what = {"logo": "a logo that reads", "chart": "a chart titled", "screenshot": "a screenshot titled"}.get(
             kind, "readable text:")
@@ -271,7 +277,7 @@ def informative_image_hidden(markup: ImageMarkup, result: dict) -> Judgement | N
             "image-informative-hidden",
             f"Image is hidden from screen readers, but it shows {what} {_quote(text)}: unless the page says the same "
             "right beside it, give it an alt with that text.",
-            _evidence(result, "text", "chart_type"), suggestion)
+            _evidence(result, "text", "chart_type"), suggestion, "text")
     if kind == "chart":
         chart = _label(result.get("chart_type"), "label")
         return Judgement(
@@ -296,7 +302,7 @@ def name_contradicts_text(markup: ImageMarkup, result: dict) -> Judgement | None
         return Judgement(
             "image-name-contradicts-text",
             f"The image's name {_quote(name)} says nothing of what the image says: it reads {_quote(text)}.",
-            _evidence(result, "text", "brand"), text if kind != "logo" else f"{text} logo")
+            _evidence(result, "text", "brand"), text if kind != "logo" else f"{text} logo", "text")
     brand = _label(result.get("brand"), "name")
     if (markup.control or kind not in MESSAGE_KINDS or len(tokens(text)) > MAX_CONTRADICTED_WORDS
             or agrees(name, text) or (brand and agrees(name, brand))):
@@ -304,7 +310,7 @@ def name_contradicts_text(markup: ImageMarkup, result: dict) -> Judgement | None
     return Judgement(
         "image-name-contradicts-text",
         f"The image reads {_quote(text)}, but its name {_quote(name)} says none of it: check which is right.",
-        _evidence(result, "text", "brand"), text if kind != "logo" else f"{text} logo")
+        _evidence(result, "text", "brand"), text if kind != "logo" else f"{text} logo", "text")
 
 
 def image_of_text(markup: ImageMarkup, result: dict) -> Judgement | None:
@@ -320,7 +326,7 @@ def image_of_text(markup: ImageMarkup, result: dict) -> Judgement | None:
         f"Image of text{named}: real text styled with CSS is better (it can be resized, restyled, translated and "
         "searched). Unless this exact presentation is essential, put its text in the page; while it is an image, "
         "its alt should say the same text.",
-        _evidence(result, "text"), text)
+        _evidence(result, "text"), text, "text")
 
 
 def judge(markup: ImageMarkup, result: dict | None) -> list[Judgement]:

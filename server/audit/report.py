@@ -36,11 +36,19 @@ import jinja2
 from .adopt import BASES, BASIS_LABELS, adoptable
 from .crawl import (AUDITED_STATUSES, ERROR_STATUSES, PAGE_STATUSES, SKIP_REASONS, CrawlState, StreamedSequence,
                     write_atomic)
+from .judge import ACT, JUDGEMENTS, NEEDS_REVIEW
+from .judge import WCAG as JUDGEMENT_WCAG
+from .judging import Judgements
 from .rules import CONTROL_RULES, ICONS, RULES, SEVERITY, WCAG, WCAG_1_1_1, suspicious_reason
 
 REPORT_FORMAT = "alt-text-audit-report/1"
-SEVERITIES = ("critical", "serious", "moderate", "minor")
+# "needs review": the image judgements (server.audit.judge), which a person confirms; never a WCAG failure here.
+SEVERITIES = ("critical", "serious", "moderate", "minor", NEEDS_REVIEW)
 WCAG_SEVERITIES = ("critical", "serious")  # axe's impacts of the WCAG 1.1.1 failures; the rest are heuristics
+# Every rule a finding can have: the markup rules, then the image judgements (only with suggestions on).
+FINDING_RULES = (*RULES, *JUDGEMENTS)
+SEVERITY_OF = {**SEVERITY, **dict.fromkeys(JUDGEMENTS, NEEDS_REVIEW)}
+WCAG_OF = {**WCAG, **JUDGEMENT_WCAG}
 FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html", ".sarif": "sarif"}
 FORMAT_NAMES = ".html, .json, .csv or .sarif"
 _DATA_JPEG = re.compile(r"data:image/jpeg;base64,[A-Za-z0-9+/]+={0,2}")  # the only data: URLs a report embeds
@@ -49,7 +57,14 @@ _DATA_JPEG = re.compile(r"data:image/jpeg;base64,[A-Za-z0-9+/]+={0,2}")  # the o
 # The JSON report's schema (JSON Schema 2020-12). Tests validate every report they make against it.
 
 _STR_OR_NULL = {"type": ["string", "null"]}
-SUGGESTION_KINDS = ("caption", "name", "withheld", "decorative", "error", "none", "pending")
+SUGGESTION_KINDS = ("caption", "name", "withheld", "decorative", "error", "none", "judgement", "pending")
+_EVIDENCE = {"type": "object", "required": ["kind"],
+             "description": "the describe pipeline's evidence an image judgement rests on: kind, and where they "
+                            "count text (read by OCR), brand, meaning, control_name, chart_type",
+             "properties": {"kind": {"type": "string"}, "text": {"type": "string"}, "brand": {"type": "object"},
+                            "meaning": {"type": "object"}, "control_name": {"type": "string"},
+                            "chart_type": {"type": "object"}}}
+_JUDGEMENT_BASES = ["text", "brand", "control_name", None]
 _COUNT = {"type": "integer", "minimum": 0}
 _SUGGESTION = {
     "oneOf": [
@@ -95,6 +110,16 @@ _SUGGESTION = {
         {"type": "object", "description": "no image file to describe (inline SVG, icon font, image-map area)",
          "required": ["kind", "message"], "additionalProperties": False,
          "properties": {"kind": {"const": "none"}, "message": {"type": "string"}}},
+        {"type": "object", "description": "an image judgement's suggestion: the text its evidence gives (read "
+                                          "from the image, a brand, a control's name), for a person to confirm",
+         "required": ["kind", "suggested_alt", "suggested_confidence", "confidence_basis", "message", "model",
+                      "image_kind"], "additionalProperties": False,
+         "properties": {"kind": {"const": "judgement"},
+                        "suggested_alt": {"type": ["string", "null"], "description": "null: the evidence gives "
+                                          "no text (a chart without a title)"},
+                        "suggested_confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                        "confidence_basis": {"enum": _JUDGEMENT_BASES}, "message": {"type": "string"},
+                        "model": {"type": "string"}, "image_kind": {"type": "string"}}},
     ]
 }
 SCHEMA = {
@@ -131,8 +156,8 @@ SCHEMA = {
                 "crawl_errors": _COUNT,
                 "by_severity": {"type": "object", "required": list(SEVERITIES), "additionalProperties": False,
                                 "properties": {s: _COUNT for s in SEVERITIES}},
-                "by_rule": {"type": "object", "required": list(RULES), "additionalProperties": False,
-                            "properties": {r: _COUNT for r in RULES}},
+                "by_rule": {"type": "object", "required": list(FINDING_RULES), "additionalProperties": False,
+                            "properties": {r: _COUNT for r in FINDING_RULES}},
                 "by_page": {"type": "array", "description": "pages with findings, most findings first",
                             "items": {"type": "object", "required": ["url", "findings", "wcag_failures"],
                                       "additionalProperties": False,
@@ -172,12 +197,27 @@ SCHEMA = {
                          "current_alt", "decorative_candidate", "suggestion"],
             "additionalProperties": False,
             "properties": {"id": {"type": "string", "pattern": "^F[0-9]+$"}, "page_url": {"type": "string"},
-                           "rule": {"enum": list(RULES)}, "wcag": {"type": "string"},
+                           "rule": {"enum": list(FINDING_RULES)}, "wcag": {"type": "string"},
                            "severity": {"enum": list(SEVERITIES)}, "selector": {"type": "string"},
                            "snippet": {"type": "string"}, "image_url": _STR_OR_NULL, "message": {"type": "string"},
                            "current_alt": _STR_OR_NULL, "decorative_candidate": {"type": "boolean"},
                            "icon": {"enum": [*ICONS, None], "description": "an unnamed control's only content "
                                     "(on the control's finding, its icon image's and an image button's)"},
+                           "act": {"enum": sorted(set(ACT.values())),
+                                   "description": "an image judgement's W3C ACT rule"},
+                           "evidence": _EVIDENCE,
+                           "judgement": {
+                               "type": "object", "description": "on a button-name or link-name finding whose "
+                               "only content is an image marked decorative: the image judgement that it carries "
+                               "information (image-informative-hidden), with the name its evidence gives",
+                               "required": ["rule", "act", "wcag", "message", "suggested_alt",
+                                            "suggested_confidence", "confidence_basis"],
+                               "additionalProperties": False,
+                               "properties": {"rule": {"enum": list(JUDGEMENTS)}, "act": {"type": "string"},
+                                              "wcag": {"type": "string"}, "message": {"type": "string"},
+                                              "suggested_alt": _STR_OR_NULL,
+                                              "suggested_confidence": {"type": ["number", "null"]},
+                                              "confidence_basis": {"enum": _JUDGEMENT_BASES}}},
                            "suggestion": _SUGGESTION}}},
     },
 }
@@ -199,20 +239,61 @@ def crawl_errors(state: CrawlState) -> list[dict]:
 
 
 class ReportFindings(StreamedSequence):
-    """The report's ``findings``: each crawl finding with its ``id`` (F1, F2, ... in crawl order) and its
-    ``suggestion``, made afresh on each iteration from the crawl's findings (a :class:`crawl.FindingStore` on disk,
-    or any list) so that a report of a million findings never holds them all. Reads like a list (``len``,
+    """The report's ``findings``: each crawl finding with its ``id`` (F1, F2, ... in order) and its ``suggestion``,
+    made afresh on each iteration from the crawl's findings (a :class:`crawl.FindingStore` on disk, or any list)
+    so that a report of a million findings never holds them all. With ``judgements``
+    (:class:`judging.Judgements`), each page's judgement findings follow its crawl findings (those of pages without
+    any, at the end), and a control finding gets the judgement attached to it. Reads like a list (``len``,
     iteration, indexing); the writers below stream it."""
 
-    def __init__(self, findings, suggestion: Callable[[int, dict], dict | None]):
-        self._findings, self._suggestion = findings, suggestion
+    def __init__(self, findings, suggestion: Callable[[int, dict], dict | None],
+                 judgements: Judgements | None = None):
+        self._findings, self._suggestion, self._judgements = findings, suggestion, judgements
+
+    def _crawl_finding(self, i: int, f: dict) -> dict:
+        suggestion = self._suggestion(i, f)
+        if self._judgements is None:
+            return {**f, "suggestion": suggestion}
+        extra = self._judgements.attached(f)
+        judged = extra.get("judgement") or {}
+        if judged.get("suggested_alt") and (suggestion or {}).get("kind") == "withheld":
+            # The model is not sure what the icon stands for, but the image's text or brand names it.
+            suggestion = {"kind": "name", "name": judged["suggested_alt"], "attribute": "aria-label",
+                          "model": suggestion["model"], "image_kind": suggestion["image_kind"],
+                          **({"confidence": judged["suggested_confidence"]}
+                             if judged["suggested_confidence"] is not None else {}),
+                          "message": f'Suggested aria-label="{judged["suggested_alt"]}", from what the image shows: '
+                                     "check that it says what the control does."}
+        return {**f, **extra, "suggestion": suggestion}
+
+    def _all(self) -> Iterator[dict]:
+        judged = self._judgements
+        if judged is None:
+            for i, f in enumerate(self._findings):
+                yield self._crawl_finding(i, f)
+            return
+        done: set[str] = set()
+        previous = None
+        for i, f in enumerate(self._findings):
+            if f["page_url"] != previous:
+                if previous is not None and previous not in done:
+                    done.add(previous)
+                    yield from judged.page(previous)
+                previous = f["page_url"]
+            yield self._crawl_finding(i, f)
+        if previous is not None and previous not in done:
+            done.add(previous)
+            yield from judged.page(previous)
+        for page_url in judged.pages():
+            if page_url not in done:
+                yield from judged.page(page_url)
 
     def __iter__(self) -> Iterator[dict]:
-        for i, f in enumerate(self._findings):
-            yield {"id": f"F{i + 1}", **f, "suggestion": self._suggestion(i, f)}
+        for n, f in enumerate(self._all(), 1):
+            yield {"id": f"F{n}", **f}
 
     def __len__(self) -> int:
-        return len(self._findings)
+        return len(self._findings) + (len(self._judgements) if self._judgements is not None else 0)
 
 
 def _suggestion_of(suggestions) -> Callable[[int, dict], dict | None]:
@@ -225,17 +306,18 @@ def _suggestion_of(suggestions) -> Callable[[int, dict], dict | None]:
 
 def build_report(state: CrawlState, suggestions: list[dict | None] | Callable[[dict], dict | None] | None, *,
                  options: dict, complete: bool, user_agent: str, version: str, finished_at: float,
-                 stream: bool = False) -> dict:
+                 stream: bool = False, judgements: Judgements | None = None) -> dict:
     """The JSON report (see SCHEMA) for a crawl state and its suggestions: None (none asked for or reached), one
-    suggestion (or None) per finding, or a function of the finding (:meth:`suggest.Suggester.suggestion_for`).
+    suggestion (or None) per finding, or a function of the finding (:meth:`suggest.Suggester.suggestion_for`),
+    and the image judgements (:meth:`suggest.Suggester.judgements`; None: suggestions off or not reached).
     The summary is counted in one pass over the findings. ``findings`` is a list, or with ``stream`` a
     :class:`ReportFindings` that the writers stream from the crawl's store (``alt-text audit`` does that: a big
     crawl's findings are never all in memory); the files written are the same."""
-    findings = ReportFindings(state.findings, _suggestion_of(suggestions))
+    findings = ReportFindings(state.findings, _suggestion_of(suggestions), judgements)
     if not stream:
         findings = list(findings)
     by_page: dict[str, dict] = {}
-    by_severity, by_rule = dict.fromkeys(SEVERITIES, 0), dict.fromkeys(RULES, 0)
+    by_severity, by_rule = dict.fromkeys(SEVERITIES, 0), dict.fromkeys(FINDING_RULES, 0)
     by_kind = dict.fromkeys(SUGGESTION_KINDS, 0)
     for f in findings:
         wcag = f["severity"] in WCAG_SEVERITIES
@@ -338,7 +420,7 @@ def to_json(report: dict) -> str:
 
 CSV_COLUMNS = ("id", "page_url", "rule", "severity", "wcag", "image_url", "current_alt", "suggestion",
                "suggested_alt", "confidence", "decorative_candidate", "suggestion_error", "message", "selector",
-               "snippet", "confidence_basis", "spoken_alt")
+               "snippet", "confidence_basis", "spoken_alt", "act", "evidence", "judgement")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -358,7 +440,9 @@ def iter_csv(report: dict, rows_per_piece: int = 500) -> Iterator[str]:
     """One row per finding, columns CSV_COLUMNS, a few hundred rows per piece. suggested_alt is what an author can
     adopt (:func:`adopt.adoptable`: a description without the listener's hedge, or a control's name: the suggestion
     column says which), confidence the number it rests on and confidence_basis what that number is; spoken_alt the
-    pipeline's alt as a listener hears it."""
+    pipeline's alt as a listener hears it. An image judgement's row has its ACT rule in act and its evidence as
+    compact JSON; a control finding with a judgement attached has that judgement's ACT rule, evidence and message
+    (judgement)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -366,12 +450,17 @@ def iter_csv(report: dict, rows_per_piece: int = 500) -> Iterator[str]:
         s = f["suggestion"] or {}
         kind = s.get("kind", "")
         adopt = adoptable(s) or {}
+        judged = f.get("judgement") or {}
+        evidence = f.get("evidence")
         writer.writerow([_cell(v) for v in (
             f["id"], f["page_url"], f["rule"], f["severity"], f["wcag"], f["image_url"], f["current_alt"], kind,
             adopt.get("text"), adopt.get("confidence"),
             f["decorative_candidate"], s.get("message") if kind in ("error", "withheld") else None, f["message"],
             f["selector"],
-            f["snippet"], adopt.get("basis"), s.get("alt") if kind == "caption" else None)])
+            f["snippet"], adopt.get("basis"), s.get("alt") if kind == "caption" else None,
+            f.get("act") or judged.get("act"),
+            json.dumps(evidence, ensure_ascii=False, separators=(",", ":")) if evidence is not None else None,
+            judged.get("message"))])
         if n % rows_per_piece == 0:
             yield buf.getvalue()
             buf.seek(0)
@@ -518,7 +607,25 @@ RULE_TITLES = {
     "alt-too-long": "Alt text is too long",
     "alt-duplicate-different-images": "Same alt text on different images",
     "alt-duplicates-adjacent-text": "Alt text repeats the text next to it",
+    "image-informative-hidden": "Informative image hidden from screen readers (to review)",
+    "image-name-contradicts-text": "Name contradicts the image's text (to review)",
+    "image-of-text": "Image of text (WCAG 1.4.5, to review)",
 }
+EVIDENCE_LABELS = {"kind": "kind", "text": "text read", "brand": "logo", "meaning": "icon meaning",
+                   "control_name": "name for a control", "chart_type": "chart type"}
+
+
+def evidence_items(evidence: dict | None) -> list[tuple[str, str]]:
+    """An image judgement's evidence as (label, value) pairs for people: a brand, meaning or chart type with the
+    head's probability."""
+    out = []
+    for key, value in (evidence or {}).items():
+        if isinstance(value, dict):
+            label = value.get("name") or value.get("label") or value.get("id") or ""
+            p = value.get("p")
+            value = f"{label} ({round(100 * p)}%)" if isinstance(p, (int, float)) else str(label)
+        out.append((EVIDENCE_LABELS.get(key, key), str(value)))
+    return out
 
 
 class _FindingsByPage:
@@ -556,6 +663,7 @@ def iter_html(report: dict, thumbnails: Mapping[str, str] | None = None) -> Iter
     env.filters["adoptable"] = adoptable
     env.filters["quoted"] = quoted
     env.filters["basis"] = basis_note
+    env.filters["evidence"] = evidence_items
     template = env.from_string(parts["report.html"])
     page_ids: dict[str, str] = {}
     groups: dict[str, _ImageAlt] = {}
@@ -574,7 +682,8 @@ def iter_html(report: dict, thumbnails: Mapping[str, str] | None = None) -> Iter
         csp=("default-src 'none'; img-src http: https: data:; style-src " + _csp_hash(parts["report.css"])
              + "; script-src " + _csp_hash(parts["report.js"]) + "; base-uri 'none'; form-action 'none'"),
         findings_by_page=_FindingsByPage(report["findings"], contiguous), page_ids=page_ids,
-        thumbs=_unique_alts(groups), embedded=embedded or {}, severities=SEVERITIES, severity_of=SEVERITY, rule_titles=RULE_TITLES,
+        thumbs=_unique_alts(groups), embedded=embedded or {}, severities=SEVERITIES, severity_of=SEVERITY_OF,
+        rule_titles=RULE_TITLES,
         skip_reasons={"off_site": "links to other sites", "excluded": "excluded by --include/--exclude",
                       "robots": "disallowed by robots.txt", "depth_limit": "deeper than --depth",
                       "page_limit": "left in the queue at --max-pages"},
@@ -592,7 +701,7 @@ SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 WCAG_UNDERSTANDING = "https://www.w3.org/WAI/WCAG22/Understanding/non-text-content.html"
 AXE_RULES = frozenset({"image-alt", "input-image-alt", "area-alt", "role-img-alt", "svg-img-alt", "object-alt"})
-SARIF_LEVEL = {"critical": "error", "serious": "error", "moderate": "warning", "minor": "note"}
+SARIF_LEVEL = {"critical": "error", "serious": "error", "moderate": "warning", "minor": "note", NEEDS_REVIEW: "note"}
 _SARIF_HELP = {
     True: "Fails WCAG 2.2 Success Criterion 1.1.1 Non-text Content (level A), as axe-core's {rule} rule reports it: "
           "give the element a text alternative that serves the same purpose, or mark it decorative (alt=\"\").",
@@ -609,8 +718,28 @@ _CONTROL_SARIF = {
 }
 
 
+# The image judgements: what each says, the criterion's axe-style tags.
+_JUDGEMENT_SARIF = {
+    "image-informative-hidden": ("the image is hidden from screen readers (alt=\"\", role none or presentation, "
+                                 "aria-hidden), but the describe pipeline's evidence says it carries information: "
+                                 "text read from it, a logo, a chart, or an icon that is a control's only content",
+                                 ["wcag2a", "wcag111"]),
+    "image-name-contradicts-text": ("the text read from the image (OCR) is missing from its name, which says "
+                                    "nothing, or shares no word with it", ["wcag2a", "wcag111"]),
+    "image-of-text": ("the image is mostly text: real text styled with CSS is better (it can be resized, "
+                      "restyled, translated and searched); while it is an image, its alt should say the same text",
+                      ["wcag2aa", "wcag145"]),
+}
+
+
 def _sarif_help(rule: str) -> tuple[str, list[str], str, str]:
     """(full description, tags, Understanding URL, its link text) for a rule."""
+    if rule in _JUDGEMENT_SARIF:
+        what, tags = _JUDGEMENT_SARIF[rule]
+        url = f"https://www.w3.org/WAI/standards-guidelines/act/rules/{ACT[rule]}/"
+        text = (f"Needs review, against {JUDGEMENT_WCAG[rule]} (ACT rule {ACT[rule]}): {what}. A judgement on the "
+                "image's pixels, which a person confirms; never counted as a WCAG failure.")
+        return text, ["accessibility", *tags, JUDGEMENT_WCAG[rule], "needs-review"], url, f"ACT rule {ACT[rule]}"
     if rule in _CONTROL_SARIF:
         criteria, tags, url, purpose = _CONTROL_SARIF[rule]
         text = (f"Fails WCAG 2.2 {criteria} (level A), as axe-core's {rule} rule reports it: give the control a "
@@ -623,10 +752,11 @@ def _sarif_help(rule: str) -> tuple[str, list[str], str, str]:
 
 
 def sarif_rules() -> list[dict]:
-    """One reportingDescriptor per rule, in RULES order (results point at them by ruleIndex)."""
+    """One reportingDescriptor per rule, in FINDING_RULES order (results point at them by ruleIndex)."""
     out = []
-    for rule in RULES:
-        wcag = rule in AXE_RULES or rule in CONTROL_RULES
+    for rule in FINDING_RULES:
+        wcag = rule in AXE_RULES or rule in CONTROL_RULES or rule in JUDGEMENTS
+        severity = SEVERITY_OF[rule]
         text, tags, url, link_text = _sarif_help(rule)
         out.append({
             "id": rule,
@@ -635,12 +765,12 @@ def sarif_rules() -> list[dict]:
             "fullDescription": {"text": text},
             "helpUri": url,
             "help": {"text": f"{text} See {url}", "markdown": f"{text} See [{link_text}]({url})."},
-            "defaultConfiguration": {"level": SARIF_LEVEL[SEVERITY[rule]]},
+            "defaultConfiguration": {"level": SARIF_LEVEL[severity]},
             "properties": {"tags": tags,
-                           "precision": "high" if wcag else "medium", "problem.severity":
+                           "precision": "high" if wcag and rule not in JUDGEMENTS else "medium", "problem.severity":
                                {"error": "error", "warning": "warning", "note": "recommendation"}[
-                                   SARIF_LEVEL[SEVERITY[rule]]],
-                           "impact": SEVERITY[rule], "wcag": WCAG[rule] if wcag else f"{WCAG_1_1_1}, best practice"},
+                                   SARIF_LEVEL[severity]],
+                           "impact": severity, "wcag": WCAG_OF[rule] if wcag else f"{WCAG_1_1_1}, best practice"},
         })
     return out
 
@@ -656,7 +786,7 @@ def _sarif_result(f: dict, rule_index: dict[str, int]) -> dict:
              "decorativeCandidate": f["decorative_candidate"]}
     if s.get("kind") == "name":
         props["suggestedName"], props["suggestedAttribute"], props["suggestionKind"] = s["name"], s["attribute"], "name"
-    elif s.get("kind") in ("caption", "decorative"):  # only what the service itself would say (see to_csv)
+    elif s.get("kind") in ("caption", "decorative", "judgement"):  # only what the pipeline says (see to_csv)
         adopt = adoptable(s) or {}
         if adopt.get("text") is not None:
             props["suggestedAlt"] = adopt["text"]
@@ -667,6 +797,9 @@ def _sarif_result(f: dict, rule_index: dict[str, int]) -> dict:
             props["confidence"], props["confidenceBasis"] = adopt["confidence"], adopt["basis"]
     elif s:
         props["suggestionKind"] = s["kind"]
+    for key, prop in (("act", "act"), ("evidence", "evidence"), ("judgement", "judgement")):
+        if f.get(key) is not None:
+            props[prop] = f[key]
     return {
         "ruleId": f["rule"],
         "ruleIndex": rule_index[f["rule"]],

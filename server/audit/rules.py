@@ -72,6 +72,10 @@ class RuleOptions:
     snippet_chars: int = 300
     max_elements: int = 100_000  # elements of one page that are checked; the rest of the page is not
     max_seconds: float = 10.0  # time for checking one page (after parsing); findings up to there are kept
+    # Also say what the page says about every image with a file (PageCheck.images), for the image judgements
+    # (server.audit.judge) that run where images are described: only with suggestions on.
+    judge_images: bool = False
+    nearby_chars: int = 1000  # ImageContext.nearby_text is cut here
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,29 @@ class Finding:
     # A button or link without a name whose only content is an icon: which kind (ICONS). Also on the finding of
     # that icon's own <img>, and on every image button's: what they need is a name for the control, not a caption.
     icon: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """What a page says about one image element, for the image judgements (:class:`judge.ImageMarkup`, plus where
+    the image is): collected for every image with a file, failing or not, when ``RuleOptions.judge_images`` is on.
+    Images that are probably decorative (tiny, spacer files, repeated: ``Finding.decorative_candidate``) and those
+    not shown at all (``hidden``, ``display: none``) are left out.
+
+    ``name``: its accessible name. ``decorative``: hidden from screen readers (alt="" without an ARIA name, role
+    none or presentation, aria-hidden on it or an ancestor). ``control``: "button" or "link" when it sits in one (an
+    image button is a button); ``control_named``: that control has a name without this image (a decorative image
+    adds nothing to it; an image button: its own name). ``nearby_text``: what a screen reader reads right next to
+    it (its link, its figure's caption, its neighbours), at most ``RuleOptions.nearby_chars`` characters."""
+    page_url: str
+    selector: str
+    snippet: str
+    image_url: str
+    name: str | None
+    decorative: bool
+    control: str | None = None
+    control_named: bool = False
+    nearby_text: str = ""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -238,13 +265,14 @@ def _renders_nothing(el: Tag) -> bool:
     return _not_shown(el) or (_attr(el, "aria-hidden") or "").strip().lower() == "true"
 
 
-def rendered_text(node) -> str:
+def rendered_text(node, limit: int | None = None) -> str:
     """The text a page shows (and a screen reader reads) inside ``node``: not SVG <title>/<desc>, scripts,
-    templates, hidden elements or a loaded object's fallback. Iterative, so deeply nested markup cannot overflow."""
+    templates, hidden elements or a loaded object's fallback. Iterative, so deeply nested markup cannot overflow.
+    With ``limit``, it stops once it has that many characters (and may return a few more)."""
     if isinstance(node, NavigableString):
         return "" if isinstance(node, Comment) else str(node)
     parts: list[str] = []
-    stack = [node]
+    stack, size = [node], 0
     while stack:
         current = stack.pop()
         if isinstance(current, Tag):
@@ -253,6 +281,9 @@ def rendered_text(node) -> str:
             stack.extend(reversed(current.contents))
         elif isinstance(current, NavigableString) and type(current) is NavigableString:
             parts.append(str(current))
+            size += len(parts[-1])
+            if limit is not None and size >= limit:
+                break
     return " ".join(parts)
 
 
@@ -823,19 +854,19 @@ def _neighbour(node, forward: bool):
     return None
 
 
-def _adjacent_texts(el: Tag):
+def _adjacent_texts(el: Tag, limit: int | None = None):
     """Rendered text a screen reader reads right before or after the element: its link, its figure's caption, its
-    neighbours."""
+    neighbours (each at most about ``limit`` characters)."""
     link = el.find_parent("a")
     if link is not None:
-        yield rendered_text(link)
+        yield rendered_text(link, limit)
     figure = el.find_parent("figure")
     caption = figure.find("figcaption", recursive=False) if figure is not None else None
     if caption is not None:
-        yield rendered_text(caption)
+        yield rendered_text(caption, limit)
     for node in (_neighbour(el.previous_sibling, False), _neighbour(el.next_sibling, True)):
         if node is not None:
-            yield rendered_text(node)
+            yield rendered_text(node, limit)
 
 
 def _duplicates_adjacent_text(el: Tag, name: str) -> bool:
@@ -942,12 +973,19 @@ def _parse(html: str | bytes) -> BeautifulSoup:
         return BeautifulSoup(html, "lxml", multi_valued_attributes=None)
 
 
-def _candidates(elements: list[Tag], base: str, budget: _Budget, found: list[_Candidate]) -> None:
+def _candidates(elements: list[Tag], base: str, budget: _Budget, found: list[_Candidate],
+                hidden_images: list[Tag] | None = None) -> None:
+    """The elements the rules apply to, in document order; with ``hidden_images``, the image elements hidden from
+    assistive technology go there (the rules skip them; the image judgements do not)."""
     inert, hidden = {}, {}  # per element, remembered for nested candidates
     for el in elements:
         budget.tick()
         for rule in filter(None, (_rule_for(el), _control_rule(el))):  # <button role="img">: both
-            if _is_inert(el, inert) or (rule != "area-alt" and _is_hidden(el, hidden)):  # axe checks hidden areas
+            if _is_inert(el, inert):
+                break
+            if rule != "area-alt" and _is_hidden(el, hidden):  # axe checks hidden areas
+                if hidden_images is not None and rule not in CONTROL_RULES:
+                    hidden_images.append(el)
                 break
             ref = _raw_image_ref(el) if rule not in CONTROL_RULES else None  # a control's icon: once it fails
             found.append(_Candidate(el, rule, _join(base, ref) if ref else None))
@@ -1007,14 +1045,72 @@ def _findings_for(page: _Page, c: _Candidate, shared: bool) -> list[Finding]:
     return out
 
 
+def _undisplayed(node: Tag) -> bool:
+    return node.has_attr("hidden") or _STYLE_HIDDEN.search(_attr(node, "style") or "") is not None
+
+
+class _ImageContexts:
+    """Builds the :class:`ImageContext` of a page's images (``RuleOptions.judge_images``)."""
+
+    def __init__(self, page: "_Page", doc: _Doc, candidates: list[_Candidate], budget: _Budget):
+        self.page, self.doc, self.budget = page, doc, budget
+        # A control's verdict, by element: those the rules checked already, others on demand.
+        self.named = {id(c.element): c.passed for c in candidates if c.rule in CONTROL_RULES}
+        self.undisplayed: dict = {}
+        self.out: list[ImageContext] = []
+
+    def _control(self, el: Tag) -> tuple[str | None, bool]:
+        """The nearest button or link around the element, and whether it has a name without this image."""
+        for node in el.parents:
+            if isinstance(node, BeautifulSoup):
+                break
+            rule = _control_rule(node)
+            if rule is not None:
+                named = self.named.get(id(node))
+                if named is None:
+                    named = self.named[id(node)] = _control_passes(rule, node, self.doc, self.budget)
+                return ("button" if rule == "button-name" else "link"), named
+        return None, False
+
+    def add(self, el: Tag, image_url: str, name: str | None, hidden: bool, passed: bool) -> None:
+        self.budget.tick()
+        options = self.page.options
+        decorative = hidden or _is_presentational(el) or (
+            el.name == "img" and _attr(el, "alt") == "" and _aria_name(el, self.doc) is None)
+        if el.name == "input":  # an image button is the control
+            control, named = "button", passed
+        else:
+            control, named = self._control(el)
+        texts = dict.fromkeys(" ".join(t.split()) for t in _adjacent_texts(el, options.nearby_chars))  # once each
+        nearby = " ".join(filter(None, texts))[:options.nearby_chars]
+        self.out.append(ImageContext(
+            page_url=self.page.url, selector=self.page.selector(el), snippet=_snippet(el, options.snippet_chars),
+            image_url=image_url, name=name, decorative=decorative, control=control, control_named=named,
+            nearby_text=nearby))
+
+    def add_hidden(self, elements: list[Tag], base: str, url_counts: Counter) -> None:
+        """Images hidden from assistive technology (aria-hidden on them or an ancestor) but shown on screen."""
+        refs = [(el, _raw_image_ref(el)) for el in elements]
+        images = [(el, _join(base, ref)) for el, ref in refs if ref]
+        counts = url_counts + Counter(url for _, url in images)
+        for el, url in images:
+            self.budget.tick()
+            if _up_any(el, _undisplayed, self.undisplayed) or \
+                    _decorative_candidate(el, url, counts, self.page.options):
+                continue
+            self.add(el, url, accessible_name(el, self.doc), True, True)
+
+
 @dataclass
 class PageCheck:
     """What checking one page found: its findings in document order, how many image elements it has (controls are
     not counted), and why
-    checking stopped early (``over_budget``: too many elements or too long), with the findings up to there."""
+    checking stopped early (``over_budget``: too many elements or too long), with the findings up to there.
+    ``images_to_judge``: with ``RuleOptions.judge_images``, what the page says about each of its images."""
     findings: list[Finding]
     images: int
     over_budget: str | None = None
+    images_to_judge: list[ImageContext] = field(default_factory=list)
 
 
 def parse(html: str | bytes) -> BeautifulSoup:
@@ -1034,11 +1130,13 @@ def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOp
         note = f"the page has more than {options.max_elements:,} elements: only the first ones were checked"
     doc = _Doc(soup, elements)
     candidates: list[_Candidate] = []
+    hidden_images: list[Tag] | None = [] if options.judge_images else None
     icons: set[int] = set()  # the elements that are an unnamed control's only content (a control comes first)
     evaluated = 0
     base = _base_url(soup, page_url)
+    url_counts: Counter = Counter()
     try:
-        _candidates(elements, base, budget, candidates)
+        _candidates(elements, base, budget, candidates, hidden_images)
         url_counts = Counter(c.image_url for c in candidates if c.image_url)
         for c in candidates:
             budget.tick()
@@ -1064,7 +1162,25 @@ def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOp
             findings.extend(_findings_for(page, c, i in shared))
     except _OverBudget as e:
         note = note or f"{e}: only the findings before the cut are reported"
-    return PageCheck(findings, sum(c.rule not in CONTROL_RULES for c in candidates), note)
+    contexts: list[ImageContext] = []
+    if options.judge_images and note is None:  # a page over budget is reported without its judgements
+        try:
+            contexts = _judge_contexts(page, doc, candidates, hidden_images, base, url_counts, budget)
+        except _OverBudget as e:
+            note = f"{e}: its images were not judged (their findings are all reported)"
+    return PageCheck(findings, sum(c.rule not in CONTROL_RULES for c in candidates), note, contexts)
+
+
+def _judge_contexts(page: _Page, doc: _Doc, candidates: list[_Candidate], hidden: list[Tag], base: str,
+                    url_counts: Counter, budget: _Budget) -> list[ImageContext]:
+    """Every image's :class:`ImageContext` (images with a file, not decorative candidates), within the page's
+    budget (raises _OverBudget at the cut)."""
+    contexts = _ImageContexts(page, doc, candidates, budget)
+    for c in candidates:
+        if c.rule not in CONTROL_RULES and c.image_url and not c.decorative:
+            contexts.add(c.element, c.image_url, c.name, False, c.passed)
+    contexts.add_hidden(hidden, base, url_counts)
+    return contexts.out
 
 
 def check_page(html: str | bytes, page_url: str, options: RuleOptions = RuleOptions()) -> list[Finding]:

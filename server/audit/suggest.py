@@ -9,6 +9,12 @@ pipeline (:mod:`server.describe`, the one the service runs: the same kinds, text
 pipeline namespace, plus the URL index), so a second audit of the same site costs no model time and no fetches.
 Where the pipeline withholds a description, the suggestion says why and offers no text to copy.
 
+With suggestions on, the crawl also says what the page says about every other image (``CrawlState.image_contexts``,
+:class:`rules.ImageContext`): those images are described too (:meth:`Suggester.image_urls`), with the same cache,
+and :meth:`Suggester.judgements` judges each against the pipeline's full result (kind, OCR text, brand, meaning,
+chart type; :mod:`server.audit.judging`), which each described image keeps as ``evidence`` beside its suggestion.
+``--no-suggest`` collects no contexts and describes nothing.
+
 A control's icon (findings with ``icon``: an unnamed button or link whose only content is an image, that image,
 an image button) needs a name, not a description: its suggestion is the pipeline's ``control_name`` ("Search",
 "Menu") for the attribute to set, and where the pipeline has none (it is not sure), no text at all; never a
@@ -50,6 +56,7 @@ from server.client import ServiceClient, ServiceError, image_data
 
 from .adopt import author_alt
 from .crawl import FetchFailure, Site, WorkerPool, normalize_url, origin
+from .judging import Judgements, judge_evidence
 from .rules import CONTROL_RULES
 
 log = logging.getLogger(__name__)
@@ -262,7 +269,7 @@ def finding_suggestion(finding: dict, described: dict) -> dict:
     """An image's suggestion (as :func:`_caption_suggestion` made it) as one finding needs it: for a control's
     icon, the pipeline's control name for the attribute that names the control (alt on the image itself,
     aria-label on a button or link) or, without one, nothing to copy; for any other image, its description."""
-    common = {k: v for k, v in described.items() if k not in ("control_name", "control_confidence")}
+    common = {k: v for k, v in described.items() if k not in ("control_name", "control_confidence", "evidence")}
     if not finding.get("icon") or common["kind"] == "error":
         return common
     name = described.get("control_name")
@@ -342,16 +349,27 @@ class Suggester:
         found = described.get(finding["image_url"]) if self.backend is not None else None
         return finding_suggestion(finding, found) if found is not None else None
 
-    def image_urls(self, findings: Iterable[dict]) -> list[str]:
-        """The image URLs the model is asked about, each once, in the order the findings first name them: one
-        pass over the findings (a store on disk is streamed)."""
+    def image_urls(self, findings: Iterable[dict], contexts: Iterable[dict] = ()) -> list[str]:
+        """The image URLs the model is asked about, each once, in the order the findings first name them, then
+        those of the image contexts (the images to judge) not named yet: one pass over each (a store on disk is
+        streamed)."""
         if self.backend is None:
             return []
         urls: dict[str, None] = {}
         for f in findings:
             if f.get("image_url") and not decorative_suggestion(f):
                 urls[f["image_url"]] = None
+        for c in contexts:
+            urls[c["image_url"]] = None
         return list(urls)
+
+    def judgements(self, contexts: Iterable[dict], described: Mapping[str, dict]) -> Judgements | None:
+        """The image judgements (:class:`judging.Judgements`) of the image contexts, on the evidence each described
+        image keeps (images not described yet are not judged); None with no backend."""
+        if self.backend is None:
+            return None
+        return Judgements(lambda url: (described.get(url) or {}).get("evidence"),
+                          self.backend.version).judge_images(contexts)
 
     def describe_urls(self, urls: list[str], on_progress: Callable[[int], None] | None = None,
                       into: dict | None = None) -> dict:
@@ -446,5 +464,10 @@ class Suggester:
                     cache.put(key, res)
                     cache.put_url(loaded.url, version, key)
                 results[loaded.url] = res
-        return [_caption_suggestion(res if "error" in res else self.backend.result(res), self.backend.version)
-                for res in (results[url] for url in urls)]
+        out = []
+        for res in (results[url] for url in urls):
+            result = res if "error" in res else self.backend.result(res)
+            suggestion = _caption_suggestion(result, self.backend.version)
+            evidence = judge_evidence(result)  # what the judgements read: kept beside the suggestion
+            out.append(suggestion if evidence is None else {**suggestion, "evidence": evidence})
+        return out

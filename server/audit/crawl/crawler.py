@@ -16,7 +16,7 @@ from typing import Callable
 
 from server.netsafe import REDIRECT_STATUSES, FetchError, Redirects
 
-from ..rules import Finding, audit_page, parse
+from ..rules import Finding, ImageContext, audit_page, parse
 from .config import CrawlConfig
 from .discovery import extract_links, read_sitemaps
 from .findings import FindingStore
@@ -37,6 +37,7 @@ class _Outcome:
     hops: list[str] = field(default_factory=list)  # redirect targets, in order, that passed the site/robots checks
     digest: str | None = None  # of the page's body as fetched (see CrawlState.documents)
     canonical: str | None = None  # its <link rel=canonical>, normalised, on the site's origins
+    images_to_judge: list[ImageContext] = field(default_factory=list)  # RuleOptions.judge_images
 
 
 class Crawler:
@@ -46,8 +47,10 @@ class Crawler:
     def __init__(self, config: CrawlConfig, state: CrawlState | None = None, state_path: str | Path | None = None,
                  on_page: Callable[[Page, CrawlState], None] | None = None):
         self.config = config
+        store_dir = Path(state_path).parent if state_path else None
         self.state = state or CrawlState(start_url=config.start_url, origins=[origin(config.start_url)],
-                                         findings=FindingStore(dir=Path(state_path).parent if state_path else None))
+                                         findings=FindingStore(dir=store_dir),
+                                         image_contexts=FindingStore(dir=store_dir))
         if self.state.start_url != config.start_url:
             raise ValueError(f"the saved crawl is of {self.state.start_url}, not {config.start_url}")
         self.state.done = False  # a resumed crawl may have a larger page limit
@@ -113,7 +116,7 @@ class Crawler:
                 seen_hop or page.final_url
             page.http_status = page.content_type = None
             page.bytes = page.images = 0
-            outcome.findings, outcome.links = [], []
+            outcome.findings, outcome.links, outcome.images_to_judge = [], [], []
         final = page.final_url or url
         if page.status in AUDITED_STATUSES:
             same = self._same_document(outcome, final)
@@ -123,7 +126,7 @@ class Crawler:
                 page.status, page.final_url, page.error = "duplicate", same[0], same[1]
                 page.http_status = page.content_type = None
                 page.bytes = page.images = 0
-                outcome.findings, outcome.links = [], []
+                outcome.findings, outcome.links, outcome.images_to_judge = [], [], []
         if page.status in AUDITED_STATUSES:
             if outcome.digest is not None:
                 st.documents[outcome.digest] = final
@@ -139,6 +142,7 @@ class Crawler:
         page.findings = len(outcome.findings)
         st.pages.append(page)
         st.findings.extend(asdict(f) for f in outcome.findings)
+        st.image_contexts.extend(asdict(c) for c in outcome.images_to_judge)
         for link in outcome.links:
             self._offer(link, depth + 1, final)
 
@@ -254,7 +258,7 @@ class Crawler:
         if check.over_budget:
             page.status, page.error = "over_budget", (page.error + "; " if page.error else "") + check.over_budget
         return _Outcome(page, links, check.findings, chain[1:], digest=hashlib.sha256(r.body).hexdigest()[:32],
-                        canonical=self._canonical(soup, current))
+                        canonical=self._canonical(soup, current), images_to_judge=check.images_to_judge)
 
     def _canonical(self, soup, page_url: str) -> str | None:
         """The page's first ``<link rel=canonical href>``, normalised, when it is on the crawl's origins."""

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
-from ..rules import Finding
+from ..rules import Finding, ImageContext
 from .atomic_file import write_atomic
 from .findings import FindingStore
 from .state import SKIP_REASONS, CrawlState, Page
@@ -21,9 +21,10 @@ JOURNAL_FORMAT = "alt-text-audit-state/2"  # a journal: header line + one line p
 class Journal:
     """The append-only crawl state on disk: a header line, then one JSON object per line, each a change set.
 
-    Keys of a change set (all optional): ``pages`` and ``findings`` (appended), ``seen`` and ``checked`` (URLs
-    added to those sets), ``queued`` ([url, depth, referrer] appended to the frontier), ``taken`` (URLs taken from
-    the frontier without a page record: already audited through a redirect), ``skipped`` (the counts, whole),
+    Keys of a change set (all optional): ``pages``, ``findings`` and ``image_contexts`` (appended), ``seen`` and
+    ``checked`` (URLs added to those sets), ``queued`` ([url, depth, referrer] appended to the frontier), ``taken``
+    (URLs taken from the frontier without a page record: already audited through a redirect), ``skipped`` (the
+    counts, whole),
     ``skipped_urls``, ``site_errors`` and ``origins`` (appended), ``seeded``, ``done``, ``limit_reached``. The
     frontier after replay is the URLs queued, in order, minus the pages recorded and the URLs taken: exactly what the
     crawl held in memory, with the pages in flight back at its front. The crawler reports its changes through
@@ -42,8 +43,9 @@ class Journal:
 
     def _mark(self) -> None:
         st = self.state
-        self._n = {"pages": len(st.pages), "findings": len(st.findings), "skipped_urls": len(st.skipped_urls),
-                   "site_errors": len(st.site_errors), "origins": len(st.origins)}
+        self._n = {"pages": len(st.pages), "findings": len(st.findings), "image_contexts": len(st.image_contexts),
+                   "skipped_urls": len(st.skipped_urls), "site_errors": len(st.site_errors),
+                   "origins": len(st.origins)}
         self._flags = (st.seeded, st.done, st.limit_reached)
         self._skipped = dict(st.skipped)
 
@@ -57,7 +59,8 @@ class Journal:
     @staticmethod
     def snapshot_lines(state: CrawlState, chunk: int = 1000) -> Iterator[str]:
         """The whole state as change sets (from an empty state): one line with everything but the findings, then
-        the findings ``chunk`` to a line, streamed from the store (never one line, or one string, for them all)."""
+        the findings and the image contexts ``chunk`` to a line, streamed from their stores (never one line, or one
+        string, for them all)."""
         pages = {p.url for p in state.pages}
         yield json.dumps({
             "pages": [asdict(p) for p in state.pages], "seen": sorted(state.seen), "checked": sorted(state.checked),
@@ -66,9 +69,10 @@ class Journal:
             "skipped": state.skipped, "skipped_urls": state.skipped_urls, "site_errors": state.site_errors,
             "origins": state.origins, "seeded": state.seeded, "done": state.done,
             "limit_reached": state.limit_reached, "documents": state.documents}, ensure_ascii=False) + "\n"
-        findings = iter(state.findings)
-        while batch := list(itertools.islice(findings, chunk)):
-            yield json.dumps({"findings": batch}, ensure_ascii=False) + "\n"
+        for key in ("findings", "image_contexts"):
+            items = iter(getattr(state, key))
+            while batch := list(itertools.islice(items, chunk)):
+                yield json.dumps({key: batch}, ensure_ascii=False) + "\n"
 
     def open(self) -> None:
         """Start writing: append to the journal the state was replayed from, else start a fresh one."""
@@ -108,7 +112,7 @@ class Journal:
         lose a flushed line, never a kill of the process."""
         st = self.state
         change: dict = {}
-        for key in ("pages", "findings", "skipped_urls", "site_errors", "origins"):
+        for key in ("pages", "findings", "image_contexts", "skipped_urls", "site_errors", "origins"):
             items = getattr(st, key)
             n = len(items)
             if n > self._n[key]:
@@ -163,7 +167,8 @@ class Journal:
                 raise ValueError("not an alt-text audit state file (or one from another version)")
             try:
                 st = CrawlState(start_url=head["start_url"], origins=[], started_at=float(head["started_at"]),
-                                findings=FindingStore(dir=path.parent))
+                                findings=FindingStore(dir=path.parent),
+                                image_contexts=FindingStore(dir=path.parent))
             except (KeyError, TypeError, ValueError) as e:
                 raise ValueError(f"the state file is incomplete or damaged ({e})") from None
             frontier: dict[str, tuple] = {}
@@ -187,6 +192,7 @@ class Journal:
         pages = [Page(**p) for p in change.get("pages", ())]
         st.pages.extend(pages)
         st.findings.extend(asdict(Finding(**f)) for f in change.get("findings", ()))
+        st.image_contexts.extend(asdict(ImageContext(**c)) for c in change.get("image_contexts", ()))
         st.seen.update(change.get("seen", ()))
         st.checked.update(change.get("checked", ()))
         for url, depth, referrer in change.get("queued", ()):

@@ -50,6 +50,8 @@ class CrawlState:
     checked: set = field(default_factory=set)  # final URLs of the pages already audited
     pages: list[Page] = field(default_factory=list)
     findings: FindingStore = field(default_factory=FindingStore)  # asdict(Finding), in crawl order, on disk
+    # asdict(ImageContext) of every image to judge (RuleOptions.judge_images: suggestions on), in crawl order
+    image_contexts: FindingStore = field(default_factory=FindingStore)
     skipped: dict = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
     skipped_urls: list[dict] = field(default_factory=list)  # {url, reason, referrer}, the first MAX_SKIPPED_URLS
     site_errors: list[dict] = field(default_factory=list)  # robots.txt and sitemap problems: {url, kind, message}
