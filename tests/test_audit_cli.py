@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from bs4 import BeautifulSoup
 from click.testing import CliRunner
-from test_audit_crawl import IMAGES, LocalSite, png
+from test_audit_crawl import IMAGES, LocalSite, png, served
 
 from server.audit import command
 from server.audit.command import audit
@@ -49,9 +49,7 @@ def build_small_site(site: LocalSite) -> LocalSite:
 
 @pytest.fixture(scope="module")
 def site():
-    s = build_small_site(LocalSite())
-    yield s
-    s.close()
+    yield from served(build_small_site)
 
 
 @pytest.fixture(autouse=True)

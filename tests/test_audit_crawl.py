@@ -180,11 +180,16 @@ def build_site(site: LocalSite) -> LocalSite:
     return site
 
 
-@pytest.fixture(scope="module")
-def site():
-    s = build_site(LocalSite())
+def served(build):
+    """A module fixture's body: the site that ``build`` makes of a fresh LocalSite, closed at the end."""
+    s = build(LocalSite())
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module")
+def site():
+    yield from served(build_site)
 
 
 def crawl(site: LocalSite, **kw) -> CrawlState:

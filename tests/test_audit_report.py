@@ -224,3 +224,82 @@ def test_partial_and_empty_reports(tmp_path):
                                      ('https://h/"onerror', False), ("//h/x", False), (None, False)])
 def test_safe_url(url, ok):
     assert safe_url(url) == (url if ok else None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The image judgements in the report (server.audit.judging)
+
+def _judged_report():
+    from dataclasses import asdict
+
+    from server.audit.judging import Judgements
+    from server.audit.rules import RuleOptions, audit_page
+
+    pages = {SITE + "one": '<img src="/sale.png" alt="banner"><a href="/"><img src="/icon.png" alt=""></a>',
+             SITE + "two": '<img src="/cat.png" alt="A cat">',
+             SITE + "three": '<img src="/sale.png" alt="">'}
+    findings, contexts = [], []
+    for url, html in pages.items():
+        check = audit_page(html, url, RuleOptions(judge_images=True))
+        findings += [asdict(f) for f in check.findings]
+        contexts += [asdict(c) for c in check.images_to_judge]
+    evidence = {SITE + "sale.png": {"kind": "text", "text": "Spring sale 20% off everything"},
+                SITE + "icon.png": {"kind": "icon", "meaning": {"id": "home", "label": "Home", "p": 0.9},
+                                    "control_name": "Home"}}
+    judgements = Judgements(evidence.get, "fake-1").judge_images(contexts)
+    st = _state(findings, pages=[Page(url=u, depth=0, referrer=None) for u in pages])
+    suggestions = [{"kind": "withheld", "alt": None, "reason": "no_control_name", "message": "not sure",
+                    "confidence": 0.2, "model": "fake-1", "image_kind": "icon", "caption": ""}
+                   if f["rule"] == "link-name" else None for f in findings]
+    return build_report(st, suggestions, options={}, complete=True, user_agent="ua", version="0",
+                        finished_at=st.started_at, judgements=judgements), findings
+
+
+def test_judgements_follow_their_pages_findings_and_attach_to_controls():
+    report, crawl = _judged_report()
+    jsonschema.Draft202012Validator(SCHEMA).validate(json.loads(to_json(report)))
+    rows = [(f["id"], f["page_url"].removeprefix(SITE), f["rule"]) for f in report["findings"]]
+    assert rows == [("F1", "one", "alt-placeholder"), ("F2", "one", "link-name"),
+                    ("F3", "one", "image-name-contradicts-text"), ("F4", "one", "image-of-text"),
+                    ("F5", "three", "image-informative-hidden"), ("F6", "three", "image-of-text")]
+    assert len(report["findings"]) == len(rows) == len(crawl) + 4
+    s = report["summary"]
+    assert s["by_severity"]["needs review"] == 4 and s["wcag_failures"] == 1  # link-name only
+    assert s["suggestions"]["judgement"] == 4 and count_for_gate(report, "wcag") == 1
+    link = report["findings"][1]
+    assert link["judgement"]["rule"] == "image-informative-hidden" and link["evidence"]["kind"] == "icon"
+    assert link["judgement"]["suggested_alt"] == "Home" and link["judgement"]["confidence_basis"] == "control_name"
+    # The model was not sure of a name; the icon's meaning gives one.
+    assert link["suggestion"]["kind"] == "name" and link["suggestion"]["name"] == "Home"
+    assert link["suggestion"]["confidence"] == 0.9
+    hidden = report["findings"][4]
+    assert hidden["suggestion"] == {"kind": "judgement", "suggested_alt": "Spring sale 20% off everything",
+                                    "suggested_confidence": None, "confidence_basis": "text",
+                                    "message": hidden["suggestion"]["message"], "image_kind": "text",
+                                    "model": "fake-1"}
+    # The icon's own hidden judgement is on the link's finding, not a second finding.
+    assert not any(f["rule"] == "image-informative-hidden" and f["page_url"].endswith("one")
+                   for f in report["findings"])
+
+
+def test_judgements_in_csv_and_html():
+    report, _ = _judged_report()
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 6
+    assert [r["act"] for r in rows] == ["", "e88epe", "qt1vmo", "0va7u6", "e88epe", "0va7u6"]
+    assert json.loads(rows[2]["evidence"]) == {"kind": "text", "text": "Spring sale 20% off everything"}
+    assert rows[2]["suggested_alt"] == "Spring sale 20% off everything" and rows[2]["confidence_basis"] == "text"
+    assert rows[1]["judgement"].startswith("Image is hidden from screen readers")
+    page = to_html(report)
+    assert check_page(page, "file:///report.html") == []
+    assert "needs review" in page and "To review:" in page and "(ACT rule qt1vmo)" in page
+    assert "Evidence: kind icon; icon meaning Home (90%); name for a control Home" in page
+
+
+def test_a_report_without_judgements_is_as_before():
+    _, crawl = _judged_report()
+    plain = build_report(_state(crawl), None, options={}, complete=True, user_agent="ua", version="0",
+                         finished_at=0)
+    assert [f["rule"] for f in plain["findings"]] == [f["rule"] for f in crawl]
+    assert not any("judgement" in f or "evidence" in f for f in plain["findings"])
+    assert plain["summary"]["by_severity"]["needs review"] == 0

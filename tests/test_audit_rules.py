@@ -577,3 +577,70 @@ def test_roleless_svg_and_canvas_are_not_checked(html):
     an explicit role), and most inline SVGs sit beside the text they illustrate: reporting them would be noise
     without a browser to tell. As a control's only content they are reported, as its icon (test_audit_controls)."""
     assert rules(html) == []
+
+
+# --- What each image's markup says, for the image judgements (RuleOptions.judge_images) -------------------------
+
+JUDGED_PAGE = """<img src="/a.png" alt="">
+<img src="/b.png" alt="banner">
+<a href="/x"><img id="alone" src="/logo.png" alt=""></a>
+<a href="/y"><img id="beside" src="/icon.png" alt=""> Home</a>
+<button><img id="in-button" src="/search.png" role="presentation"></button>
+<div aria-hidden="true"><img id="aria" src="/hidden.png"></div>
+<div style="display:none"><img src="/none.png" alt=""></div>
+<div hidden><span aria-hidden="true"><img src="/none2.png" alt=""></span></div>
+<figure><img id="chart" src="/chart.png" alt=""><figcaption>Sales by region</figcaption></figure>
+<input type="image" src="/go.png" alt="Go">
+<img src="/tiny.png" width="10" height="10" alt="">
+<img src="/spacer.gif" alt="">
+<svg role="img"><title>A circle</title><circle r="3"></circle></svg>"""
+
+
+def contexts(html: str, **options):
+    from server.audit.rules import audit_page
+
+    return {c.image_url.rsplit("/", 1)[-1]: c
+            for c in audit_page(html, PAGE, RuleOptions(judge_images=True, **options)).images_to_judge}
+
+
+def test_image_contexts_say_name_hidden_control_and_nearby_text():
+    found = contexts(JUDGED_PAGE)
+    # Every image with a file, failing or not; not tiny or spacer images, not images that are not shown, no svg.
+    assert sorted(found) == sorted(["a.png", "b.png", "logo.png", "icon.png", "search.png", "hidden.png",
+                                    "chart.png", "go.png"])
+    assert (found["a.png"].name, found["a.png"].decorative, found["a.png"].control) == ("", True, None)
+    assert (found["b.png"].name, found["b.png"].decorative) == ("banner", False)
+    assert (found["logo.png"].control, found["logo.png"].control_named) == ("link", False)
+    assert (found["icon.png"].control, found["icon.png"].control_named) == ("link", True)
+    assert found["icon.png"].nearby_text == "Home"  # the link's text and its neighbour, said once
+    assert (found["search.png"].decorative, found["search.png"].control, found["search.png"].control_named) == \
+        (True, "button", False)
+    assert found["hidden.png"].decorative and found["hidden.png"].name is None  # aria-hidden: the rules skip it
+    assert found["chart.png"].nearby_text == "Sales by region"
+    assert (found["go.png"].control, found["go.png"].control_named, found["go.png"].decorative) == \
+        ("button", True, False)  # an image button is its own control
+    assert found["logo.png"].selector.endswith("#alone") and found["logo.png"].page_url == PAGE
+    assert found["logo.png"].image_url == "https://example.com/logo.png"
+    assert found["logo.png"].snippet.startswith("<img")
+
+
+def test_image_contexts_cost_nothing_without_suggestions_and_change_no_finding():
+    from server.audit.rules import audit_page
+
+    plain, judged = audit_page(JUDGED_PAGE, PAGE), audit_page(JUDGED_PAGE, PAGE, RuleOptions(judge_images=True))
+    assert plain.images_to_judge == [] and judged.images_to_judge
+    assert plain.findings == judged.findings and plain.images == judged.images
+
+
+def test_image_contexts_skip_repeated_images_and_cut_nearby_text():
+    repeated = "".join(f'<img src="/star.png" alt="" aria-hidden="{i % 2 == 0}">' for i in range(6))
+    assert "star.png" not in contexts(repeated + '<img src="/one.png" alt="">')
+    long_text = "<p><img src='/p.png' alt=''>" + "word " * 2000 + "</p>"
+    assert len(contexts(long_text, nearby_chars=50)["p.png"].nearby_text) == 50
+
+
+def test_image_contexts_of_a_page_over_budget_are_not_collected():
+    from server.audit.rules import audit_page
+
+    check = audit_page("<img src='/a.png' alt=''>" * 40, PAGE, RuleOptions(judge_images=True, max_elements=10))
+    assert check.over_budget and check.images_to_judge == []

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from server.audit.crawl import CrawlConfig, Crawler, CrawlState, Journal
-from test_audit_crawl import LocalSite
+from test_audit_crawl import LocalSite, served
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = 60
@@ -33,16 +33,15 @@ def build_chain_site(site: LocalSite, pages: int = PAGES) -> LocalSite:
 
 @pytest.fixture(scope="module")
 def chain():
-    s = build_chain_site(LocalSite())
-    yield s
-    s.close()
+    yield from served(build_chain_site)
 
 
 def records(state: CrawlState) -> dict:
     pages = [{k: v for k, v in dataclasses.asdict(p).items() if k != "elapsed_ms"} for p in state.pages]
     return {"pages": pages, "findings": state.findings, "skipped": state.skipped, "skipped_urls": state.skipped_urls,
             "checked": sorted(state.checked), "seen": sorted(state.seen), "frontier": list(state.frontier),
-            "origins": state.origins, "site_errors": state.site_errors, "limit_reached": state.limit_reached}
+            "origins": state.origins, "site_errors": state.site_errors, "limit_reached": state.limit_reached,
+            "image_contexts": list(state.image_contexts)}
 
 
 def test_saving_appends_one_line_per_page(chain, tmp_path):
@@ -101,16 +100,20 @@ def test_sigkill_loses_only_pages_in_flight(chain, tmp_path):
     assert records(CrawlState.load(path)) == records(reference)
 
 
-def test_torn_last_line_is_dropped_and_overwritten(chain, tmp_path):
-    path = tmp_path / "s.jsonl"
-    config = CrawlConfig(start_url=chain.url("/"), max_depth=100, concurrency=1, timeout=2)
-
+def interrupt_at(config: CrawlConfig, path: Path, pages: int) -> None:
+    """Crawl with the journal at ``path`` and interrupt (Ctrl-C) once ``pages`` pages are recorded."""
     def stop(page, state):
-        if len(state.pages) == 5:
+        if len(state.pages) == pages:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         Crawler(config, state_path=path, on_page=stop).run()
+
+
+def test_torn_last_line_is_dropped_and_overwritten(chain, tmp_path):
+    path = tmp_path / "s.jsonl"
+    config = CrawlConfig(start_url=chain.url("/"), max_depth=100, concurrency=1, timeout=2)
+    interrupt_at(config, path, 5)
     with open(path, "ab") as f:
         f.write(b'{"pages": [{"url": "http://half')  # a kill in the middle of a write
     saved = CrawlState.load(path)
@@ -171,3 +174,25 @@ def test_cli_refuses_a_state_file_from_before_the_journal_in_one_line(chain, tmp
                                                         "start_url": chain.url("/")}))
     r = CliRunner().invoke(audit, [chain.url("/"), "--no-suggest", "--out", "r.json", "--resume"])
     assert r.exit_code == 1 and "before the journal" in r.output and "Traceback" not in r.output
+
+
+def test_image_contexts_survive_an_interrupt_resume_and_a_fresh_save(chain, tmp_path):
+    """With suggestions on, what each image's markup says is part of the state: journaled page by page, replayed,
+    and rewritten by a save, so that --resume judges the images of the pages audited before the interrupt."""
+    from server.audit.rules import RuleOptions
+
+    config = CrawlConfig(start_url=chain.url("/"), max_depth=100, concurrency=2, timeout=2,
+                         rule_options=RuleOptions(judge_images=True))
+    reference = Crawler(config).run()
+    assert len(reference.image_contexts) == 2 * PAGES
+    assert {c["name"] for c in reference.image_contexts} == {None, *(f"IMG_{n}.jpg" for n in range(PAGES))}
+    path = tmp_path / "s.jsonl"
+    interrupt_at(config, path, 5)
+    saved = CrawlState.load(path)
+    assert len(saved.image_contexts) == 10
+    resumed = Crawler(config, saved, path).run()
+    assert records(resumed) == records(reference) == records(CrawlState.load(path))
+    resumed.save(tmp_path / "copy.jsonl")
+    assert records(CrawlState.load(tmp_path / "copy.jsonl")) == records(reference)
+    lines = (tmp_path / "copy.jsonl").read_text().splitlines()
+    assert sum('"image_contexts"' in line for line in lines) == 1  # streamed in chunks like the findings

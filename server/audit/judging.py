@@ -87,7 +87,7 @@ class Judgements:
         self._by_page: dict[str, list[dict]] = {}
         self.count = 0
 
-    def judge_images(self, contexts: Iterable[dict]) -> "Judgements":
+    def judge_images(self, contexts: Iterable[dict]) -> Judgements:
         """Judge each image context (one pass; the crawl's store is streamed)."""
         for context in contexts:
             evidence = self.evidence(context["image_url"])

@@ -720,14 +720,14 @@ _CONTROL_SARIF = {
 
 # The image judgements: what each says, the criterion's axe-style tags.
 _JUDGEMENT_SARIF = {
-    "image-informative-hidden": ("the image is hidden from screen readers (alt=\"\", role none or presentation, "
-                                 "aria-hidden), but the describe pipeline's evidence says it carries information: "
-                                 "text read from it, a logo, a chart, or an icon that is a control's only content",
+    "image-informative-hidden": (("the image is hidden from screen readers (alt=\"\", role none or presentation, "
+                                  "aria-hidden), but the describe pipeline's evidence says it carries information: "
+                                  "text read from it, a logo, a chart, or an icon that is a control's only content"),
                                  ["wcag2a", "wcag111"]),
-    "image-name-contradicts-text": ("the text read from the image (OCR) is missing from its name, which says "
-                                    "nothing, or shares no word with it", ["wcag2a", "wcag111"]),
-    "image-of-text": ("the image is mostly text: real text styled with CSS is better (it can be resized, "
-                      "restyled, translated and searched); while it is an image, its alt should say the same text",
+    "image-name-contradicts-text": (("the text read from the image (OCR) is missing from its name, which says "
+                                     "nothing, or shares no word with it"), ["wcag2a", "wcag111"]),
+    "image-of-text": (("the image is mostly text: real text styled with CSS is better (it can be resized, "
+                       "restyled, translated and searched); while it is an image, its alt should say the same text"),
                       ["wcag2aa", "wcag145"]),
 }
 

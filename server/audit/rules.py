@@ -1052,7 +1052,7 @@ def _undisplayed(node: Tag) -> bool:
 class _ImageContexts:
     """Builds the :class:`ImageContext` of a page's images (``RuleOptions.judge_images``)."""
 
-    def __init__(self, page: "_Page", doc: _Doc, candidates: list[_Candidate], budget: _Budget):
+    def __init__(self, page: _Page, doc: _Doc, candidates: list[_Candidate], budget: _Budget):
         self.page, self.doc, self.budget = page, doc, budget
         # A control's verdict, by element: those the rules checked already, others on demand.
         self.named = {id(c.element): c.passed for c in candidates if c.rule in CONTROL_RULES}
@@ -1088,11 +1088,8 @@ class _ImageContexts:
             image_url=image_url, name=name, decorative=decorative, control=control, control_named=named,
             nearby_text=nearby))
 
-    def add_hidden(self, elements: list[Tag], base: str, url_counts: Counter) -> None:
+    def add_hidden(self, images: list[tuple[Tag, str]], counts: Counter) -> None:
         """Images hidden from assistive technology (aria-hidden on them or an ancestor) but shown on screen."""
-        refs = [(el, _raw_image_ref(el)) for el in elements]
-        images = [(el, _join(base, ref)) for el, ref in refs if ref]
-        counts = url_counts + Counter(url for _, url in images)
         for el, url in images:
             self.budget.tick()
             if _up_any(el, _undisplayed, self.undisplayed) or \
@@ -1176,10 +1173,14 @@ def _judge_contexts(page: _Page, doc: _Doc, candidates: list[_Candidate], hidden
     """Every image's :class:`ImageContext` (images with a file, not decorative candidates), within the page's
     budget (raises _OverBudget at the cut)."""
     contexts = _ImageContexts(page, doc, candidates, budget)
+    refs = ((el, _raw_image_ref(el)) for el in hidden)
+    hidden_images = [(el, _join(base, ref)) for el, ref in refs if ref]
+    counts = url_counts + Counter(url for _, url in hidden_images)  # repeated: shown or hidden, it is an ornament
     for c in candidates:
-        if c.rule not in CONTROL_RULES and c.image_url and not c.decorative:
+        if c.rule not in CONTROL_RULES and c.image_url and not c.decorative \
+                and counts[c.image_url] < page.options.repeat_threshold:
             contexts.add(c.element, c.image_url, c.name, False, c.passed)
-    contexts.add_hidden(hidden, base, url_counts)
+    contexts.add_hidden(hidden_images, counts)
     return contexts.out
 
 
