@@ -9,7 +9,8 @@ The site is generated in a temporary directory and served by ``python -m http.se
 amount of text, ~10 links and 8 images with a mix of missing, placeholder and good alt text. Reported:
 
 * rules only: one parse, link extraction and the rules on the pages in memory (no network), as the crawler does
-  it: the CPU ceiling;
+  it: the CPU ceiling; then the same collecting what each image's markup says for the image judgements (what
+  the crawl does with suggestions on; ``--no-suggest`` does not);
 * crawl + rules at concurrency 1 and ``--concurrency``: the whole crawler, HTTP included;
 * the same with ``--render`` (headless Chromium at /usr/bin/chromium) on the first ``--render-pages`` pages;
 * big site (``--big``, ``--big-pages``): a 20,000-page site crawled in a child process, with pages/s and resident
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PIL import Image, ImageDraw  # noqa: E402
 
 from server.audit.crawl import CrawlConfig, Crawler, extract_links  # noqa: E402
-from server.audit.rules import audit_page, parse  # noqa: E402
+from server.audit.rules import RuleOptions, audit_page, parse  # noqa: E402
 
 WORDS = ("the quick brown fox jumps over a lazy dog while our team ships another release of the product to "
          "customers around the world every week").split()
@@ -94,16 +95,20 @@ def serve(root: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the benchmark site did not start")
 
 
-def bench_rules(root: Path, base: str) -> dict:
+def bench_rules(root: Path, base: str, judge_images: bool = False) -> dict:
     pages = sorted(root.glob("*.html"))
+    options = RuleOptions(judge_images=judge_images)
     t0 = time.perf_counter()
-    findings = 0
+    findings = contexts = 0
     for path in pages:
         soup = parse(path.read_bytes())  # parsed once, for the links and for the rules
         extract_links(soup, base + path.name)
-        findings += len(audit_page(soup, base + path.name).findings)
+        check = audit_page(soup, base + path.name, options)
+        findings += len(check.findings)
+        contexts += len(check.images_to_judge)
     dt = time.perf_counter() - t0
-    return {"name": "rules only (in memory)", "pages": len(pages), "findings": findings, "seconds": dt,
+    name = "rules + image contexts (suggestions on; in memory)" if judge_images else "rules only (in memory)"
+    return {"name": name, "pages": len(pages), "findings": findings, "image_contexts": contexts, "seconds": dt,
             "per_s": len(pages) / dt, "unit": "pages/s"}
 
 
@@ -285,7 +290,7 @@ def main() -> None:
         make_site(root, args.pages, args.images)
         proc, url = serve(root)
         try:
-            rows = [bench_rules(root, url)]
+            rows = [bench_rules(root, url), bench_rules(root, url, judge_images=True)]
             for c in sorted({1, args.concurrency}):
                 rows.append(bench_crawl(url, args.pages, c))
             if args.render_pages:
