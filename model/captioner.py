@@ -7,7 +7,6 @@ while the encoder runs once per image.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -28,14 +27,6 @@ from .vocab import Vocabulary
 log = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT = "weights/default.safetensors"
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def default_checkpoint_path() -> Path:
@@ -241,7 +232,7 @@ class Captioner:
                 f"unexpected {unexpected[:5]})")
         info = json.loads(meta.get("info", "{}"))
         name = info.get("name", path.stem)
-        return model, vocab, info, name, f"{name}-{_file_digest(path)[:12]}"
+        return model, vocab, info, name, f"{name}-{checkpoint.file_digest(path)[:12]}"
 
     @torch.no_grad()
     def encode(self, images: list[Image.Image]) -> torch.Tensor:

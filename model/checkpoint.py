@@ -5,6 +5,7 @@ pretrained encoder is named, not stored: its weights come from its own package, 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +19,15 @@ FORMAT_VERSION = "1"
 
 class CheckpointError(ValueError):
     """The file is missing, damaged, or not one of ours."""
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of a checkpoint file: what heads fitted for it and cached results name it by."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def unique_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

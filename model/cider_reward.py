@@ -1,7 +1,7 @@
 """CIDEr-D as a training reward: pycocoevalcap's formula, fast enough to score hundreds of samples per step.
 
 pycocoevalcap takes document frequencies from whatever references it is handed and re-cooks every reference on
-every call. Self-critical training scores ~300 captions per step against the same images again and again, so here
+every call. Self-critical training scores hundreds of captions per step against the same images again and again, so here
 (as in ruotianluo's self-critical.pytorch ``CiderD``, "corpus" mode) the document frequencies are counted once from
 a fixed reference corpus (the training references) and each image's reference vectors are built once and kept.
 

@@ -1,7 +1,7 @@
 """Image encoders, by name: each turns a batch of images into a grid of feature vectors [B, N, C].
 
 The decoder attends over the grid, so every encoder keeps spatial features (no global pooling). The default,
-EfficientNet-Lite0, has ImageNet weights that install offline from PyPI and costs ~35 ms per image on two CPU cores;
+EfficientNet-Lite0, has ImageNet weights that install offline from PyPI and is the cheapest of them on a CPU;
 torchvision's ResNet-50 and ViT-B/16 download their weights on first use on machines with internet; ``vit-scratch``
 is a small ViT trained from scratch together with the decoder (no pretrained weights at all).
 """

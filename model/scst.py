@@ -389,7 +389,7 @@ class SCSTTrainer:
         row_len = (tokens != v.pad_id).sum(1)
         loss_sum = entropy_sum = 0.0
         # Rows of similar length together, each group cut to its longest: a caption of 8 words does not pay for
-        # positions up to the longest sample's 22 (about half the teacher-forced cost). Gradients add up.
+        # positions up to the longest sample's (most of the teacher-forced cost). Gradients add up.
         for rows in row_len.argsort(stable=True).chunk(self.LENGTH_GROUPS):
             width = int(row_len[rows].max())
             part_tokens, part_valid = tokens[rows, :width], valid[rows, : width - 1]

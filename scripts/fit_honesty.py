@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model import Captioner, default_checkpoint_path  # noqa: E402
-from model.captioner import _file_digest  # noqa: E402
+from model.checkpoint import file_digest  # noqa: E402
 from model.datasets import load_split  # noqa: E402
 from server.describe import KINDS, PIPELINE_VERSION, Describer, HeadsError, heads_path  # noqa: E402
 from server.describe.concepts import agreement, cue_masses, top_concepts  # noqa: E402
@@ -352,14 +352,14 @@ def main() -> None:
     }
 
     heads.meta.update({
-        "checkpoint": _file_digest(ckpt), "kind_features": list(PIXEL_FEATURES + CUE_FEATURES) + ["ood"],
+        "checkpoint": file_digest(ckpt), "kind_features": list(PIXEL_FEATURES + CUE_FEATURES) + ["ood"],
         "calibration_features": list(CALIBRATION_FEATURES),
         "fit": {"refs": len(refs["kept"]), "kind_train": len(ktrain["kept"]), "kind_train_photos": len(kphotos["kept"]),
                 "ood_keep": args.ood_keep, "ood_dev_quantiles": [round(float(q), 3) for q in
                                                                 np.quantile(ood_dev, [0.5, 0.9, 0.95, 0.99])]},
     })
     out = Path(args.out) if args.out else heads_path(ckpt)
-    heads.meaning = kept_meaning_head(heads_path(ckpt), _file_digest(ckpt))
+    heads.meaning = kept_meaning_head(heads_path(ckpt), file_digest(ckpt))
     heads.save(out)
     report = {"heads": str(out), "ood_threshold": heads.meta["ood_threshold"], "ood": ood_report, "kind": kind_report,
               "familiar_kind": familiar_report,

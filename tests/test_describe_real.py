@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conftest import REPO, running_service
 
 from model import default_checkpoint_path
-from model.captioner import _file_digest
+from model.checkpoint import file_digest
 from server.describe import Describer, Heads, heads_path
 from server.describe import ocr as ocr_module
 from server.describe.heads import calibration_features
@@ -39,8 +39,8 @@ def describe(describer, path: Path) -> dict:
 
 def test_heads_are_stored_with_the_checkpoint_and_bound_to_it():
     ckpt = default_checkpoint_path()
-    heads = Heads.load(heads_path(ckpt), checkpoint_digest=_file_digest(ckpt))
-    assert heads.meta["checkpoint"] == _file_digest(ckpt) and 0 < heads.meta["ood_threshold"] < 2
+    heads = Heads.load(heads_path(ckpt), checkpoint_digest=file_digest(ckpt))
+    assert heads.meta["checkpoint"] == file_digest(ckpt) and 0 < heads.meta["ood_threshold"] < 2
     # calibration is monotone in the raw confidence whatever the other evidence says
     raws = np.linspace(0.05, 0.95, 10)
     for words, agree, top, ood, photo in [(9, 0.0, 0.2, 0.3, 0.99), (14, 0.9, 0.9, 0.5, 0.7), (5, 0.3, 0.5, 0.4, 1)]:

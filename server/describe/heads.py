@@ -56,10 +56,10 @@ def heads_path(checkpoint: str | Path) -> Path:
 def heads_for(checkpoint: str | Path) -> "Heads | None":
     """The heads fitted for ``checkpoint`` (checked against its digest), None when it has none. Raises HeadsError
     for a damaged file or one fitted for another checkpoint."""
-    from model.captioner import _file_digest
+    from model.checkpoint import file_digest
 
     path = heads_path(checkpoint)
-    return Heads.load(path, checkpoint_digest=_file_digest(Path(checkpoint))) if path.is_file() else None
+    return Heads.load(path, checkpoint_digest=file_digest(Path(checkpoint))) if path.is_file() else None
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Linear:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         # In torch, not numpy: numpy's BLAS threads spin after each call and, beside the model's own threads,
-        # slowed the next forward pass by ~20 % on two cores.
+        # slowed the next forward pass measurably on two cores.
         w, b, mean, std = (_t(getattr(self, k)) for k in ("weight", "bias", "mean", "std"))
         return (((_t(x) - mean) / std) @ w.T + b).numpy()
 

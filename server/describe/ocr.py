@@ -1,8 +1,9 @@
 """Text in an image, read by Tesseract (Debian's ``tesseract-ocr`` and ``tesseract-ocr-eng``, through pytesseract).
 
-OCR costs 100-300 ms an image on two cores, so the pipeline runs it only where text is likely (not on a confident
-photo). Words Tesseract is unsure of are dropped (Chromium drops OCR words under 0.7 confidence), as are strings
-that are not words at all; the few spurious words it reads in the texture of a photo rarely survive both rules.
+OCR costs several times the model's time per image on a CPU, so the pipeline runs it only where text is likely
+(not on a confident photo). Words Tesseract is unsure of are dropped (Chromium drops OCR words under 0.7
+confidence), as are strings that are not words at all; the few spurious words it reads in the texture of a photo
+rarely survive both rules.
 Without Tesseract the service still works: ``available()`` is False, and results say there was no text evidence.
 """
 from __future__ import annotations

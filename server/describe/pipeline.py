@@ -47,8 +47,8 @@ RESULT_FIELDS = ("alt", "kind", "text", "caption", "confidence", "raw_confidence
 @dataclass
 class Signals:
     """What the evidence takes from the model's outputs alone (no pixels, no caption), made for a whole batch in
-    the model stage: a handful of tensor operations per batch instead of per image on the request threads (about
-    0.8 ms of a request thread's CPU per image on 2 cores, which under load competes with the model)."""
+    the model stage: a handful of tensor operations per batch instead of per image on the request threads (whose CPU
+    time, under load, competes with the model's)."""
 
     concepts: list[Concept]
     top_p: float | None = None  # the rest: None without an ImageNet head or fitted heads
