@@ -240,8 +240,12 @@ def test_suggestions_from_a_fake_captioner_are_batched_and_cached(site, tmp_path
 class _FakeService:
     """Answers /readyz and POST /v1/alt-text like the real service, recording how many images each request held."""
 
-    def __init__(self):
+    ANSWER = {"alt": "A thing.", "caption": "A thing.", "confidence": 0.5, "hedged": False, "withheld": False,
+              "cached": False, "model": "svc-model-1"}
+
+    def __init__(self, answer: dict | None = None):
         self.batches: list[int] = []
+        self.answer = {**self.ANSWER, **(answer or {})}
         svc = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -260,8 +264,7 @@ class _FakeService:
                 images = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["images"]
                 svc.batches.append(len(images))
                 self._send(200, {"results": [
-                    {"alt": "A thing.", "caption": "A thing.", "confidence": 0.5, "hedged": False, "withheld": False,
-                     "cached": False, "model": "svc-model-1"} if len(base64.b64decode(i["data"])) > 10
+                    svc.answer if len(base64.b64decode(i["data"])) > 10
                     else {"error": {"code": "empty", "message": "too small", "status": 422}} for i in images]})
 
             def log_message(self, *args):
@@ -299,6 +302,25 @@ def test_audit_through_a_service(site, tmp_path):
         kinds = [f["suggestion"]["kind"] for f in report["findings"]]
         assert kinds.count("caption") == 6 and report["options"]["model"] == "service:svc-model-1"
         assert sum(svc.batches) == 5
+    finally:
+        svc.close()
+
+
+def test_a_services_results_are_judged_too(site, tmp_path):
+    """The service's result fields include what the image judgements read (kind, text, ...)."""
+    svc = _FakeService({"alt": "Appears to say: “Summer sale today only”", "kind": "text",
+                        "text": "Summer sale today only"})
+    try:
+        r = run(site.url("/"), "--server", svc.url, "--out", "r.json", "--fail-on", WCAG_FAILURES)
+        assert r.exit_code == 0, r.output  # judgements are never WCAG failures
+        report = json.loads((tmp_path / "r.json").read_text())
+        judged = [f for f in report["findings"] if f["severity"] == "needs review"]
+        rules = [f["rule"] for f in judged]
+        assert rules.count("image-of-text") == 6  # each image described (not the spacer, not missing.png)
+        assert sorted(f["current_alt"] for f in judged if f["rule"] == "image-name-contradicts-text") == \
+            ["DSC_0001.jpg", "image"] and len(rules) == 8
+        assert all(f["evidence"] == {"kind": "text", "text": "Summer sale today only"} for f in judged)
+        assert sum(svc.batches) == 5  # no image described twice
     finally:
         svc.close()
 

@@ -208,6 +208,7 @@ def test_csv_sarif_and_html_show_the_judgements(audited):
     page = files["html"].read_text(encoding="utf-8")
     assert check_page(page, files["html"].as_uri()) == []  # the report passes its own audit
     assert page.count("(ACT rule ") == 6 and "To review:" in page and "Evidence: kind text; text read" in page
+    assert 'alt="Filesystem Hierarchy Standard"' in page  # the thumbnail says what the image says
 
 
 def test_no_suggest_neither_collects_nor_reports_judgements(audited, site, tmp_path, monkeypatch):

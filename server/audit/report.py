@@ -531,8 +531,10 @@ class _ImageAlt:
         self.decorative = self.decorative and s.get("kind") == "decorative"
         if self.caption is not None:
             return
-        if s.get("kind") == "caption":  # the pipeline's words, already hedged as it decided
-            candidate = _shorten(s["alt"])
+        said = s.get("alt") if s.get("kind") == "caption" else \
+            s.get("suggested_alt") if s.get("kind") == "judgement" else None  # the image's text, brand or name
+        if said:  # the pipeline's words (a caption already hedged as it decided)
+            candidate = _shorten(said)
             if suspicious_reason(candidate) is None:
                 self.caption = candidate
                 return
