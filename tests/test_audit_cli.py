@@ -240,12 +240,10 @@ def test_suggestions_from_a_fake_captioner_are_batched_and_cached(site, tmp_path
 class _FakeService:
     """Answers /readyz and POST /v1/alt-text like the real service, recording how many images each request held."""
 
-    ANSWER = {"alt": "A thing.", "caption": "A thing.", "confidence": 0.5, "hedged": False, "withheld": False,
-              "cached": False, "model": "svc-model-1"}
-
     def __init__(self, answer: dict | None = None):
         self.batches: list[int] = []
-        self.answer = {**self.ANSWER, **(answer or {})}
+        self.answer = {"alt": "A thing.", "caption": "A thing.", "confidence": 0.5, "hedged": False,
+                       "withheld": False, "cached": False, "model": "svc-model-1", **(answer or {})}
         svc = self
 
         class Handler(BaseHTTPRequestHandler):
