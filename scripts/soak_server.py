@@ -7,6 +7,8 @@ image (base64), a cached URL, or bad input (not base64, an HTML page, a private 
 run in one asyncio thread (scripts/loadgen.py), so the harness takes little of the two cores it shares with the
 service.
 
+A client that gets a 503 waits its Retry-After before its next request, as clients are told to.
+
 Reported per run: requests, 5xx (HTTP 5xx, ``overloaded`` among them, and images answered with a 5xx error), lost
 (a request without one result per image, or without an answer), latency p50/p99 per class, the uncached images
 answered per second, and the resident memory of the master and all its descendants (after the warm-up, at the end,
@@ -41,7 +43,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import REPO, start_service, stop_service, worker_pids  # noqa: E402
+from bench_server import REPO, model_counters, start_service, stop_service, worker_pids  # noqa: E402
 from loadgen import Closed, _Client, _loop, start_site  # noqa: E402
 
 KINDS = ("uncached", "upload", "cached", "bad")
@@ -126,6 +128,8 @@ async def _client(base: str, plan: Plan, log: list, until: list) -> None:
             log.append((kind, len(specs), t_send, time.monotonic(), status, answer, outcome))
             if outcome != "answered":
                 await asyncio.sleep(0.2)  # a stopped service: do not spin
+            elif status == 503 and "retry-after" in headers:  # as clients are told to (the extension, the audit)
+                await asyncio.sleep(min(float(headers["retry-after"]), max(0.0, until[0] - time.monotonic())))
     finally:
         conn.close()
 
@@ -193,17 +197,25 @@ def soak(label: str, tree: Path, clients: int, plan: Plan, site: str, args, work
             await asyncio.gather(*(_client(base, plan, log, until) for _ in range(clients)))
 
         done = asyncio.run_coroutine_threadsafe(run(), _loop().loop)
-        rss, threads = [], []
+        rss, threads, model = [], [], []
         while not done.done():
             time.sleep(1)
             if warm_until <= time.monotonic() <= stop:
+                if not model:
+                    model.append(model_counters(base))
                 rss.append(rss_kb(proc.pid))
                 threads.append(worker_threads(proc.pid))
+        model.append(model_counters(base))
         done.result()
         report = _tally(log, warm_until, stop)
         report.update(side=label, clients=clients, seconds=args.seconds, rss_kb_boot=rss_boot,
                       rss_kb_start=rss[0] if rss else None, rss_kb_end=rss[-1] if rss else None,
-                      rss_kb_max=max(rss) if rss else None, worker_threads_max=max(threads) if threads else None)
+                      rss_kb_max=max(rss) if rss else None, worker_threads_max=max(threads) if threads else None,
+                      load_average=round(os.getloadavg()[0], 1))
+        if len(model) == 2 and None not in model and model[1][1] > model[0][1]:  # where the model's time went
+            (s0, n0, i0), (s1, n1, i1) = model
+            report["model_busy"] = round((s1 - s0) / (time.monotonic() - warm_until), 2)
+            report["mean_batch"] = round((i1 - i0) / (n1 - n0), 1)
         return report
     finally:
         stop_service(proc)
@@ -308,7 +320,8 @@ def main() -> None:
                       f"p50 {r['p50_ms']} p99 {r['p99_ms']} ms, cached p50 {r['classes']['cached']['p50_ms']} ms, "
                       f"{r['uncached_images_per_s']} uncached img/s, RSS {(r['rss_kb_start'] or 0) // 1024} -> "
                       f"{(r['rss_kb_end'] or 0) // 1024} MB (max {(r['rss_kb_max'] or 0) // 1024}), "
-                      f"{r['worker_threads_max']} threads", flush=True)
+                      f"{r['worker_threads_max']} threads, model busy {r.get('model_busy')}, mean batch "
+                      f"{r.get('mean_batch')}, load average {r['load_average']}", flush=True)
         if args.sigterm:
             for label, tree in sides:
                 r = sigterm_run(label, tree, args.sigterm, Plan(src, files, site, mix, seed=1), site, args, workdir)

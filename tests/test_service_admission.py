@@ -39,7 +39,7 @@ def b64(data: bytes) -> str:
 # -- the rule ----------------------------------------------------------------------------------------------------
 
 def test_admission_bounds_images_and_their_wait_and_says_when_to_come_back():
-    a = Admission(backlog=20, queue_seconds=2.0, max_batch=4)
+    a = Admission(backlog=20, queue_seconds=2.0)
     a.admit(30)  # an idle worker takes any request, however large
     with pytest.raises(Overloaded):
         a.admit(1)
@@ -53,14 +53,14 @@ def test_admission_bounds_images_and_their_wait_and_says_when_to_come_back():
     a.release(16)
     a.admit(6)
     a.observe(1, 9.0)  # the first batch warms the model up: not a measure
-    assert a.batch_seconds is None
-    a.observe(4, 1.0)  # a batch of 4 takes a second: 6 waiting are 2 batches, 2 s
-    a.admit(2)  # 8 images: 2 batches, 2 s: the bound
+    assert a.seconds_per_image is None
+    a.observe(4, 1.0)  # a quarter of a second per image: 6 waiting are 1.5 s
+    a.admit(2)  # 8 images: 2 s, the bound
     with pytest.raises(Overloaded) as e:
-        a.admit(5)  # 13 images: 4 batches, 4 s
+        a.admit(8)  # 16 images: 4 s
     assert e.value.retry_after == 2 and "4 s" in str(e.value)
-    a.observe(4, 2.0)  # slower now: the batch time averages the batches (0.8 * 1 + 0.2 * 2)
-    assert a.batch_seconds == pytest.approx(1.2)
+    a.observe(1, 0.75)  # a small batch costs more per image: the pace is the recent batches' (1.75 s for 5)
+    assert a.seconds_per_image == pytest.approx(0.35)
     a.release(6)
     a.release(2)
     assert (a.images, a.requests) == (0, 0)

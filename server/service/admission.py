@@ -11,19 +11,21 @@ uploaded bytes not in the cache) is admitted while
   and a stop drains everything it admitted within its graceful timeout).
 
 Otherwise it gets :class:`Overloaded` (HTTP 503 ``overloaded`` with ``Retry-After``: when the backlog should have
-shrunk enough). An idle worker admits any request, however large. The wait is estimated as the batches ahead
-(the images, ``max_batch`` to a batch) times the recent time of one batch, an exponential average over the last
-batches (not the first, which warms the model up). Under load the batches are full and this is what they take;
-at low load the batches are small and quicker than full ones, so the estimate errs on the side of admitting (a
-per-image pace measured on small batches would refuse a load that full batches serve easily). Until a batch has
-been measured the time bound does not apply.
+shrunk enough). An idle worker admits any request, however large. The wait is estimated as the images ahead times
+the model's time per image over its last RECENT_BATCHES batches (their seconds over their images; not the first
+batch, which warms the model up). That is the pace of the batches as they come, full or not (images that trickle
+in from slow fetches make smaller batches, which cost more per image): a bound on the batches ahead at full size
+admitted requests that then waited twice as long. At low load the batches are small and the estimate high, but the
+images ahead are few; as the load grows, the admitted images make full batches and the estimate follows them
+within a few batches. Until a batch has been measured the time bound does not apply.
 """
 from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 
-BATCH_WEIGHT = 0.2  # the newest batch's weight in the average batch time
+RECENT_BATCHES = 8  # the batches whose pace estimates the wait
 MAX_RETRY_AFTER = 60
 
 
@@ -36,26 +38,31 @@ class Overloaded(Exception):
 
 
 class Admission:
-    def __init__(self, backlog: int, queue_seconds: float, max_batch: int):
-        self.backlog, self.queue_seconds, self.max_batch = backlog, queue_seconds, max_batch
+    def __init__(self, backlog: int, queue_seconds: float):
+        self.backlog, self.queue_seconds = backlog, queue_seconds
         self.images = 0  # images of admitted requests, not yet answered
         self.requests = 0
         self.batches = 0
-        self.batch_seconds: float | None = None  # the recent time of one batch (an exponential average)
+        self._recent: deque[tuple[int, float]] = deque(maxlen=RECENT_BATCHES)  # (images, seconds)
         self._lock = threading.Lock()
 
     def observe(self, size: int, seconds: float) -> None:
         """One batch of ``size`` images took ``seconds`` (the batching worker's callback)."""
         with self._lock:
             self.batches += 1
-            if self.batches == 1 or seconds <= 0:  # the first batch warms the model up: not a measure
-                return
-            self.batch_seconds = seconds if self.batch_seconds is None else \
-                (1 - BATCH_WEIGHT) * self.batch_seconds + BATCH_WEIGHT * seconds
+            if self.batches > 1 and size > 0 and seconds > 0:  # the first batch warms the model up: not a measure
+                self._recent.append((size, seconds))
+
+    @property
+    def seconds_per_image(self) -> float | None:
+        """The model's recent time per image, or None before a batch is measured."""
+        recent = list(self._recent)
+        return sum(s for _, s in recent) / sum(n for n, _ in recent) if recent else None
 
     def wait_seconds(self, images: int) -> float | None:
         """The estimated time the model takes to answer ``images`` images, or None before a batch is measured."""
-        return math.ceil(images / self.max_batch) * self.batch_seconds if self.batch_seconds else None
+        per_image = self.seconds_per_image
+        return images * per_image if per_image is not None else None
 
     def admit(self, images: int) -> None:
         """Count a request of ``images`` images that need the model, or raise Overloaded. Pair with ``release``."""

@@ -80,7 +80,7 @@ class AltTextService:
         self._decoding = threading.BoundedSemaphore(2)
         self._coming = 0  # images whose bytes are here, being decoded or preprocessed: the batching worker waits
         self._coming_lock = threading.Lock()
-        self.admission = Admission(cfg.backlog, cfg.queue_seconds, cfg.max_batch)
+        self.admission = Admission(cfg.backlog, cfg.queue_seconds)
 
         def on_batch(size: int, seconds: float) -> None:
             metrics.observe_batch(size, seconds)
