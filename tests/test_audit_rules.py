@@ -129,9 +129,10 @@ def test_rule_ids_and_severities():
     assert set(RULES) == {
         "image-alt", "input-image-alt", "area-alt", "role-img-alt", "svg-img-alt", "object-alt", "button-name",
         "link-name", "alt-suspicious-filename", "alt-placeholder", "alt-stopwords-only", "alt-redundant-prefix",
-        "alt-too-long", "alt-duplicate-different-images", "alt-duplicates-adjacent-text",
+        "alt-too-long", "alt-duplicate-different-images", "alt-duplicates-adjacent-text", "graphic-unnamed",
     }
     assert {SEVERITY[r] for r in RULES if r.startswith("alt-")} <= {"moderate", "minor"}
+    assert SEVERITY["graphic-unnamed"] == "needs review"  # never a WCAG failure by itself
 
 
 # --- Hidden and inert images are not checked -----------------------------------------------------------------------
@@ -568,15 +569,93 @@ def test_objects_agree_with_act_8fc3b6(html, expected):
     assert rules(html) == expected
 
 
-@pytest.mark.parametrize("html", [
-    '<svg width="24" height="24"><path d="M0 0h24v24H0z"/></svg>',
-    '<canvas width="300" height="150"></canvas>',
-])
-def test_roleless_svg_and_canvas_are_not_checked(html):
-    """No axe rule and no ACT rule asks a role-less <svg> or a <canvas> for a name (ACT 7d6734 applies to SVG with
-    an explicit role), and most inline SVGs sit beside the text they illustrate: reporting them would be noise
-    without a browser to tell. As a control's only content they are reported, as its icon (test_audit_controls)."""
-    assert rules(html) == []
+# --- Graphics screen readers skip: canvas and role-less inline svg without a name (ACT e88epe) -------------------
+
+SCRIPT = "<script>draw()</script>"  # a canvas shows something only where a script can draw on it
+W3C_SVG = '<svg viewBox="0 0 120 60"{attrs}>{inner}<text x="10" y="40">W3C</text></svg>'
+
+GRAPHICS = {
+    # fires: visible, in the accessibility tree, no name, big enough, outside any control
+    "unnamed canvas": (f'<canvas width="200" height="60"></canvas>{SCRIPT}', ["graphic-unnamed"]),
+    "canvas of the default size": (f"<canvas></canvas>{SCRIPT}", ["graphic-unnamed"]),
+    "role-less svg with content": (W3C_SVG.format(attrs="", inner=""), ["graphic-unnamed"]),
+    "svg icon alone": ('<svg width="24" height="24"><path d="M0 0h24v24H0z"/></svg>', ["graphic-unnamed"]),
+    "svg with an empty title": (W3C_SVG.format(attrs="", inner="<title> </title>"), ["graphic-unnamed"]),
+    "svg aria-labelledby to nothing": (W3C_SVG.format(attrs=' aria-labelledby="gone"', inner=""),
+                                       ["graphic-unnamed"]),
+    "svg using a sprite, outside controls": ('<svg style="display:none"><symbol id="i"><path d="M0 0h9v9z"/>'
+                                             '</symbol></svg><p><svg width="48" height="48"><use href="#i"/></svg>'
+                                             "</p>", ["graphic-unnamed"]),
+    "svg in a link without href": (f'<a name="top">{W3C_SVG.format(attrs="", inner="")}</a>', ["graphic-unnamed"]),
+    # named (accname: aria-labelledby, aria-label, an svg's <title> child, the title attribute)
+    "svg with title": (W3C_SVG.format(attrs="", inner="<title>W3C</title>"), []),
+    "svg with aria-label": (W3C_SVG.format(attrs=' aria-label="W3C"', inner=""), []),
+    "svg aria-labelledby": ('<h2 id="h">W3C</h2>' + W3C_SVG.format(attrs=' aria-labelledby="h"', inner=""), []),
+    "svg title attribute": (W3C_SVG.format(attrs=' title="W3C"', inner=""), []),
+    "canvas with aria-label": (f'<canvas aria-label="Sales by region"></canvas>{SCRIPT}', []),
+    "canvas title attribute": (f'<canvas title="Sales by region"></canvas>{SCRIPT}', []),
+    # a canvas's fallback content is exposed in its place (HTML): text, or an image with a name
+    "canvas with fallback text": (f"<canvas><p>Sales rose 20% in 2024</p></canvas>{SCRIPT}", []),
+    "canvas with a named fallback image": (f'<canvas><img src="c.png" alt="Sales chart"></canvas>{SCRIPT}', []),
+    # not in the accessibility tree, or not shown
+    "aria-hidden svg": (W3C_SVG.format(attrs=' aria-hidden="true"', inner=""), []),
+    "svg under aria-hidden": (f'<div aria-hidden="true">{W3C_SVG.format(attrs="", inner="")}</div>', []),
+    "hidden canvas": (f'<canvas style="display: none"></canvas>{SCRIPT}', []),
+    "canvas with hidden attribute": (f"<canvas hidden></canvas>{SCRIPT}", []),
+    "invisible svg": (W3C_SVG.format(attrs=' style="visibility:hidden"', inner=""), []),
+    "svg in a template": (f'<template>{W3C_SVG.format(attrs="", inner="")}</template>', []),
+    # role none/presentation, or another role: not this rule's (svg-img-alt, role-img-alt, or not an image)
+    "svg role=none": (W3C_SVG.format(attrs=' role="none"', inner=""), []),
+    "svg role=presentation": (W3C_SVG.format(attrs=' role="presentation"', inner=""), []),
+    "canvas role=img unnamed": (f'<canvas role="img"></canvas>{SCRIPT}', ["role-img-alt"]),
+    "svg role=img unnamed": (W3C_SVG.format(attrs=' role="img"', inner=""), ["svg-img-alt"]),
+    # too small, repeated, drawing nothing: probably decorative
+    "tiny canvas": (f'<canvas width="16" height="16"></canvas>{SCRIPT}', []),
+    "tiny svg": ('<svg width="16" height="16"><path d="M0 0h16v16H0z"/></svg>', []),
+    "canvas on a page without script": ('<canvas width="200" height="60"></canvas>', []),
+    "sprite sheet": ('<svg width="0" height="0"><defs><symbol id="i"><path d="M0 0h9v9z"/></symbol></defs></svg>',
+                     []),
+    "empty svg": ("<svg></svg>", []),
+    "svg with a shape of no size": ("<svg><rect></rect></svg>", []),
+    "icon before its label": ('<p><svg width="24" height="24"><path d="M0 0h24v24H0z"/></svg> Call us</p>', []),
+    "repeated icon": ("<ul>" + '<li><svg width="40" height="40"><path d="M0 0h9v9z"/></svg><b>x</b></li>' * 5
+                      + "</ul>", []),
+    # its parts speak: a named or role=img part (svg-img-alt passes 6-10, violation 10)
+    "svg with a named part": ('<svg><circle role="graphics-symbol" cx="50" cy="50" r="40" aria-label="Sun">'
+                              "</circle></svg>", []),
+    "svg with an unnamed role=img part": ('<svg><circle role="img" cx="50" cy="50" r="40"></circle></svg>',
+                                          ["svg-img-alt"]),
+    # in a control or under a name from author: decorative by context, or the control's own finding
+    "svg icon in a named button": ('<button aria-label="Search"><svg width="24" height="24">'
+                                   '<path d="M0 0h24v24H0z"/></svg></button>', []),
+    "svg icon beside a button's text": ('<button><svg viewBox="0 0 24 24"><path d="M0 0h24v24H0z"/></svg> Search'
+                                        "</button>", []),
+    "sprite use in a named link": ('<a href="/" title="Home"><svg viewBox="0 0 24 24"><use href="#home"/></svg></a>',
+                                   []),
+    "svg alone in an unnamed button": ('<button><svg viewBox="0 0 24 24"><path d="M0 0h24v24H0z"/></svg></button>',
+                                       ["button-name"]),
+    "canvas in a link": (f'<a href="/chart"><canvas></canvas> Chart</a>{SCRIPT}', []),
+    "svg under a named group": (f'<div role="group" aria-label="W3C">{W3C_SVG.format(attrs="", inner="")}</div>',
+                                []),
+    "svg inside role=img": (f'<div role="img" aria-label="W3C">{W3C_SVG.format(attrs="", inner="")}</div>', []),
+}
+
+
+@pytest.mark.parametrize("html, expected", GRAPHICS.values(), ids=GRAPHICS.keys())
+def test_unnamed_graphics(html, expected):
+    """ACT e88epe's "ignored svg" and "ignored canvas": visible, in the accessibility tree, with an empty
+    accessible name; not under an ancestor named from author (nor in a control: decorative by context, or the
+    control's finding). Severity "needs review": whether the graphic carries information, a person says."""
+    assert rules(html) == expected
+
+
+def test_an_unnamed_graphic_finding():
+    f = only(f'<div id="chart"><canvas width="400" height="200"></canvas></div>{SCRIPT}')
+    assert (f.rule, f.severity, f.wcag) == ("graphic-unnamed", "needs review", WCAG_1_1_1)
+    assert f.selector == "#chart > canvas" and f.image_url is None and f.current_alt is None
+    assert "e88epe" in f.message and 'aria-hidden="true"' in f.message and 'role="img"' in f.message
+    svg = only(W3C_SVG.format(attrs="", inner=""))
+    assert "<title>" in svg.message and svg.image_url is None  # pixels only for the judgements (suggestions on)
 
 
 # --- What each image's markup says, for the image judgements (RuleOptions.judge_images) -------------------------

@@ -144,10 +144,14 @@ def _summary(report: dict, outs: tuple[str, ...]) -> list[str]:
     if sg["caption"] or sg["withheld"] or sg["decorative"] or sg["error"]:
         lines.append(f"  suggestions: {sg['caption']} described, {sg['withheld']} without a reliable description, "
                      f"{sg['decorative']} probably decorative, {sg['error']} failed")
-    review = s["by_severity"].get("needs review", 0)
+    graphics = s["by_rule"].get("graphic-unnamed", 0)
+    review = s["by_severity"].get("needs review", 0) - graphics
     if review:
         lines.append(f"  to review: {review} image judgement(s) (what the image shows against its markup; not "
                      "counted as WCAG failures)")
+    if graphics:
+        lines.append(f"  to review: {graphics} canvas or inline SVG graphic(s) without a name (informative or "
+                     "decorative; not counted as WCAG failures)")
     if s["queued"]:
         lines.append(f"  not crawled yet: {s['queued']} URL(s) in the queue")
     skipped = {k: v for k, v in s["skipped"].items() if v}

@@ -93,6 +93,9 @@ class ImageMarkup:
     control: str | None = None
     control_named: bool = False
     nearby_text: str = ""
+    # "svg" or "canvas": not an image element but a graphic without a name, which screen readers skip as they skip
+    # a hidden image (ACT e88epe's "ignored svg" and "ignored canvas"); ``decorative`` is then True.
+    graphic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,8 +245,20 @@ def _is_photo(result: dict) -> bool:
 # The judgements
 
 
+def _skipped(markup: ImageMarkup) -> str:
+    """How the image is lost to a listener, as a message begins."""
+    if markup.graphic:
+        return f"{'Canvas' if markup.graphic == 'canvas' else 'Inline SVG'} has no name, so screen readers skip it"
+    return "Image is hidden from screen readers"
+
+
+def _a_name(markup: ImageMarkup) -> str:
+    return 'role="img" and an aria-label' if markup.graphic else "an alt"
+
+
 def informative_image_hidden(markup: ImageMarkup, result: dict) -> Judgement | None:
-    """ACT e88epe: an image hidden from screen readers whose evidence says it carries information."""
+    """ACT e88epe: an image hidden from screen readers (or a graphic they skip: ``markup.graphic``) whose evidence
+    says it carries information."""
     if not markup.decorative or _is_photo(result):
         return None
     kind = result.get("kind") or "unknown"
@@ -264,10 +279,11 @@ def informative_image_hidden(markup: ImageMarkup, result: dict) -> Judgement | N
     if markup.nearby_text and _covered(words or content_words(brand), markup.nearby_text):
         return None  # its words are read right beside it: hiding the image is right
     if brand:
+        fix = f'aria-label="{brand}"' if markup.graphic else f'alt="{brand}"'
         return Judgement(
             "image-informative-hidden",
-            f"Image is hidden from screen readers, but it is the {brand} logo: if it says something the page does "
-            f'not say beside it, give it alt="{brand}".',
+            f"{_skipped(markup)}, but it is the {brand} logo: if it says something the page does not say beside it, "
+            f"give it {fix}.",
             _evidence(result, "brand", "text"), f"{brand} logo", "brand")
     if kind in TEXT_KINDS and text and len(words) >= (1 if kind == "logo" else MIN_HIDDEN_TEXT_WORDS):
         what = {"logo": "a logo that reads", "chart": "a chart titled", "screenshot": "a screenshot titled"}.get(
@@ -275,14 +291,14 @@ def informative_image_hidden(markup: ImageMarkup, result: dict) -> Judgement | N
         suggestion = f"{text} logo" if kind == "logo" else text
         return Judgement(
             "image-informative-hidden",
-            f"Image is hidden from screen readers, but it shows {what} {_quote(text)}: unless the page says the same "
-            "right beside it, give it an alt with that text.",
+            f"{_skipped(markup)}, but it shows {what} {_quote(text)}: unless the page says the same right beside it, "
+            f"give it {_a_name(markup)} with that text.",
             _evidence(result, "text", "chart_type"), suggestion, "text")
     if kind == "chart":
         chart = _label(result.get("chart_type"), "label")
         return Judgement(
             "image-informative-hidden",
-            f"Image is hidden from screen readers, but it is a {chart.lower() if chart else 'chart'}: give it an alt "
+            f"{_skipped(markup)}, but it is a {chart.lower() if chart else 'chart'}: give it {_a_name(markup)} "
             "that says what it shows (and where its data is), unless the page says that right beside it.",
             _evidence(result, "chart_type"), None)
     return None
@@ -314,9 +330,10 @@ def name_contradicts_text(markup: ImageMarkup, result: dict) -> Judgement | None
 
 
 def image_of_text(markup: ImageMarkup, result: dict) -> Judgement | None:
-    """WCAG 1.4.5 (ACT 0va7u6): an image that is mostly text. Logos are exempt (a logotype is essential)."""
+    """WCAG 1.4.5 (ACT 0va7u6): an image that is mostly text. Logos are exempt (a logotype is essential), and so is
+    an inline SVG: its text is markup, which scales and can be selected (a canvas's text is pixels)."""
     text = _image_text(result)
-    if (result.get("kind") != "text" or result.get("brand") or not text
+    if (markup.graphic == "svg" or result.get("kind") != "text" or result.get("brand") or not text
             or len(solid_words(text)) < MIN_IMAGE_OF_TEXT_WORDS):
         return None
     name = (markup.name or "").strip()

@@ -8,7 +8,9 @@ Each judgement is a finding of its own (rule ``image-informative-hidden``, ``ima
 from). One case is not: an image hidden from screen readers that is the only content of a button or link without
 another name is what the markup rules' ``button-name``/``link-name`` finding is about already, so its judgement
 (what the icon is, a name for it) is attached to that finding (``judgement`` and ``evidence``) instead of being a
-second finding for the same fault.
+second finding for the same fault. The same goes for an unnamed graphic (a canvas or a role-less inline svg, rule
+``graphic-unnamed``): its pixels judged informative (ACT e88epe) are that finding's ``judgement``, and the text
+they give is its suggestion.
 
 The judgement findings are made after the images are described, from the crawl's image contexts on disk; they are
 held in memory, grouped by page (a judgement fires on a small share of images), and the report puts each page's
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from .judge import ImageMarkup, Judgement, judge
-from .rules import CONTROL_RULES
+from .rules import CONTROL_RULES, GRAPHIC_RULE
 
 # The fields of a pipeline result (server.describe.pipeline.RESULT_FIELDS) the judgements read.
 JUDGE_FIELDS = ("kind", "text", "brand", "meaning", "chart_type", "control_name")
@@ -30,6 +32,9 @@ SUGGESTION_NOTES = {
     "image-of-text": "The text read from the image. Real text styled with CSS is better than an image of text; "
                      "while it is an image, its alt should say the same text.",
 }
+GRAPHIC_NOTE = ('From what the graphic shows: check it against the graphic, then give it role="img" and this as '
+                "its aria-label (an svg: or a <title> child). If the page says the same right beside it, "
+                'aria-hidden="true" is right.')
 
 
 def judge_evidence(result: dict | None) -> dict | None:
@@ -75,7 +80,14 @@ def judgement_finding(context: dict, j: Judgement, model: str) -> dict:
 
 def _markup(context: dict) -> ImageMarkup:
     return ImageMarkup(context["name"], bool(context["decorative"]), context["control"],
-                       bool(context["control_named"]), context["nearby_text"] or "")
+                       bool(context["control_named"]), context["nearby_text"] or "", context.get("graphic"))
+
+
+def _attachment(j: Judgement) -> dict:
+    return {"evidence": j.evidence,
+            "judgement": {"rule": j.rule, "act": j.act, "wcag": j.wcag, "message": j.message,
+                          "suggested_alt": j.suggestion, "suggested_confidence": _confidence(j),
+                          "confidence_basis": j.basis}}
 
 
 class Judgements:
@@ -85,6 +97,7 @@ class Judgements:
     def __init__(self, evidence: Callable[[str], dict | None], model: str):
         self.evidence, self.model = evidence, model
         self._by_page: dict[str, list[dict]] = {}
+        self._graphics: dict[tuple[str, str], dict] = {}  # (page, selector) -> what an unnamed graphic's finding gets
         self.count = 0
 
     def judge_images(self, contexts: Iterable[dict]) -> Judgements:
@@ -96,6 +109,12 @@ class Judgements:
             for j in judge(_markup(context), evidence):
                 if j.rule == "image-informative-hidden" and context["control"] and not context["control_named"]:
                     continue  # the control's own finding says so, and carries it (attached)
+                if j.rule == "image-informative-hidden" and context.get("graphic"):
+                    extra = _attachment(j)
+                    if j.suggestion:
+                        extra["suggestion"] = {**judgement_suggestion(j, self.model), "message": GRAPHIC_NOTE}
+                    self._graphics[(context["page_url"], context["selector"])] = extra
+                    continue  # the graphic's own finding (graphic-unnamed) carries it
                 self._by_page.setdefault(context["page_url"], []).append(judgement_finding(context, j, self.model))
                 self.count += 1
         return self
@@ -110,7 +129,10 @@ class Judgements:
 
     def attached(self, finding: dict) -> dict:
         """For a button-name or link-name finding whose only content is an image marked decorative: the judgement
-        that the image carries information (``judgement``, ``evidence``), else nothing."""
+        that the image carries information (``judgement``, ``evidence``), else nothing. For an unnamed graphic's
+        finding, that judgement and, where it gives text, the ``suggestion`` that replaces its description."""
+        if finding.get("rule") == GRAPHIC_RULE:
+            return dict(self._graphics.get((finding["page_url"], finding["selector"]), {}))
         if finding.get("rule") not in CONTROL_RULES or finding.get("icon") != "img-decorative" \
                 or not finding.get("image_url"):
             return {}
@@ -120,10 +142,7 @@ class Judgements:
         control = "button" if finding["rule"] == "button-name" else "link"
         for j in judge(ImageMarkup(None, decorative=True, control=control), evidence):
             if j.rule == "image-informative-hidden":
-                return {"evidence": j.evidence,
-                        "judgement": {"rule": j.rule, "act": j.act, "wcag": j.wcag, "message": j.message,
-                                      "suggested_alt": j.suggestion, "suggested_confidence": _confidence(j),
-                                      "confidence_basis": j.basis}}
+                return _attachment(j)
         return {}
 
     def __len__(self) -> int:

@@ -39,7 +39,7 @@ from .crawl import (AUDITED_STATUSES, ERROR_STATUSES, PAGE_STATUSES, SKIP_REASON
 from .judge import ACT, JUDGEMENTS, NEEDS_REVIEW
 from .judge import WCAG as JUDGEMENT_WCAG
 from .judging import Judgements
-from .rules import CONTROL_RULES, ICONS, RULES, SEVERITY, WCAG, WCAG_1_1_1, suspicious_reason
+from .rules import CONTROL_RULES, GRAPHIC_RULE, ICONS, RULES, SEVERITY, WCAG, WCAG_1_1_1, suspicious_reason
 
 REPORT_FORMAT = "alt-text-audit-report/1"
 # "needs review": the image judgements (server.audit.judge), which a person confirms; never a WCAG failure here.
@@ -255,6 +255,7 @@ class ReportFindings(StreamedSequence):
         if self._judgements is None:
             return {**f, "suggestion": suggestion}
         extra = self._judgements.attached(f)
+        suggestion = extra.pop("suggestion", suggestion)  # an unnamed graphic's: the text its pixels give
         judged = extra.get("judgement") or {}
         if judged.get("suggested_alt") and (suggestion or {}).get("kind") == "withheld":
             # The model is not sure what the icon stands for, but the image's text or brand names it.
@@ -609,6 +610,7 @@ RULE_TITLES = {
     "alt-too-long": "Alt text is too long",
     "alt-duplicate-different-images": "Same alt text on different images",
     "alt-duplicates-adjacent-text": "Alt text repeats the text next to it",
+    "graphic-unnamed": "Canvas or inline SVG without a name (to review)",
     "image-informative-hidden": "Informative image hidden from screen readers (to review)",
     "image-name-contradicts-text": "Name contradicts the image's text (to review)",
     "image-of-text": "Image of text (WCAG 1.4.5, to review)",
@@ -720,6 +722,7 @@ _CONTROL_SARIF = {
 }
 
 
+GRAPHIC_ACT = "e88epe"  # the W3C ACT rule of the unnamed graphics (rules.GRAPHIC_RULE)
 # The image judgements: what each says, the criterion's axe-style tags.
 _JUDGEMENT_SARIF = {
     "image-informative-hidden": (("the image is hidden from screen readers (alt=\"\", role none or presentation, "
@@ -742,6 +745,14 @@ def _sarif_help(rule: str) -> tuple[str, list[str], str, str]:
         text = (f"Needs review, against {JUDGEMENT_WCAG[rule]} (ACT rule {ACT[rule]}): {what}. A judgement on the "
                 "image's pixels, which a person confirms; never counted as a WCAG failure.")
         return text, ["accessibility", *tags, JUDGEMENT_WCAG[rule], "needs-review"], url, f"ACT rule {ACT[rule]}"
+    if rule == GRAPHIC_RULE:
+        url = f"https://www.w3.org/WAI/standards-guidelines/act/rules/{GRAPHIC_ACT}/"
+        text = (f"Needs review, against {WCAG_1_1_1} (ACT rule {GRAPHIC_ACT}): a canvas or an inline svg without a "
+                "role has no accessible name, so assistive technologies skip it. If it carries information, give it "
+                'role="img" and a name (aria-label; an svg: a <title> child); if it is decorative, '
+                'aria-hidden="true". Never counted as a WCAG failure.')
+        return text, ["accessibility", "wcag2a", "wcag111", WCAG_1_1_1, "needs-review"], url, \
+            f"ACT rule {GRAPHIC_ACT}"
     if rule in _CONTROL_SARIF:
         criteria, tags, url, purpose = _CONTROL_SARIF[rule]
         text = (f"Fails WCAG 2.2 {criteria} (level A), as axe-core's {rule} rule reports it: give the control a "
@@ -757,7 +768,8 @@ def sarif_rules() -> list[dict]:
     """One reportingDescriptor per rule, in FINDING_RULES order (results point at them by ruleIndex)."""
     out = []
     for rule in FINDING_RULES:
-        wcag = rule in AXE_RULES or rule in CONTROL_RULES or rule in JUDGEMENTS
+        to_review = rule in JUDGEMENTS or rule == GRAPHIC_RULE
+        wcag = rule in AXE_RULES or rule in CONTROL_RULES or to_review
         severity = SEVERITY_OF[rule]
         text, tags, url, link_text = _sarif_help(rule)
         out.append({
@@ -769,7 +781,7 @@ def sarif_rules() -> list[dict]:
             "help": {"text": f"{text} See {url}", "markdown": f"{text} See [{link_text}]({url})."},
             "defaultConfiguration": {"level": SARIF_LEVEL[severity]},
             "properties": {"tags": tags,
-                           "precision": "high" if wcag and rule not in JUDGEMENTS else "medium", "problem.severity":
+                           "precision": "high" if wcag and not to_review else "medium", "problem.severity":
                                {"error": "error", "warning": "warning", "note": "recommendation"}[
                                    SARIF_LEVEL[severity]],
                            "impact": severity, "wcag": WCAG_OF[rule] if wcag else f"{WCAG_1_1_1}, best practice"},

@@ -26,6 +26,9 @@ from urllib.parse import urljoin
 import soupsieve
 from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 
+from . import graphics
+from .judge import NEEDS_REVIEW
+
 WCAG_1_1_1 = "WCAG 2.2 SC 1.1.1 (A)"
 WCAG_4_1_2 = "WCAG 2.2 SC 4.1.2 (A)"
 WCAG_2_4_4 = "WCAG 2.2 SC 2.4.4 (A), SC 4.1.2 (A)"
@@ -49,8 +52,12 @@ SEVERITY = {
     "alt-too-long": "minor",
     "alt-duplicate-different-images": "minor",
     "alt-duplicates-adjacent-text": "minor",
+    # A canvas or role-less inline svg that screen readers skip (no name): informative or decorative, a person
+    # says (ACT e88epe); never a WCAG failure by itself.
+    "graphic-unnamed": NEEDS_REVIEW,
 }
 RULES = tuple(SEVERITY)
+GRAPHIC_RULE = "graphic-unnamed"
 CONTROL_RULES = ("button-name", "link-name")
 WCAG = {**dict.fromkeys(RULES, WCAG_1_1_1), "button-name": WCAG_4_1_2, "link-name": WCAG_2_4_4}
 # What an unnamed control's only content can be (Finding.icon), in the words a finding uses.
@@ -76,6 +83,7 @@ class RuleOptions:
     # (server.audit.judge) that run where images are described: only with suggestions on.
     judge_images: bool = False
     nearby_chars: int = 1000  # ImageContext.nearby_text is cut here
+    icon_px: int = 32  # an unnamed graphic at most this wide and high with text beside it is that text's icon
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,9 @@ class ImageContext:
     control: str | None = None
     control_named: bool = False
     nearby_text: str = ""
+    # "svg" or "canvas": an unnamed graphic (rule graphic-unnamed) whose pixels image_url holds (a data: URL); its
+    # e88epe judgement is attached to that finding.
+    graphic: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -654,6 +665,149 @@ def _control_message(rule: str, el: Tag, icon: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Graphics that screen readers skip: a canvas or a role-less inline svg without a name (ACT e88epe)
+
+# Roles whose children are presentational (WAI-ARIA 1.2, "Children Presentational: True"): a graphic inside one is
+# part of that element, not a node of its own.
+_PRESENTATIONAL_CHILDREN = frozenset({"button", "checkbox", "img", "meter", "menuitemcheckbox", "menuitemradio",
+                                      "option", "progressbar", "radio", "scrollbar", "separator", "slider", "switch",
+                                      "tab"})
+
+
+def _graphic_element(el: Tag) -> bool:
+    """A <canvas> with no explicit role, or an outermost <svg> with no explicit role (semantic role
+    graphics-document, by SVG-AAM and ARIA in HTML). Those with a role are the image rules' (role-img-alt,
+    svg-img-alt) or something else; an svg inside another is part of it."""
+    if el.name not in ("svg", "canvas") or _explicit_role(el) is not None:
+        return False
+    return el.name == "canvas" or el.find_parent("svg") is None
+
+
+def _graphic_name(el: Tag, doc: _Doc) -> str | None:
+    """The graphic's accessible name: aria-labelledby, aria-label, then (svg, SVG-AAM) a <title> child, then the
+    title attribute (HTML-AAM for canvas; axe counts it on svg too). Neither element is named from its content
+    (accname 1.2 step 2F applies to roles that allow it, and graphics-document and canvas's generic mapping do
+    not)."""
+    return _aria_name(el, doc) or (_svg_title(el) if el.name == "svg" else None) or _clean(_attr(el, "title"))
+
+
+def _svg_parts_speak(el: Tag, doc: _Doc) -> bool:
+    """An svg whose parts are named (a <title> inside, a graphics-symbol with an aria-label or a title, as axe's
+    svg-img-alt passes 6-10), or are images of their own (role img or graphics-symbol: svg-img-alt checks those,
+    as its violation 10): what it shows reaches screen readers through them, or their own rule says it does not."""
+    for node in el.find_all(True):
+        if node.name == "title" and _clean(node.get_text(" ")):
+            return True
+        if _role(node) in ("img", "graphics-symbol", "graphics-document"):
+            return True
+        if _aria_name(node, doc) or _clean(_attr(node, "title")):
+            return True
+    return False
+
+
+def _graphic_out_of_scope(el: Tag, doc: _Doc) -> bool:
+    """ACT e88epe's exception and the controls: an ancestor named from author (aria-label, aria-labelledby; e.g. a
+    link with an aria-label around an svg star), an ancestor whose children are presentational (role img, button,
+    ...), or a button or link around it. A control with a name makes its graphic decorative by context; one
+    without is what button-name / link-name report (with the graphic as its icon), once."""
+    for node in el.parents:
+        if isinstance(node, BeautifulSoup):
+            return False
+        if _control_rule(node) is not None or _role(node) in _PRESENTATIONAL_CHILDREN:
+            return True
+        if node.has_attr("aria-label") or node.has_attr("aria-labelledby"):
+            if _aria_name(node, doc):
+                return True
+    return False
+
+
+def _beside_text(el: Tag) -> bool:
+    """Rendered text right before or after the element (its siblings)."""
+    for node in (_neighbour(el.previous_sibling, False), _neighbour(el.next_sibling, True)):
+        if node is not None and rendered_text(node, 40).strip():
+            return True
+    return False
+
+
+@dataclass
+class _GraphicsPage:
+    """What the graphic rule needs to know of the whole page, computed once on first use."""
+    elements: list[Tag]
+    _scripted: bool | None = None
+    _counts: Counter | None = None
+
+    def scripted(self) -> bool:
+        """Whether anything can draw on a canvas: a <script>, or an on* handler attribute."""
+        if self._scripted is None:
+            self._scripted = any(el.name == "script" or any(a.startswith("on") for a in el.attrs)
+                                 for el in self.elements)
+        return self._scripted
+
+    def repeats(self, el: Tag) -> int:
+        """How many graphics of the page have exactly this markup (an icon repeated down a list)."""
+        if self._counts is None:
+            self._counts = Counter(str(g) for g in self.elements if g.name in ("svg", "canvas")
+                                   and _graphic_element(g))
+        return self._counts[str(el)]
+
+
+def _graphic_fires(el: Tag, doc: _Doc, options: RuleOptions, page: _GraphicsPage, budget: _Budget) -> bool:
+    """Rule graphic-unnamed: a canvas or role-less svg that is in the accessibility tree (not hidden, not inert:
+    the candidates' own checks) and has an empty accessible name, so that assistive technologies ignore it (ACT
+    e88epe's "ignored svg" and "ignored canvas"), and that is big enough and drawn enough to carry information:
+
+    * named: aria-labelledby, aria-label, an svg's <title> child, a title attribute (:func:`_graphic_name`);
+    * a canvas's fallback content is exposed to assistive technology in its place (HTML, the canvas element):
+      fallback text, or an element in it with a name of its own, is what a listener gets, so it is not ignored;
+    * a canvas on a page with no script shows nothing (ACT e88epe inapplicable example 6: transparent);
+    * an svg that draws nothing (a sprite sheet of <symbol>s) or whose parts are named is left alone;
+    * out of scope: inside a button or link, under an ancestor named from author or with presentational children
+      (:func:`_graphic_out_of_scope`);
+    * probably decorative: width and height at most ``tiny_px``; the same markup ``repeat_threshold`` times on the
+      page; at most ``icon_px`` wide and high with text right beside it (an icon before a label)."""
+    budget.tick()
+    if _graphic_name(el, doc):
+        return False
+    if el.name == "canvas":
+        if not page.scripted() or _named_by_content(el, doc, budget):
+            return False
+    elif not graphics.draws_something(el) or _svg_parts_speak(el, doc):
+        return False
+    width, height = _pixels(_attr(el, "width")), _pixels(_attr(el, "height"))
+    sized = width is not None and height is not None
+    if sized and width <= options.tiny_px and height <= options.tiny_px:
+        return False
+    if _graphic_out_of_scope(el, doc):
+        return False
+    if sized and width <= options.icon_px and height <= options.icon_px and _beside_text(el):
+        return False
+    return page.repeats(el) < options.repeat_threshold
+
+
+def _graphic_pixels(el: Tag, doc: _Doc, pixels: dict | None) -> str | None:
+    """A data: URL of what the graphic shows: the browser's screenshot (--render), else an svg's own markup,
+    sanitised, for rsvg-convert to rasterise when it is installed; a canvas has none without a browser."""
+    if pixels is not None and id(el) in pixels:
+        return pixels[id(el)] or None
+    if el.name != "svg" or graphics.rsvg_convert() is None:
+        return None
+    data = graphics.svg_document(el, doc.by_id)
+    return graphics.data_url(data, graphics.SVG_MEDIA_TYPE) if data is not None else None
+
+
+def _graphic_message(el: Tag) -> str:
+    if el.name == "canvas":
+        what, how = ("Canvas has no accessible name and no fallback content",
+                     'give it role="img" and an aria-label that says what it shows (or fallback content inside it '
+                     "that does)")
+    else:
+        what, how = ("Inline SVG has no accessible name",
+                     'give it role="img" and a <title> child or an aria-label that says what it shows')
+    return (f"{what}, so screen readers skip it (ACT e88epe). If it carries information, {how}; if it is "
+            'decorative, hide it with aria-hidden="true".')
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Names that exist but say nothing
 
 
@@ -989,6 +1143,9 @@ def _candidates(elements: list[Tag], base: str, budget: _Budget, found: list[_Ca
                 break
             ref = _raw_image_ref(el) if rule not in CONTROL_RULES else None  # a control's icon: once it fails
             found.append(_Candidate(el, rule, _join(base, ref) if ref else None))
+        if el.name in ("svg", "canvas") and _graphic_element(el) and not _is_inert(el, inert) \
+                and not _is_hidden(el, hidden):
+            found.append(_Candidate(el, GRAPHIC_RULE, None))
 
 
 def _evaluate_control(c: _Candidate, doc: _Doc, base: str, budget: _Budget, icons: set[int]) -> None:
@@ -1025,6 +1182,8 @@ def _shared_alt_different_images(candidates: list[_Candidate]) -> set[int]:
 
 
 def _findings_for(page: _Page, c: _Candidate, shared: bool) -> list[Finding]:
+    if c.rule == GRAPHIC_RULE:
+        return [] if c.passed else [page.finding(c, c.rule, _graphic_message(c.element))]
     if c.rule in CONTROL_RULES:
         return [] if c.passed else [page.finding(c, c.rule, _control_message(c.rule, c.element, c.icon))]
     if not c.passed:
@@ -1088,6 +1247,17 @@ class _ImageContexts:
             image_url=image_url, name=name, decorative=decorative, control=control, control_named=named,
             nearby_text=nearby))
 
+    def add_graphic(self, el: Tag, image_url: str) -> None:
+        """An unnamed graphic (rule graphic-unnamed) with pixels: ignored by screen readers, as hidden images are
+        (ACT e88epe), and outside any control (the rule's scope)."""
+        self.budget.tick()
+        options = self.page.options
+        texts = dict.fromkeys(" ".join(t.split()) for t in _adjacent_texts(el, options.nearby_chars))
+        self.out.append(ImageContext(
+            page_url=self.page.url, selector=self.page.selector(el), snippet=_snippet(el, options.snippet_chars),
+            image_url=image_url, name=None, decorative=True,
+            nearby_text=" ".join(filter(None, texts))[:options.nearby_chars], graphic=el.name))
+
     def add_hidden(self, images: list[tuple[Tag, str]], counts: Counter) -> None:
         """Images hidden from assistive technology (aria-hidden on them or an ancestor) but shown on screen."""
         for el, url in images:
@@ -1115,9 +1285,12 @@ def parse(html: str | bytes) -> BeautifulSoup:
     return _parse(html)
 
 
-def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOptions = RuleOptions()) -> PageCheck:
+def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOptions = RuleOptions(),
+               pixels: dict[int, str | None] | None = None) -> PageCheck:
     """Check one page within ``options.max_elements`` and ``options.max_seconds``; an overrun is not an error but
-    a note on the result, so one hostile page can neither stall nor end an audit."""
+    a note on the result, so one hostile page can neither stall nor end an audit. ``pixels``: what the browser
+    showed of the page's graphics (``--render``), a data: URL per element (by ``id()``; None: it showed nothing),
+    for the unnamed graphics' suggestions (with ``options.judge_images``)."""
     soup = html if isinstance(html, BeautifulSoup) else _parse(html)
     budget = _Budget(options.max_seconds)
     elements = soup.find_all(True, limit=options.max_elements + 1)
@@ -1132,12 +1305,17 @@ def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOp
     evaluated = 0
     base = _base_url(soup, page_url)
     url_counts: Counter = Counter()
+    graphics_page = _GraphicsPage(elements)
     try:
         _candidates(elements, base, budget, candidates, hidden_images)
         url_counts = Counter(c.image_url for c in candidates if c.image_url)
         for c in candidates:
             budget.tick()
-            if c.rule in CONTROL_RULES:
+            if c.rule == GRAPHIC_RULE:
+                c.passed = not _graphic_fires(c.element, doc, options, graphics_page, budget)
+                if not c.passed and options.judge_images:
+                    c.image_url = _graphic_pixels(c.element, doc, pixels)
+            elif c.rule in CONTROL_RULES:
                 _evaluate_control(c, doc, base, budget, icons)
             else:
                 _evaluate(c, doc, options)
@@ -1165,7 +1343,8 @@ def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOp
             contexts = _judge_contexts(page, doc, candidates, hidden_images, base, url_counts, budget)
         except _OverBudget as e:
             note = f"{e}: its images were not judged (their findings are all reported)"
-    return PageCheck(findings, sum(c.rule not in CONTROL_RULES for c in candidates), note, contexts)
+    images = sum(c.rule not in CONTROL_RULES and c.rule != GRAPHIC_RULE for c in candidates)
+    return PageCheck(findings, images, note, contexts)
 
 
 def _judge_contexts(page: _Page, doc: _Doc, candidates: list[_Candidate], hidden: list[Tag], base: str,
@@ -1177,7 +1356,10 @@ def _judge_contexts(page: _Page, doc: _Doc, candidates: list[_Candidate], hidden
     hidden_images = [(el, _join(base, ref)) for el, ref in refs if ref]
     counts = url_counts + Counter(url for _, url in hidden_images)  # repeated: shown or hidden, it is an ornament
     for c in candidates:
-        if c.rule not in CONTROL_RULES and c.image_url and not c.decorative \
+        if c.rule == GRAPHIC_RULE:
+            if not c.passed and c.image_url:
+                contexts.add_graphic(c.element, c.image_url)
+        elif c.rule not in CONTROL_RULES and c.image_url and not c.decorative \
                 and counts[c.image_url] < page.options.repeat_threshold:
             contexts.add(c.element, c.image_url, c.name, False, c.passed)
     contexts.add_hidden(hidden_images, counts)

@@ -20,6 +20,12 @@ an image button) needs a name, not a description: its suggestion is the pipeline
 "Menu") for the attribute to set, and where the pipeline has none (it is not sure), no text at all; never a
 caption sentence as a control's name. An inline SVG or an icon font has no image file to describe.
 
+An unnamed graphic (rule ``graphic-unnamed``: a canvas or a role-less inline svg) has pixels where the crawl could
+get them: ``--render``'s screenshot of it, else (an svg) its own markup, sanitised, as a ``data:image/svg+xml``
+URL, which :class:`ImageSource` rasterises with rsvg-convert (:mod:`server.audit.graphics`; so does any such data:
+URL a page puts in an ``<img>``). Without pixels (a canvas without ``--render``, no rsvg-convert) its suggestion
+says so and offers nothing to copy.
+
 Where the images come from, and why there are two paths:
 
 * Images on the audited site's own origin are fetched through the crawl's site (:class:`crawl.Site`, the fetch
@@ -54,10 +60,11 @@ from server.netsafe import (IMAGE_ACCEPT, REDIRECT_STATUSES, FetchError, FetchLi
 from server.service.cache import Cache, NoCache, image_key
 from server.client import ServiceClient, ServiceError, image_data
 
+from . import graphics
 from .adopt import author_alt
 from .crawl import FetchFailure, Site, WorkerPool, normalize_url, origin
 from .judging import Judgements, judge_evidence
-from .rules import CONTROL_RULES
+from .rules import CONTROL_RULES, GRAPHIC_RULE
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,10 @@ NOT_AN_IMAGE_FILE = "No image file to describe (an inline SVG or an image-map ar
 NO_ICON_FILE = "No image file to describe (an inline SVG or an icon font): write the name by hand."
 NOTHING_SHOWN = "The control shows nothing to describe: write its name by hand."
 NO_CONTROL_NAME = "The model is not sure what this icon stands for."
+NO_CANVAS_PIXELS = ("A canvas is drawn by script: the audit sees its pixels only with --render. Write its name by "
+                    "hand, or mark it decorative.")
+NO_SVG_PIXELS = ("This inline SVG was not rasterised (rsvg-convert is not installed, or the SVG is too large): write "
+                 "its name by hand, or mark it decorative.")
 
 
 class SuggestError(Exception):
@@ -165,6 +176,15 @@ class ImageSource:
     def _decode(self, url: str, data: bytes) -> LoadedImage:
         return LoadedImage(url, decode_fetched(data, self.limits.max_pixels), data)
 
+    def _svg(self, url: str, data: bytes) -> LoadedImage:
+        """An SVG (an unnamed graphic's markup, or a data: URL of a page's <img>), rasterised: the PNG is what is
+        described, cached and sent to a service."""
+        try:
+            png = graphics.rasterise_svg(data)
+        except graphics.RasterError as e:
+            raise FetchError(e.code, e.message, 422) from None
+        return self._decode(url, png)
+
     def _data_url(self, url: str) -> bytes:
         if len(url) > self.limits.max_bytes * 4 // 3 + 1024:
             raise FetchError("too_large", f"the image is larger than {self.limits.max_bytes:,} bytes", 413)
@@ -210,7 +230,9 @@ class ImageSource:
     def load(self, url: str) -> LoadedImage:
         """The decoded image and its bytes; raises FetchError."""
         if url.lower().startswith("data:"):
-            return self._decode(url, self._data_url(url))
+            media = url[5:].split(",", 1)[0].split(";", 1)[0].strip().lower()
+            data = self._data_url(url)
+            return self._svg(url, data) if media == graphics.SVG_MEDIA_TYPE else self._decode(url, data)
         norm = normalize_url(url)
         if norm is None:
             raise FetchError("unsupported_scheme", "only http, https and data: image URLs can be described", 400)
@@ -343,8 +365,11 @@ class Suggester:
         if decorative:
             return decorative
         if not finding.get("image_url"):
-            message = (NO_ICON_FILE if finding.get("icon") else NOTHING_SHOWN if finding["rule"] in CONTROL_RULES
-                       else NOT_AN_IMAGE_FILE)
+            if finding["rule"] == GRAPHIC_RULE:
+                message = NO_CANVAS_PIXELS if _element(finding) == "canvas" else NO_SVG_PIXELS
+            else:
+                message = (NO_ICON_FILE if finding.get("icon") else NOTHING_SHOWN
+                           if finding["rule"] in CONTROL_RULES else NOT_AN_IMAGE_FILE)
             return {"kind": "none", "message": message}
         found = described.get(finding["image_url"]) if self.backend is not None else None
         return finding_suggestion(finding, found) if found is not None else None
