@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import jsonschema
@@ -98,26 +99,33 @@ def site():
     yield from served(build_site)
 
 
-@pytest.fixture(scope="module")
-def audited(site, tmp_path_factory):
-    """One audit with the real pipeline, in every format; the describer must have Tesseract."""
+@contextmanager
+def real_pipeline(tmp: Path):
+    """Audits in ``tmp`` with the real pipeline and a cache of their own there; skips without Tesseract."""
     from server.describe import Describer
 
     if not Describer.load().ocr_available:
         pytest.skip("Tesseract is not installed")
-    tmp = tmp_path_factory.mktemp("judged")
     mp = pytest.MonkeyPatch()
     mp.setenv("ALT_TEXT_CACHE_PATH", str(tmp / "cache.sqlite3"))
     mp.delenv("ALT_TEXT_CACHE", raising=False)
     mp.chdir(tmp)
     try:
+        yield tmp
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def audited(site, tmp_path_factory):
+    """One audit with the real pipeline, in every format; the describer must have Tesseract."""
+    tmp = tmp_path_factory.mktemp("judged")
+    with real_pipeline(tmp):
         outs = {ext: tmp / f"r.{ext}" for ext in ("json", "csv", "sarif", "html")}
         r = run(site.url("/"), *[a for p in outs.values() for a in ("--out", p)])
         assert r.exit_code == 0, r.output
         report = json.loads(outs["json"].read_text())
         yield {"result": r, "report": report, "files": outs, "site": site, "tmp": tmp}
-    finally:
-        mp.undo()
 
 
 def _by_element(report: dict, site: LocalSite) -> dict[tuple[str, str], list[dict]]:

@@ -10,7 +10,8 @@ built here, element by element:
 * no external reference: an ``href``/``xlink:href`` must be a fragment (``#id``) or a raster ``data:`` image, and
   every ``url(...)`` in an attribute or a ``<style>`` that is not ``url(#id)`` becomes ``none`` (``@import`` is
   dropped), so nothing is fetched or read from disk;
-* ``currentColor`` is black (the page's CSS color is not known without a browser), the background white;
+* ``currentColor`` is black (the page's CSS color is not known without a browser), the background white, with a
+  margin (:data:`MARGIN`) so that OCR reads text drawn to the edge;
 * the HTML parser lower-cases names, SVG's are case-sensitive: ``viewbox`` is ``viewBox`` again (the HTML
   standard's adjustment tables);
 * a ``<use href="#icon">`` of a sprite defined elsewhere on the page brings a copy of that element in ``<defs>``;
@@ -39,7 +40,8 @@ MAX_SVG_BYTES = 256_000  # the serialised copy; a graphic this large gets no pix
 MAX_PNG_BYTES = 8_000_000  # what rsvg-convert may write
 RASTER_TIMEOUT = 5.0
 RASTER_MEMORY = 512 * 1024 * 1024  # prlimit --as
-MIN_SIDE, MAX_SIDE = 256, 1024  # the longer side of the raster (small icons are scaled up for OCR)
+MIN_SIDE, MAX_SIDE = 512, 1024  # the longer side of the raster (small icons are scaled up for OCR)
+MARGIN = 0.08  # white around the graphic, of its longer side: OCR misses text that touches the edge
 DEFAULT_SIZE = (300.0, 150.0)  # a replaced element's default size, as browsers give an svg without one
 MAX_SPRITE_REFS = 64
 
@@ -220,7 +222,9 @@ def svg_document(svg: Tag, lookup: Callable[[str], Tag | None] = lambda _id: Non
             width, height = width or DEFAULT_SIZE[0], height or DEFAULT_SIZE[1]
     if box is None:
         box = (0.0, 0.0, width, height)
-    out_w, out_h = raster_size(width, height)
+    pad = MARGIN * max(box[2], box[3])
+    box = (box[0] - pad, box[1] - pad, box[2] + 2 * pad, box[3] + 2 * pad)
+    out_w, out_h = raster_size(width * box[2] / (box[2] - 2 * pad), height * box[3] / (box[3] - 2 * pad))
     root = [(k, v) for k, v in _attributes(svg) if k not in ("width", "height", "viewBox", "x", "y")]
     attrs = "".join(f" {k}={quoteattr(v)}" for k, v in root)
     head = (f'<svg xmlns="{_SVG_NS}" xmlns:xlink="{_XLINK_NS}" width="{out_w}" height="{out_h}" '

@@ -12,6 +12,12 @@ The rendered DOM is serialised with each *open* shadow root grafted into its hos
 in (``photo-card > alt-text-shadow-root > img``). Closed shadow roots cannot be read from outside and are not
 audited.
 
+With ``graphics`` (the audit sets it when suggestions are on), the canvases and role-less svgs that may be an
+unnamed graphic (rule ``graphic-unnamed``: no role, no aria-label or aria-labelledby, not in a button, a link or
+under aria-hidden, shown and larger than a tiny icon; at most :data:`MAX_GRAPHICS` a page) are photographed
+where they are on the page: their pixels are what a script drew on a canvas, which no markup says. Each is marked
+with a ``data-alt-text-graphic`` attribute that the crawler takes off again before the rules read the DOM.
+
 One browser serves the whole crawl: an asyncio loop on its own thread drives it, and the crawler's worker threads
 submit pages to it, so ``--concurrency`` pages render at once, each in its own tab.
 """
@@ -32,6 +38,27 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-d
                  # start some before a route sees them); img elements and their src stay in the DOM
                  "--blink-settings=imagesEnabled=false"]
 _NOT_FETCHED = frozenset({"image", "media", "font"})
+GRAPHIC_MARK = "data-alt-text-graphic"
+MAX_GRAPHICS = 12  # screenshots a page
+TINY_PX = 16
+
+# Mark the graphics worth a screenshot (the rules decide which are findings; these are the candidates).
+_MARK_GRAPHICS = """([mark, tiny, most]) => {
+  let n = 0;
+  for (const el of document.querySelectorAll("canvas, svg")) {
+    if (n >= most) break;
+    const tag = el.tagName.toLowerCase();
+    if (tag === "svg" && el.parentElement && el.parentElement.closest("svg")) continue;
+    if ((el.getAttribute("role") || "").trim() || el.hasAttribute("aria-label") || el.hasAttribute("aria-labelledby"))
+      continue;
+    if (el.closest('[aria-hidden="true"], button, a[href], [role="button"], [role="link"], [role="img"]')) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width <= tiny && r.height <= tiny) continue;
+    if (el.checkVisibility && !el.checkVisibility({opacityProperty: true, visibilityProperty: true})) continue;
+    el.setAttribute(mark, String(n++));
+  }
+  return n;
+}"""
 
 # Scroll through the page (lazy loaders watch the viewport), then back to the top.
 _SCROLL = """async () => {
@@ -72,6 +99,7 @@ class Rendered:
     html: str
     shadow_roots: int
     url: str  # where the browser ended (scripts may navigate)
+    graphics: dict = None  # GRAPHIC_MARK's value -> PNG screenshot of that element (with ``graphics`` on)
 
 
 def unavailable(executable: str = DEFAULT_CHROMIUM) -> str | None:
@@ -89,11 +117,11 @@ class Renderer:
     """One headless Chromium, driven from its own thread; :meth:`render` may be called from any thread."""
 
     def __init__(self, executable: str = DEFAULT_CHROMIUM, user_agent: str | None = None, quiet_ms: int = 150,
-                 start_timeout: float = 30.0):
+                 start_timeout: float = 30.0, graphics: bool = False):
         why = unavailable(executable)
         if why:
             raise RenderError(why)
-        self.quiet_ms = quiet_ms
+        self.quiet_ms, self.graphics = quiet_ms, graphics
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="audit-render", daemon=True)
         self._thread.start()
@@ -164,13 +192,36 @@ class Renderer:
                 if not inflight and time.monotonic() - last_change[0] >= self.quiet_ms / 1000:
                     break
                 await asyncio.sleep(0.02)
+            shots = await self._screenshots(page, deadline) if self.graphics else {}
             out = await asyncio.wait_for(page.evaluate(_SERIALISE, SHADOW_TAG), left())
-            return Rendered(out["html"], int(out["roots"]), out["url"])
+            return Rendered(out["html"], int(out["roots"]), out["url"], shots)
         finally:
             try:
                 await page.close()
             except Exception:  # noqa: BLE001 - the browser may be gone
                 pass
+
+    async def _screenshots(self, page, deadline: float) -> dict:
+        """PNG screenshots of the graphics _MARK_GRAPHICS marks, within the page's deadline (one that fails or
+        runs out of time has none)."""
+        shots: dict = {}
+        try:
+            marked = await asyncio.wait_for(page.evaluate(_MARK_GRAPHICS, [GRAPHIC_MARK, TINY_PX, MAX_GRAPHICS]),
+                                            max(0.05, deadline - time.monotonic()))
+        except Exception:  # noqa: BLE001 - no screenshots for this page
+            return shots
+        for i in range(int(marked or 0)):
+            left = deadline - time.monotonic()
+            if left <= 0.2:
+                break
+            try:
+                handle = await page.query_selector(f'[{GRAPHIC_MARK}="{i}"]')
+                if handle is not None:
+                    shots[str(i)] = await handle.screenshot(type="png", timeout=1000 * min(left, 3.0),
+                                                            animations="disabled")
+            except Exception:  # noqa: BLE001 - an element that moved away or a timeout: no pixels for it
+                continue
+        return shots
 
     def close(self) -> None:
         async def stop():

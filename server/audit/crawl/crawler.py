@@ -40,6 +40,20 @@ class _Outcome:
     images_to_judge: list[ImageContext] = field(default_factory=list)  # RuleOptions.judge_images
 
 
+def _screenshots_by_element(soup, shots: dict) -> dict:
+    """The rendered page's graphic screenshots by element (``id()``; None: it showed nothing), their marks taken
+    off so that the rules see the page's own markup (server.audit.render.GRAPHIC_MARK)."""
+    from ..graphics import screenshot_data_url
+    from ..render import GRAPHIC_MARK
+
+    out = {}
+    for el in soup.find_all(attrs={GRAPHIC_MARK: True}):
+        png = shots.get(str(el.attrs.pop(GRAPHIC_MARK)))
+        if png is not None:
+            out[id(el)] = screenshot_data_url(png)
+    return out
+
+
 class Crawler:
     """Runs (or resumes) one crawl. ``on_page(page, state)`` is called on the calling thread after each page is
     recorded (progress bars; tests raise KeyboardInterrupt from it)."""
@@ -238,6 +252,7 @@ class Crawler:
         if r.truncated:
             page.status = "truncated"
             page.error = f"larger than {cfg.max_bytes:,} bytes: only the first {cfg.max_bytes:,} were checked"
+        shots: dict | None = None  # the rendered graphics' screenshots, when the renderer takes them
         if self.renderer is not None:
             from ..render import RenderError
 
@@ -245,6 +260,7 @@ class Crawler:
                 rendered = self.renderer.render(current, r.body, r.headers.get("Content-Type") or "text/html",
                                                 cfg.timeout)
                 html = rendered.html
+                shots = rendered.graphics if getattr(self.renderer, "graphics", False) else None
                 if len(html) > cfg.max_bytes:
                     html = html[:cfg.max_bytes]
                     page.status = "truncated"
@@ -254,7 +270,8 @@ class Crawler:
                 page.status, page.error = "render_error", f"{e}; the HTML as fetched was checked instead"
         soup = parse(html)
         links, page.images = extract_links(soup, current)
-        check = audit_page(soup, current, cfg.rule_options)
+        pixels = _screenshots_by_element(soup, shots) if shots is not None else None
+        check = audit_page(soup, current, cfg.rule_options, pixels)
         if check.over_budget:
             page.status, page.error = "over_budget", (page.error + "; " if page.error else "") + check.over_budget
         return _Outcome(page, links, check.findings, chain[1:], digest=hashlib.sha256(r.body).hexdigest()[:32],
@@ -286,7 +303,8 @@ class Crawler:
             if cfg.render and self.renderer is None:
                 from ..render import Renderer
 
-                self.renderer, own_renderer = Renderer(cfg.chromium, cfg.user_agent), True
+                self.renderer, own_renderer = Renderer(cfg.chromium, cfg.user_agent,
+                                                       graphics=cfg.rule_options.judge_images), True
             self.journal.open()
             if not st.seeded:
                 self._seed()
