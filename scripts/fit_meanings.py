@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model import Captioner, default_checkpoint_path  # noqa: E402
 from server.describe.heads import Linear, heads_for, heads_path  # noqa: E402
 from server.describe.meanings import OTHER, Vocabulary  # noqa: E402
-from server.describe.meaning_head import MeaningHead, grid_summary  # noqa: E402
+from server.describe.meaning_head import GlyphNet, MeaningHead, grid_summary  # noqa: E402
 from server.netsafe.images import decode_image  # noqa: E402
 
 log = logging.getLogger("fit_meanings")
@@ -81,6 +81,30 @@ def honesty_held_out(entries: list[dict], honesty_list: Path) -> list[dict]:
             or (package_of(e), Path(e["source"]).stem.removesuffix("-symbolic")) not in held]
     log.info("left out %d icons that the honesty set's dev and test splits show", len(entries) - len(kept))
     return kept
+
+
+def select(manifest: list[dict], args) -> tuple[list[dict], np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(entries learned from, their rows in the manifest, class index, family, classes): the honesty set's dev and
+    test icons and "variant" icons left out, and at most 150 of a family's icons whose class is too rare ("other")."""
+    vocab = Vocabulary.load()
+    kept = {id(e) for e in honesty_held_out(manifest, args.honesty_list)}
+    rows = [i for i, e in enumerate(manifest) if id(e) in kept and not (  # "battery-40": neither "battery" nor other
+        args.task == "meaning" and e["label"] == OTHER and vocab.variant_of(e["name"]))]
+    entries = [manifest[i] for i in rows]
+    if args.task == "chart":  # a chart set's labels are types: "bar" -> "chart:bar"
+        entries = [dict(e, label=e["label"] if ":" in e["label"] else "chart:" + e["label"]) for e in entries]
+    classes = classes_of(entries, args.min_families if args.task == "meaning" else 2, args.min_brand_families)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index.get(e["label"], 0) for e in entries])
+    fam = np.array([e["family"] for e in entries])
+    # simple-icons' brands that no other set draws are "other": keep a sample, not three thousand of them
+    rng = np.random.default_rng(0)
+    keep = np.ones(len(y), bool)
+    for f in np.unique(fam):
+        demoted = np.flatnonzero((fam == f) & (y == 0) & np.array([e["label"] != OTHER for e in entries]))
+        if len(demoted) > 150:
+            keep[rng.choice(demoted, len(demoted) - 150, replace=False)] = False
+    return [e for e, k in zip(entries, keep) if k], np.array(rows)[keep], y[keep], fam[keep], classes
 
 
 def classes_of(entries: list[dict], min_families: int, min_brand_families: int) -> list[str]:
@@ -198,8 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=None,
                     help="hidden units, 0: a linear head (default: 0 for meanings, 512 for chart types, as shipped)")
     ap.add_argument("--epochs", type=int, default=None,
-                    help="epochs, or L-BFGS iterations for a linear head (default: 30, or 80 for a linear head)")
+                    help="epochs, or L-BFGS iterations for a linear head (default: 30; 80 for a linear head; 12 for --view glyph)")
     ap.add_argument("--features", choices=("pooled", "pooled+grid"), default="pooled+grid")
+    ap.add_argument("--view", choices=("page", "glyph"), default="page",
+                    help="page: a linear head on the encoder's features of the image as shown (chart types); glyph: "
+                         "the encoder's last blocks tuned on glyph views (icon meanings, as shipped)")
+    ap.add_argument("--glyph-split", type=int, default=11, help="--view glyph: the encoder's blocks from this one on "
+                                                                 "are tuned")
+    ap.add_argument("--glyph-size", type=int, default=112, help="--view glyph: the glyph view's side in pixels")
+    ap.add_argument("--lr", type=float, default=3e-4, help="--view glyph: learning rate of the tuned blocks")
     ap.add_argument("--pooled-components", type=int, default=256)
     ap.add_argument("--grid-components", type=int, default=32)
     ap.add_argument("--report", type=Path, default=Path("runs/meanings/report.json"))
@@ -208,34 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.hidden is None:
         args.hidden = 0 if args.task == "meaning" else 512
     if args.epochs is None:
-        args.epochs = 30 if args.hidden else 80
+        args.epochs = 12 if args.view == "glyph" else 30 if args.hidden else 80
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
 
     checkpoint = args.checkpoint or default_checkpoint_path()
-    entries, pooled, grid = extract(args.icons, checkpoint)
-    vocab = Vocabulary.load()
-    kept = honesty_held_out(entries, args.honesty_list)
-    if args.task == "meaning":  # "battery-40" is no "other" icon, nor exactly "battery": in neither class
-        kept = [e for e in kept if e["label"] != OTHER or not vocab.variant_of(e["name"])]
-    keep = {id(e) for e in kept}
-    mask = np.array([id(e) in keep for e in entries])
-    entries, pooled, grid = [e for e in entries if id(e) in keep], pooled[mask], grid[mask]
-    if args.task == "chart":  # a chart set's labels are types: "bar" -> "chart:bar"
-        entries = [dict(e, label=e["label"] if ":" in e["label"] else "chart:" + e["label"]) for e in entries]
-    classes = classes_of(entries, args.min_families if args.task == "meaning" else 2, args.min_brand_families)
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index.get(e["label"], 0) for e in entries])
-    fam = np.array([e["family"] for e in entries])
-    # simple-icons' brands that no other set draws are "other": keep a sample, not three thousand of them
-    rng = np.random.default_rng(0)
-    keep = np.ones(len(y), bool)
-    for f in np.unique(fam):
-        demoted = np.flatnonzero((fam == f) & (y == 0) & np.array([e["label"] != OTHER for e in entries]))
-        if len(demoted) > 150:
-            keep[rng.choice(demoted, len(demoted) - 150, replace=False)] = False
-    entries = [e for e, k in zip(entries, keep) if k]
-    pooled, grid, y, fam = pooled[keep], grid[keep], y[keep], fam[keep]
+    manifest = json.loads((args.icons / "manifest.json").read_text())["images"]
+    entries, rows, y, fam, classes = select(manifest, args)
+    if args.view == "glyph":
+        return fit_glyph(args, checkpoint, manifest, rows, y, fam, classes)
+    _, pooled, grid = extract(args.icons, checkpoint)
+    pooled, grid = pooled[rows], grid[rows]
 
     head = MeaningHead.empty(classes)
     head.fit_projections(pooled, grid if args.features == "pooled+grid" else None, args.pooled_components,
@@ -253,43 +267,157 @@ def main(argv: list[str] | None = None) -> int:
         held[test] = predict(*fit_head(x[~test], y[~test], len(classes), args), x[test])
         log.info("left out %s: top-1 %.3f on its named icons (%.0f s)", f,
                  float((held[test].argmax(1) == y[test])[y[test] != 0].mean()), time.time() - t0)
+    report, tau, brand_tau = held_out_report(args, held, y, fam, classes)
+    if args.no_write:
+        return 0
+    head.hidden, head.linear = fit_head(x, y, len(classes), args)
+    head.threshold, head.brand_threshold = tau, brand_tau
+    return store(args, checkpoint, head, report)
+
+
+def held_out_report(args, held: np.ndarray, y: np.ndarray, fam: np.ndarray, classes: list[str]
+                    ) -> tuple[dict, float, float | None]:
+    """(report, threshold, brand threshold) from the held-out predictions, which are saved beside the report."""
+    args.report.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.report.with_suffix(".heldout.npz"), probs=held.astype(np.float16), y=y, family=fam,
              classes=np.array(classes))  # to study thresholds without refitting
     brand = np.array([c.startswith("brand:") for c in classes])
     tau = choose_threshold(held, y, args.max_wrong, ~brand)  # meanings (chart types), then brands on their own:
     brand_tau = choose_threshold(held, y, args.max_wrong, brand) if brand.any() else None  # far surer when right
     brand_said = (held.argmax(1) != 0) & brand[held.argmax(1)] & (held.max(1) >= (brand_tau or 1.0))
-    report = {"classes": len(classes), "features": args.features, "threshold": tau, "brand_threshold": brand_tau,
+    named = y != 0
+    report = {"classes": len(classes), "view": args.view, "features": args.features, "threshold": tau,
+              "brand_threshold": brand_tau,
+              "top1_named": round(float((held.argmax(1) == y)[named].mean()), 4),
               "brands_spoken": {"spoken": int(brand_said.sum()), "right": int((brand_said & (held.argmax(1) == y)).sum()),
                                 "brand_icons": int(brand[y].sum())},
               "max_wrong": args.max_wrong,
               "all_families": spoken_stats(held, y, tau, brand_tau, brand),
               "icons_only": spoken_stats(held[~brand[y]], y[~brand[y]], tau, brand_tau, brand),
               "brands_only": spoken_stats(held[brand[y] | (y == 0)], y[brand[y] | (y == 0)], tau, brand_tau, brand),
-              "per_family": {f: spoken_stats(held[fam == f], y[fam == f], tau, brand_tau, brand)
-                             for f in np.unique(fam)}}
+              "per_family": {f: dict(spoken_stats(held[fam == f], y[fam == f], tau, brand_tau, brand),
+                                     top1_named=round(float((held[fam == f].argmax(1) == y[fam == f])[
+                                         named[fam == f]].mean()), 4)) for f in np.unique(fam)}}
     args.report.write_text(json.dumps(report, indent=1))
     log.info("threshold %.2f (brands %s): %s; brands %s", tau, brand_tau, json.dumps(report["all_families"]),
              json.dumps(report["brands_spoken"]))
-    if args.no_write:
-        return 0
+    return report, tau, brand_tau
 
-    head.hidden, head.linear = fit_head(x, y, len(classes), args)
-    head.threshold, head.brand_threshold = tau, brand_tau
+
+def store(args, checkpoint: Path, head: MeaningHead, report: dict) -> int:
+    """Name the classes and write the head into the checkpoint's heads file."""
     si = args.icons / "npm" / "node_modules" / "simple-icons" / "data" / "simple-icons.json"
     si_titles = {i["slug"]: i["title"] for i in json.loads(si.read_text())} if si.exists() else {}
+    vocab = Vocabulary.load()
     head.titles = {c: vocab.get(c, title=si_titles.get(c.partition(":")[2], c.partition(":")[2])).label
-                   for c in classes[1:]}
+                   for c in head.classes[1:]}
     heads = heads_for(checkpoint)
     setattr(heads, args.task, head)
     heads.meta[f"{args.task}_report"] = {k: report[k] for k in ("all_families", "icons_only", "brands_only",
                                                                 "threshold", "brand_threshold", "brands_spoken",
-                                                                "per_family")}
+                                                                "per_family", "view", "top1_named")}
     out = args.heads or heads_path(checkpoint)
     heads.save(out)
     log.info("wrote the %s head into %s", args.task, out)
     return 0
 
+
+# -- the head that reads glyphs (--view glyph) ------------------------------------------------------------------
+
+# Held-out groups of families for --view glyph: each mixes web sets and desktop themes, and a head fitted on two
+# groups names the third (harsher than leaving one family out: a third of the designs are unseen).
+GLYPH_GROUPS = (("material", "fontawesome", "lucide", "cssgg", "adwaita", "oxygen"),
+                ("simple-icons", "mdi", "bootstrap", "carbon", "feather", "breeze"),
+                ("ionicons", "heroicons", "octicons", "eva", "papirus", "elementary"))
+
+
+def glyph_maps(icons: Path, manifest: list[dict], captioner: Captioner, split: int, size: int,
+               batch: int = 64) -> np.ndarray:
+    """[N, C, H, W] fp16 trunk maps of every rendered icon's glyph view, as the pipeline computes them, cached."""
+    from server.describe.glyph import glyph_view
+
+    cache = icons / f"glyph-trunk{split}-{size}.npy"
+    files = icons / f"glyph-trunk{split}-{size}.files.json"
+    if cache.exists() and files.exists() and json.loads(files.read_text()) == [e["file"] for e in manifest]:
+        return np.load(cache, mmap_mode="r")
+    out, t0 = [], time.time()
+    for i in range(0, len(manifest), batch):
+        views = [glyph_view(decode_image((icons / e["file"]).read_bytes()), size) for e in manifest[i:i + batch]]
+        out.append(captioner.trunk_maps(views, size, split).numpy().astype(np.float16))
+        if i % (batch * 20) == 0:
+            log.info("glyph maps %d/%d (%.0f s)", i, len(manifest), time.time() - t0)
+    maps = np.concatenate(out)
+    np.save(cache, maps)
+    files.write_text(json.dumps([e["file"] for e in manifest]))
+    return maps
+
+
+def fit_glyph_net(captioner: Captioner, maps: np.ndarray, y: np.ndarray, k: int, args, seed: int = 0) -> GlyphNet:
+    """GlyphNet fitted on trunk maps: AdamW with a one-cycle schedule (the new layers at 5x the tuned blocks' rate),
+    label smoothing and dropout."""
+    torch.manual_seed(seed)
+    net = GlyphNet(captioner.pretrained_encoder(), args.glyph_split, k, dropout=0.2).float()
+    new = list(net.cells.parameters()) + list(net.out.parameters())
+    tuned = [p for p in net.parameters() if all(p is not q for q in new)]
+    opt = torch.optim.AdamW([{"params": tuned, "lr": args.lr}, {"params": new, "lr": args.lr * 5}],
+                            weight_decay=1e-4)
+    steps = args.epochs * ((len(y) + 63) // 64)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr, args.lr * 5], total_steps=steps,
+                                                pct_start=0.15)
+    yt = torch.as_tensor(y)
+    for epoch in range(args.epochs):
+        net.train()
+        perm, total, t0 = torch.randperm(len(y)), 0.0, time.time()
+        for i in range(0, len(y), 64):
+            b = perm[i:i + 64]
+            loss = torch.nn.functional.cross_entropy(
+                net(torch.as_tensor(np.asarray(maps[b.numpy()], dtype=np.float32))), yt[b], label_smoothing=0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(b)
+        log.info("epoch %d: loss %.3f (%.0f s)", epoch, total / len(y), time.time() - t0)
+    return net.eval()
+
+
+@torch.inference_mode()
+def glyph_predict(net: GlyphNet, maps: np.ndarray) -> np.ndarray:
+    return np.concatenate([torch.softmax(net(torch.as_tensor(np.asarray(maps[i:i + 256], dtype=np.float32))), -1)
+                           .numpy() for i in range(0, len(maps), 256)])
+
+
+def fit_glyph(args, checkpoint: Path, manifest: list[dict], rows: np.ndarray, y: np.ndarray, fam: np.ndarray,
+              classes: list[str]) -> int:
+    """--view glyph: validate on held-out groups of families (each group's predictions saved, so a killed run
+    resumes), choose thresholds, then fit on every family and store the head."""
+    captioner = Captioner.load(checkpoint, device="cpu")
+    maps = glyph_maps(args.icons, manifest, captioner, args.glyph_split, args.glyph_size)[rows]
+    log.info("%d icons, %d classes, glyph maps %s", len(y), len(classes), maps.shape[1:])
+    held = np.zeros((len(y), len(classes)), np.float32)
+    for g, group in enumerate(GLYPH_GROUPS):
+        test = np.isin(fam, group)
+        part = args.report.with_name(f"{args.report.stem}.glyph-group{g}.npz")
+        stored = np.load(part) if part.exists() else None
+        if stored is not None and list(stored["classes"]) == classes and len(stored["probs"]) == test.sum():
+            held[test] = stored["probs"]
+        else:
+            held[test] = glyph_predict(fit_glyph_net(captioner, maps[~test], y[~test], len(classes), args),
+                                       maps[test])
+            part.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(part, probs=held[test], classes=np.array(classes))
+        for f in group:
+            t = fam == f
+            log.info("held out %s: top-1 %.3f on its named icons", f,
+                     float((held[t].argmax(1) == y[t])[y[t] != 0].mean()))
+    report, tau, brand_tau = held_out_report(args, held, y, fam, classes)
+    if args.no_write:
+        return 0
+    net = fit_glyph_net(captioner, maps, y, len(classes), args)
+    head = MeaningHead(list(classes), threshold=tau, brand_threshold=brand_tau,
+                       glyph={"split": args.glyph_split, "size": args.glyph_size},
+                       net_state={k: v.numpy() for k, v in net.state_dict().items()})
+    return store(args, checkpoint, head, report)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,7 +26,7 @@ from PIL import Image
 
 from . import ocr as ocr_module
 from .concepts import Concept, agreement, cue_masses, top_concepts
-from .decision import Policy, decide
+from .decision import ICON_LIKE, Policy, decide
 from .evidence import Evidence
 from .heads import KINDS, NAMED_HEADS, Heads, HeadsError, calibration_features, heads_for, heads_path, kind_features
 from .meaning_head import grid_summary
@@ -72,10 +72,11 @@ def model_signals(probs: torch.Tensor | None, pooled: np.ndarray, heads: Heads |
     top_p = probs.max(1).values.tolist()
     entropy = (-(probs * probs.clamp_min(1e-12).log()).sum(1)).tolist()
     projected, novelty = heads.project(pooled), heads.kind_novelty(pooled)
-    reads_grid = grid is not None and any(getattr(heads, name) is not None for name in NAMED_HEADS)
-    grid9 = grid_summary(grid).numpy() if reads_grid else None
-    named = {name: ([{}] * len(pooled) if getattr(heads, name) is None or grid9 is None
-                    else getattr(heads, name).top(pooled, grid9)) for name in NAMED_HEADS}
+    page_heads = {name: getattr(heads, name) for name in NAMED_HEADS  # a head that reads glyphs runs in gather
+                  if getattr(heads, name) is not None and not getattr(heads, name).reads_glyphs}
+    grid9 = grid_summary(grid).numpy() if grid is not None and page_heads else None
+    named = {name: (page_heads[name].top(pooled, grid9) if name in page_heads and grid9 is not None
+                    else [{}] * len(pooled)) for name in NAMED_HEADS}
     return [Signals(concepts[i], top_p[i], entropy[i], cues, projected[i],
                     {k: float(v[i]) for k, v in novelty.items()}, named["meaning"][i], named["chart"][i])
             for i, cues in enumerate(cue_masses(probs))]
@@ -186,6 +187,8 @@ class Describer:
             ev.confidence = round(float(h.acceptable(cal[None])[0]), 4)
             for name in NAMED_HEADS:  # ev.meaning_probs, ev.meaning_labels, ev.meaning_threshold; chart_...
                 head, top = getattr(h, name), getattr(s, name)
+                if head is not None and head.reads_glyphs:
+                    top = self.glyph_top(head, image, ev.kind_probs)
                 if head is not None and top:
                     setattr(ev, f"{name}_probs", dict(top))
                     setattr(ev, f"{name}_labels", {k: head.titles[k] for k in top if k in head.titles})
@@ -198,6 +201,14 @@ class Describer:
             read = self.ocr.read(image)
             ev.ocr, ev.text_lines = "read", read.lines
         return ev
+
+    def glyph_top(self, head, image: Image.Image | None, kind_probs: dict[str, float]) -> dict[str, float]:
+        """The likeliest classes of a head that reads glyphs, for an image the kind head takes for an icon, a logo
+        or a drawing rather than a photo ({} otherwise): one more pass of the encoder's trunk, at the glyph's
+        small size, for those images only, so a photo costs what it did."""
+        if image is None or sum(kind_probs.get(k, 0.0) for k in ICON_LIKE) <= kind_probs.get("photo", 0.0):
+            return {}
+        return head.top_glyphs(self.captioner, [image])[0]
 
     def decide(self, ev: Evidence) -> dict:
         """The result every surface shows (``alt`` is what goes into the page; None: say nothing)."""
