@@ -177,8 +177,8 @@ def _tally(log: list, since: float, until: float) -> dict:
 
 
 def _start(tree: Path, site: str, args, workdir: Path):
-    proc, base = start_service(site, 16, "sqlite", args.checkpoint, workdir, threads=args.threads, tree=tree)
-    return proc, base
+    env = dict(a.split("=", 1) for a in args.set)
+    return start_service(site, 16, "sqlite", args.checkpoint, workdir, threads=args.threads, tree=tree, extra_env=env)
 
 
 def soak(label: str, tree: Path, clients: int, plan: Plan, site: str, args, workdir: Path) -> dict:
@@ -297,6 +297,8 @@ def main() -> None:
     ap.add_argument("--compare", metavar="DIR", default=None, help="also run this other checkout at each level")
     ap.add_argument("--sigterm", type=int, default=0, metavar="N", help="then a SIGTERM under N clients, each side")
     ap.add_argument("--sigterm-after", type=float, default=20, help="seconds of load before the SIGTERM")
+    ap.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                    help="an environment variable for the services of both sides (e.g. ALT_TEXT_QUEUE_SECONDS=60)")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--out", default="soak_server.json")
     args = ap.parse_args()
