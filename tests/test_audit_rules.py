@@ -684,7 +684,15 @@ def contexts(html: str, **options):
 
 def test_image_contexts_say_name_hidden_control_and_nearby_text():
     found = contexts(JUDGED_PAGE)
-    # Every image with a file, failing or not; not tiny or spacer images, not images that are not shown, no svg.
+    # Every image with a file, failing or not; not tiny or spacer images, not images that are not shown; a named
+    # svg by its reference (its pixels, rasterised, are judged against its name).
+    from server.audit.graphics import rsvg_convert
+
+    svgs = [found.pop(k) for k in list(found) if found[k].graphic]
+    assert len(svgs) == (rsvg_convert() is not None)  # its pixels come from rsvg-convert
+    for svg in svgs:
+        assert (svg.name, svg.decorative, svg.selector) == ("A circle", False, "html > body > svg")
+        assert svg.image_url == PAGE + "#selector(type=CssSelector,value=html%20%3E%20body%20%3E%20svg)"
     assert sorted(found) == sorted(["a.png", "b.png", "logo.png", "icon.png", "search.png", "hidden.png",
                                     "chart.png", "go.png"])
     assert (found["a.png"].name, found["a.png"].decorative, found["a.png"].control) == ("", True, None)

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from .crawl import CrawlConfig, Crawler, CrawlState, Page, normalize_url, origin
+from .crawl.pixels import PixelStore
 from .report import FORMAT_NAMES, build_report, count_for_gate, format_of, write_report
 from .rules import RuleOptions
 
@@ -84,7 +85,7 @@ def _suggester(crawler: Crawler, server_url, api_key, checkpoint, beam_size, con
             raise click.ClickException(str(e)) from None
     else:
         backend = LocalBackend(load_describer(checkpoint, beam_size))
-    source = ImageSource(crawler.site, crawler.state.origins, limits)
+    source = ImageSource(crawler.site, crawler.state.origins, limits, crawler.state.graphics)
     return Suggester(backend, source, cache, concurrency=concurrency)
 
 
@@ -332,10 +333,12 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
     if failure is not None:
         raise click.ClickException(f"the audit stopped on an internal error ({type(failure).__name__}: {failure}); "
                                    f"what was found is saved in {state_path}: --resume continues")
-    try:
-        state_path.unlink()
-    except FileNotFoundError:
-        pass
+    st.graphics.close()
+    for done in (state_path, PixelStore.path_for(state_path)):
+        try:
+            done.unlink()
+        except FileNotFoundError:
+            pass
     if report["summary"]["pages_audited"] == 0:
         raise click.ClickException(f"no page could be audited: {_nothing_audited(st)}")
     if fail_on is not None:

@@ -25,12 +25,14 @@ suggestion.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import re
 import shutil
 import subprocess
 from functools import lru_cache
 from typing import Callable
+from urllib.parse import quote, urldefrag
 from xml.sax.saxutils import escape, quoteattr
 
 from bs4 import Comment, NavigableString, Tag
@@ -234,6 +236,24 @@ def svg_document(svg: Tag, lookup: Callable[[str], Tag | None] = lambda _id: Non
     return data if len(data) <= MAX_SVG_BYTES else None
 
 
+# What a CSS selector keeps as it is in a URL fragment; the rest is percent-encoded (the Selectors and States note
+# asks for "(", ")", "," and "=" at least; a space or ">" may not appear in a URL).
+_FRAGMENT_SAFE = "!$*+;:@/?-._~"
+
+
+def graphic_ref(page_url: str, selector: str) -> str:
+    """A graphic's reference in the reports (its finding's ``image_url``): the page's URL with a fragment naming the
+    element by its CSS selector, as the W3C note "Selectors and States" writes one
+    (``https://example.com/#selector(type=CssSelector,value=main%20%3E%20svg)``): short, the same in every audit
+    of an unchanged page, and readable, where a ``data:`` URL of its pixels is up to MAX_SVG_BYTES long."""
+    return f"{urldefrag(page_url)[0]}#selector(type=CssSelector,value={quote(selector, safe=_FRAGMENT_SAFE)})"
+
+
+def pixels_digest(data_url: str) -> str:
+    """What identifies a graphic's pixels (the same drawing on several pages is described once)."""
+    return hashlib.sha256(data_url.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def data_url(data: bytes, media_type: str) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
 
@@ -297,4 +317,5 @@ def screenshot_data_url(png: bytes, max_side: int = MAX_SIDE) -> str | None:
 
 
 __all__ = ["DRAWING_ELEMENTS", "MAX_SVG_BYTES", "RasterError", "SVG_MEDIA_TYPE", "data_url", "draws_something",
-           "raster_size", "rasterise_svg", "rsvg_convert", "screenshot_data_url", "svg_document"]
+           "graphic_ref", "pixels_digest", "raster_size", "rasterise_svg", "rsvg_convert", "screenshot_data_url",
+           "svg_document"]

@@ -71,11 +71,13 @@ def judgement_suggestion(j: Judgement, model: str) -> dict:
 
 
 def judgement_finding(context: dict, j: Judgement, model: str) -> dict:
-    """A report finding (without its id) for a judgement on the image a context describes."""
+    """A report finding (without its id) for a judgement on the image a context describes (a graphic's: with
+    ``graphic``, its ``image_url`` the graphic's reference, not a file)."""
+    graphic = {"graphic": context["graphic"]} if context.get("graphic") else {}
     return {"page_url": context["page_url"], "rule": j.rule, "wcag": j.wcag, "severity": j.severity,
             "selector": context["selector"], "snippet": context["snippet"], "image_url": context["image_url"],
-            "message": j.message, "current_alt": context["name"], "decorative_candidate": False, "act": j.act,
-            "evidence": j.evidence, "suggestion": judgement_suggestion(j, model)}
+            "message": j.message, "current_alt": context["name"], "decorative_candidate": False, **graphic,
+            "act": j.act, "evidence": j.evidence, "suggestion": judgement_suggestion(j, model)}
 
 
 def _markup(context: dict) -> ImageMarkup:

@@ -14,9 +14,11 @@ audited.
 
 With ``graphics`` (the audit sets it when suggestions are on), the canvases and role-less svgs that may be an
 unnamed graphic (rule ``graphic-unnamed``: no role, no aria-label or aria-labelledby, not in a button, a link or
-under aria-hidden, shown and larger than a tiny icon; at most :data:`MAX_GRAPHICS` a page) are photographed
-where they are on the page: their pixels are what a script drew on a canvas, which no markup says. Each is marked
-with a ``data-alt-text-graphic`` attribute that the crawler takes off again before the rules read the DOM.
+under aria-hidden, shown and larger than a tiny icon), then those with a name to judge their pixels against (role
+none or img, an svg's graphics-document; the same places and sizes), at most :data:`MAX_GRAPHICS` a page, are
+photographed where they are on the page: their pixels are what a script drew on a canvas, which no markup says.
+Each is marked with a ``data-alt-text-graphic`` attribute that the crawler takes off again before the rules read
+the DOM.
 
 One browser serves the whole crawl: an asyncio loop on its own thread drives it, and the crawler's worker threads
 submit pages to it, so ``--concurrency`` pages render at once, each in its own tab.
@@ -42,22 +44,34 @@ GRAPHIC_MARK = "data-alt-text-graphic"
 MAX_GRAPHICS = 12  # screenshots a page
 TINY_PX = 16
 
-# Mark the graphics worth a screenshot (the rules decide which are findings; these are the candidates).
+# Mark the graphics worth a screenshot (the rules decide which are findings or judged; these are the candidates):
+# those without a name first (graphic-unnamed), then named ones (role none or img, an svg's graphics-document).
 _MARK_GRAPHICS = """([mark, tiny, most]) => {
-  let n = 0;
+  const unnamed = [], named = [];
+  const roles = {canvas: ["", "img"], svg: ["", "img", "graphics-document"]};
   for (const el of document.querySelectorAll("canvas, svg")) {
-    if (n >= most) break;
     const tag = el.tagName.toLowerCase();
     if (tag === "svg" && el.parentElement && el.parentElement.closest("svg")) continue;
-    if ((el.getAttribute("role") || "").trim() || el.hasAttribute("aria-label") || el.hasAttribute("aria-labelledby"))
-      continue;
-    if (el.closest('[aria-hidden="true"], button, a[href], [role="button"], [role="link"], [role="img"]')) continue;
+    const role = (el.getAttribute("role") || "").trim().toLowerCase().split(/\\s+/)[0];
+    const labelled = el.hasAttribute("aria-label") || el.hasAttribute("aria-labelledby");
+    const titled = (el.getAttribute("title") || "").trim() ||
+      (tag === "svg" && Array.from(el.children).some(c => c.tagName.toLowerCase() === "title" && c.textContent.trim()));
+    let list = null;
+    if (!role && !labelled) list = unnamed;
+    if (roles[tag].includes(role) && ((el.getAttribute("aria-label") || "").trim() ||
+        el.hasAttribute("aria-labelledby") || titled)) list = list || named;
+    if (!list || el.getAttribute("aria-hidden") === "true") continue;
+    const up = el.parentElement;
+    const around = '[aria-hidden="true"], button, a[href], [role="button"], [role="link"], [role="img"]';
+    if (up && up.closest(around)) continue;
     const r = el.getBoundingClientRect();
     if (r.width <= tiny && r.height <= tiny) continue;
     if (el.checkVisibility && !el.checkVisibility({opacityProperty: true, visibilityProperty: true})) continue;
-    el.setAttribute(mark, String(n++));
+    list.push(el);
   }
-  return n;
+  const marked = unnamed.concat(named).slice(0, most);
+  marked.forEach((el, n) => el.setAttribute(mark, String(n)));
+  return marked.length;
 }"""
 
 # Scroll through the page (lazy loaders watch the viewport), then back to the top.

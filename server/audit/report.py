@@ -203,6 +203,11 @@ SCHEMA = {
                            "current_alt": _STR_OR_NULL, "decorative_candidate": {"type": "boolean"},
                            "icon": {"enum": [*ICONS, None], "description": "an unnamed control's only content "
                                     "(on the control's finding, its icon image's and an image button's)"},
+                           "graphic": {"enum": ["svg", "canvas"], "description": "the finding is about an inline "
+                                       "svg or a canvas, not an image file: its image_url (when it has pixels) is "
+                                       "the graphic's reference, the page's URL with a fragment naming it by its "
+                                       "CSS selector (the W3C Selectors and States note's "
+                                       "#selector(type=CssSelector,value=...)), never a data: URL"},
                            "act": {"enum": sorted(set(ACT.values())),
                                    "description": "an image judgement's W3C ACT rule"},
                            "evidence": _EVIDENCE,
@@ -225,6 +230,11 @@ SCHEMA = {
 
 # ---------------------------------------------------------------------------------------------------------------
 # Building the report
+
+
+def _graphic_element(snippet: str) -> str:
+    """A graphic-unnamed finding's element, from its snippet."""
+    return "canvas" if re.match(r"\s*<canvas\b", snippet or "", re.IGNORECASE) else "svg"
 
 
 def _iso(t: float) -> str:
@@ -252,6 +262,8 @@ class ReportFindings(StreamedSequence):
 
     def _crawl_finding(self, i: int, f: dict) -> dict:
         suggestion = self._suggestion(i, f)
+        if f["rule"] == GRAPHIC_RULE:
+            f = {**f, "graphic": _graphic_element(f["snippet"])}
         if self._judgements is None:
             return {**f, "suggestion": suggestion}
         extra = self._judgements.attached(f)
@@ -567,7 +579,8 @@ def _unique_alts(groups: dict[str, _ImageAlt]) -> dict[str, str]:
 
 
 def _add_thumbnail(groups: dict[str, _ImageAlt], f: dict, embedded: Mapping[str, str] | None = None) -> None:
-    if f["image_url"] in embedded if embedded is not None else safe_url(f["image_url"]):
+    # A graphic's image_url names its page, not an image: only its embedded thumbnail is shown.
+    if f["image_url"] in embedded if embedded is not None else (safe_url(f["image_url"]) and not f.get("graphic")):
         group = groups.get(f["image_url"])
         if group is None:
             group = groups[f["image_url"]] = _ImageAlt(f["image_url"])

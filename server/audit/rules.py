@@ -124,8 +124,9 @@ class ImageContext:
     control: str | None = None
     control_named: bool = False
     nearby_text: str = ""
-    # "svg" or "canvas": an unnamed graphic (rule graphic-unnamed) whose pixels image_url holds (a data: URL); its
-    # e88epe judgement is attached to that finding.
+    # "svg" or "canvas": a graphic whose pixels the crawl keeps (CrawlState.graphics) under image_url, its reference
+    # (graphics.graphic_ref). Unnamed (rule graphic-unnamed; decorative, no name): its e88epe judgement is attached
+    # to that finding. Named (an svg, or a canvas under --render): judged as a named image is (qt1vmo).
     graphic: str | None = None
 
 
@@ -735,6 +736,7 @@ class _GraphicsPage:
     elements: list[Tag]
     _scripted: bool | None = None
     _counts: Counter | None = None
+    _all_counts: Counter | None = None
 
     def scripted(self) -> bool:
         """Whether anything can draw on a canvas: a <script>, or an on* handler attribute."""
@@ -749,6 +751,13 @@ class _GraphicsPage:
             self._counts = Counter(str(g) for g in self.elements if g.name in ("svg", "canvas")
                                    and _graphic_element(g))
         return self._counts[str(el)]
+
+    def repeats_any(self, el: Tag) -> int:
+        """How many canvases and outermost svgs of the page, with a role or not, have exactly this markup."""
+        if self._all_counts is None:
+            self._all_counts = Counter(str(g) for g in self.elements if g.name == "canvas" or (
+                g.name == "svg" and g.find_parent("svg") is None))
+        return self._all_counts[str(el)]
 
 
 def _graphic_fires(el: Tag, doc: _Doc, options: RuleOptions, page: _GraphicsPage, budget: _Budget) -> bool:
@@ -782,6 +791,40 @@ def _graphic_fires(el: Tag, doc: _Doc, options: RuleOptions, page: _GraphicsPage
     if sized and width <= options.icon_px and height <= options.icon_px and _beside_text(el):
         return False
     return page.repeats(el) < options.repeat_threshold
+
+
+# The roles a named graphic may have to be judged as a named image is: none (a canvas; an svg's graphics-document),
+# img, and an svg's graphics-document given explicitly.
+_NAMED_GRAPHIC_ROLES = {"canvas": (None, "img"), "svg": (None, "img", "graphics-document")}
+
+
+def _named_graphic(c: _Candidate, doc: _Doc, options: RuleOptions, page: _GraphicsPage) -> str | None:
+    """The name of a canvas or outermost svg that has one and whose pixels are worth judging against it (ACT
+    qt1vmo: a canvas named "HTML 5 logo" that shows another logo), else None. In the accessibility tree (the
+    candidates' own checks), role none, img or (svg) graphics-document, and by the unnamed graphics' measures
+    big and drawn enough: not tiny, not repeated down the page, not an icon beside text, an svg that paints
+    something; not in a button or link (a control's graphic is named for what the control does) or under an
+    ancestor named from author or with presentational children."""
+    el = c.element
+    if el.name not in _NAMED_GRAPHIC_ROLES or _explicit_role(el) not in _NAMED_GRAPHIC_ROLES[el.name] or \
+            c.rule not in (GRAPHIC_RULE, "svg-img-alt", "role-img-alt") or not c.passed:
+        return None
+    if el.name == "svg" and el.find_parent("svg") is not None:
+        return None
+    name = _graphic_name(el, doc) if c.rule == GRAPHIC_RULE else c.name
+    if not name or not name.strip():
+        return None
+    width, height = _pixels(_attr(el, "width")), _pixels(_attr(el, "height"))
+    sized = width is not None and height is not None
+    if sized and width <= options.tiny_px and height <= options.tiny_px:
+        return None
+    if el.name == "svg" and not graphics.draws_something(el):
+        return None
+    if _graphic_out_of_scope(el, doc):
+        return None
+    if sized and width <= options.icon_px and height <= options.icon_px and _beside_text(el):
+        return None
+    return name if page.repeats_any(el) < options.repeat_threshold else None
 
 
 def _graphic_pixels(el: Tag, doc: _Doc, pixels: dict | None) -> str | None:
@@ -1247,15 +1290,15 @@ class _ImageContexts:
             image_url=image_url, name=name, decorative=decorative, control=control, control_named=named,
             nearby_text=nearby))
 
-    def add_graphic(self, el: Tag, image_url: str) -> None:
-        """An unnamed graphic (rule graphic-unnamed) with pixels: ignored by screen readers, as hidden images are
-        (ACT e88epe), and outside any control (the rule's scope)."""
+    def add_graphic(self, el: Tag, image_url: str, name: str | None = None) -> None:
+        """A graphic with pixels, outside any control (the rules' scope): unnamed (rule graphic-unnamed), ignored by
+        screen readers as hidden images are (ACT e88epe), or named, judged as a named image is (ACT qt1vmo)."""
         self.budget.tick()
         options = self.page.options
         texts = dict.fromkeys(" ".join(t.split()) for t in _adjacent_texts(el, options.nearby_chars))
         self.out.append(ImageContext(
             page_url=self.page.url, selector=self.page.selector(el), snippet=_snippet(el, options.snippet_chars),
-            image_url=image_url, name=None, decorative=True,
+            image_url=image_url, name=name, decorative=name is None,
             nearby_text=" ".join(filter(None, texts))[:options.nearby_chars], graphic=el.name))
 
     def add_hidden(self, images: list[tuple[Tag, str]], counts: Counter) -> None:
@@ -1273,11 +1316,14 @@ class PageCheck:
     """What checking one page found: its findings in document order, how many image elements it has (controls are
     not counted), and why
     checking stopped early (``over_budget``: too many elements or too long), with the findings up to there.
-    ``images_to_judge``: with ``RuleOptions.judge_images``, what the page says about each of its images."""
+    ``images_to_judge``: with ``RuleOptions.judge_images``, what the page says about each of its images.
+    ``graphics``: the pixels of the graphics its findings and contexts name by reference (``image_url``,
+    :func:`graphics.graphic_ref`), a ``data:`` URL each; the crawl keeps them apart (``CrawlState.graphics``)."""
     findings: list[Finding]
     images: int
     over_budget: str | None = None
     images_to_judge: list[ImageContext] = field(default_factory=list)
+    graphics: dict[str, str] = field(default_factory=dict)
 
 
 def parse(html: str | bytes) -> BeautifulSoup:
@@ -1329,6 +1375,11 @@ def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOp
         candidates = candidates[:evaluated]
         budget = _Budget(options.max_seconds)  # a second allowance to write up what was checked
     page = _Page(page_url, options, doc.counts())
+    pixels_out: dict[str, str] = {}  # reference -> data: URL
+    for c in candidates:
+        if c.rule == GRAPHIC_RULE and c.image_url:  # its pixels (judge_images): the finding names them
+            ref = graphics.graphic_ref(page_url, page.selector(c.element))
+            pixels_out[ref], c.image_url = c.image_url, ref
     shared = _shared_alt_different_images(candidates)
     findings: list[Finding] = []
     try:
@@ -1340,22 +1391,35 @@ def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOp
     contexts: list[ImageContext] = []
     if options.judge_images and note is None:  # a page over budget is reported without its judgements
         try:
-            contexts = _judge_contexts(page, doc, candidates, hidden_images, base, url_counts, budget)
+            contexts = _judge_contexts(page, doc, candidates, hidden_images, base, url_counts, budget,
+                                       (graphics_page, pixels, pixels_out))
         except _OverBudget as e:
             note = f"{e}: its images were not judged (their findings are all reported)"
     images = sum(c.rule not in CONTROL_RULES and c.rule != GRAPHIC_RULE for c in candidates)
-    return PageCheck(findings, images, note, contexts)
+    return PageCheck(findings, images, note, contexts, pixels_out)
 
 
 def _judge_contexts(page: _Page, doc: _Doc, candidates: list[_Candidate], hidden: list[Tag], base: str,
-                    url_counts: Counter, budget: _Budget) -> list[ImageContext]:
-    """Every image's :class:`ImageContext` (images with a file, not decorative candidates), within the page's
-    budget (raises _OverBudget at the cut)."""
+                    url_counts: Counter, budget: _Budget, graphics_of: tuple) -> list[ImageContext]:
+    """Every image's :class:`ImageContext` (images with a file, not decorative candidates; graphics with pixels,
+    unnamed or named: ``graphics_of`` is the page's graphics, the browser's screenshots and the pixels by
+    reference, which the named graphics' are added to), within the page's budget (raises _OverBudget at the
+    cut)."""
+    graphics_page, shots, pixels_out = graphics_of
     contexts = _ImageContexts(page, doc, candidates, budget)
     refs = ((el, _raw_image_ref(el)) for el in hidden)
     hidden_images = [(el, _join(base, ref)) for el, ref in refs if ref]
     counts = url_counts + Counter(url for _, url in hidden_images)  # repeated: shown or hidden, it is an ornament
     for c in candidates:
+        if c.element.name in _NAMED_GRAPHIC_ROLES and c.passed:
+            budget.tick()
+            name = _named_graphic(c, doc, page.options, graphics_page)
+            data = _graphic_pixels(c.element, doc, shots) if name else None
+            if data:
+                ref = graphics.graphic_ref(page.url, page.selector(c.element))
+                pixels_out[ref] = data
+                contexts.add_graphic(c.element, ref, name)
+                continue
         if c.rule == GRAPHIC_RULE:
             if not c.passed and c.image_url:
                 contexts.add_graphic(c.element, c.image_url)

@@ -63,6 +63,7 @@ from server.client import ServiceClient, ServiceError, image_data
 from . import graphics
 from .adopt import author_alt
 from .crawl import FetchFailure, Site, WorkerPool, normalize_url, origin
+from .crawl.pixels import PixelStore
 from .judging import Judgements, judge_evidence
 from .rules import CONTROL_RULES, GRAPHIC_RULE
 
@@ -76,6 +77,7 @@ NOTHING_SHOWN = "The control shows nothing to describe: write its name by hand."
 NO_CONTROL_NAME = "The model is not sure what this icon stands for."
 NO_CANVAS_PIXELS = ("A canvas is drawn by script: the audit sees its pixels only with --render. Write its name by "
                     "hand, or mark it decorative.")
+GRAPHIC_IDENTITY = "alt-text-graphic:sha256-"  # a graphic's pixels in the cache's URL index (ImageSource.identity)
 NO_SVG_PIXELS = ("This inline SVG was not rasterised (rsvg-convert is not installed, or the SVG is too large): write "
                  "its name by hand, or mark it decorative.")
 
@@ -168,10 +170,18 @@ def _error(code: str, message: str) -> dict:
 
 
 class ImageSource:
-    """Fetches an image for captioning along the paths in the module docstring."""
+    """Fetches an image for captioning along the paths in the module docstring. ``graphics``: the crawl's pixels of
+    its graphics (:class:`crawl.pixels.PixelStore`), which their references (``image_url``) are loaded from."""
 
-    def __init__(self, site: Site | None, origins: list[str], limits: FetchLimits):
+    def __init__(self, site: Site | None, origins: list[str], limits: FetchLimits, graphics: PixelStore | None = None):
         self.site, self.origins, self.limits = site, origins, limits  # the crawl's list: it grows on redirects
+        self.graphics = graphics
+
+    def identity(self, url: str) -> str:
+        """What the image is known by in the cache and among the images to describe: its URL, or for a graphic's
+        reference what its pixels are (the same drawing on several pages is one image)."""
+        digest = self.graphics.digest(url) if self.graphics is not None else None
+        return url if digest is None else f"{GRAPHIC_IDENTITY}{digest}"
 
     def _decode(self, url: str, data: bytes) -> LoadedImage:
         return LoadedImage(url, decode_fetched(data, self.limits.max_pixels), data)
@@ -198,6 +208,11 @@ class ImageSource:
             return unquote_to_bytes(payload)
         except (binascii.Error, ValueError):
             raise FetchError("invalid_data", "the data: URL is not valid base64", 400) from None
+
+    def _load_data(self, url: str, data_url: str) -> LoadedImage:
+        media = data_url[5:].split(",", 1)[0].split(";", 1)[0].strip().lower()
+        data = self._data_url(data_url)
+        return self._svg(url, data) if media == graphics.SVG_MEDIA_TYPE else self._decode(url, data)
 
     def _from_site(self, url: str) -> bytes:
         """Same-origin hops through the crawl's site (robots.txt and the politeness delay apply); a redirect
@@ -229,10 +244,13 @@ class ImageSource:
 
     def load(self, url: str) -> LoadedImage:
         """The decoded image and its bytes; raises FetchError."""
+        if self.graphics is not None and url in self.graphics:
+            pixels = self.graphics.get(url)
+            if pixels is None:
+                raise FetchError("no_pixels", "the graphic's pixels were not kept", 404)
+            return self._load_data(url, pixels)
         if url.lower().startswith("data:"):
-            media = url[5:].split(",", 1)[0].split(";", 1)[0].strip().lower()
-            data = self._data_url(url)
-            return self._svg(url, data) if media == graphics.SVG_MEDIA_TYPE else self._decode(url, data)
+            return self._load_data(url, url)
         norm = normalize_url(url)
         if norm is None:
             raise FetchError("unsupported_scheme", "only http, https and data: image URLs can be described", 400)
@@ -403,14 +421,28 @@ class Suggester:
         out = into if into is not None else {}
         if not urls:
             return out
+        same: dict[str, list[str]] = {}  # an image's identity -> its URLs (a graphic on several pages: one image)
+        for url in urls:
+            same.setdefault(self._identity(url), []).append(url)
+        firsts = [group[0] for group in same.values()]
         with WorkerPool(self.concurrency, "audit-images") as pool:
-            for start in range(0, len(urls), self.batch_size):
-                chunk = urls[start:start + self.batch_size]
+            for start in range(0, len(firsts), self.batch_size):
+                chunk = firsts[start:start + self.batch_size]
+                done = 0
                 for url, suggestion in zip(chunk, self._describe(chunk, pool)):
-                    out[url] = suggestion
+                    group = same[self._identity(url)]
+                    for other in group:
+                        out[other] = suggestion
+                        if other != url and url in self.thumbnails:
+                            self.thumbnails[other] = self.thumbnails[url]  # the same string
+                    done += len(group)
                 if on_progress:
-                    on_progress(len(chunk))
+                    on_progress(done)
         return out
+
+    def _identity(self, url: str) -> str:
+        identity = getattr(self.source, "identity", None)  # a source of only URLs (tests' fakes): the URL
+        return identity(url) if identity is not None else url
 
     def plan(self, findings: Iterable[dict]) -> tuple[list[dict | None], dict[str, list[int]]]:
         """Suggestions that need no model (decorative, no image file) and the findings per image URL that do."""
@@ -449,10 +481,11 @@ class Suggester:
         results: dict[str, dict] = {}
         futures = {}
         for url in urls:
-            hit = cache.get_url(url, version)
+            known = self._identity(url)  # a graphic's pixels, not its place on a page
+            hit = cache.get_url(known, version)
             if hit:
                 results[url] = hit
-                self._keep_thumbnail(url, (cache.get_url(url, THUMBNAIL_NAMESPACE) or {}).get("thumbnail"))
+                self._keep_thumbnail(url, (cache.get_url(known, THUMBNAIL_NAMESPACE) or {}).get("thumbnail"))
             else:
                 futures[url] = pool.submit(self._load, url)
         todo: list[tuple[str, LoadedImage]] = []
@@ -466,14 +499,15 @@ class Suggester:
                 log.debug("loading %s failed", url, exc_info=True)
                 results[url] = _error("fetch_failed", f"the image could not be fetched ({type(e).__name__})")
                 continue
+            known = self._identity(url)
             if self._keep_thumbnail(url, thumb):
                 thumb_key = image_key(loaded.data, THUMBNAIL_NAMESPACE)
                 cache.put(thumb_key, {"thumbnail": thumb})
-                cache.put_url(url, THUMBNAIL_NAMESPACE, thumb_key)
+                cache.put_url(known, THUMBNAIL_NAMESPACE, thumb_key)
             key = image_key(loaded.data, version)
             hit = cache.get(key)
             if hit:
-                cache.put_url(url, version, key)
+                cache.put_url(known, version, key)
                 results[url] = hit
             else:
                 todo.append((key, loaded))
@@ -487,7 +521,7 @@ class Suggester:
             for (key, loaded), res in zip(todo, described):
                 if "error" not in res:
                     cache.put(key, res)
-                    cache.put_url(loaded.url, version, key)
+                    cache.put_url(self._identity(loaded.url), version, key)
                 results[loaded.url] = res
         out = []
         for res in (results[url] for url in urls):

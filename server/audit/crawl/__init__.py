@@ -36,7 +36,8 @@ temporary file, which the report writers and the suggestions read back one findi
 per page is its page record and URLs, not its findings.
 
 One concept per module: :mod:`.urls` (the one spelling of a URL), :mod:`.config` (:class:`CrawlConfig`),
-:mod:`.state` (:class:`Page`, :class:`CrawlState`), :mod:`.findings` (:class:`FindingStore`), :mod:`.journal`
+:mod:`.state` (:class:`Page`, :class:`CrawlState`), :mod:`.findings` (:class:`FindingStore`), :mod:`.pixels`
+(:class:`PixelStore`: the graphics' pixels, beside the journal), :mod:`.journal`
 (:class:`Journal`), :mod:`.atomic_file` (:func:`write_atomic`), :mod:`.site` (fetching, robots.txt, politeness),
 :mod:`.discovery` (links and sitemaps), :mod:`.workers` (:class:`WorkerPool`) and :mod:`.crawler`
 (:class:`Crawler`, which uses them all).
@@ -49,6 +50,7 @@ from .crawler import Crawler
 from .discovery import extract_links, parse_sitemap, read_sitemaps
 from .findings import FindingStore, StreamedSequence
 from .journal import JOURNAL_FORMAT, Journal
+from .pixels import PixelStore
 from .site import FetchFailure, Site, is_html
 from .state import (AUDITED_STATUSES, ERROR_STATUSES, MAX_SKIPPED_URLS, PAGE_STATUSES, SKIP_REASONS, CrawlState,
                     Page)
@@ -57,5 +59,5 @@ from .workers import WorkerPool
 
 __all__ = ["AUDITED_STATUSES", "ERROR_STATUSES", "JOURNAL_FORMAT", "MAX_SKIPPED_URLS", "PAGE_STATUSES", "SKIP_REASONS",
            "USER_AGENT", "CrawlConfig", "CrawlState", "Crawler", "FetchFailure", "FindingStore", "Journal", "Page",
-           "Site", "StreamedSequence", "WorkerPool", "extract_links", "is_html", "normalize_url", "origin",
-           "parse_sitemap", "read_sitemaps", "write_atomic"]
+           "PixelStore", "Site", "StreamedSequence", "WorkerPool", "extract_links", "is_html", "normalize_url",
+           "origin", "parse_sitemap", "read_sitemaps", "write_atomic"]

@@ -21,6 +21,7 @@ from .config import CrawlConfig
 from .discovery import extract_links, read_sitemaps
 from .findings import FindingStore
 from .journal import Journal
+from .pixels import PixelStore
 from .site import FetchFailure, Site, is_html
 from .state import AUDITED_STATUSES, MAX_SKIPPED_URLS, CrawlState, Page
 from .urls import normalize_url, origin
@@ -38,6 +39,7 @@ class _Outcome:
     digest: str | None = None  # of the page's body as fetched (see CrawlState.documents)
     canonical: str | None = None  # its <link rel=canonical>, normalised, on the site's origins
     images_to_judge: list[ImageContext] = field(default_factory=list)  # RuleOptions.judge_images
+    graphics: dict[str, str] = field(default_factory=dict)  # PageCheck.graphics: reference -> data: URL
 
 
 def _screenshots_by_element(soup, shots: dict) -> dict:
@@ -64,7 +66,8 @@ class Crawler:
         store_dir = Path(state_path).parent if state_path else None
         self.state = state or CrawlState(start_url=config.start_url, origins=[origin(config.start_url)],
                                          findings=FindingStore(dir=store_dir),
-                                         image_contexts=FindingStore(dir=store_dir))
+                                         image_contexts=FindingStore(dir=store_dir),
+                                         graphics=PixelStore(PixelStore.path_for(state_path) if state_path else None))
         if self.state.start_url != config.start_url:
             raise ValueError(f"the saved crawl is of {self.state.start_url}, not {config.start_url}")
         self.state.done = False  # a resumed crawl may have a larger page limit
@@ -140,7 +143,7 @@ class Crawler:
                 page.status, page.final_url, page.error = "duplicate", same[0], same[1]
                 page.http_status = page.content_type = None
                 page.bytes = page.images = 0
-                outcome.findings, outcome.links, outcome.images_to_judge = [], [], []
+                outcome.findings, outcome.links, outcome.images_to_judge, outcome.graphics = [], [], [], {}
         if page.status in AUDITED_STATUSES:
             if outcome.digest is not None:
                 st.documents[outcome.digest] = final
@@ -154,6 +157,7 @@ class Crawler:
         st.checked.add(url)
         self.journal.check(url)
         page.findings = len(outcome.findings)
+        st.graphics.update(outcome.graphics)  # before the journal line that names them
         st.pages.append(page)
         st.findings.extend(asdict(f) for f in outcome.findings)
         st.image_contexts.extend(asdict(c) for c in outcome.images_to_judge)
@@ -275,7 +279,8 @@ class Crawler:
         if check.over_budget:
             page.status, page.error = "over_budget", (page.error + "; " if page.error else "") + check.over_budget
         return _Outcome(page, links, check.findings, chain[1:], digest=hashlib.sha256(r.body).hexdigest()[:32],
-                        canonical=self._canonical(soup, current), images_to_judge=check.images_to_judge)
+                        canonical=self._canonical(soup, current), images_to_judge=check.images_to_judge,
+                        graphics=check.graphics)
 
     def _canonical(self, soup, page_url: str) -> str | None:
         """The page's first ``<link rel=canonical href>``, normalised, when it is on the crawl's origins."""

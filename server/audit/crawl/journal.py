@@ -13,6 +13,7 @@ from typing import Iterator
 from ..rules import Finding, ImageContext
 from .atomic_file import write_atomic
 from .findings import FindingStore
+from .pixels import PixelStore
 from .state import SKIP_REASONS, CrawlState, Page
 
 JOURNAL_FORMAT = "alt-text-audit-state/2"  # a journal: header line + one line per change set
@@ -140,6 +141,7 @@ class Journal:
             self._file.write(json.dumps(change, ensure_ascii=False).encode("utf-8", "replace") + b"\n")
             self._file.flush()
         if force_sync or (sync_every is not None and time.monotonic() - self._last_sync >= sync_every):
+            st.graphics.sync()  # the pixels the lines name, first
             os.fsync(self._file.fileno())
             self._last_sync = time.monotonic()
 
@@ -168,7 +170,8 @@ class Journal:
             try:
                 st = CrawlState(start_url=head["start_url"], origins=[], started_at=float(head["started_at"]),
                                 findings=FindingStore(dir=path.parent),
-                                image_contexts=FindingStore(dir=path.parent))
+                                image_contexts=FindingStore(dir=path.parent),
+                                graphics=PixelStore(PixelStore.path_for(path), fresh=False))
             except (KeyError, TypeError, ValueError) as e:
                 raise ValueError(f"the state file is incomplete or damaged ({e})") from None
             frontier: dict[str, tuple] = {}

@@ -63,11 +63,12 @@ class PixelStore:
     def _open(self):
         if self._file is None:
             if self.path is None:
-                self._file = tempfile.TemporaryFile(prefix="alt-text-pixels-", suffix=".jsonl")
+                self._file = tempfile.TemporaryFile(  # noqa: SIM115 - kept open
+                    prefix="alt-text-pixels-", suffix=".jsonl")
             elif self._fresh or not self.path.exists():
-                self._file = open(self.path, "w+b")
+                self._file = open(self.path, "w+b")  # noqa: SIM115 - kept open
             else:
-                self._file = open(self.path, "r+b")
+                self._file = open(self.path, "r+b")  # noqa: SIM115 - kept open
                 self._file.truncate(self._size)  # a torn line goes
         return self._file
 

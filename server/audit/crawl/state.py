@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .atomic_file import write_atomic
 from .findings import FindingStore
+from .pixels import PixelStore
 
 MAX_SKIPPED_URLS = 1000  # skipped URLs listed one by one in the report; the counts are always complete
 
@@ -52,6 +53,8 @@ class CrawlState:
     findings: FindingStore = field(default_factory=FindingStore)  # asdict(Finding), in crawl order, on disk
     # asdict(ImageContext) of every image to judge (RuleOptions.judge_images: suggestions on), in crawl order
     image_contexts: FindingStore = field(default_factory=FindingStore)
+    # The pixels of the graphics those findings and contexts name by reference (suggestions on), beside the journal
+    graphics: PixelStore = field(default_factory=PixelStore)
     skipped: dict = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
     skipped_urls: list[dict] = field(default_factory=list)  # {url, reason, referrer}, the first MAX_SKIPPED_URLS
     site_errors: list[dict] = field(default_factory=list)  # robots.txt and sitemap problems: {url, kind, message}
