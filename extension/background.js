@@ -16,25 +16,57 @@ chrome.runtime.onInstalled.addListener(async () => {
 /**
  * One image for a content script: {url} first; the answer {needBytes: true} asks it to send {url, data} instead
  * (the service cannot fetch the URL, or tried and failed). Returns the service's result or {error}.
+ * `stillWanted`: whether the page that asked still waits for it (asked before a refused request is sent again).
  */
-async function describeImage({ url, data }) {
+async function describeImage({ url, data }, stillWanted = null) {
   const settings = await getSettings();
   if (!data) {
     const hit = await getCached(url);
     if (hit) return hit;
     if (!serviceCanFetch(url, settings.testAllowLoopback)) return { needBytes: true };
-    const result = await describe({ url });
+    const result = await describe({ url }, stillWanted);
     if (retryWithBytes(result.error)) return { needBytes: true, error: result.error };
     await putCached(url, result);
     return result;
   }
-  const result = await describe({ data });
+  const result = await describe({ data }, stillWanted);
   await putCached(url, result); // keyed by the page's URL for the image, so the bytes are not sent again
   return result;
 }
 
+const PROBE_MS = 1000; // how long one page's answer to "still waiting?" holds for the other images it asked for
+const probes = new Map(); // "tab:frame:page" -> promise of its answer
+
+/**
+ * Whether the page that sent `message` still waits for its answer: the site is still on, and the same document
+ * in the same frame says it still wants answers of that page generation (`message.page`: a page that went, was
+ * replaced, or was turned off answers no, or not at all).
+ */
+function askerStillWants(message, sender) {
+  return async () => {
+    if (!siteEnabled(await getSettings(), hostnameOf(sender.url))) return false;
+    if (!sender.tab || !message.page) return true;
+    const key = `${sender.tab.id}:${sender.frameId || 0}:${message.page}`;
+    if (!probes.has(key)) {
+      probes.set(key, chrome.tabs.sendMessage(sender.tab.id, { type: "still-wanted", page: message.page },
+        { frameId: sender.frameId || 0 }).then((answer) => answer === true, () => false));
+      setTimeout(() => probes.delete(key), PROBE_MS);
+    }
+    return probes.get(key);
+  };
+}
+
+/** The host name of a page address; "" when it has none (treated as a site that is on). */
+function hostnameOf(address) {
+  try {
+    return new URL(address).hostname;
+  } catch {
+    return "";
+  }
+}
+
 const handlers = {
-  describe: (message) => describeImage(message),
+  describe: (message, sender) => describeImage(message, askerStillWants(message, sender)),
   // A cached answer for a URL, or null: asked before anything else, so a known image costs no request at all.
   cached: ({ url }) => getCached(url),
   settings: async ({ hostname }) => {
@@ -60,14 +92,9 @@ chrome.contextMenus.onClicked.addListener(async (info, tab) => {
   } catch {
     // No content script in that frame (a subframe, or a page opened before install): describe by URL and
     // announce in the top frame if it has one.
-    let hostname = "";
-    try {
-      hostname = new URL(info.pageUrl).hostname;
-    } catch {
-      // no page address: treated as a site that is on
-    }
+    const hostname = hostnameOf(info.pageUrl);
     if (!siteEnabled(await getSettings(), hostname)) return;
-    let result = await describeImage({ url: info.srcUrl });
+    let result = await describeImage({ url: info.srcUrl }, async () => siteEnabled(await getSettings(), hostname));
     if (result.needBytes) {
       result = { error: { code: "needs_page", message: "Only the page can read this image, and it is not ready." } };
     }

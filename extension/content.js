@@ -23,6 +23,10 @@
   const ICON_MAX = 48; // px: a bigger image in an unnamed link is a picture: described when it names no control
   const PICTURELESS_KINDS = ["icon", "logo", "blank"]; // the service's kinds that say no more than "an icon"
   const WATCH_SELECTOR = `${names.SELECTOR}, ${names.CONTROL_SELECTOR}`;
+  // What an image may be in when a description is written on it: not named by the page, nor decorative.
+  const WRITABLE = ["describe", "pending", "hidden", "generated"];
+  // This document, for the worker's "still waiting?" before it sends a refused request again.
+  const PAGE = Math.random().toString(36).slice(2);
 
   let settings = null;
   let running = false;
@@ -45,9 +49,13 @@
 
   // ---- talking to the background worker -------------------------------------------------------------------
 
+  /** The answers this page waits for: those asked since its last stop() (which drops the others). */
+  const pageId = () => `${PAGE}:${generation}`;
+
   async function send(message) {
     try {
-      return await chrome.runtime.sendMessage(message);
+      // A description is asked for this page and generation, so the worker can tell when nobody waits for it.
+      return await chrome.runtime.sendMessage(message.type === "describe" ? { ...message, page: pageId() } : message);
     } catch {
       return null; // the extension was reloaded or removed: this script is orphaned
     }
@@ -216,9 +224,13 @@
     const answer = await whileBusy(el, ask(source));
     if (gen !== generation || !el.isConnected) return answer;
     if (pictures.get(el) !== picture) consider(el); // a new picture arrived while this one was being described
-    else if (write && answer && answer.alt) inject(el, withPrefix(answer.alt));
+    // The answer may come long after the question (a busy service is asked again later): the page may have
+    // named the image meanwhile, and its name wins.
+    else if (write && answer && answer.alt && writable(el)) inject(el, withPrefix(answer.alt));
     return answer;
   }
+
+  const writable = (el) => WRITABLE.includes(names.classify(el, { minSize: 1 }).state);
 
   // ---- naming icon-only buttons and links -----------------------------------------------------------------
 
@@ -684,8 +696,7 @@
     if (!settings.enabled) return announce("Alt text is turned off for this site.");
     if (!el) return announce("There is no image here to describe.");
     // Written onto the image only where it has no meaningful name; always announced.
-    const state = names.classify(el, { minSize: 1 }).state;
-    const answer = await describeElement(el, ["describe", "pending", "hidden", "generated"].includes(state));
+    const answer = await describeElement(el, writable(el));
     announceAnswer(answer);
   }
 
@@ -727,6 +738,7 @@
     else if (message.type === "describe-focused") describeOnDemand(focusedImage());
     else if (message.type === "announce") announceLater(message.result);
     else if (message.type === "hostname") sendResponse({ hostname: location.hostname });
+    else if (message.type === "still-wanted") sendResponse(message.page === pageId());
     return false;
   });
 
