@@ -259,27 +259,6 @@ class Captioner:
         return preprocess([image], self.model.spec)[0]
 
     @torch.no_grad()
-    def trunk_maps(self, images: list, size: int, upto: int) -> torch.Tensor:
-        """The pretrained encoder's map after its first ``upto`` blocks, [B, C, H, W] (fp32, CPU), of PIL images
-        resized to ``size``: where a head with blocks of its own starts (the icon meanings, which read an icon's
-        glyph at its own size). EfficientNet-Lite encoders only (ValueError otherwise)."""
-        from dataclasses import replace
-
-        from .encoders import EfficientNetLite, TunedTail, preprocess
-
-        net = self.model.encoder.net if isinstance(self.model.encoder, TunedTail) else self.model.encoder
-        if not isinstance(net, EfficientNetLite):
-            raise ValueError(f"{self.model.cfg.encoder} has no EfficientNet-Lite trunk")
-        x = preprocess(images, replace(self.model.spec, image_size=size)).to(self.device, self.dtype)
-        return net.trunk(x, upto).float().cpu()
-
-    def pretrained_encoder(self):
-        """The pretrained EfficientNet-Lite (frozen) whose blocks a head may copy and tune."""
-        from .encoders import TunedTail
-
-        return self.model.encoder.net if isinstance(self.model.encoder, TunedTail) else self.model.encoder
-
-    @torch.no_grad()
     def encode_and_pool(self, images: list, with_grid: bool = False) -> tuple[torch.Tensor, ...]:
         """The grids the decoder reads and the mean-pooled pretrained encoder features [B, C] (fp32, CPU) of one
         batch, from one encoder pass: the pooled vector is what callers compare images by and classify them with

@@ -1,11 +1,12 @@
 """Fit the icon meaning head (meanings and brands) for a captioner checkpoint, validated leave-one-family-out.
 
     python scripts/gather_icon_set.py --out ~/.cache/alt-text/icons        # the rendered icons, once
-    python scripts/fit_meanings.py --icons ~/.cache/alt-text/icons
+    python scripts/fit_meanings.py --icons ~/.cache/alt-text/icons --view glyph
 
-The head reads what the encoder already computes for every image (its pooled features and a 3x3 summary of its
-grid, so that a left arrow differs from a right one) and is a linear layer (meanings; ``--hidden N``: one hidden
-layer, as for chart types) over the classes of
+The head reads the encoder's pooled features and a 3x3 summary of its grid (so that a left arrow differs from a
+right one), of the image as the page shows it (``--view page``: chart types) or of its glyph view (``--view glyph``:
+icon meanings, as shipped; ``server/describe/glyph.py``), and is a linear layer (meanings; ``--hidden N``: one
+hidden layer, as for chart types) over the classes of
 ``server/describe/meanings.json`` that at least ``--min-families`` icon sets draw, plus "other" (icons that mean
 nothing in the vocabulary, and meanings too few sets draw to be learned).
 
@@ -35,16 +36,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model import Captioner, default_checkpoint_path  # noqa: E402
 from server.describe.heads import Linear, heads_for, heads_path  # noqa: E402
 from server.describe.meanings import OTHER, Vocabulary  # noqa: E402
-from server.describe.meaning_head import GlyphNet, MeaningHead, grid_summary  # noqa: E402
+from server.describe.glyph import SIZE as GLYPH_SIZE  # noqa: E402
+from server.describe.glyph import glyph_view  # noqa: E402
+from server.describe.meaning_head import MeaningHead, grid_summary  # noqa: E402
 from server.netsafe.images import decode_image  # noqa: E402
 
 log = logging.getLogger("fit_meanings")
 
 
-def extract(icons: Path, checkpoint: Path, batch: int = 32) -> tuple[list[dict], np.ndarray, np.ndarray]:
-    """(manifest entries, pooled [N, C], grid summary [N, 9, C]) of every rendered icon, cached beside them."""
+def extract(icons: Path, checkpoint: Path, view: str = "page", batch: int = 32
+            ) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """(manifest entries, pooled [N, C], grid summary [N, 9, C]) of every rendered icon, as the page shows it or
+    (``view`` "glyph") its glyph view, cached beside them."""
     entries = json.loads((icons / "manifest.json").read_text())["images"]
-    cache = icons / f"features-{checkpoint.stem}.npz"
+    cache = icons / (f"features-{checkpoint.stem}.npz" if view == "page" else f"features-glyph-{checkpoint.stem}.npz")
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         if list(z["files"]) == [e["file"] for e in entries]:
@@ -54,6 +59,8 @@ def extract(icons: Path, checkpoint: Path, batch: int = 32) -> tuple[list[dict],
     t0 = time.time()
     for i in range(0, len(entries), batch):
         ims = [decode_image((icons / e["file"]).read_bytes()) for e in entries[i:i + batch]]
+        if view == "glyph":
+            ims = [glyph_view(im, GLYPH_SIZE) for im in ims]
         _, p, g = captioner.encode_and_pool(ims, with_grid=True)
         pooled.append(p.numpy().astype(np.float16))
         grids.append(grid_summary(g).numpy().astype(np.float16))
@@ -192,6 +199,17 @@ def spoken_stats(p: np.ndarray, y: np.ndarray, tau: float, brand_tau: float | No
             "spoken_on_other": int((spoken & ~named).sum())}
 
 
+def reliability(p: np.ndarray, y: np.ndarray, edges=(0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0001)) -> list[dict]:
+    """How often the likeliest class is right, by its probability: the calibration a threshold is chosen on."""
+    top, conf = p.argmax(1), p.max(1)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        b = (conf >= lo) & (conf < hi)
+        rows.append({"p": f"{lo:.2f}-{min(hi, 1):.2f}", "n": int(b.sum()),
+                     "right": round(float((top == y)[b].mean()), 4) if b.any() else None})
+    return rows
+
+
 def choose_threshold(p: np.ndarray, y: np.ndarray, max_wrong: float, said: np.ndarray | None = None) -> float:
     """The lowest threshold at which the classes in ``said`` (a mask over classes; all by default), when they are the
     prediction, are wrong at most ``max_wrong`` of the time."""
@@ -222,15 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=None,
                     help="hidden units, 0: a linear head (default: 0 for meanings, 512 for chart types, as shipped)")
     ap.add_argument("--epochs", type=int, default=None,
-                    help="epochs, or L-BFGS iterations for a linear head (default: 30; 80 for a linear head; 12 for --view glyph)")
+                    help="epochs, or L-BFGS iterations for a linear head (default: 30, or 80 for a linear head)")
     ap.add_argument("--features", choices=("pooled", "pooled+grid"), default="pooled+grid")
     ap.add_argument("--view", choices=("page", "glyph"), default="page",
-                    help="page: a linear head on the encoder's features of the image as shown (chart types); glyph: "
-                         "the encoder's last blocks tuned on glyph views (icon meanings, as shipped)")
-    ap.add_argument("--glyph-split", type=int, default=11, help="--view glyph: the encoder's blocks from this one on "
-                                                                 "are tuned")
-    ap.add_argument("--glyph-size", type=int, default=112, help="--view glyph: the glyph view's side in pixels")
-    ap.add_argument("--lr", type=float, default=3e-4, help="--view glyph: learning rate of the tuned blocks")
+                    help="page: the encoder's features of the image as shown (chart types); glyph: of its glyph view, "
+                         "the icon's shape whatever its colours (server/describe/glyph.py; icon meanings, as shipped)")
     ap.add_argument("--pooled-components", type=int, default=256)
     ap.add_argument("--grid-components", type=int, default=32)
     ap.add_argument("--report", type=Path, default=Path("runs/meanings/report.json"))
@@ -239,19 +253,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.hidden is None:
         args.hidden = 0 if args.task == "meaning" else 512
     if args.epochs is None:
-        args.epochs = 12 if args.view == "glyph" else 30 if args.hidden else 80
+        args.epochs = 30 if args.hidden else 80
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
 
     checkpoint = args.checkpoint or default_checkpoint_path()
     manifest = json.loads((args.icons / "manifest.json").read_text())["images"]
     entries, rows, y, fam, classes = select(manifest, args)
-    if args.view == "glyph":
-        return fit_glyph(args, checkpoint, manifest, rows, y, fam, classes)
-    _, pooled, grid = extract(args.icons, checkpoint)
+    _, pooled, grid = extract(args.icons, checkpoint, args.view)
     pooled, grid = pooled[rows], grid[rows]
 
     head = MeaningHead.empty(classes)
+    head.glyph = {"size": GLYPH_SIZE} if args.view == "glyph" else None
     head.fit_projections(pooled, grid if args.features == "pooled+grid" else None, args.pooled_components,
                          args.grid_components)
     x = head.features(pooled, grid)
@@ -298,6 +311,7 @@ def held_out_report(args, held: np.ndarray, y: np.ndarray, fam: np.ndarray, clas
               "per_family": {f: dict(spoken_stats(held[fam == f], y[fam == f], tau, brand_tau, brand),
                                      top1_named=round(float((held[fam == f].argmax(1) == y[fam == f])[
                                          named[fam == f]].mean()), 4)) for f in np.unique(fam)}}
+    report["reliability"] = reliability(held, y)
     args.report.write_text(json.dumps(report, indent=1))
     log.info("threshold %.2f (brands %s): %s; brands %s", tau, brand_tau, json.dumps(report["all_families"]),
              json.dumps(report["brands_spoken"]))
@@ -321,103 +335,6 @@ def store(args, checkpoint: Path, head: MeaningHead, report: dict) -> int:
     log.info("wrote the %s head into %s", args.task, out)
     return 0
 
-
-# -- the head that reads glyphs (--view glyph) ------------------------------------------------------------------
-
-# Held-out groups of families for --view glyph: each mixes web sets and desktop themes, and a head fitted on two
-# groups names the third (harsher than leaving one family out: a third of the designs are unseen).
-GLYPH_GROUPS = (("material", "fontawesome", "lucide", "cssgg", "adwaita", "oxygen"),
-                ("simple-icons", "mdi", "bootstrap", "carbon", "feather", "breeze"),
-                ("ionicons", "heroicons", "octicons", "eva", "papirus", "elementary"))
-
-
-def glyph_maps(icons: Path, manifest: list[dict], captioner: Captioner, split: int, size: int,
-               batch: int = 64) -> np.ndarray:
-    """[N, C, H, W] fp16 trunk maps of every rendered icon's glyph view, as the pipeline computes them, cached."""
-    from server.describe.glyph import glyph_view
-
-    cache = icons / f"glyph-trunk{split}-{size}.npy"
-    files = icons / f"glyph-trunk{split}-{size}.files.json"
-    if cache.exists() and files.exists() and json.loads(files.read_text()) == [e["file"] for e in manifest]:
-        return np.load(cache, mmap_mode="r")
-    out, t0 = [], time.time()
-    for i in range(0, len(manifest), batch):
-        views = [glyph_view(decode_image((icons / e["file"]).read_bytes()), size) for e in manifest[i:i + batch]]
-        out.append(captioner.trunk_maps(views, size, split).numpy().astype(np.float16))
-        if i % (batch * 20) == 0:
-            log.info("glyph maps %d/%d (%.0f s)", i, len(manifest), time.time() - t0)
-    maps = np.concatenate(out)
-    np.save(cache, maps)
-    files.write_text(json.dumps([e["file"] for e in manifest]))
-    return maps
-
-
-def fit_glyph_net(captioner: Captioner, maps: np.ndarray, y: np.ndarray, k: int, args, seed: int = 0) -> GlyphNet:
-    """GlyphNet fitted on trunk maps: AdamW with a one-cycle schedule (the new layers at 5x the tuned blocks' rate),
-    label smoothing and dropout."""
-    torch.manual_seed(seed)
-    net = GlyphNet(captioner.pretrained_encoder(), args.glyph_split, k, dropout=0.2).float()
-    new = list(net.cells.parameters()) + list(net.out.parameters())
-    tuned = [p for p in net.parameters() if all(p is not q for q in new)]
-    opt = torch.optim.AdamW([{"params": tuned, "lr": args.lr}, {"params": new, "lr": args.lr * 5}],
-                            weight_decay=1e-4)
-    steps = args.epochs * ((len(y) + 63) // 64)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[args.lr, args.lr * 5], total_steps=steps,
-                                                pct_start=0.15)
-    yt = torch.as_tensor(y)
-    for epoch in range(args.epochs):
-        net.train()
-        perm, total, t0 = torch.randperm(len(y)), 0.0, time.time()
-        for i in range(0, len(y), 64):
-            b = perm[i:i + 64]
-            loss = torch.nn.functional.cross_entropy(
-                net(torch.as_tensor(np.asarray(maps[b.numpy()], dtype=np.float32))), yt[b], label_smoothing=0.1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(b)
-        log.info("epoch %d: loss %.3f (%.0f s)", epoch, total / len(y), time.time() - t0)
-    return net.eval()
-
-
-@torch.inference_mode()
-def glyph_predict(net: GlyphNet, maps: np.ndarray) -> np.ndarray:
-    return np.concatenate([torch.softmax(net(torch.as_tensor(np.asarray(maps[i:i + 256], dtype=np.float32))), -1)
-                           .numpy() for i in range(0, len(maps), 256)])
-
-
-def fit_glyph(args, checkpoint: Path, manifest: list[dict], rows: np.ndarray, y: np.ndarray, fam: np.ndarray,
-              classes: list[str]) -> int:
-    """--view glyph: validate on held-out groups of families (each group's predictions saved, so a killed run
-    resumes), choose thresholds, then fit on every family and store the head."""
-    captioner = Captioner.load(checkpoint, device="cpu")
-    maps = glyph_maps(args.icons, manifest, captioner, args.glyph_split, args.glyph_size)[rows]
-    log.info("%d icons, %d classes, glyph maps %s", len(y), len(classes), maps.shape[1:])
-    held = np.zeros((len(y), len(classes)), np.float32)
-    for g, group in enumerate(GLYPH_GROUPS):
-        test = np.isin(fam, group)
-        part = args.report.with_name(f"{args.report.stem}.glyph-group{g}.npz")
-        stored = np.load(part) if part.exists() else None
-        if stored is not None and list(stored["classes"]) == classes and len(stored["probs"]) == test.sum():
-            held[test] = stored["probs"]
-        else:
-            held[test] = glyph_predict(fit_glyph_net(captioner, maps[~test], y[~test], len(classes), args),
-                                       maps[test])
-            part.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(part, probs=held[test], classes=np.array(classes))
-        for f in group:
-            t = fam == f
-            log.info("held out %s: top-1 %.3f on its named icons", f,
-                     float((held[t].argmax(1) == y[t])[y[t] != 0].mean()))
-    report, tau, brand_tau = held_out_report(args, held, y, fam, classes)
-    if args.no_write:
-        return 0
-    net = fit_glyph_net(captioner, maps, y, len(classes), args)
-    head = MeaningHead(list(classes), threshold=tau, brand_threshold=brand_tau,
-                       glyph={"split": args.glyph_split, "size": args.glyph_size},
-                       net_state={k: v.numpy() for k, v in net.state_dict().items()})
-    return store(args, checkpoint, head, report)
 
 if __name__ == "__main__":
     sys.exit(main())

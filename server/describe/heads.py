@@ -165,8 +165,7 @@ class Heads:
                 meta[name] = getattr(self, name).meta()
         self.meta = meta
         dtypes = {"reference": np.float16, "kind_reference": np.float16, "kind_reference_kind": np.int64}
-        tensors = {k: np.ascontiguousarray(v, dtype=dtypes.get(k, np.float16 if ".net." in k else np.float32))
-                   for k, v in tensors.items()}
+        tensors = {k: np.ascontiguousarray(v, dtype=dtypes.get(k, np.float32)) for k, v in tensors.items()}
         body = json.dumps(self.meta, sort_keys=True)
         meta = dict(self.meta, digest=hashlib.sha256(body.encode() + b"".join(
             v.tobytes() for _, v in sorted(tensors.items()))).hexdigest())

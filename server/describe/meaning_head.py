@@ -1,22 +1,21 @@
 """Named-class heads: what an icon means ("search", "close") or which brand a logo shows, and which type a chart is
 (bar, line, pie...), from the encoder's features. One class, ``MeaningHead``, serves both.
 
-It reads what the encoder computes for every image anyway: the pooled features, and a 3x3 summary of the grid,
-each projected onto its principal directions (pooled features alone cannot tell a left arrow from a right one). A
-linear layer (meanings and brands) or one hidden layer (chart types) over the classes of ``meanings.json`` plus
-"other"; fitted and validated leave one icon set (or plotting library) out by ``scripts/fit_meanings.py`` and stored
-in the checkpoint's heads file. A class is said only at or above the threshold chosen on the held-out sets (brands
+It reads the encoder's pooled features and a 3x3 summary of its grid, each projected onto its principal directions
+(pooled features alone cannot tell a left arrow from a right one): for chart types, those the encoder computes for
+every image anyway; for icon meanings, those of the image's glyph view (``glyph.py``: the icon's shape, dark on
+white, whatever colours and framing the page gave it), one more encoder pass made only for images the kind head
+takes for icons, logos or drawings. A linear layer (meanings and brands) or one hidden layer (chart types) over the
+classes of ``meanings.json`` plus "other"; fitted and validated leave one icon set (or plotting library) out by
+``scripts/fit_meanings.py`` and stored in the checkpoint's heads file. A class is said only at or above the threshold chosen on the held-out sets (brands
 have their own: ``decision.sure_class`` applies them).
 """
 from __future__ import annotations
 
-import copy
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
 from .meanings import OTHER
 
@@ -56,38 +55,6 @@ def meaning_features(pooled: np.ndarray, grid9: np.ndarray | None, pooled_proj: 
     return torch.cat([p, g], 1).numpy()
 
 
-class GlyphNet(nn.Module):
-    """The icon meaning head that reads glyphs: the pretrained encoder's last blocks and head convolution, tuned on
-    glyph views of rendered icons (``glyph.py``), then the pooled map and a 2x2 summary of it (where the strokes
-    are: a left arrow is not a right one) into one linear layer. It starts from the map the frozen trunk gives
-    (``Captioner.trunk_maps``), so only these blocks are its own."""
-
-    CELLS = 64  # channels of each 2x2 cell summary
-
-    def __init__(self, encoder: nn.Module, split: int, classes: int, dropout: float = 0.0):
-        super().__init__()
-        self.blocks = copy.deepcopy(encoder._blocks[split:])
-        self.conv_head, self.bn = copy.deepcopy(encoder._conv_head), copy.deepcopy(encoder._bn1)
-        width = self.conv_head.out_channels
-        self.cells = nn.Conv2d(width, self.CELLS, 1)
-        self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(width + 4 * self.CELLS, classes)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for m in self.modules():  # batch-norm statistics stay the pretrained ones (as in encoders.TunedTail)
-            if isinstance(m, nn.BatchNorm2d):
-                m.eval()
-        return self
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            h = block(h)
-        g = torch.nn.functional.relu6(self.bn(self.conv_head(h)))
-        cells = torch.nn.functional.adaptive_avg_pool2d(self.cells(g), 2).flatten(1)
-        return self.out(self.drop(torch.cat([g.mean((2, 3)), cells], 1)))
-
-
 @dataclass
 class MeaningHead:
     classes: list[str]  # "other", "meaning:<id>", "brand:<id>"
@@ -98,10 +65,7 @@ class MeaningHead:
     titles: dict[str, str] = field(default_factory=dict)  # class -> what is said ("Search", "GitHub")
     hidden: object = None  # heads.Linear before a GELU, or None: a linear head
     brand_threshold: float | None = None  # what a brand class needs ("brand:..."), when it differs from threshold
-    glyph: dict | None = None  # {"split", "size"}: reads glyph views through GlyphNet, not the page's features
-    net_state: dict[str, np.ndarray] | None = None  # GlyphNet's tensors
-    _net: GlyphNet | None = field(default=None, repr=False, compare=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    glyph: dict | None = None  # {"size": S}: reads the encoder's features of glyph views (glyph.py), not the page's
 
     @property
     def reads_glyphs(self) -> bool:
@@ -133,23 +97,13 @@ class MeaningHead:
         return [{self.classes[i]: round(float(row[i]), 4) for i in np.argsort(-row)[:k]}
                 for row in self.probs(pooled, grid9)]
 
-    def glyph_net(self, captioner) -> GlyphNet:
-        """The GlyphNet, built on first use from the captioner's encoder (its architecture) and the stored tensors."""
-        with self._lock:
-            if self._net is None:
-                net = GlyphNet(captioner.pretrained_encoder(), self.glyph["split"], len(self.classes))
-                net.load_state_dict({k: torch.as_tensor(v.astype(np.float32)) for k, v in self.net_state.items()})
-                self._net = net.float().eval().requires_grad_(False)
-            return self._net
-
     def glyph_probs(self, captioner, images: list) -> np.ndarray:
-        """[B, K] class probabilities of images (PIL) through their glyph views."""
+        """[B, K] class probabilities of images (PIL) through their glyph views: one more encoder pass."""
         from .glyph import glyph_view
 
         views = [glyph_view(im, self.glyph["size"]) for im in images]
-        maps = captioner.trunk_maps(views, self.glyph["size"], self.glyph["split"])
-        with torch.inference_mode():
-            return torch.softmax(self.glyph_net(captioner)(maps), -1).numpy()
+        _, pooled, grid = captioner.encode_and_pool(views, with_grid=True)
+        return self.probs(pooled.numpy(), grid_summary(grid).numpy())
 
     def top_glyphs(self, captioner, images: list, k: int = 3) -> list[dict[str, float]]:
         """As ``top``, for a head that reads glyphs."""
@@ -159,8 +113,6 @@ class MeaningHead:
     # -- storage, inside the heads file -------------------------------------------------------------------------
 
     def tensors(self, prefix: str = "meaning") -> dict[str, np.ndarray]:
-        if self.reads_glyphs:  # fp16: the tuned blocks are most of the heads file
-            return {f"{prefix}.net.{k}": np.asarray(v, dtype=np.float16) for k, v in self.net_state.items()}
         t = self.linear.tensors(prefix)
         if self.hidden is not None:
             t.update(self.hidden.tensors(f"{prefix}.hidden"))
@@ -177,12 +129,8 @@ class MeaningHead:
     def from_stored(cls, t: dict, meta: dict, prefix: str = "meaning") -> "MeaningHead":
         from .heads import Linear
 
-        if meta.get("glyph"):
-            state = {k[len(prefix) + 5:]: v for k, v in t.items() if k.startswith(f"{prefix}.net.")}
-            return cls(list(meta["classes"]), threshold=float(meta["threshold"]), titles=dict(meta.get("titles", {})),
-                       brand_threshold=meta.get("brand_threshold"), glyph=dict(meta["glyph"]), net_state=state)
         grid = (t[f"{prefix}.grid_mean"], t[f"{prefix}.grid_proj"]) if f"{prefix}.grid_proj" in t else None
         hidden = Linear.from_tensors(t, f"{prefix}.hidden") if f"{prefix}.hidden.weight" in t else None
         return cls(list(meta["classes"]), (t[f"{prefix}.pooled_mean"], t[f"{prefix}.pooled_proj"]), grid,
                    Linear.from_tensors(t, prefix), float(meta["threshold"]), dict(meta.get("titles", {})), hidden,
-                   meta.get("brand_threshold"))
+                   meta.get("brand_threshold"), dict(meta["glyph"]) if meta.get("glyph") else None)

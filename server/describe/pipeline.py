@@ -204,8 +204,8 @@ class Describer:
 
     def glyph_top(self, head, image: Image.Image | None, kind_probs: dict[str, float]) -> dict[str, float]:
         """The likeliest classes of a head that reads glyphs, for an image the kind head takes for an icon, a logo
-        or a drawing rather than a photo ({} otherwise): one more pass of the encoder's trunk, at the glyph's
-        small size, for those images only, so a photo costs what it did."""
+        or a drawing rather than a photo ({} otherwise): one more encoder pass, for those images only, so a photo
+        costs what it did."""
         if image is None or sum(kind_probs.get(k, 0.0) for k in ICON_LIKE) <= kind_probs.get("photo", 0.0):
             return {}
         return head.top_glyphs(self.captioner, [image])[0]
