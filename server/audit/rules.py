@@ -1295,7 +1295,9 @@ class _ImageContexts:
         screen readers as hidden images are (ACT e88epe), or named, judged as a named image is (ACT qt1vmo)."""
         self.budget.tick()
         options = self.page.options
-        texts = dict.fromkeys(" ".join(t.split()) for t in _adjacent_texts(el, options.nearby_chars))
+        # The text beside it tells whether hiding it is right; a named graphic is not hidden.
+        texts = dict.fromkeys(" ".join(t.split()) for t in _adjacent_texts(el, options.nearby_chars)) \
+            if name is None else {}
         self.out.append(ImageContext(
             page_url=self.page.url, selector=self.page.selector(el), snippet=_snippet(el, options.snippet_chars),
             image_url=image_url, name=name, decorative=name is None,

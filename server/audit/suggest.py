@@ -20,11 +20,15 @@ an image button) needs a name, not a description: its suggestion is the pipeline
 "Menu") for the attribute to set, and where the pipeline has none (it is not sure), no text at all; never a
 caption sentence as a control's name. An inline SVG or an icon font has no image file to describe.
 
-An unnamed graphic (rule ``graphic-unnamed``: a canvas or a role-less inline svg) has pixels where the crawl could
-get them: ``--render``'s screenshot of it, else (an svg) its own markup, sanitised, as a ``data:image/svg+xml``
-URL, which :class:`ImageSource` rasterises with rsvg-convert (:mod:`server.audit.graphics`; so does any such data:
-URL a page puts in an ``<img>``). Without pixels (a canvas without ``--render``, no rsvg-convert) its suggestion
-says so and offers nothing to copy.
+An unnamed graphic (rule ``graphic-unnamed``: a canvas or a role-less inline svg), or a named one to judge, has
+pixels where the crawl could get them: ``--render``'s screenshot of it, else (an svg) its own markup, sanitised, as
+a ``data:image/svg+xml`` URL, which :class:`ImageSource` rasterises with rsvg-convert (:mod:`server.audit.graphics`;
+so does any such data: URL a page puts in an ``<img>``). The crawl keeps those pixels apart
+(:class:`crawl.pixels.PixelStore`); findings name the graphic by its reference (``image_url``, the page's URL with
+a fragment naming the element), which :class:`ImageSource` loads from there, and the cache and the images to
+describe know it by its pixels' digest (:meth:`ImageSource.identity`: one drawing on many pages is described
+once). Without pixels (a canvas without ``--render``, no rsvg-convert) its suggestion says so and offers nothing to
+copy.
 
 Where the images come from, and why there are two paths:
 
@@ -57,7 +61,7 @@ from PIL import Image
 
 from server.netsafe import (IMAGE_ACCEPT, REDIRECT_STATUSES, FetchError, FetchLimits, Redirects, decode_fetched,
                             fetch_bytes)
-from server.service.cache import Cache, NoCache, image_key
+from server.cache import Cache, NoCache, image_key
 from server.client import ServiceClient, ServiceError, image_data
 
 from . import graphics
