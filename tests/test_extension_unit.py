@@ -2,7 +2,8 @@
 
 - which images need a description (accessible name, decorative, hidden, tiny, suspicious) on DOM fixtures, run in a
   real headless Chromium through Playwright, so layout and computed styles are the browser's own;
-- the pure logic (suspicious names, local hosts) under node's test runner: extension/tests/*.mjs;
+- the pure logic (suspicious names, local hosts, the retry rules) under node's test runner: extension/tests/*.mjs;
+- the loaded extension against a busy service (a local stand-in that refuses the first request with a 503);
 - scripts/build_extension.py, and `web-ext lint` on the source tree and on the Firefox package.
 
 Each part skips, saying why, when its tool (Chromium + Playwright, node, extension/node_modules) is missing.
@@ -16,7 +17,10 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -277,6 +281,100 @@ def test_pure_logic_under_node():
     r = subprocess.run(["node", "--test", "extension/tests/"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert re.search(r"^# fail 0$", r.stdout, re.M) and not re.search(r"^# pass 0$", r.stdout, re.M), r.stdout
+
+
+# ---------------------------------------------------------------------------------------------- a busy service
+
+BUSY_PAGE = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Busy</title></head><body>
+<img id="photo" src="http://fixtures.test/photo.png" width="64" height="64">
+<img id="named" src="{PNG}" alt="A red square on white" width="64" height="64">
+</body></html>"""
+BUSY_ALT = "Appears to be: a red square."
+
+
+class BusyService:
+    """A stand-in for the service on a loopback port, with the real one's CORS for extensions: the first
+    POST /v1/alt-text gets a 503 overloaded with Retry-After: 1, the others a description of each image. Keeps
+    when each POST came and what it asked."""
+
+    def __init__(self):
+        self.posts, self.lock = [], threading.Lock()
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _send(self, status, body=b"", headers=()):
+                self.send_response(status)
+                origin = self.headers.get("Origin")
+                if origin:
+                    self.send_header("Access-Control-Allow-Origin", origin)
+                    self.send_header("Vary", "Origin")
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_OPTIONS(self):  # noqa: N802 - the CORS pre-flight
+                self._send(200, headers=[("Access-Control-Allow-Headers", "Content-Type, X-API-Key"),
+                                         ("Access-Control-Allow-Methods", "GET, POST, OPTIONS")])
+
+            def do_GET(self):  # noqa: N802 - /v1/limits
+                self._send(200, json.dumps({"max_images": 16, "max_body_bytes": 20_000_000}).encode(),
+                           [("Content-Type", "application/json")])
+
+            def do_POST(self):  # noqa: N802
+                images = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["images"]
+                with service.lock:
+                    service.posts.append((time.monotonic(), images))
+                    first = len(service.posts) == 1
+                if first:
+                    body = {"error": {"code": "overloaded", "message": "the service is busy"}}
+                    self._send(503, json.dumps(body).encode(), [("Content-Type", "application/json"),
+                                                                ("Retry-After", "1")])
+                    return
+                body = {"results": [{"alt": BUSY_ALT, "kind": "photo"} for _ in images]}
+                self._send(200, json.dumps(body).encode(), [("Content-Type", "application/json")])
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+def test_a_busy_service_is_asked_again_after_retry_after(playwright, tmp_path):
+    """The first answer is a 503 overloaded with Retry-After: 1; the extension waits, sends the image again, and
+    writes the description that the second answer gives, once."""
+    service = BusyService()
+    ctx = playwright.chromium.launch_persistent_context(
+        str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
+        args=[*CHROMIUM_ARGS, f"--disable-extensions-except={EXTENSION}", f"--load-extension={EXTENSION}"])
+    try:
+        worker = ctx.service_workers[0] if ctx.service_workers else ctx.wait_for_event("serviceworker",
+                                                                                      timeout=10_000)
+        worker.evaluate("(url) => chrome.storage.local.set({serviceUrl: url})", service.url)
+        png = _png()
+        ctx.route("http://fixtures.test/**", lambda route: route.fulfill(
+            status=200, content_type="image/png" if route.request.url.endswith(".png") else "text/html",
+            body=png if route.request.url.endswith(".png") else BUSY_PAGE))
+        page = ctx.new_page()
+        page.goto("http://fixtures.test/busy.html")
+        page.wait_for_function("() => document.getElementById('photo').hasAttribute('data-alt-text')",
+                               timeout=20_000)
+        assert page.evaluate("document.getElementById('photo').alt") == BUSY_ALT
+        assert page.evaluate("document.getElementById('named').alt") == "A red square on white"
+        time.sleep(0.5)  # nothing more is sent, nothing written twice
+        with service.lock:
+            posts = list(service.posts)
+        assert [images for _, images in posts] == [[{"url": "http://fixtures.test/photo.png"}]] * 2
+        assert posts[1][0] - posts[0][0] >= 1.0  # Retry-After: 1, waited
+        assert page.evaluate("document.querySelectorAll('[data-alt-text]').length") == 1
+    finally:
+        ctx.close()
+        service.httpd.shutdown()
 
 
 # ---------------------------------------------------------------------------------------------- packaging
