@@ -158,8 +158,8 @@ def bench_suggest(url: str, images: int, checkpoint: str | None, beam_size: int,
                   cache_dir: Path) -> list[dict]:
     from server.audit.crawl import Site, origin
     from server.audit.suggest import ImageSource, LocalBackend, Suggester
+    from server.cache import NoCache, SQLiteCache
     from server.netsafe.fetch import FetchLimits
-    from server.service.cache import NoCache, SQLiteCache
 
     describer, kind = load_describer(checkpoint, beam_size)
     cfg = CrawlConfig(start_url=url)

@@ -1,9 +1,11 @@
-"""Caption cache: image content hash + model version -> result, plus a URL index with a TTL.
+"""The cache of describe results, for the service and the audit: image content hash + namespace -> a JSON object
+(the describe pipeline's evidence; the audit's suggestions and thumbnails), plus a URL index with a TTL.
 
-Keying on the bytes (not the URL) means the same picture under many URLs is captioned once, and a new model never
-serves an old model's text. The URL index lets a repeated URL skip the fetch entirely until its TTL runs out.
-SQLite is the default (embedded, survives restarts, shared by gunicorn workers through WAL); Redis lets several
-replicas share one cache.
+Keying on the bytes (not the URL) means the same picture under many URLs is described once, and a new model or
+pipeline (the namespace: model, beam, pipeline version, fitted heads) never serves an old one's evidence. The URL
+index lets a repeated URL skip the fetch entirely until its TTL runs out. SQLite is the default (embedded, survives
+restarts, shared by gunicorn workers through WAL); Redis lets several replicas share one cache. The settings that
+choose one are :class:`server.settings.Settings`' ``cache``, ``cache_path``, ``redis_url`` and ``cache_ttl``.
 """
 from __future__ import annotations
 

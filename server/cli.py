@@ -130,9 +130,12 @@ def url_command(urls, server_url, api_key, checkpoint, beam_size, as_json) -> No
         results = _ask_server(server_url, api_key, list(urls))
     else:
         from .netsafe.fetch import FetchError, fetch_image
-        from .service.config import Config
+        from .settings import Settings
 
-        limits = Config.from_env(load_model=False).fetch_limits()
+        try:
+            limits = Settings.from_env().fetch_limits()
+        except (TypeError, ValueError) as e:
+            raise click.ClickException(str(e)) from None
         results = describe_inputs(list(urls), lambda u: fetch_image(u, limits)[0], FetchError, checkpoint,
                                   beam_size)
     emit_results(list(urls), results, as_json)
@@ -311,12 +314,15 @@ def evaluate(data, split, checkpoints, combine, beam_size, limit, out, no_java) 
 
 
 def _serve_options(fn):
-    """One flag per Config setting (the README's table), so the flags, the variables and the dataclass cannot
-    drift apart; unset flags leave the ALT_TEXT_* variables and the defaults in force."""
+    """One flag per Config setting (the table in docs/service.md), so the flags, the variables and the dataclass
+    cannot drift apart; unset flags leave the ALT_TEXT_* variables and the defaults in force."""
     from .service.config import Config
+    from .settings import Settings
 
     plural = {"api_keys": "--api-key", "cors_origins": "--cors-origin"}  # repeatable, one value each
-    for f in reversed(fields(Config)):
+    shared = {f.name for f in fields(Settings)}  # listed after the service's own (the model first)
+    ordered = sorted(fields(Config), key=lambda f: f.name in shared)
+    for f in reversed(ordered):
         if "help" not in f.metadata:
             continue  # not a deployment setting (test switches)
         name = plural.get(f.name, "--" + f.name.replace("_", "-"))
@@ -339,8 +345,8 @@ def _serve_options(fn):
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Processes; each loads its own model copy and batching worker.")
 @click.option("--threads", default=64, show_default=True, type=click.IntRange(1, 256),
-              help="Request threads per process: most wait on the model, so enough of them keep cached and "
-                   "invalid requests from queueing behind uncached ones.")
+              help="Request threads per process for what does not wait for the model (cached and invalid "
+                   "requests, refusals); requests waiting for the model use threads of their own (--backlog).")
 @_serve_options
 def serve(host, port, workers, threads, **options) -> None:
     """Run the HTTP service under gunicorn. Every setting can also come from ALT_TEXT_* variables."""

@@ -1,6 +1,7 @@
-"""The describe pipeline in this process, configured by the ALT_TEXT_* settings the service reads too, so that
-``alt-text file``, ``alt-text url`` and the audit's suggestions say what the service would say. Below both the CLI
-and the audit, which each turn :class:`DescriberUnavailable` into their own one-line error."""
+"""The describe pipeline in this process, configured by the ALT_TEXT_* settings the service reads too (the policy,
+the wording and OCR of :class:`server.settings.Settings`), so that ``alt-text file``, ``alt-text url`` and the
+audit's suggestions say what the service would say. Below both the CLI and the audit, which each turn
+:class:`DescriberUnavailable` into their own one-line error."""
 from __future__ import annotations
 
 
@@ -13,10 +14,10 @@ def load_describer(checkpoint: str | None, beam_size: int = 3, device: str | Non
     from model.checkpoint import CheckpointError
 
     from .describe import Describer, HeadsError
-    from .service.config import Config
+    from .settings import Settings
 
     try:
-        cfg = Config.from_env(load_model=False)
+        cfg = Settings.from_env()
     except (TypeError, ValueError) as e:
         raise DescriberUnavailable(str(e)) from None
     try:

@@ -123,7 +123,7 @@ def running_service(log_dir: Path, threads: int = 8, workers: int = 1, **setting
         yield base
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(60)  # a stop with requests in flight drains them: up to the graceful timeout (50 s by default)
         log.close()
 
 

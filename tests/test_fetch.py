@@ -400,6 +400,26 @@ def test_literal_addresses_never_reach_the_resolver():
     assert resolver.calls == []
 
 
+def test_what_needs_no_dns_is_refused_without_it():
+    """check_public_without_dns (the service's refusal before its cache) refuses every hostile URL a public-only
+    fetch refuses without a DNS lookup, with the fetch's own error; only names that DNS must judge pass."""
+    from server.netsafe import check_public_without_dns
+    from server.netsafe.addresses import needs_dns
+    from server.netsafe.urls import parse_host
+
+    for url, code in SSRF_CASES:
+        try:
+            check_public_without_dns(url)
+        except FetchError as e:
+            assert e.code == code, (url, e.code, e.message)
+        else:
+            assert needs_dns(*parse_host(urllib.parse.urlsplit(url).hostname)), url
+    assert check_public_without_dns("http://public.test:8080/a.png").port == 8080
+    with pytest.raises(FetchError) as info:
+        check_public_without_dns(f"http://{PUBLIC_V4}:8080/", FetchLimits(allowed_ports=frozenset({80, 443})))
+    assert info.value.code == "port_not_allowed"
+
+
 def test_blocked_message_does_not_reveal_the_resolved_address():
     with pytest.raises(FetchError) as info:
         resolve_public("multi.test", 80, stub_resolver(HOSTILE_NAMES))

@@ -150,7 +150,7 @@ def test_cli_url_reports_an_unreachable_service():
 
 
 def test_clients_read_the_published_limits(gunicorn):
-    from server.service.client import DEFAULT_LIMITS, service_limits
+    from server.client import DEFAULT_LIMITS, service_limits
 
     assert service_limits(gunicorn) == {"max_images": 16, "max_body_bytes": 20_000_000}
     assert service_limits("http://127.0.0.1:9") == DEFAULT_LIMITS  # nothing answers: the defaults
@@ -364,7 +364,7 @@ def test_early_answers_reach_their_requests_before_the_batch_ends_and_survive_a_
 
 
 def test_service_limits_ignore_answers_that_are_not_limits(monkeypatch):
-    from server.service import client
+    from server import client
 
     class Answer:
         status_code = 200

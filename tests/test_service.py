@@ -136,7 +136,7 @@ def test_large_images_are_reduced_on_decode():
 
 
 def test_cache_failures_do_not_fail_requests(make_client, monkeypatch):
-    from server.service.cache import SQLiteCache
+    from server.cache import SQLiteCache
 
     def broken(*args):
         raise RuntimeError("disk full")
@@ -150,6 +150,23 @@ def test_cache_failures_do_not_fail_requests(make_client, monkeypatch):
 def test_url_index_is_never_consulted_for_an_invalid_url(make_client):
     res = make_client().get("/v1/alt-text", query_string={"url": "file:///etc/passwd"}).get_json()["results"][0]
     assert res["error"]["code"] == "unsupported_scheme"
+
+
+def test_a_url_is_refused_for_its_length_as_every_fetch_refuses_it(make_client):
+    """One limit on a URL's length, the fetch layer's (server/netsafe/limits.py): a 5000-character URL is judged on
+    its address by the service as by the CLI and the audit (fetch_bytes), a longer one than the limit is refused
+    by all with the same error."""
+    from server.netsafe import MAX_URL_LENGTH, FetchError, fetch_bytes
+
+    long = "http://10.0.0.1/" + "a" * (5000 - len("http://10.0.0.1/"))  # private: refused without any packet
+    too_long = "http://10.0.0.1/" + "a" * MAX_URL_LENGTH
+    assert len(long) == 5000 < MAX_URL_LENGTH < len(too_long)
+    res = make_client().post("/v1/alt-text", json={"images": [{"url": long}, {"url": too_long}]}).get_json()
+    for url, r in zip((long, too_long), res["results"]):
+        with pytest.raises(FetchError) as info:
+            fetch_bytes(url)
+        assert (r["error"]["code"], r["error"]["message"]) == (info.value.code, info.value.message)
+    assert [r["error"]["code"] for r in res["results"]] == ["blocked_address", "invalid_url"]
 
 
 def test_decompression_bomb_is_refused_before_decoding(make_client):
@@ -342,7 +359,7 @@ def test_requests_json_shape_is_stable(make_client):
 def test_sqlite_cache_prunes_expired_urls_and_old_results(tmp_path):
     import threading
 
-    from server.service.cache import SQLiteCache
+    from server.cache import SQLiteCache
 
     cache = SQLiteCache(tmp_path / "c.sqlite3", ttl=-1, max_results=5)  # every URL entry is born expired
     cache.prune_every = 4
@@ -531,7 +548,7 @@ def test_the_loopback_test_switch_needs_testing_mode_too(caplog):
 # -- a failing cache costs milliseconds, never the service --------------------------------------------------
 
 def test_a_failing_cache_is_bypassed_for_a_while_and_logged_once(caplog):
-    from server.service.cache import FailSafeCache
+    from server.cache import FailSafeCache
 
     class Broken:
         calls = 0
@@ -553,7 +570,7 @@ def test_a_failing_cache_is_bypassed_for_a_while_and_logged_once(caplog):
 
 
 def test_a_cache_that_cannot_open_degrades_and_recovers(tmp_path):
-    from server.service.cache import FailSafeCache, SQLiteCache
+    from server.cache import FailSafeCache, SQLiteCache
 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
@@ -721,7 +738,7 @@ def _in_thread(fn):
 
 
 def test_the_cache_gauge_changes_with_the_cache_not_with_scrapes(make_client, monkeypatch):
-    from server.service.cache import FailSafeCache, SQLiteCache
+    from server.cache import FailSafeCache, SQLiteCache
 
     changes = []
     broken = [True]

@@ -55,9 +55,8 @@ def load_describer(checkpoint: str | None, beam_size: int):
 def _suggester(crawler: Crawler, server_url, api_key, checkpoint, beam_size, concurrency):
     """Build the suggestion pipeline before crawling, so that a bad checkpoint or a dead service fails in a
     second, not after an hour of crawling."""
-    from server.netsafe.fetch import FetchLimits
-    from server.service.cache import NoCache, open_cache
-    from server.service.config import Config
+    from server.cache import NoCache, open_cache
+    from server.settings import Settings
 
     from .suggest import (
         ImageSource,
@@ -68,9 +67,8 @@ def _suggester(crawler: Crawler, server_url, api_key, checkpoint, beam_size, con
     )
 
     try:
-        cfg = Config.from_env(load_model=False)
-        limits = FetchLimits(max_bytes=cfg.max_image_bytes, total_timeout=cfg.fetch_timeout,
-                             max_pixels=cfg.max_pixels)  # never the service's loopback test switch
+        cfg = Settings.from_env()
+        limits = cfg.fetch_limits(test_loopback=False)  # never the service's loopback test switch
     except (TypeError, ValueError) as e:
         raise click.ClickException(f"bad ALT_TEXT_* setting: {e}") from None
     try:

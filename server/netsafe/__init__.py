@@ -8,6 +8,7 @@ site), :mod:`.redirects` (the one redirect rule), :mod:`.deadline` and :mod:`.bo
 deadline), :mod:`.fetch` (the transport and :class:`Fetcher`), :mod:`.images` (decoding within limits).
 """
 
+from .addresses import check_public_without_dns
 from .errors import FetchError
 from .fetch import IMAGE_ACCEPT, Fetcher, Response, decode_fetched, fetch_bytes, fetch_image
 from .images import ImageError, decode_image, read_image_file
@@ -18,5 +19,5 @@ from .urls import check_url, encode_host
 
 __all__ = ["DEFAULT_LIMITS", "FetchError", "FetchLimits", "Fetcher", "IMAGE_ACCEPT", "ImageError", "MAX_REDIRECTS",
            "MAX_URL_LENGTH", "OWN_SITE", "PUBLIC_ONLY", "Policy", "REDIRECT_STATUSES", "Redirects", "Response",
-           "check_url", "decode_fetched", "decode_image", "encode_host", "fetch_bytes", "fetch_image",
-           "read_image_file"]
+           "check_public_without_dns", "check_url", "decode_fetched", "decode_image", "encode_host", "fetch_bytes",
+           "fetch_image", "read_image_file"]

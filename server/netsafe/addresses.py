@@ -12,7 +12,7 @@ import socket
 
 from .errors import FetchError
 from .limits import DEFAULT_LIMITS, FetchLimits, loopback_allow_set
-from .urls import Address, parse_host
+from .urls import DEFAULT_PORTS, Address, check_url, parse_host
 
 
 def _nets(*cidrs: str) -> tuple:
@@ -75,6 +75,24 @@ def is_public_address(ip) -> bool:
 
 def is_localhost_name(name: str) -> bool:
     return name == "localhost" or name.endswith(".localhost")  # RFC 6761: always loopback
+
+
+def needs_dns(name: str, literal: Address | None) -> bool:
+    """Whether judging a host (as :func:`~server.netsafe.urls.parse_host` gives it) needs a DNS lookup: not for an
+    IP literal or a ``localhost`` name."""
+    return literal is None and not is_localhost_name(name)
+
+
+def check_public_without_dns(url: str, limits: FetchLimits = DEFAULT_LIMITS):
+    """Refuse, before any DNS lookup, what a public-only fetch of ``url`` would refuse without one: a URL
+    :func:`~server.netsafe.urls.check_url` refuses, and a host that is an IP literal or a ``localhost`` name
+    :func:`resolve_public` refuses (a non-public address, a port ``limits`` do not allow). A host name that only
+    DNS can judge passes: the fetch judges it. Returns the URL's parts; raises FetchError."""
+    parts = check_url(url)
+    name, literal = parse_host(parts.hostname)
+    if not needs_dns(name, literal):
+        resolve_public(name, parts.port or DEFAULT_PORTS[parts.scheme.lower()], limits=limits)
+    return parts
 
 
 def resolve_public(host: str, port: int, resolver=socket.getaddrinfo,

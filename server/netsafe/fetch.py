@@ -43,7 +43,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from .addresses import is_localhost_name, is_public_address, resolve_public  # noqa: F401 (the module's API)
+from .addresses import is_localhost_name, is_public_address, needs_dns, resolve_public  # noqa: F401 (the API)
 from .body import read_body as read_capped
 from .deadline import Deadline
 from .errors import FetchError, refused_redirect
@@ -157,7 +157,7 @@ _DNS_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_pre
 
 def _resolve_within(deadline: Deadline, name: str, literal: Address | None, port: int, resolver,
                     limits: FetchLimits) -> list[Address]:
-    if literal is not None or is_localhost_name(name):  # nothing to look up: no thread to wait on
+    if not needs_dns(name, literal):  # nothing to look up: no thread to wait on
         return resolve_public(name, port, resolver, limits)
     future = _DNS_POOL.submit(resolve_public, name, port, resolver, limits)
     try:

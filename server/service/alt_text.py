@@ -23,19 +23,16 @@ import weakref
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ..cache import Cache, image_key
 from ..describe import Describer, Evidence
-from ..netsafe.addresses import is_localhost_name, resolve_public
-from ..netsafe.fetch import FetchError, check_url, decode_fetched, fetch_bytes
-from ..netsafe.urls import DEFAULT_PORTS, parse_host
+from ..netsafe import FetchError, check_public_without_dns, decode_fetched, fetch_bytes
 from .admission import Admission
 from .batcher import BatchWorker, WorkerStopped
-from .cache import Cache, image_key
 from .config import Config
 from .metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
-MAX_URL_LENGTH = 4096
 REQUEST_DEADLINE = 60.0  # seconds one request may take, fetching and the model together, all its images
 FETCHES_PER_CLIENT = 4  # URLs one client may have in flight at once, whatever its number of requests
 
@@ -200,14 +197,11 @@ class AltTextService:
         if url is not None:
             if not isinstance(url, str) or not url.strip():
                 raise ImageFailure("invalid_url", "'url' must be a non-empty string", 400)
-            if len(url) > MAX_URL_LENGTH:
-                raise ImageFailure("invalid_url", f"the URL is longer than {MAX_URL_LENGTH} characters", 400)
             try:
-                parts = check_url(url)  # refuse a malformed or non-http URL before the cache could answer for it
-                name, literal = parse_host(parts.hostname)
-                if literal is not None or is_localhost_name(name):  # no DNS to wait for: a private address is
-                    resolve_public(name, parts.port or DEFAULT_PORTS[parts.scheme.lower()], limits=self.limits)
-                hit = self.cache.get_url(url, self.cache_version)  # refused now, as cheaply as a cached one
+                # A malformed or non-http URL, or a private address that needs no DNS to tell, is refused before
+                # the cache could answer for it, as cheaply as a cached one is answered.
+                check_public_without_dns(url, self.limits)
+                hit = self.cache.get_url(url, self.cache_version)
             except FetchError as e:
                 raise ImageFailure(e.code, e.message, e.status) from None
             if hit:

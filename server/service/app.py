@@ -17,13 +17,13 @@ from flask_limiter import HeaderNames, Limiter
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ..cache import FailSafeCache, check_cache_settings, open_cache
 from ..describe import Describer
 from ..describe.ocr import Ocr
 from ..describe.ocr import available as ocr_available
 from . import tuning
 from .admission import Overloaded
 from .alt_text import SHUTTING_DOWN, AltTextService, ServiceClosing
-from .cache import FailSafeCache, check_cache_settings, open_cache
 from .config import Config
 from .metrics import CONTENT_TYPE, ServiceMetrics
 from .model_process import ModelProcess, ModelProcessError
