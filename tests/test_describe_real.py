@@ -7,10 +7,12 @@ import base64
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 import requests
 from click.testing import CliRunner
 from conftest import REPO, running_service
@@ -20,7 +22,7 @@ from model.checkpoint import file_digest
 from server.describe import Describer, Heads, heads_path
 from server.describe import ocr as ocr_module
 from server.describe.heads import calibration_features
-from server.netsafe.images import read_image_file
+from server.netsafe.images import decode_image, read_image_file
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not heads_path(default_checkpoint_path()).is_file(), reason="no fitted heads")]
@@ -151,3 +153,41 @@ def test_the_model_stage_delivers_each_image_when_its_caption_is_done(describer)
     assert all(out is outputs[i] for i, out in got)
     plain = describer.run_model(images)
     assert [o.caption for o in plain] == [o.caption for o in outputs]
+
+
+# -- icons named by their meaning -------------------------------------------------------------------------------
+
+BOOTSTRAP = REPO / "extension" / "node_modules" / "bootstrap-icons" / "icons"  # a devDependency of the extension
+ICONS = {"search": "meaning:search", "house": "meaning:home", "list": "meaning:menu", "x": "meaning:close",
+         "gear": "meaning:settings", "cart": "meaning:cart", "envelope": "meaning:mail", "trash": "meaning:delete",
+         "download": "meaning:download", "bell": "meaning:notifications"}
+
+
+def rendered(svg: Path, size: int, colour: str, background: str | None) -> Image.Image:
+    """The icon as a page shows it: rendered by librsvg, in a colour, on a background or none."""
+    import subprocess
+
+    text = svg.read_text().replace("currentColor", colour)
+    png = subprocess.run(["rsvg-convert", "-w", str(size), "-h", str(size)] + (
+        ["-b", background] if background else []), input=text.encode(), capture_output=True, check=True).stdout
+    return decode_image(png)
+
+
+@pytest.mark.skipif(not BOOTSTRAP.is_dir() or shutil.which("rsvg-convert") is None,
+                    reason="needs extension/node_modules (npm ci) and librsvg's rsvg-convert")
+def test_common_interface_icons_are_named_by_their_meaning_and_never_wrongly(describer):
+    """Real icons as pages draw them (Bootstrap Icons, a set the shipped head learned from: what pages mostly use),
+    in three styles: most are named, none wrongly, and a named icon names its button ("Search")."""
+    from server.describe.meanings import Vocabulary
+
+    vocab, said, total = Vocabulary.load(), 0, 0
+    for name, meaning in ICONS.items():
+        for size, colour, background in ((24, "#212529", "white"), (32, "#0d6efd", None), (20, "white", "#6c757d")):
+            r = describer.describe([rendered(BOOTSTRAP / f"{name}.svg", size, colour, background)])[0]
+            total += 1
+            assert r["kind"] in ("icon", "logo", "illustration", "unknown"), (name, r)
+            if r["meaning"]:
+                assert "meaning:" + r["meaning"]["id"] == meaning, (name, size, r["meaning"])
+                assert r["alt"] == f"Icon: {vocab.get(meaning).label}." and r["control_name"] == r["meaning"]["label"]
+                said += 1
+    assert said >= total // 2, f"{said} of {total} named"

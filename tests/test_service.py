@@ -298,6 +298,9 @@ def test_cors_allows_extensions_and_configured_origins_only(make_client, origin,
     assert (got == origin) if allowed else (got is None)
     r = client.post("/v1/alt-text", json={"images": [{"data": b64(png())}]}, headers={"Origin": origin})
     assert (r.headers.get("Access-Control-Allow-Origin") == origin) == allowed
+    if allowed:  # the extension must be able to read when to ask again
+        exposed = {h.strip().lower() for h in r.headers.get("Access-Control-Expose-Headers", "").split(",")}
+        assert {"retry-after", "ratelimit-reset"} <= exposed
 
 
 def test_health_readiness_metrics_and_openapi(make_client, captioner):

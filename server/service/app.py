@@ -276,8 +276,10 @@ def create_app(config: Config | None = None, captioner=None, describer=None) -> 
     limiter.shared_limit(f"{max(cfg.rate_limit, 1)}/minute", scope="alt-text-api", cost=images_in_request,
                          exempt_when=lambda: request.method == "OPTIONS")(api)
 
+    # the extension reads when to ask again: a browser hides response headers that CORS does not expose
     CORS(app, resources={r"/v1/*": {"origins": [*EXTENSION_ORIGINS, *cfg.cors_origins]}},
-         allow_headers=["Content-Type", "X-API-Key"], methods=["GET", "POST", "OPTIONS"], max_age=600)
+         allow_headers=["Content-Type", "X-API-Key"], methods=["GET", "POST", "OPTIONS"], max_age=600,
+         expose_headers=["Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"])
     app.register_blueprint(api)
     app.register_blueprint(ops)
     if cfg.trusted_proxies:  # behind N proxies every request comes from a proxy: rate-limit the real client
