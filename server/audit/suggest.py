@@ -5,7 +5,7 @@ Decorative candidates (tiny, spacer files, the same image repeated on a page; ``
 rules) are not described: describing a spacer would be wrong advice. Image buttons and image-map links are never
 called decorative, since they must say what they do. Everything else with an image file goes through the describe
 pipeline (:mod:`server.describe`, the one the service runs: the same kinds, text, thresholds and wording), batched
-(``batch_size`` images per model call) and cached in the service's cache (:mod:`server.service.cache`: image bytes hash +
+(``batch_size`` images per model call) and cached in the service's cache (:mod:`server.cache`: image bytes hash +
 pipeline namespace, plus the URL index), so a second audit of the same site costs no model time and no fetches.
 Where the pipeline withholds a description, the suggestion says why and offers no text to copy.
 
