@@ -101,3 +101,57 @@ podman stop -t 30 "$NAME" >/dev/null
 code="$(podman inspect -f '{{.State.ExitCode}}' "$NAME")"
 [ "$code" = 0 ] || { podman logs "$NAME" 2>&1 | tail -n 30 >&2; echo "check_container: exit $code after SIGTERM" >&2; exit 1; }
 echo "check_container: ok ($IMAGE: builds, describes, serves /readyz, stops cleanly on SIGTERM)" >&2
+
+# The compose file as users run it (podman-compose), with two changes it cannot do without here: the image just
+# built instead of a second build, and Redis from a local image (no registry of images can be reached), both with
+# this shell's limits. It publishes port 8000 as the file says. An image described once is then cached in Redis.
+if ! command -v podman-compose >/dev/null 2>&1; then
+    echo "check_container: compose skipped: podman-compose is not installed (pip install podman-compose)" >&2
+    exit 0
+fi
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/alt-text-compose.XXXXXX")"
+project="altcheck$$"
+compose_down() { (cd "$WORK" && podman-compose -p "$project" -f "$ROOT/scripts/deploy/compose.yaml" \
+    -f "$WORK/override.yaml" down -t 30 >/dev/null 2>&1) || true; rm -rf "$WORK"; cleanup; }
+trap compose_down EXIT
+printf 'FROM %s\nRUN apt-get update && apt-get install -y --no-install-recommends redis-server && rm -rf /var/lib/apt/lists/*\n' \
+    "$BASE" > "$WORK/Redisfile"
+podman build --network host "${limits[@]}" -f "$WORK/Redisfile" -t localhost/redis-check "$WORK" >/dev/null
+cat > "$WORK/override.yaml" <<YAML
+services:
+  alt-text:
+    image: $IMAGE
+    ulimits: {nofile: $(ulimit -Hn), nproc: $nproc}
+  redis:
+    image: localhost/redis-check
+    ulimits: {nofile: $(ulimit -Hn), nproc: $nproc}
+YAML
+echo "check_container: compose up (alt-text and Redis)" >&2
+(cd "$WORK" && podman-compose -p "$project" -f "$ROOT/scripts/deploy/compose.yaml" -f "$WORK/override.yaml" \
+    up -d --no-build >/dev/null)
+ready=0
+PORT=8000
+for _ in $(seq 1 120); do
+    if python3 -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:$PORT/readyz', timeout=3).status != 200)" 2>/dev/null; then
+        ready=1; break
+    fi
+    sleep 2
+done
+service() { podman ps -q --filter "label=io.podman.compose.project=$project" --filter "label=com.docker.compose.service=$1"; }
+[ "$ready" = 1 ] || { podman logs "$(service alt-text)" 2>&1 | tail -n 30 >&2; echo "check_container: compose: /readyz never answered 200" >&2; exit 1; }
+python3 - "$PORT" "$ROOT/tests/data/cat.jpg" <<'PY'
+import base64, json, sys, urllib.request
+port, image = sys.argv[1], open(sys.argv[2], "rb").read()
+ready = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz"))
+assert ready["cache"]["state"] == "ok", ready
+def ask():
+    body = json.dumps({"images": [{"data": base64.b64encode(image).decode()}]}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/alt-text", body, {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=120))["results"][0]
+first, second = ask(), ask()
+assert first["alt"] and not first["cached"] and second["cached"] and second["alt"] == first["alt"], (first, second)
+print(f"  compose: {first['alt']!r}, then from the Redis cache", file=sys.stderr)
+PY
+podman exec "$(service redis)" redis-cli dbsize | grep -qv '^0$' \
+    || { echo "check_container: compose: nothing was cached in Redis" >&2; exit 1; }
+echo "check_container: compose ok (alt-text with Redis: ready, describes, caches in Redis)" >&2
