@@ -7,8 +7,8 @@ every image anyway; for icon meanings, those of the image's glyph view (``glyph.
 white, whatever colours and framing the page gave it), one more encoder pass made only for images the kind head
 takes for icons, logos or drawings. A linear layer (meanings and brands) or one hidden layer (chart types) over the
 classes of ``meanings.json`` plus "other"; fitted and validated leave one icon set (or plotting library) out by
-``scripts/fit_meanings.py`` and stored in the checkpoint's heads file. A class is said only at or above the threshold chosen on the held-out sets (brands
-have their own: ``decision.sure_class`` applies them).
+``scripts/fit_meanings.py`` and stored in the checkpoint's heads file. A class is said only at or above the
+threshold chosen on the held-out sets (brands have their own: ``decision.sure_class`` applies them).
 """
 from __future__ import annotations
 
@@ -94,8 +94,10 @@ class MeaningHead:
 
     def top(self, pooled: np.ndarray, grid9: np.ndarray | None, k: int = 3) -> list[dict[str, float]]:
         """Per image, its ``k`` likeliest classes ("other" among them) and their probabilities, likeliest first."""
-        return [{self.classes[i]: round(float(row[i]), 4) for i in np.argsort(-row)[:k]}
-                for row in self.probs(pooled, grid9)]
+        return self._top(self.probs(pooled, grid9), k)
+
+    def _top(self, probs: np.ndarray, k: int) -> list[dict[str, float]]:
+        return [{self.classes[i]: round(float(row[i]), 4) for i in np.argsort(-row)[:k]} for row in probs]
 
     def glyph_probs(self, captioner, images: list) -> np.ndarray:
         """[B, K] class probabilities of images (PIL) through their glyph views: one more encoder pass."""
@@ -107,8 +109,7 @@ class MeaningHead:
 
     def top_glyphs(self, captioner, images: list, k: int = 3) -> list[dict[str, float]]:
         """As ``top``, for a head that reads glyphs."""
-        return [{self.classes[i]: round(float(row[i]), 4) for i in np.argsort(-row)[:k]}
-                for row in self.glyph_probs(captioner, images)]
+        return self._top(self.glyph_probs(captioner, images), k)
 
     # -- storage, inside the heads file -------------------------------------------------------------------------
 
