@@ -8,9 +8,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,21 @@ def shapes_checkpoint(shapes_dataset, feature_cache, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shapes-run")
     Trainer(tiny_train_config(shapes_dataset, out, feature_cache, epochs=15)).run()
     return out / "best.safetensors"
+
+
+class LoopbackHTTP:
+    """An HTTP server on a free loopback port, answering in a daemon thread: the test sites and stand-in services
+    that tests talk to instead of the network outside this machine."""
+
+    def __init__(self, handler):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def free_port() -> int:

@@ -3,11 +3,11 @@ Retry-After says, up to a cap."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from conftest import LoopbackHTTP
 
 from server.client import DEFAULT_LIMITS, ServiceClient, ServiceError, image_data
 
@@ -52,13 +52,11 @@ class Service:
                     return self._send(status, {"error": {"code": "busy", "message": "try later"}}, headers)
                 self._send(200, {"results": [{"alt": f"image {i}"} for i in range(len(images))]})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LoopbackHTTP(Handler)
+        self.url = self.http.url
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture

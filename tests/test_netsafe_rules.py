@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import io
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from conftest import LoopbackHTTP
 from PIL import Image
 
 from server.audit.crawl import CrawlConfig, Crawler, FetchFailure, Site, normalize_url
@@ -75,17 +75,14 @@ class Server:
                     return
                 self._send(404)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.root = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LoopbackHTTP(Handler)
+        self.port, self.root = self.http.port, self.http.url
 
     def limits(self, **kw) -> FetchLimits:
         return FetchLimits(test_allow_loopback=(f"127.0.0.1:{self.port}",), **kw)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture(scope="module")
