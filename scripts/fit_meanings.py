@@ -90,10 +90,31 @@ def honesty_held_out(entries: list[dict], honesty_list: Path) -> list[dict]:
     return kept
 
 
+def relabelled(entries: list[dict], icons: Path) -> list[dict]:
+    """The icons labelled by ``meanings.json`` as it is now, from their file names: the set keeps the labels of the
+    vocabulary it was gathered with, and a name added since (a synonym, a label corrected) must count without
+    rendering the set again (which would change every file and its cached features)."""
+    vocab = Vocabulary.load()
+    si = icons / "npm" / "node_modules" / "simple-icons" / "data" / "simple-icons.json"
+    if not si.exists():
+        return entries
+    data = json.loads(si.read_text())
+    brands = {i["slug"]: i["title"] for i in (data if isinstance(data, list) else data["icons"])}
+    out = []
+    for e in entries:
+        brand_set = e["family"] == "simple-icons" or (e["family"] == "fontawesome" and e.get("set_style") == "brands")
+        out.append(dict(e, label=vocab.label_for(e["name"], brand_set=brand_set, brands=brands) or OTHER))
+    changed = sum(a["label"] != b["label"] for a, b in zip(entries, out))
+    log.info("%d icons labelled otherwise by the vocabulary as it is now", changed)
+    return out
+
+
 def select(manifest: list[dict], args) -> tuple[list[dict], np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(entries learned from, their rows in the manifest, class index, family, classes): the honesty set's dev and
     test icons and "variant" icons left out, and at most 150 of a family's icons whose class is too rare ("other")."""
     vocab = Vocabulary.load()
+    if args.task == "meaning":
+        manifest = relabelled(manifest, args.icons)
     kept = {id(e) for e in honesty_held_out(manifest, args.honesty_list)}
     rows = [i for i, e in enumerate(manifest) if id(e) in kept and not (  # "battery-40": neither "battery" nor other
         args.task == "meaning" and e["label"] == OTHER and vocab.variant_of(e["name"]))]

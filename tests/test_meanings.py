@@ -3,6 +3,8 @@ brand, a title or nothing (blank images, text that does not read as language). F
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +53,8 @@ def test_each_name_belongs_to_one_meaning_or_brand():
     ("MagnifyingGlass", "meaning:search"), ("info-circle", "meaning:info"), ("x", "meaning:close"),
     ("chevron-right", "meaning:arrow-right"), ("arrow_back_ios", "meaning:arrow-left"),
     ("logo-github", "brand:github"), ("mark-github-16", "brand:github"), ("square-github", "brand:github"),
+    ("circle-stack", "meaning:database"), ("stack", "meaning:layers"),  # the full name before the one without "circle"
+    ("chevron-double-left", "meaning:arrow-left"), ("list-ol", "meaning:list"), ("pricetags-outline", "meaning:tag"),
     ("logo-usd", None),  # a logo the vocabulary does not know is not a meaning
     ("dna", None),
 ])
@@ -78,6 +82,7 @@ def test_icon_tokens_drop_style_words_only():
     assert icon_tokens("home_outlined") == ["home"]
     assert icon_tokens("arrow-left-circle-fill") == ["arrow", "left"]
     assert icon_tokens("go-home-symbolic") == ["go", "home"]
+    assert icon_tokens("circle-stack", keep_style=True) == ["circle", "stack"]
 
 
 def test_brand_named_by_its_whole_text_only():
@@ -277,3 +282,16 @@ def test_a_one_colour_glyph_on_a_transparent_background_is_not_blank():
     im.save(buf, "PNG")
     r = said(icon_evidence("meaning:search", pixels=pixel_stats(decode_image(buf.getvalue()))))
     assert r["kind"] == "icon" and r["alt"] == "Icon: Search."
+
+
+def test_the_fit_labels_icons_by_the_vocabulary_as_it_is_now(tmp_path):
+    """A synonym added since the icon set was gathered counts without rendering the set again."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from fit_meanings import relabelled
+    data = tmp_path / "npm" / "node_modules" / "simple-icons" / "data"
+    data.mkdir(parents=True)
+    (data / "simple-icons.json").write_text(json.dumps([{"slug": "debian", "title": "Debian"}]))
+    entries = [{"name": "circle-stack", "family": "heroicons", "label": "other"},
+               {"name": "debian", "family": "simple-icons", "label": "other"},
+               {"name": "dna", "family": "lucide", "label": "other"}]
+    assert [e["label"] for e in relabelled(entries, tmp_path)] == ["meaning:database", "brand:debian", "other"]

@@ -20,15 +20,15 @@ OTHER = "other"  # the head's class for icons that mean nothing in the vocabular
 # "solid", freedesktop's "-symbolic", sizes, containers like "circle" in "info-circle").
 STYLE_TOKENS = frozenset(
     "outline outlined filled fill solid regular light thin bold duotone sharp round rounded two tone twotone "
-    "symbolic alt variant mini micro small sm lg o 12 16 18 20 22 24 28 32 48 64 circle square".split())
+    "symbolic alt variant mini micro small sm lg o 12 16 18 20 22 24 28 32 48 64 circle square ios".split())
 BRAND_TOKENS = frozenset(("logo", "brand", "brands", "mark"))
 
 
-def icon_tokens(stem: str) -> list[str]:
+def icon_tokens(stem: str, keep_style: bool = False) -> list[str]:
     """An icon file name as the vocabulary's words: "MagnifyingGlass", "search_outline", "edit-find-symbolic" ->
-    ["magnifying", "glass"], ["search"], ["edit", "find"]."""
+    ["magnifying", "glass"], ["search"], ["edit", "find"] (``keep_style``: style words kept)."""
     stem = re.sub(r"([a-z0-9])([A-Z])", r"\1-\2", stem)
-    return [t for t in re.split(r"[-_. ]+|--", stem.lower()) if t and t not in STYLE_TOKENS]
+    return [t for t in re.split(r"[-_. ]+|--", stem.lower()) if t and (keep_style or t not in STYLE_TOKENS)]
 
 
 @dataclass(frozen=True)
@@ -103,5 +103,7 @@ class Vocabulary:
             return "brand:" + slug if brands and slug in brands else None
         if len(bare) != len("-".join(tokens)):
             return None  # "logo-usd": a logo the vocabulary does not know
-        name = "-".join(tokens)
-        return "meaning:" + self._meaning_names[name] if name in self._meaning_names else None
+        for name in ("-".join(icon_tokens(stem, keep_style=True)), "-".join(tokens)):  # "circle-stack" before "stack"
+            if name in self._meaning_names:
+                return "meaning:" + self._meaning_names[name]
+        return None
