@@ -266,13 +266,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--view", choices=("page", "glyph"), default="page",
                     help="page: the encoder's features of the image as shown (chart types); glyph: of its glyph view, "
                          "the icon's shape whatever its colours (server/describe/glyph.py; icon meanings, as shipped)")
-    ap.add_argument("--pooled-components", type=int, default=256)
-    ap.add_argument("--grid-components", type=int, default=32)
+    ap.add_argument("--pooled-components", type=int, default=None,
+                    help="principal directions of the pooled features (default: 512 for meanings, 256 for chart "
+                         "types, as shipped: 512 said 27.6 %% of the held-out icons' meanings at 4.9 %% wrong, 256 "
+                         "24.1 %% at 5.0 %%, 1024 28.2 %% at 5.0 %% with a lower top-1)")
+    ap.add_argument("--grid-components", type=int, default=None,
+                    help="... and of each grid cell (default: 64 for meanings, 32 for chart types)")
     ap.add_argument("--report", type=Path, default=Path("runs/meanings/report.json"))
     ap.add_argument("--no-write", action="store_true", help="validate only")
     args = ap.parse_args(argv)
     if args.hidden is None:
         args.hidden = 0 if args.task == "meaning" else 512
+    if args.pooled_components is None:
+        args.pooled_components = 512 if args.task == "meaning" else 256
+    if args.grid_components is None:
+        args.grid_components = 64 if args.task == "meaning" else 32
     if args.epochs is None:
         args.epochs = 30 if args.hidden else 80
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
