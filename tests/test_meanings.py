@@ -240,6 +240,17 @@ def test_charts_are_named_by_type_and_title(ev, alt, chart_type):
     assert (r["chart_type"] or {}).get("id") == chart_type
 
 
+def test_an_illustration_the_chart_head_is_sure_is_a_map_is_said_as_a_map():
+    ev = icon_evidence(kind="illustration")
+    ev.chart_probs, ev.chart_labels, ev.chart_threshold = {"chart:map": 0.87, "chart:area": 0.13}, {
+        "chart:map": "Map", "chart:area": "Area chart"}, 0.51
+    assert said(ev)["alt"] == "Map." and said(ev)["kind"] == "chart"
+    ev.chart_probs = {"chart:map": 0.8, "chart:area": 0.2}  # an illustration the head half takes for a map
+    assert said(ev)["alt"] == "Illustration."
+    ev.chart_probs = {"chart:area": 0.9, "chart:map": 0.1}  # other chart types are not guessed for illustrations
+    assert said(ev)["alt"] == "Illustration."
+
+
 def test_brands_have_their_own_threshold():
     ev = icon_evidence("brand:github", p=0.6, threshold=0.95)
     assert said(ev)["brand"] is None  # under the meanings' threshold, no brand threshold: not said
