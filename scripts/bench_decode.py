@@ -19,15 +19,18 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from model import Captioner
-from model.beam import beam_search, reference_beam_search
-from model.datasets import load_split
-from model.images import load_image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from the checkout, installed or not
+
+from model import Captioner  # noqa: E402
+from model.beam import beam_search, reference_beam_search  # noqa: E402
+from model.datasets import load_split  # noqa: E402
+from model.images import load_image  # noqa: E402
 
 
 def _timed(fn, repeats: int):

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import torch
 
-from model import Captioner
-from model.checkpoint import CheckpointError
-from model.datasets import DatasetError, load_split
-from model.encoders import UnknownEncoderError
-from model.features import model_grids
-from model.metrics import score
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from the checkout, installed or not
+
+from model import Captioner  # noqa: E402
+from model.checkpoint import CheckpointError  # noqa: E402
+from model.datasets import DatasetError, load_split  # noqa: E402
+from model.encoders import UnknownEncoderError  # noqa: E402
+from model.features import model_grids  # noqa: E402
+from model.metrics import score  # noqa: E402
 
 
 def ensemble_paths(spec: str) -> list[str | None]:
