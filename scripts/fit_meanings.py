@@ -40,6 +40,7 @@ from server.describe.glyph import SIZE as GLYPH_SIZE  # noqa: E402
 from server.describe.glyph import glyph_view  # noqa: E402
 from server.describe.meaning_head import MeaningHead, grid_summary  # noqa: E402
 from server.netsafe.images import decode_image  # noqa: E402
+from gather_icon_set import brand_names, icon_label  # noqa: E402  (beside this script: how the set labels icons)
 
 log = logging.getLogger("fit_meanings")
 
@@ -94,16 +95,12 @@ def relabelled(entries: list[dict], icons: Path) -> list[dict]:
     """The icons labelled by ``meanings.json`` as it is now, from their file names: the set keeps the labels of the
     vocabulary it was gathered with, and a name added since (a synonym, a label corrected) must count without
     rendering the set again (which would change every file and its cached features)."""
-    vocab = Vocabulary.load()
-    si = icons / "npm" / "node_modules" / "simple-icons" / "data" / "simple-icons.json"
-    if not si.exists():
+    modules = icons / "npm" / "node_modules"
+    if not (modules / "simple-icons").is_dir():
         return entries
-    data = json.loads(si.read_text())
-    brands = {i["slug"]: i["title"] for i in (data if isinstance(data, list) else data["icons"])}
-    out = []
-    for e in entries:
-        brand_set = e["family"] == "simple-icons" or (e["family"] == "fontawesome" and e.get("set_style") == "brands")
-        out.append(dict(e, label=vocab.label_for(e["name"], brand_set=brand_set, brands=brands) or OTHER))
+    vocab, brands = Vocabulary.load(), brand_names(modules)
+    out = [dict(e, label=icon_label(vocab, e["family"], e.get("set_style", ""), e["name"], brands) or OTHER)
+           for e in entries]
     changed = sum(a["label"] != b["label"] for a, b in zip(entries, out))
     log.info("%d icons labelled otherwise by the vocabulary as it is now", changed)
     return out

@@ -146,6 +146,13 @@ def brand_names(modules: Path) -> dict[str, str]:
     return {i["slug"]: i["title"] for i in icons}
 
 
+def icon_label(vocab: Vocabulary, family: str, set_style: str, stem: str, brands: dict[str, str]) -> str | None:
+    """The class an icon's file name gives it; every Simple Icons slug is a brand, but only in the brand sets
+    (Simple Icons, Font Awesome's "brands"): "x" is a close icon elsewhere."""
+    brand_set = family == "simple-icons" or (family == "fontawesome" and set_style == "brands")
+    return vocab.label_for(stem, brand_set=brand_set, brands=brands)
+
+
 # -- rendering -------------------------------------------------------------------------------------------------------
 
 def _coloured_svg(text: str, colour: str) -> str:
@@ -232,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         by_label: dict[str, list] = defaultdict(list)
         others = []
         for path, sub in files:
-            brand_set = family == "simple-icons" or (family == "fontawesome" and sub == "brands")
-            label = vocab.label_for(path.stem, brand_set=brand_set, brands=titles)
+            label = icon_label(vocab, family, sub, path.stem, titles)
             (by_label[label] if label else others).append((path, sub))
         for label, items in by_label.items():
             rng.shuffle(items)

@@ -208,7 +208,7 @@ def decide(ev: Evidence, policy: Policy) -> Decision:
                 kind = "logo" if key.startswith("brand:") else "icon"
                 return Decision(kind, False, False, "", True, None, meaning=key, label=label, p_meaning=p)
         if p_best >= policy.kind_min and p_best > p_photo and ev.familiar(best):  # the likeliest kind only
-            if best == "illustration" and (ev.chart_probs or {}).get("chart:map", 0.0) >= policy.map_min:
+            if best == "illustration" and ev.chart_probs.get("chart:map", 0.0) >= policy.map_min:
                 best = "chart"  # a map drawn as an illustration: "Map."
             if best in ("chart", "screenshot"):  # named by its title when OCR finds one, never by all it shows
                 title = trim(_title(ev.text_lines, best), policy.max_text_chars)
