@@ -56,9 +56,8 @@ class Policy:
     meaning_min: float | None = None  # probability a meaning or brand needs; None: the head's own (chosen on
     # icon sets it never saw: scripts/fit_meanings.py)
     max_control_words: int = 4  # logo text longer than this is no name for a control
-    # P(map) of the chart-type head at which an image the kind head takes for an illustration is said as a map (the
-    # kind head learned few maps; the honesty set's dev maps of countries were "Illustration." at 0.84-0.87, and
-    # among its train split's 142 illustrations only one non-map reached 0.8, none 0.85)
+    # P(map) of the chart-type head at which an image the kind head takes for an illustration is said as a map: the
+    # kind head learned few maps (chosen on the honesty set's dev and train splits; docs/describe.md)
     map_min: float = 0.85
 
 
