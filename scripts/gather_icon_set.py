@@ -3,12 +3,14 @@ show them.
 
     python scripts/gather_icon_set.py --out ~/.cache/alt-text/icons
 
-Nothing large enters the repository: this script installs the npm packages named in ``NPM_SETS`` into
-OUT/npm (``npm install``, skipped when already there), downloads the Debian icon themes in ``DEBIAN_SETS`` with
+Nothing large enters the repository: this script installs the npm packages named in ``NPM_SETS`` and the
+Iconify sets named in ``ICONIFY_SETS`` (``@iconify-json/<prefix>``: one design each, its SVGs written out into
+OUT/iconify/<prefix>/) into OUT/npm (``npm install``, skipped when already there), downloads the Debian icon themes in ``DEBIAN_SETS`` with
 ``apt-get download`` into OUT/debs and unpacks them into OUT/pkgs (never installed), then renders every icon whose
 file name names a meaning of ``server/describe/meanings.json`` (or a brand), plus a sample of icons it names nothing
 for (the "other" class, so that the head learns to say nothing about them), into OUT/images/<family>/ and writes
-OUT/manifest.json: a list of {file, family, label, name, source, licence, style}.
+OUT/manifest.json: a list of {file, family, label, name, source, licence, style}. A family already in the manifest
+keeps its renders (and their cached features): only families added since are rendered, unless ``--fresh``.
 
 Every icon is rendered with ``rsvg-convert`` (librsvg) at a size web pages use (16-64 px) in one of the ways they
 show it: a dark glyph on white, a coloured glyph on a transparent background, a white glyph on a coloured button,
@@ -16,7 +18,8 @@ a glyph on a light tinted button. File names follow the freedesktop icon naming 
 and each set's own names on npm; the mapping from names to meanings is ``meanings.json`` and nothing else.
 
 Reserved for an independent evaluation, and never used here: @tabler/icons, @phosphor-icons/*, remixicon, boxicons,
-line-awesome, @iconify/json, and Debian's tango-icon-theme.
+line-awesome, the same sets in Iconify (tabler, ph, ri, bx, bxs, bxl, la, las, lab; @iconify/json, which holds
+them, is never installed), and Debian's tango-icon-theme.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from server.describe.meanings import Vocabulary  # noqa: E402
 
 RESERVED = ("@tabler/", "@phosphor-icons/", "remixicon", "boxicons", "line-awesome", "@iconify/", "tango-icon-theme")
+RESERVED_ICONIFY = frozenset(("tabler", "ph", "ri", "bx", "bxs", "bxl", "la", "las", "lab"))
 
 # family -> (npm package, folder of SVGs inside it, licence). A family is one design: it is left out whole when
 # the head is validated leave-one-family-out.
@@ -57,6 +61,15 @@ NPM_SETS = {
     "feather": ("feather-icons", "dist/icons", "MIT (Feather)"),
     "bootstrap": ("bootstrap-icons", "icons", "MIT (Bootstrap Icons)"),
 }
+# Iconify prefixes of sets drawn unlike any family above (each its own design; not Iconify's copies of Material,
+# Octicons, Font Awesome ..., which would be one design in two families). Their licences are read from the package.
+ICONIFY_SETS = (
+    "akar-icons", "ant-design", "basil", "charm", "ci", "cil", "circum", "clarity", "codicon", "dashicons", "el",
+    "entypo", "flowbite", "fluent", "fluent-mdl2", "foundation", "gravity-ui", "gridicons", "hugeicons",
+    "humbleicons", "icon-park-outline", "iconamoon", "iconoir", "jam", "lets-icons", "lineicons", "mage",
+    "majesticons", "meteor-icons", "mi", "mingcute", "mynaui", "pepicons-pop", "prime", "proicons", "quill",
+    "radix-icons", "solar", "streamline", "system-uicons", "teenyicons", "typcn", "uil", "uiw", "zondicons",
+)
 # family -> (Debian package, icon theme folder, sub-folders to read, licence)
 DEBIAN_SETS = {
     "adwaita": ("adwaita-icon-theme", "usr/share/icons/Adwaita", ("scalable",), "LGPL-3 / CC-BY-SA-3.0 (GNOME)"),
@@ -84,7 +97,8 @@ def log(msg: str) -> None:
 
 def fetch_npm(out: Path) -> Path:
     modules = out / "npm" / "node_modules"
-    wanted = [pkg for pkg, _, _ in NPM_SETS.values()]
+    assert not RESERVED_ICONIFY & set(ICONIFY_SETS)
+    wanted = [pkg for pkg, _, _ in NPM_SETS.values()] + [f"@iconify-json/{prefix}" for prefix in ICONIFY_SETS]
     assert not any(pkg.startswith(RESERVED) for pkg in wanted)
     missing = [p for p in wanted if not (modules / p / "package.json").exists()]
     if missing:
@@ -126,6 +140,28 @@ def npm_files(modules: Path, family: str) -> list[tuple[Path, str]]:
             continue
         out.append((path, "/".join(rel[:-1])))
     return out
+
+
+def iconify_files(modules: Path, out: Path, family: str) -> tuple[list[tuple[Path, str]], str]:
+    """(files, licence) of an Iconify set: each icon written out as an SVG file once (aliases, other names for the
+    same picture, and hidden icons are not)."""
+    pkg = modules / "@iconify-json" / family
+    data = json.loads((pkg / "icons.json").read_text())
+    info = json.loads((pkg / "info.json").read_text())
+    folder = out / "iconify" / family
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, icon in sorted(data["icons"].items()):
+        if icon.get("hidden"):
+            continue
+        path = folder / f"{name}.svg"
+        if not path.exists():
+            w, h = icon.get("width", data.get("width", 16)), icon.get("height", data.get("height", 16))
+            left, top = icon.get("left", data.get("left", 0)), icon.get("top", data.get("top", 0))
+            path.write_text(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{left} {top} {w} {h}" '
+                            f'width="{w}" height="{h}">{icon["body"]}</svg>')
+        files.append((path, ""))
+    return files, f"{info['license']['spdx']} ({info['name']}, Iconify)"
 
 
 def debian_files(pkgs: Path, family: str) -> list[tuple[Path, str]]:
@@ -221,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--others", type=int, default=150, help="icons per family that name no meaning")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--fresh", action="store_true", help="render every family again, not only those the manifest "
+                                                         "lacks")
     args = ap.parse_args(argv)
     if not shutil.which("rsvg-convert"):
         sys.exit("rsvg-convert is not installed: apt-get install librsvg2-bin")
@@ -232,10 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     brand_hex = {i["slug"]: i["hex"] for i in (si if isinstance(si, list) else si["icons"])}
     rng = random.Random(args.seed)
 
+    manifest_path = args.out / "manifest.json"
+    kept = [] if args.fresh or not manifest_path.exists() else json.loads(manifest_path.read_text())["images"]
+    done = {e["family"] for e in kept}
     jobs = []  # (family, label, name, path, style dir, licence, themed, hex)
-    for family in [*NPM_SETS, *DEBIAN_SETS]:
-        files = npm_files(modules, family) if family in NPM_SETS else debian_files(pkgs, family)
-        licence = (NPM_SETS.get(family) or DEBIAN_SETS[family])[-1]
+    for family in [*NPM_SETS, *DEBIAN_SETS, *ICONIFY_SETS]:
+        if family in ICONIFY_SETS:
+            files, licence = iconify_files(modules, args.out, family)
+        else:
+            files = npm_files(modules, family) if family in NPM_SETS else debian_files(pkgs, family)
+            licence = (NPM_SETS.get(family) or DEBIAN_SETS[family])[-1]
         by_label: dict[str, list] = defaultdict(list)
         others = []
         for path, sub in files:
@@ -250,10 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         rng.shuffle(others)
         for path, sub in others[:args.others]:
             jobs.append((family, "other", path.stem, path, sub, licence, family in DEBIAN_SETS, None))
-        log(f"{family}: {len(files)} files, {len(by_label)} labels, {len(others)} unnamed")
+        log(f"{family}: {len(files)} files, {len(by_label)} labels, {len(others)} unnamed"
+            + (" (kept as rendered)" if family in done else ""))
 
     images = args.out / "images"
-    manifest = []
+    manifest = list(kept)
+    jobs = [(i, job) for i, job in enumerate(jobs) if job[0] not in done]
 
     def one(i: int, job) -> dict | None:
         family, label, name, path, sub, licence, themed, hexcode = job
@@ -273,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
                 "licence": licence, "style": style, "set_style": sub}
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        for entry in pool.map(lambda a: one(*a), enumerate(jobs)):
+        for entry in pool.map(lambda a: one(*a), jobs):
             if entry:
                 manifest.append(entry)
-    (args.out / "manifest.json").write_text(json.dumps({"images": manifest}, indent=0))
+    manifest_path.write_text(json.dumps({"images": manifest}, indent=0))
     labels = {e["label"] for e in manifest}
     log(f"{len(manifest)} images, {len(labels)} labels -> {args.out / 'manifest.json'}")
     return 0

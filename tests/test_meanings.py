@@ -83,6 +83,18 @@ def test_icon_tokens_drop_style_words_only():
     assert icon_tokens("arrow-left-circle-fill") == ["arrow", "left"]
     assert icon_tokens("go-home-symbolic") == ["go", "home"]
     assert icon_tokens("circle-stack", keep_style=True) == ["circle", "stack"]
+    assert icon_tokens("search-line") == ["search"] and icon_tokens("home-linear") == ["home"]  # MingCute, Solar
+    assert icon_tokens("home-01") == ["home"] and icon_tokens("home-f") == ["home"]  # Hugeicons, Jam
+    assert icon_tokens("line") == ["line"] and icon_tokens("bold") == ["bold"]  # a name of style words only
+
+
+def test_iconify_style_names_label_as_their_meaning():
+    v = Vocabulary.load()
+    assert v.label_for("search-line") == v.label_for("search-01") == v.label_for("search") == "meaning:search"
+    assert v.label_for("github-line") == "brand:github"
+    assert v.label_for("text-bold-28-regular") == v.label_for("type-bold-solid") == "meaning:bold"  # not "text"
+    assert v.label_for("social-github") == "brand:github" and v.label_for("media-pause-outline") == "meaning:pause"
+    assert v.label_for("social-media") is None
 
 
 def test_brand_named_by_its_whole_text_only():
@@ -306,3 +318,68 @@ def test_the_fit_labels_icons_by_the_vocabulary_as_it_is_now(tmp_path):
                {"name": "debian", "family": "simple-icons", "label": "other"},
                {"name": "dna", "family": "lucide", "label": "other"}]
     assert [e["label"] for e in relabelled(entries, tmp_path)] == ["meaning:database", "brand:debian", "other"]
+
+
+def test_an_iconify_set_is_written_out_as_svg_files_without_hidden_icons(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from gather_icon_set import RESERVED_ICONIFY, ICONIFY_SETS, iconify_files
+    assert not RESERVED_ICONIFY & set(ICONIFY_SETS)  # tabler, ph, ri, bx*, la* are for the independent evaluation
+    pkg = tmp_path / "node_modules" / "@iconify-json" / "demo"
+    pkg.mkdir(parents=True)
+    (pkg / "icons.json").write_text(json.dumps({
+        "prefix": "demo", "width": 24, "height": 24, "aliases": {"find": {"parent": "search"}},
+        "icons": {"search": {"body": '<path fill="currentColor" d="M2 2h20v20H2z"/>'},
+                  "wide": {"body": "<g/>", "width": 32},
+                  "old": {"body": "<g/>", "hidden": True}}}))
+    (pkg / "info.json").write_text(json.dumps({"name": "Demo Icons", "license": {"spdx": "MIT"}}))
+    files, licence = iconify_files(tmp_path / "node_modules", tmp_path, "demo")
+    assert [p.name for p, _ in files] == ["search.svg", "wide.svg"] and licence == "MIT (Demo Icons, Iconify)"
+    svg = files[0][0].read_text()
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"') and "M2 2h20v20H2z" in svg
+    assert 'viewBox="0 0 32 24"' in files[1][0].read_text()
+
+
+def test_families_are_held_out_one_at_a_time_or_in_groups_of_about_equal_size():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from fit_meanings import family_folds
+    fam = np.array(["a"] * 4 + ["b"] * 3 + ["c"] * 2 + ["d"])
+    assert family_folds(fam, 0) == [["a"], ["b"], ["c"], ["d"]]
+    groups = family_folds(fam, 2)
+    assert sorted(f for g in groups for f in g) == ["a", "b", "c", "d"] and groups == [["a", "d"], ["b", "c"]]
+
+
+def test_features_of_icons_already_encoded_are_reused_and_only_new_ones_encoded(shapes_checkpoint, tmp_path):
+    """A family added to the icon set costs its own encoder passes, not the whole set's again."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import fit_meanings
+
+    def icons(names: list[str], folder: Path) -> Path:
+        folder.mkdir(exist_ok=True)
+        for name in names:
+            i = ord(name) - ord("a")
+            Image.new("RGB", (32, 32), (60 * i, 200, 255 - 60 * i)).save(folder / f"{name}.png")
+        (folder / "manifest.json").write_text(json.dumps({"images": [{"file": f"{n}.png"} for n in names]}))
+        return folder
+
+    first = icons(["a", "b", "c"], tmp_path / "set")
+    _, pooled, grid = fit_meanings.extract(first, shapes_checkpoint)
+    encoded = []
+    real = fit_meanings.Captioner.load
+
+    def counting_load(*a, **k):
+        captioner = real(*a, **k)
+        encode = captioner.encode_and_pool
+        captioner.encode_and_pool = lambda ims, **kw: (encoded.extend(ims), encode(ims, **kw))[1]
+        return captioner
+
+    fit_meanings.Captioner.load = counting_load
+    try:
+        later = icons(["c", "a", "d"], first)  # b gone, d added, the order changed
+        _, pooled2, grid2 = fit_meanings.extract(later, shapes_checkpoint)
+    finally:
+        fit_meanings.Captioner.load = real
+    assert len(encoded) == 1  # only d
+    np.testing.assert_array_equal(pooled2[[0, 1]], pooled[[2, 0]])
+    np.testing.assert_array_equal(grid2[[0, 1]], grid[[2, 0]])
+    _, pooled_d, _ = fit_meanings.extract(icons(["d"], tmp_path / "fresh"), shapes_checkpoint)
+    np.testing.assert_allclose(pooled2[2], pooled_d[0], atol=1e-2)

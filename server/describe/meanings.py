@@ -17,18 +17,25 @@ PATH = Path(__file__).with_name("meanings.json")
 OTHER = "other"  # the head's class for icons that mean nothing in the vocabulary: never spoken
 
 # Words in icon file names that say how an icon is drawn, not what it means (Material's "outlined", Font Awesome's
-# "solid", freedesktop's "-symbolic", sizes, containers like "circle" in "info-circle").
+# "solid", freedesktop's "-symbolic", MingCute's "-line", Solar's "-linear", Jam's "-f", sizes, Hugeicons' "-01",
+# containers like "circle" in "info-circle").
 STYLE_TOKENS = frozenset(
     "outline outlined filled fill solid regular light thin bold duotone sharp round rounded two tone twotone "
-    "symbolic alt variant mini micro small sm lg o 12 16 18 20 22 24 28 32 48 64 circle square ios".split())
+    "symbolic alt variant mini micro small sm lg o f line linear broken bulk stroke 12 16 18 20 22 24 28 32 48 64 "
+    "01 02 03 04 05 circle square ios".split())
 BRAND_TOKENS = frozenset(("logo", "brand", "brands", "mark"))
+# First words some sets put before every name of a group, saying where the icon belongs, not what it means
+# (Foundation's "social-github", Typicons' "media-pause" and "vendor-android", Dashicons' "editor-bold").
+NAMESPACE_TOKENS = frozenset(("social", "vendor", "media", "editor", "controls", "admin", "travel", "device"))
 
 
 def icon_tokens(stem: str, keep_style: bool = False) -> list[str]:
     """An icon file name as the vocabulary's words: "MagnifyingGlass", "search_outline", "edit-find-symbolic" ->
     ["magnifying", "glass"], ["search"], ["edit", "find"] (``keep_style``: style words kept)."""
     stem = re.sub(r"([a-z0-9])([A-Z])", r"\1-\2", stem)
-    return [t for t in re.split(r"[-_. ]+|--", stem.lower()) if t and (keep_style or t not in STYLE_TOKENS)]
+    tokens = [t for t in re.split(r"[-_. ]+|--", stem.lower()) if t]
+    meant = [t for t in tokens if keep_style or t not in STYLE_TOKENS]
+    return meant or tokens  # a name of style words only is its own name: "bold", "circle", the brand "line"
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,9 @@ class Vocabulary:
         """The class of an icon file: "meaning:<id>", "brand:<id>" or None (means nothing in the vocabulary).
         ``brand_set``: the file comes from a set of brand marks only, where every Simple Icons slug
         (``brands``: slug -> title) is a brand."""
+        words = icon_tokens(stem, keep_style=True)
+        if len(words) > 1 and words[0] in NAMESPACE_TOKENS:
+            stem = "-".join(words[1:])
         tokens = icon_tokens(stem)
         bare = "-".join(t for t in tokens if t not in BRAND_TOKENS)
         if bare in self._brand_names:
@@ -103,7 +113,18 @@ class Vocabulary:
             return "brand:" + slug if brands and slug in brands else None
         if len(bare) != len("-".join(tokens)):
             return None  # "logo-usd": a logo the vocabulary does not know
-        for name in ("-".join(icon_tokens(stem, keep_style=True)), "-".join(tokens)):  # "circle-stack" before "stack"
+        for name in self._names_to_try(stem):
             if name in self._meaning_names:
                 return "meaning:" + self._meaning_names[name]
         return None
+
+    @staticmethod
+    def _names_to_try(stem: str) -> list[str]:
+        """The whole name, then with style words dropped from its end one by one, then with every style word
+        dropped: "circle-stack" is a database before "stack", "text-bold-28-regular" is bold before "text"."""
+        words = icon_tokens(stem, keep_style=True)
+        names = ["-".join(words)]
+        while len(words) > 1 and words[-1] in STYLE_TOKENS:
+            words = words[:-1]
+            names.append("-".join(words))
+        return [*names, "-".join(icon_tokens(stem))]
