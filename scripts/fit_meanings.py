@@ -1,7 +1,7 @@
-"""Fit the icon meaning head (meanings and brands) for a captioner checkpoint, validated leave-one-family-out.
+"""Fit the icon meaning head (meanings and brands) for a captioner checkpoint, validated on families held out.
 
     python scripts/gather_icon_set.py --out ~/.cache/alt-text/icons        # the rendered icons, once
-    python scripts/fit_meanings.py --icons ~/.cache/alt-text/icons --view glyph
+    python scripts/fit_meanings.py --icons ~/.cache/alt-text/icons --view glyph --folds 12
 
 The head reads the encoder's pooled features and a 3x3 summary of its grid (so that a left arrow differs from a
 right one), of the image as the page shows it (``--view page``: chart types) or of its glyph view (``--view glyph``:
@@ -10,7 +10,8 @@ hidden layer, as for chart types) over the classes of
 ``server/describe/meanings.json`` that at least ``--min-families`` icon sets draw, plus "other" (icons that mean
 nothing in the vocabulary, and meanings too few sets draw to be learned).
 
-Validation: for each family (one icon set or theme), a head fitted on all the other families predicts it. The
+Validation: for each family (one icon set or theme), a head fitted on all the other families predicts it (with
+``--folds N``, on all the families outside its group of about 1/N of the icons: 63 families make 63 fits too many). The
 threshold a meaning needs to be spoken is the lowest at which the pooled held-out predictions are wrong at most
 ``--max-wrong`` of the times they speak (a spoken meaning on an "other" icon counts as wrong); brands get a
 threshold of their own, chosen the same way on the brand predictions. The figures per family left out are in the
@@ -277,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                          "the icon's shape whatever its colours (server/describe/glyph.py; icon meanings, as shipped)")
     ap.add_argument("--pooled-components", type=int, default=None,
                     help="principal directions of the pooled features (default: 512 for meanings, 256 for chart "
-                         "types, as shipped: 512 said 27.6 %% of the held-out icons' meanings at 4.9 %% wrong, 256 "
-                         "24.1 %% at 5.0 %%, 1024 28.2 %% at 5.0 %% with a lower top-1)")
+                         "types, as shipped; on the first 18 families 512 said 27.6 %% of the held-out icons' "
+                         "meanings at 4.9 %% wrong, 256 24.1 %% at 5.0 %%, 1024 28.2 %% at 5.0 %% with a lower top-1)")
     ap.add_argument("--grid-components", type=int, default=None,
                     help="... and of each grid cell (default: 64 for meanings, 32 for chart types)")
     ap.add_argument("--folds", type=int, default=0,
