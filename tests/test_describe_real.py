@@ -177,8 +177,8 @@ def rendered(svg: Path, size: int, colour: str, background: str | None) -> Image
                     reason="needs extension/node_modules (npm ci) and librsvg's rsvg-convert")
 def test_common_interface_icons_are_named_by_their_meaning_and_never_wrongly(describer):
     """Real icons as pages draw them (Bootstrap Icons, a set the shipped head learned from: what pages mostly use),
-    in three styles: most are named (19 of 30 with describe-7, whose threshold is set for icon sets it has never
-    seen: a house is "Home" at 0.88, under it), none wrongly, and a named icon names its button ("Search")."""
+    in three styles: most are named (21 of 30 with describe-7, whose threshold is set for icon sets it has never
+    seen: a house is "Home" under it), none wrongly, and a named icon names its button ("Search")."""
     from server.describe.meanings import Vocabulary
 
     vocab, said, total = Vocabulary.load(), 0, 0

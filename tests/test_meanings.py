@@ -95,6 +95,7 @@ def test_iconify_style_names_label_as_their_meaning():
     assert v.label_for("text-bold-28-regular") == v.label_for("type-bold-solid") == "meaning:bold"  # not "text"
     assert v.label_for("social-github") == "brand:github" and v.label_for("media-pause-outline") == "meaning:pause"
     assert v.label_for("social-media") is None
+    assert v.label_for("media-playback-start-symbolic") == "meaning:play"  # freedesktop's whole name comes first
 
 
 def test_brand_named_by_its_whole_text_only():

@@ -102,20 +102,23 @@ class Vocabulary:
         ``brand_set``: the file comes from a set of brand marks only, where every Simple Icons slug
         (``brands``: slug -> title) is a brand."""
         words = icon_tokens(stem, keep_style=True)
+        stems = [stem]  # "media-playback-start" (freedesktop's own name), then "playback-start"
         if len(words) > 1 and words[0] in NAMESPACE_TOKENS:
-            stem = "-".join(words[1:])
-        tokens = icon_tokens(stem)
-        bare = "-".join(t for t in tokens if t not in BRAND_TOKENS)
-        if bare in self._brand_names:
-            return "brand:" + self._brand_names[bare]
+            stems.append("-".join(words[1:]))
+        for stem in stems:
+            tokens = icon_tokens(stem)
+            bare = "-".join(t for t in tokens if t not in BRAND_TOKENS)
+            if bare in self._brand_names:
+                return "brand:" + self._brand_names[bare]
         if brand_set:
             slug = re.sub(r"[^a-z0-9]", "", bare)
             return "brand:" + slug if brands and slug in brands else None
         if len(bare) != len("-".join(tokens)):
             return None  # "logo-usd": a logo the vocabulary does not know
-        for name in self._names_to_try(stem):
-            if name in self._meaning_names:
-                return "meaning:" + self._meaning_names[name]
+        for stem in stems:
+            for name in self._names_to_try(stem):
+                if name in self._meaning_names:
+                    return "meaning:" + self._meaning_names[name]
         return None
 
     @staticmethod
