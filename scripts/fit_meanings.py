@@ -75,12 +75,17 @@ def extract(icons: Path, checkpoint: Path, view: str = "page", batch: int = 32
             new_grid.append(grid_summary(g).numpy().astype(np.float16))
             if start % (batch * 20) == 0:
                 log.info("features %d/%d (%.0f s)", start, len(todo), time.time() - t0)
-    kept = [i for i, f in enumerate(files) if f in known]  # cached rows still in the manifest, then the new ones
-    order = kept + todo
-    parts_p = ([old_pooled[[known[files[i]] for i in kept]]] if kept else []) + new_pooled
-    parts_g = ([old_grid[[known[files[i]] for i in kept]]] if kept else []) + new_grid
-    pooled, grid = np.concatenate(parts_p), np.concatenate(parts_g)
-    pooled[order], grid[order] = pooled.copy(), grid.copy()
+    parts = []  # (manifest rows, their pooled, their grid): the cached rows still in the manifest, and the new ones
+    kept = [i for i, f in enumerate(files) if f in known]
+    if kept:
+        cached = [known[files[i]] for i in kept]
+        parts.append((kept, old_pooled[cached], old_grid[cached]))
+    if todo:
+        parts.append((todo, np.concatenate(new_pooled), np.concatenate(new_grid)))
+    pooled = np.empty((len(files), *parts[0][1].shape[1:]), np.float16)
+    grid = np.empty((len(files), *parts[0][2].shape[1:]), np.float16)
+    for rows, p, g in parts:
+        pooled[rows], grid[rows] = p, g
     np.savez(cache, files=np.array(files), pooled=pooled, grid=grid)
     return entries, pooled.astype(np.float32), grid.astype(np.float32)
 
@@ -377,8 +382,8 @@ def held_out_report(args, held: np.ndarray, y: np.ndarray, fam: np.ndarray, clas
 
 def store(args, checkpoint: Path, head: MeaningHead, report: dict) -> int:
     """Name the classes and write the head into the checkpoint's heads file."""
-    si = args.icons / "npm" / "node_modules" / "simple-icons" / "data" / "simple-icons.json"
-    si_titles = {i["slug"]: i["title"] for i in json.loads(si.read_text())} if si.exists() else {}
+    modules = args.icons / "npm" / "node_modules"
+    si_titles = brand_names(modules) if (modules / "simple-icons").is_dir() else {}
     vocab = Vocabulary.load()
     head.titles = {c: vocab.get(c, title=si_titles.get(c.partition(":")[2], c.partition(":")[2])).label
                    for c in head.classes[1:]}

@@ -5,8 +5,8 @@ show them.
 
 Nothing large enters the repository: this script installs the npm packages named in ``NPM_SETS`` and the
 Iconify sets named in ``ICONIFY_SETS`` (``@iconify-json/<prefix>``: one design each, its SVGs written out into
-OUT/iconify/<prefix>/) into OUT/npm (``npm install``, skipped when already there), downloads the Debian icon themes in ``DEBIAN_SETS`` with
-``apt-get download`` into OUT/debs and unpacks them into OUT/pkgs (never installed), then renders every icon whose
+OUT/iconify/<prefix>/) into OUT/npm (``npm install``, skipped when already there), downloads the Debian icon themes
+in ``DEBIAN_SETS`` with ``apt-get download`` into OUT/debs and unpacks them into OUT/pkgs (never installed), then renders every icon whose
 file name names a meaning of ``server/describe/meanings.json`` (or a brand), plus a sample of icons it names nothing
 for (the "other" class, so that the head learns to say nothing about them), into OUT/images/<family>/ and writes
 OUT/manifest.json: a list of {file, family, label, name, source, licence, style}. A family already in the manifest
@@ -175,11 +175,15 @@ def debian_files(pkgs: Path, family: str) -> list[tuple[Path, str]]:
     return out
 
 
+def simple_icons(modules: Path) -> list[dict]:
+    """Simple Icons' own list of its brands ({slug, title, hex, ...}), whichever of its two layouts the package has."""
+    data = json.loads((modules / "simple-icons" / "data" / "simple-icons.json").read_text())
+    return data if isinstance(data, list) else data["icons"]
+
+
 def brand_names(modules: Path) -> dict[str, str]:
     """Simple Icons' slug -> brand title (the list that names a logo)."""
-    data = json.loads((modules / "simple-icons" / "data" / "simple-icons.json").read_text())
-    icons = data if isinstance(data, list) else data["icons"]
-    return {i["slug"]: i["title"] for i in icons}
+    return {i["slug"]: i["title"] for i in simple_icons(modules)}
 
 
 def icon_label(vocab: Vocabulary, family: str, set_style: str, stem: str, brands: dict[str, str]) -> str | None:
@@ -265,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
 
     vocab = Vocabulary.load()
     modules, pkgs = fetch_npm(args.out), fetch_debian(args.out)
-    titles = brand_names(modules)
-    si = json.loads((modules / "simple-icons" / "data" / "simple-icons.json").read_text())
-    brand_hex = {i["slug"]: i["hex"] for i in (si if isinstance(si, list) else si["icons"])}
+    si = simple_icons(modules)
+    titles = {i["slug"]: i["title"] for i in si}
+    brand_hex = {i["slug"]: i["hex"] for i in si}
     rng = random.Random(args.seed)
 
     manifest_path = args.out / "manifest.json"

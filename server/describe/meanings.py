@@ -105,21 +105,18 @@ class Vocabulary:
         stems = [stem]  # "media-playback-start" (freedesktop's own name), then "playback-start"
         if len(words) > 1 and words[0] in NAMESPACE_TOKENS:
             stems.append("-".join(words[1:]))
-        for stem in stems:
-            tokens = icon_tokens(stem)
-            bare = "-".join(t for t in tokens if t not in BRAND_TOKENS)
-            if bare in self._brand_names:
-                return "brand:" + self._brand_names[bare]
+        bares = ["-".join(t for t in icon_tokens(s) if t not in BRAND_TOKENS) for s in stems]
+        brand = next((self._brand_names[b] for b in bares if b in self._brand_names), None)
+        if brand:
+            return "brand:" + brand
+        bare, tokens = bares[-1], icon_tokens(stems[-1])  # the name without its group word, if it has one
         if brand_set:
             slug = re.sub(r"[^a-z0-9]", "", bare)
             return "brand:" + slug if brands and slug in brands else None
         if len(bare) != len("-".join(tokens)):
             return None  # "logo-usd": a logo the vocabulary does not know
-        for stem in stems:
-            for name in self._names_to_try(stem):
-                if name in self._meaning_names:
-                    return "meaning:" + self._meaning_names[name]
-        return None
+        names = (name for s in stems for name in self._names_to_try(s))
+        return next(("meaning:" + self._meaning_names[n] for n in names if n in self._meaning_names), None)
 
     @staticmethod
     def _names_to_try(stem: str) -> list[str]:
