@@ -275,6 +275,18 @@ class Captioner:
             return feats, pretrained.mean(1).cpu(), pretrained.cpu()
         return feats, pretrained.mean(1).cpu()
 
+    @torch.no_grad()
+    def encode_with_taps(self, images: list, after: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """(mean-pooled features [B, C], grid [B, S*S, C], the maps after the encoder blocks ``after`` [B, h*w, c])
+        of the pretrained encoder (fp32, CPU), from one pass. EfficientNet-Lite encoders only."""
+        net = getattr(self.model.encoder, "net", self.model.encoder)  # a tuned tail's pretrained network
+        if not hasattr(net, "with_taps"):
+            raise ValueError(f"{self.model.cfg.encoder} has no block maps to tap (EfficientNet-Lite encoders only)")
+        x = images if isinstance(images, torch.Tensor) else preprocess(images, self.model.spec)
+        grid, maps = net.with_taps(x.to(self.device, self.dtype), tuple(after))
+        grid = grid.float().cpu()
+        return grid.mean(1), grid, [m.float().cpu() for m in maps]
+
     def caption_and_pool(self, images: list, search: SearchConfig) -> tuple[list[Caption], torch.Tensor]:
         """Captions and pooled features of one batch (``encode_and_pool``, then the beam search)."""
         feats, pooled = self.encode_and_pool(images)

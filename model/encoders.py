@@ -123,6 +123,18 @@ class EfficientNetLite(nn.Module):
         """Blocks ``[start, end)`` and the head convolution over a ``trunk`` map: the [B, H*W, 1280] grid."""
         return _grid(self._blocks[start:], self._conv_head, self._bn1, h)
 
+    def with_taps(self, x, after: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The [B, H*W, 1280] grid and the [B, h*w, c] maps after the blocks numbered ``after``, from one pass: the
+        middle of the network keeps shapes (an icon's strokes) that its last layers, made for ImageNet's classes,
+        blur."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        maps = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in after:
+                maps.append(x.flatten(2).transpose(1, 2))
+        return _grid((), self._conv_head, self._bn1, x), maps
+
 
 def _grid(blocks, conv_head, bn, h) -> torch.Tensor:
     for block in blocks:

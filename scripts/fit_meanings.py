@@ -5,7 +5,8 @@
 
 The head reads the encoder's pooled features and a 3x3 summary of its grid (so that a left arrow differs from a
 right one), of the image as the page shows it (``--view page``: chart types) or of its glyph view (``--view glyph``:
-icon meanings, as shipped; ``server/describe/glyph.py``), and is a linear layer (meanings; ``--hidden N``: one
+icon meanings, as shipped; ``server/describe/glyph.py``), for glyphs with the same of the maps of three blocks inside
+the encoder (``--taps``, from the same pass), and is a linear layer (meanings; ``--hidden N``: one
 hidden layer, as for chart types) over the classes of
 ``server/describe/meanings.json`` that at least ``--min-families`` icon sets draw, plus "other" (icons that mean
 nothing in the vocabulary, and meanings too few sets draw to be learned).
@@ -39,30 +40,26 @@ from server.describe.heads import Linear, heads_for, heads_path  # noqa: E402
 from server.describe.meanings import OTHER, Vocabulary  # noqa: E402
 from server.describe.glyph import SIZE as GLYPH_SIZE  # noqa: E402
 from server.describe.glyph import glyph_view  # noqa: E402
-from server.describe.meaning_head import MeaningHead, grid_summary  # noqa: E402
+from server.describe.meaning_head import MeaningHead, grid_summary, tap_summary  # noqa: E402
 from server.netsafe.images import decode_image  # noqa: E402
 from gather_icon_set import brand_names, icon_label  # noqa: E402  (beside this script: how the set labels icons)
 
 log = logging.getLogger("fit_meanings")
+GLYPH_TAPS = (10, 14, 15)  # EfficientNet-Lite0 blocks 10 (112 channels, 14x14), 14 (192, 7x7) and 15 (320, 7x7)
 
 
-def extract(icons: Path, checkpoint: Path, view: str = "page", batch: int = 32
-            ) -> tuple[list[dict], np.ndarray, np.ndarray]:
-    """(manifest entries, pooled [N, C], grid summary [N, 9, C]) of every rendered icon, as the page shows it or
-    (``view`` "glyph") its glyph view, cached beside them: icons rendered since (a family added) are the only ones
-    encoded again."""
+def extract(icons: Path, checkpoint: Path, view: str = "page", batch: int = 32, taps: tuple[int, ...] = ()
+            ) -> tuple[list[dict], np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """(manifest entries, pooled [N, C], grid summary [N, 9, C], per tapped encoder block its (mean [N, c], 3x3
+    summary [N, 9, c])) of every rendered icon, as the page shows it or (``view`` "glyph") its glyph view, cached
+    beside them (a file per block): icons rendered since (a family added) are the only ones encoded again."""
     entries = json.loads((icons / "manifest.json").read_text())["images"]
     files = [e["file"] for e in entries]
-    cache = icons / (f"features-{checkpoint.stem}.npz" if view == "page" else f"features-glyph-{checkpoint.stem}.npz")
-    known: dict[str, int] = {}
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as z:
-            old_files, old_pooled, old_grid = list(z["files"]), z["pooled"], z["grid"]
-        if old_files == files:
-            return entries, old_pooled.astype(np.float32), old_grid.astype(np.float32)
-        known = {f: i for i, f in enumerate(old_files)}
-    todo = [i for i, f in enumerate(files) if f not in known]
-    new_pooled, new_grid = [], []
+    prefix = "features-" if view == "page" else "features-glyph-"
+    caches = [icons / f"{prefix}{checkpoint.stem}.npz", *(icons / f"{prefix}tap{b}-{checkpoint.stem}.npz" for b in taps)]
+    old = [_read_cache(c) for c in caches]  # per cache: {file: row}, pooled, grid (or None)
+    todo = [i for i, f in enumerate(files) if any(o is None or f not in o[0] for o in old)]
+    new: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in caches]  # per cache, per batch: (pooled, grid)
     if todo:
         captioner = Captioner.load(checkpoint, device="cpu")
         t0 = time.time()
@@ -70,24 +67,41 @@ def extract(icons: Path, checkpoint: Path, view: str = "page", batch: int = 32
             ims = [decode_image((icons / files[i]).read_bytes()) for i in todo[start:start + batch]]
             if view == "glyph":
                 ims = [glyph_view(im, GLYPH_SIZE) for im in ims]
-            _, p, g = captioner.encode_and_pool(ims, with_grid=True)
-            new_pooled.append(p.numpy().astype(np.float16))
-            new_grid.append(grid_summary(g).numpy().astype(np.float16))
+            if taps:
+                p, g, maps = captioner.encode_with_taps(ims, taps)
+            else:
+                _, p, g = captioner.encode_and_pool(ims, with_grid=True)
+                maps = []
+            for out, (mp, mg) in zip(new, [(p.numpy(), grid_summary(g).numpy()), *map(tap_summary, maps)]):
+                out.append((mp.astype(np.float16), mg.astype(np.float16)))
             if start % (batch * 20) == 0:
                 log.info("features %d/%d (%.0f s)", start, len(todo), time.time() - t0)
-    parts = []  # (manifest rows, their pooled, their grid): the cached rows still in the manifest, and the new ones
-    kept = [i for i, f in enumerate(files) if f in known]
-    if kept:
-        cached = [known[files[i]] for i in kept]
-        parts.append((kept, old_pooled[cached], old_grid[cached]))
-    if todo:
-        parts.append((todo, np.concatenate(new_pooled), np.concatenate(new_grid)))
-    pooled = np.empty((len(files), *parts[0][1].shape[1:]), np.float16)
-    grid = np.empty((len(files), *parts[0][2].shape[1:]), np.float16)
-    for rows, p, g in parts:
-        pooled[rows], grid[rows] = p, g
-    np.savez(cache, files=np.array(files), pooled=pooled, grid=grid)
-    return entries, pooled.astype(np.float32), grid.astype(np.float32)
+    done = set(todo)
+    merged = []
+    for cache, o, n in zip(caches, old, new):
+        if o is not None and not todo and list(o[0]) == files:
+            merged.append((o[1], o[2]))
+            continue
+        cached = [i for i in range(len(files)) if i not in done]
+        parts = ([(cached, o[1][[o[0][files[i]] for i in cached]], o[2][[o[0][files[i]] for i in cached]])]
+                 if cached else [])
+        if todo:
+            parts.append((todo, np.concatenate([p for p, _ in n]), np.concatenate([g for _, g in n])))
+        pooled = np.empty((len(files), *parts[0][1].shape[1:]), np.float16)
+        grid = np.empty((len(files), *parts[0][2].shape[1:]), np.float16)
+        for rows, p, g in parts:
+            pooled[rows], grid[rows] = p, g
+        np.savez(cache, files=np.array(files), pooled=pooled, grid=grid)
+        merged.append((pooled, grid))
+    (pooled, grid), *tapped = [(p.astype(np.float32), g.astype(np.float32)) for p, g in merged]
+    return entries, pooled, grid, tapped
+
+
+def _read_cache(path: Path) -> tuple[dict[str, int], np.ndarray, np.ndarray] | None:
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return {f: i for i, f in enumerate(z["files"])}, z["pooled"], z["grid"]
 
 
 def honesty_held_out(entries: list[dict], honesty_list: Path) -> list[dict]:
@@ -290,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=0,
                     help="hold families out in this many groups of about equal size instead of one at a time (0): "
                          "stricter (each head learns from fewer families) and faster with many families")
+    ap.add_argument("--taps", default=None,
+                    help="encoder blocks (comma-separated) whose maps the head reads too, glyph view only (default: "
+                         f"{','.join(map(str, GLYPH_TAPS))} for meanings; 'none': the last grid only)")
     ap.add_argument("--report", type=Path, default=Path("runs/meanings/report.json"))
     ap.add_argument("--no-write", action="store_true", help="validate only")
     args = ap.parse_args(argv)
@@ -301,20 +318,27 @@ def main(argv: list[str] | None = None) -> int:
         args.grid_components = 64 if args.task == "meaning" else 32
     if args.epochs is None:
         args.epochs = 30 if args.hidden else 80
+    if args.taps is None:
+        args.taps = GLYPH_TAPS if args.view == "glyph" and args.task == "meaning" else ()
+    else:
+        args.taps = () if args.taps == "none" else tuple(int(b) for b in args.taps.split(","))
+    if args.taps and args.view != "glyph":
+        ap.error("--taps reads glyph views: add --view glyph")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
 
     checkpoint = args.checkpoint or default_checkpoint_path()
     manifest = json.loads((args.icons / "manifest.json").read_text())["images"]
     entries, rows, y, fam, classes = select(manifest, args)
-    _, pooled, grid = extract(args.icons, checkpoint, args.view)
-    pooled, grid = pooled[rows], grid[rows]
+    _, pooled, grid, tapped = extract(args.icons, checkpoint, args.view, taps=args.taps)
+    pooled, grid, tapped = pooled[rows], grid[rows], [(p[rows], g[rows]) for p, g in tapped]
 
     head = MeaningHead.empty(classes)
-    head.glyph = {"size": GLYPH_SIZE} if args.view == "glyph" else None
-    head.fit_projections(pooled, grid if args.features == "pooled+grid" else None, args.pooled_components,
-                         args.grid_components)
-    x = head.features(pooled, grid)
+    head.glyph = ({"size": GLYPH_SIZE, **({"taps": list(args.taps)} if args.taps else {})}
+                  if args.view == "glyph" else None)
+    grid = grid if args.features == "pooled+grid" else None
+    head.fit_projections(pooled, grid, args.pooled_components, args.grid_components, tapped)
+    x = head.features(pooled, grid, tapped)
     log.info("%d icons, %d classes (%d meanings, %d brands), %d features, families: %s", len(y), len(classes),
              sum(c.startswith("meaning:") for c in classes), sum(c.startswith("brand:") for c in classes),
              x.shape[1], dict(Counter(fam)))

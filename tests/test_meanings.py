@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from server.describe import KINDS, Evidence, Heads, Policy, Wording, decide, phrase
 from server.describe.decision import language_lines
@@ -363,7 +363,7 @@ def test_features_of_icons_already_encoded_are_reused_and_only_new_ones_encoded(
         return folder
 
     first = icons(["a", "b", "c"], tmp_path / "set")
-    _, pooled, grid = fit_meanings.extract(first, shapes_checkpoint)
+    _, pooled, grid, _ = fit_meanings.extract(first, shapes_checkpoint)
     encoded = []
     real = fit_meanings.Captioner.load
 
@@ -376,11 +376,52 @@ def test_features_of_icons_already_encoded_are_reused_and_only_new_ones_encoded(
     fit_meanings.Captioner.load = counting_load
     try:
         later = icons(["c", "a", "d"], first)  # b gone, d added, the order changed
-        _, pooled2, grid2 = fit_meanings.extract(later, shapes_checkpoint)
+        _, pooled2, grid2, _ = fit_meanings.extract(later, shapes_checkpoint)
     finally:
         fit_meanings.Captioner.load = real
     assert len(encoded) == 1  # only d
     np.testing.assert_array_equal(pooled2[[0, 1]], pooled[[2, 0]])
     np.testing.assert_array_equal(grid2[[0, 1]], grid[[2, 0]])
-    _, pooled_d, _ = fit_meanings.extract(icons(["d"], tmp_path / "fresh"), shapes_checkpoint)
+    _, pooled_d, _, _ = fit_meanings.extract(icons(["d"], tmp_path / "fresh"), shapes_checkpoint)
     np.testing.assert_allclose(pooled2[2], pooled_d[0], atol=1e-2)
+
+    # a tapped block has a cache of its own: asked for first, every icon is encoded once more, for all the caches
+    _, pooled3, _, [(tap_mean, tap_grid)] = fit_meanings.extract(later, shapes_checkpoint, taps=(3,))
+    assert (later / f"features-tap3-{shapes_checkpoint.stem}.npz").exists()
+    assert tap_mean.shape[0] == 3 and tap_grid.shape[:2] == (3, 9) and tap_grid.shape[2] == tap_mean.shape[1]
+    np.testing.assert_allclose(pooled3, pooled2, atol=1e-2)
+    _, _, _, [(tap_again, _)] = fit_meanings.extract(later, shapes_checkpoint, taps=(3,))
+    np.testing.assert_array_equal(tap_again, tap_mean)
+
+
+def test_a_head_that_taps_an_encoder_block_reads_it_stores_it_and_loads_it(shapes_checkpoint, tmp_path):
+    """The glyph head reads a middle block's maps besides the last grid; stored in the heads file, it loads to the
+    same probabilities, and the glyph pass feeds it from one encoder pass."""
+    from model import Captioner
+    from server.describe.heads import Linear
+    from server.describe.meaning_head import MeaningHead, grid_summary, tap_summary
+
+    captioner = Captioner.load(shapes_checkpoint, device="cpu")
+    ims = [Image.new("RGB", (40, 40), c) for c in ("white", "black", "red", "blue", "green", "yellow")]
+    for im, box in zip(ims, [(5, 5, 20, 30), (10, 10, 30, 30), (2, 20, 38, 24)] * 2):
+        ImageDraw.Draw(im).rectangle(box, fill="grey")
+    from server.describe.glyph import glyph_view
+    views = [glyph_view(im, 224) for im in ims]
+    pooled, grid, maps = captioner.encode_with_taps(views, (3,))
+    _, pooled_ref, grid_ref = captioner.encode_and_pool(views, with_grid=True)
+    np.testing.assert_allclose(pooled, pooled_ref, atol=1e-5)
+    np.testing.assert_allclose(grid, grid_ref, atol=1e-5)
+    taps = [tap_summary(maps[0])]
+    head = MeaningHead.empty(["other", "meaning:search"])
+    head.glyph = {"size": 224, "taps": [3]}
+    head.fit_projections(pooled.numpy(), grid_summary(grid).numpy(), 4, 2, taps)
+    x = head.features(pooled.numpy(), grid_summary(grid).numpy(), taps)
+    assert x.shape == (6, 4 + 9 * 2 + 6 + 9 * 32)  # the tap: 6 images' worth of directions, 32 per grid cell
+    rng = np.random.default_rng(0)
+    head.linear = Linear(rng.normal(size=(2, x.shape[1])).astype(np.float32), np.zeros(2, np.float32),
+                         np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32))
+    direct = head.probs(pooled.numpy(), grid_summary(grid).numpy(), taps)
+    np.testing.assert_allclose(head.glyph_probs(captioner, ims), direct, atol=1e-4)
+    stored = MeaningHead.from_stored(head.tensors(), head.meta())
+    assert stored.taps == (3,)
+    np.testing.assert_allclose(stored.glyph_probs(captioner, ims), direct, atol=1e-4)

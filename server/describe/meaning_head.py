@@ -5,7 +5,8 @@ It reads the encoder's pooled features and a 3x3 summary of its grid, each proje
 (pooled features alone cannot tell a left arrow from a right one): for chart types, those the encoder computes for
 every image anyway; for icon meanings, those of the image's glyph view (``glyph.py``: the icon's shape, dark on
 white, whatever colours and framing the page gave it), one more encoder pass made only for images the kind head
-takes for icons, logos or drawings. A linear layer (meanings and brands) or one hidden layer (chart types) over the
+takes for icons, logos or drawings, which also taps the maps of a block in the middle of the encoder (``taps``:
+shapes its ImageNet-made last layers blur; icon sets never seen are named more often with them). A linear layer (meanings and brands) or one hidden layer (chart types) over the
 classes of ``meanings.json`` plus "other"; fitted and validated leave one icon set (or plotting library) out by
 ``scripts/fit_meanings.py`` and stored in the checkpoint's heads file. A class is said only at or above the
 threshold chosen on the held-out sets (brands have their own: ``decision.sure_class`` applies them).
@@ -21,6 +22,7 @@ from .meanings import OTHER
 
 POOLED_COMPONENTS = 256  # principal directions of the pooled features the head reads
 GRID_COMPONENTS = 32  # ... and of the grid cells, for each cell of the 3x3 summary
+TAP_POOLED_COMPONENTS, TAP_GRID_COMPONENTS = 256, 32  # the same, for a tapped block's maps
 
 
 def grid_summary(grid: torch.Tensor) -> torch.Tensor:
@@ -55,6 +57,11 @@ def meaning_features(pooled: np.ndarray, grid9: np.ndarray | None, pooled_proj: 
     return torch.cat([p, g], 1).numpy()
 
 
+def tap_summary(maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """A tapped block's [B, h*w, c] maps as (mean [B, c], 3x3 summary [B, 9, c]): what the head reads of them."""
+    return maps.mean(1).numpy(), grid_summary(maps).numpy()
+
+
 @dataclass
 class MeaningHead:
     classes: list[str]  # "other", "meaning:<id>", "brand:<id>"
@@ -65,7 +72,8 @@ class MeaningHead:
     titles: dict[str, str] = field(default_factory=dict)  # class -> what is said ("Search", "GitHub")
     hidden: object = None  # heads.Linear before a GELU, or None: a linear head
     brand_threshold: float | None = None  # what a brand class needs ("brand:..."), when it differs from threshold
-    glyph: dict | None = None  # {"size": S}: reads the encoder's features of glyph views (glyph.py), not the page's
+    glyph: dict | None = None  # {"size": S, "taps": [block...]}: reads glyph views (glyph.py), not the page
+    tap_projs: list = field(default_factory=list)  # per tapped block: (pooled_proj, grid_proj), as the two above
 
     @property
     def reads_glyphs(self) -> bool:
@@ -76,18 +84,29 @@ class MeaningHead:
         assert classes[0] == OTHER
         return cls(list(classes))
 
+    @property
+    def taps(self) -> tuple[int, ...]:
+        """The encoder blocks whose maps the head reads besides the last grid (glyph heads only)."""
+        return tuple((self.glyph or {}).get("taps", ()))
+
     def fit_projections(self, pooled: np.ndarray, grid9: np.ndarray | None, pooled_components: int = POOLED_COMPONENTS,
-                        grid_components: int = GRID_COMPONENTS) -> None:
-        self.pooled_proj = _pca(torch.as_tensor(pooled, dtype=torch.float32), pooled_components)
-        self.grid_proj = None if grid9 is None else _pca(
-            torch.as_tensor(grid9, dtype=torch.float32).reshape(-1, grid9.shape[-1]), grid_components)
+                        grid_components: int = GRID_COMPONENTS, taps: list = ()) -> None:
+        """Principal directions of the features (and of each tapped block's ``taps``: [(mean, 3x3 summary)])."""
+        def pca(p, g, pc, gc):
+            return (_pca(torch.as_tensor(p, dtype=torch.float32), pc), None if g is None else _pca(
+                torch.as_tensor(g, dtype=torch.float32).reshape(-1, g.shape[-1]), gc))
 
-    def features(self, pooled: np.ndarray, grid9: np.ndarray | None) -> np.ndarray:
-        return meaning_features(pooled, grid9, self.pooled_proj, self.grid_proj)
+        self.pooled_proj, self.grid_proj = pca(pooled, grid9, pooled_components, grid_components)
+        self.tap_projs = [pca(p, g, TAP_POOLED_COMPONENTS, TAP_GRID_COMPONENTS) for p, g in taps]
 
-    def probs(self, pooled: np.ndarray, grid9: np.ndarray | None) -> np.ndarray:
+    def features(self, pooled: np.ndarray, grid9: np.ndarray | None, taps: list = ()) -> np.ndarray:
+        assert len(taps) == len(self.tap_projs), "the tapped blocks' features, one (mean, summary) per tap"
+        return np.concatenate([meaning_features(pooled, grid9, self.pooled_proj, self.grid_proj),
+                               *(meaning_features(p, g, *proj) for (p, g), proj in zip(taps, self.tap_projs))], 1)
+
+    def probs(self, pooled: np.ndarray, grid9: np.ndarray | None, taps: list = ()) -> np.ndarray:
         """[B, K] class probabilities."""
-        x = self.features(pooled, grid9)
+        x = self.features(pooled, grid9, taps)
         if self.hidden is not None:
             x = torch.nn.functional.gelu(torch.as_tensor(self.hidden(x))).numpy()
         return torch.softmax(torch.as_tensor(self.linear(x)), -1).numpy()
@@ -104,8 +123,11 @@ class MeaningHead:
         from .glyph import glyph_view
 
         views = [glyph_view(im, self.glyph["size"]) for im in images]
-        _, pooled, grid = captioner.encode_and_pool(views, with_grid=True)
-        return self.probs(pooled.numpy(), grid_summary(grid).numpy())
+        if not self.taps:
+            _, pooled, grid = captioner.encode_and_pool(views, with_grid=True)
+            return self.probs(pooled.numpy(), grid_summary(grid).numpy())
+        pooled, grid, maps = captioner.encode_with_taps(views, self.taps)
+        return self.probs(pooled.numpy(), grid_summary(grid).numpy(), [tap_summary(m) for m in maps])
 
     def top_glyphs(self, captioner, images: list, k: int = 3) -> list[dict[str, float]]:
         """As ``top``, for a head that reads glyphs."""
@@ -120,6 +142,9 @@ class MeaningHead:
         t.update({f"{prefix}.pooled_mean": self.pooled_proj[0], f"{prefix}.pooled_proj": self.pooled_proj[1]})
         if self.grid_proj is not None:
             t.update({f"{prefix}.grid_mean": self.grid_proj[0], f"{prefix}.grid_proj": self.grid_proj[1]})
+        for block, (pp, gp) in zip(self.taps, self.tap_projs):
+            t.update({f"{prefix}.tap{block}.pooled_mean": pp[0], f"{prefix}.tap{block}.pooled_proj": pp[1],
+                      f"{prefix}.tap{block}.grid_mean": gp[0], f"{prefix}.tap{block}.grid_proj": gp[1]})
         return t
 
     def meta(self) -> dict:
@@ -132,6 +157,9 @@ class MeaningHead:
 
         grid = (t[f"{prefix}.grid_mean"], t[f"{prefix}.grid_proj"]) if f"{prefix}.grid_proj" in t else None
         hidden = Linear.from_tensors(t, f"{prefix}.hidden") if f"{prefix}.hidden.weight" in t else None
+        glyph = dict(meta["glyph"]) if meta.get("glyph") else None
+        taps = [((t[f"{prefix}.tap{b}.pooled_mean"], t[f"{prefix}.tap{b}.pooled_proj"]),
+                 (t[f"{prefix}.tap{b}.grid_mean"], t[f"{prefix}.tap{b}.grid_proj"])) for b in (glyph or {}).get("taps", ())]
         return cls(list(meta["classes"]), (t[f"{prefix}.pooled_mean"], t[f"{prefix}.pooled_proj"]), grid,
                    Linear.from_tensors(t, prefix), float(meta["threshold"]), dict(meta.get("titles", {})), hidden,
-                   meta.get("brand_threshold"), dict(meta["glyph"]) if meta.get("glyph") else None)
+                   meta.get("brand_threshold"), glyph, taps)
