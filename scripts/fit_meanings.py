@@ -45,7 +45,7 @@ from server.netsafe.images import decode_image  # noqa: E402
 from gather_icon_set import brand_names, icon_label  # noqa: E402  (beside this script: how the set labels icons)
 
 log = logging.getLogger("fit_meanings")
-GLYPH_TAPS = (10, 14, 15)  # EfficientNet-Lite0 blocks 10 (112 channels, 14x14), 14 (192, 7x7) and 15 (320, 7x7)
+GLYPH_TAPS = (10, 14, 15)  # EfficientNet-Lite0's blocks 10 (112 channels, 14x14), 14 (192, 7x7), 15 (320, 7x7)
 
 
 def extract(icons: Path, checkpoint: Path, view: str = "page", batch: int = 32, taps: tuple[int, ...] = ()
@@ -56,7 +56,8 @@ def extract(icons: Path, checkpoint: Path, view: str = "page", batch: int = 32, 
     entries = json.loads((icons / "manifest.json").read_text())["images"]
     files = [e["file"] for e in entries]
     prefix = "features-" if view == "page" else "features-glyph-"
-    caches = [icons / f"{prefix}{checkpoint.stem}.npz", *(icons / f"{prefix}tap{b}-{checkpoint.stem}.npz" for b in taps)]
+    caches = [icons / f"{prefix}{checkpoint.stem}.npz",
+              *(icons / f"{prefix}tap{b}-{checkpoint.stem}.npz" for b in taps)]
     old = [_read_cache(c) for c in caches]  # per cache: {file: row}, pooled, grid (or None)
     todo = [i for i, f in enumerate(files) if any(o is None or f not in o[0] for o in old)]
     new: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in caches]  # per cache, per batch: (pooled, grid)

@@ -5,10 +5,11 @@ It reads the encoder's pooled features and a 3x3 summary of its grid, each proje
 (pooled features alone cannot tell a left arrow from a right one): for chart types, those the encoder computes for
 every image anyway; for icon meanings, those of the image's glyph view (``glyph.py``: the icon's shape, dark on
 white, whatever colours and framing the page gave it), one more encoder pass made only for images the kind head
-takes for icons, logos or drawings, which also taps the maps of a block in the middle of the encoder (``taps``:
-shapes its ImageNet-made last layers blur; icon sets never seen are named more often with them). A linear layer (meanings and brands) or one hidden layer (chart types) over the
-classes of ``meanings.json`` plus "other"; fitted and validated leave one icon set (or plotting library) out by
-``scripts/fit_meanings.py`` and stored in the checkpoint's heads file. A class is said only at or above the
+takes for icons, logos or drawings, which also taps the maps of blocks inside the encoder (``taps``: the strokes and
+shapes its ImageNet-made last layers blur; icon sets never seen are named more often with them). A linear layer
+(meanings and brands) or one hidden layer (chart types) over the classes of ``meanings.json`` plus "other"; fitted
+and validated leave one icon set (or plotting library) out by ``scripts/fit_meanings.py`` and stored in the
+checkpoint's heads file. A class is said only at or above the
 threshold chosen on the held-out sets (brands have their own: ``decision.sure_class`` applies them).
 """
 from __future__ import annotations
@@ -159,7 +160,8 @@ class MeaningHead:
         hidden = Linear.from_tensors(t, f"{prefix}.hidden") if f"{prefix}.hidden.weight" in t else None
         glyph = dict(meta["glyph"]) if meta.get("glyph") else None
         taps = [((t[f"{prefix}.tap{b}.pooled_mean"], t[f"{prefix}.tap{b}.pooled_proj"]),
-                 (t[f"{prefix}.tap{b}.grid_mean"], t[f"{prefix}.tap{b}.grid_proj"])) for b in (glyph or {}).get("taps", ())]
+                 (t[f"{prefix}.tap{b}.grid_mean"], t[f"{prefix}.tap{b}.grid_proj"]))
+                for b in (glyph or {}).get("taps", ())]
         return cls(list(meta["classes"]), (t[f"{prefix}.pooled_mean"], t[f"{prefix}.pooled_proj"]), grid,
                    Linear.from_tensors(t, prefix), float(meta["threshold"]), dict(meta.get("titles", {})), hidden,
                    meta.get("brand_threshold"), glyph, taps)
