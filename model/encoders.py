@@ -127,6 +127,9 @@ class EfficientNetLite(nn.Module):
         """The [B, H*W, 1280] grid and the [B, h*w, c] maps after the blocks numbered ``after``, from one pass: the
         middle of the network keeps shapes (an icon's strokes) that its last layers, made for ImageNet's classes,
         blur."""
+        missing = [i for i in after if not 0 <= i < len(self._blocks)]
+        if missing:
+            raise ValueError(f"no block {missing} to tap: the blocks are numbered 0-{len(self._blocks) - 1}")
         x = F.relu6(self._bn0(self._conv_stem(x)))
         maps = []
         for i, block in enumerate(self._blocks):

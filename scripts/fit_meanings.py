@@ -5,8 +5,8 @@
 
 The head reads the encoder's pooled features and a 3x3 summary of its grid (so that a left arrow differs from a
 right one), of the image as the page shows it (``--view page``: chart types) or of its glyph view (``--view glyph``:
-icon meanings, as shipped; ``server/describe/glyph.py``), for glyphs with the same of the maps of three blocks inside
-the encoder (``--taps``, from the same pass), and is a linear layer (meanings; ``--hidden N``: one
+icon meanings, as shipped; ``server/describe/glyph.py``), for glyphs also the same summaries of the maps of three
+blocks inside the encoder (``--taps``, from the same pass), and is a linear layer (meanings; ``--hidden N``: one
 hidden layer, as for chart types) over the classes of
 ``server/describe/meanings.json`` that at least ``--min-families`` icon sets draw, plus "other" (icons that mean
 nothing in the vocabulary, and meanings too few sets draw to be learned).
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -321,8 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         args.epochs = 30 if args.hidden else 80
     if args.taps is None:
         args.taps = GLYPH_TAPS if args.view == "glyph" and args.task == "meaning" else ()
+    elif args.taps == "none":
+        args.taps = ()
+    elif re.fullmatch(r"\d+(,\d+)*", args.taps):
+        args.taps = tuple(int(b) for b in args.taps.split(","))
     else:
-        args.taps = () if args.taps == "none" else tuple(int(b) for b in args.taps.split(","))
+        ap.error(f"--taps: block numbers separated by commas (10,14,15) or 'none', not {args.taps!r}")
     if args.taps and args.view != "glyph":
         ap.error("--taps reads glyph views: add --view glyph")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -331,7 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.checkpoint or default_checkpoint_path()
     manifest = json.loads((args.icons / "manifest.json").read_text())["images"]
     entries, rows, y, fam, classes = select(manifest, args)
-    _, pooled, grid, tapped = extract(args.icons, checkpoint, args.view, taps=args.taps)
+    try:
+        _, pooled, grid, tapped = extract(args.icons, checkpoint, args.view, taps=args.taps)
+    except ValueError as e:  # a block the encoder has not, an encoder without blocks to tap
+        ap.error(f"--taps: {e}")
     pooled, grid, tapped = pooled[rows], grid[rows], [(p[rows], g[rows]) for p, g in tapped]
 
     head = MeaningHead.empty(classes)

@@ -422,6 +422,20 @@ def test_a_head_that_taps_an_encoder_block_reads_it_stores_it_and_loads_it(shape
                          np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32))
     direct = head.probs(pooled.numpy(), grid_summary(grid).numpy(), taps)
     np.testing.assert_allclose(head.glyph_probs(captioner, ims), direct, atol=1e-4)
+    with pytest.raises(ValueError, match=r"no block \[99\] to tap"):
+        captioner.encode_with_taps(views, (3, 99))
     stored = MeaningHead.from_stored(head.tensors(), head.meta())
     assert stored.taps == (3,)
     np.testing.assert_allclose(stored.glyph_probs(captioner, ims), direct, atol=1e-4)
+
+
+def test_fit_meanings_refuses_taps_it_cannot_read(capsys):
+    """A bad --taps is a clear message and exit status 2, not a traceback."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import fit_meanings
+
+    for argv, said in ((["--view", "glyph", "--taps", "1,x"], "block numbers separated by commas"),
+                       (["--taps", "10"], "--taps reads glyph views")):
+        with pytest.raises(SystemExit) as e:
+            fit_meanings.main(argv)
+        assert e.value.code == 2 and said in capsys.readouterr().err
