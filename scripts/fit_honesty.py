@@ -39,6 +39,7 @@ from server.describe.concepts import agreement, cue_masses, top_concepts  # noqa
 from server.describe.heads import (  # noqa: E402
     CALIBRATION_FEATURES,
     CUE_FEATURES,
+    NAMED_HEADS,
     PIXEL_FEATURES,
     Heads,
     Linear,
@@ -51,15 +52,16 @@ from server.netsafe.images import ImageError, read_image_file  # noqa: E402
 log = logging.getLogger("fit_honesty")
 
 
-def kept_meaning_head(path: Path, checkpoint_digest: str):
-    """The meaning head already fitted for this checkpoint (scripts/fit_meanings.py), kept when the other heads are
-    refitted; None when there is none, or it was fitted for another checkpoint."""
+def kept_named_heads(path: Path, checkpoint_digest: str) -> dict:
+    """The meaning and chart-type heads already fitted for this checkpoint (scripts/fit_meanings.py), by name, kept
+    when the other heads are refitted; {} when there are none, or they were fitted for another checkpoint."""
     if not path.is_file():
-        return None
+        return {}
     try:
-        return Heads.load(path, checkpoint_digest=checkpoint_digest).meaning
+        old = Heads.load(path, checkpoint_digest=checkpoint_digest)
     except HeadsError:
-        return None
+        return {}
+    return {name: getattr(old, name) for name in NAMED_HEADS if getattr(old, name) is not None}
 
 
 # -- raw evidence per image, cached on disk (the encoder pass is the slow part) ------------------------------------
@@ -359,7 +361,8 @@ def main() -> None:
                                                                 np.quantile(ood_dev, [0.5, 0.9, 0.95, 0.99])]},
     })
     out = Path(args.out) if args.out else heads_path(ckpt)
-    heads.meaning = kept_meaning_head(heads_path(ckpt), file_digest(ckpt))
+    for name, head in kept_named_heads(heads_path(ckpt), file_digest(ckpt)).items():
+        setattr(heads, name, head)
     heads.save(out)
     report = {"heads": str(out), "ood_threshold": heads.meta["ood_threshold"], "ood": ood_report, "kind": kind_report,
               "familiar_kind": familiar_report,

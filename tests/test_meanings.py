@@ -439,3 +439,30 @@ def test_fit_meanings_refuses_taps_it_cannot_read(capsys):
         with pytest.raises(SystemExit) as e:
             fit_meanings.main(argv)
         assert e.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_refitting_the_honesty_heads_keeps_the_meaning_and_chart_type_heads(tmp_path):
+    """fit_honesty.py replaces the kind, out-of-domain and calibration heads; the named heads fit_meanings.py fitted
+    for the same checkpoint stay (the chart-type head was dropped by a refit before)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from fit_honesty import kept_named_heads
+
+    rng = np.random.default_rng(2)
+    pooled = rng.normal(size=(40, 8)).astype(np.float32)
+
+    def head(classes: list[str]) -> MeaningHead:
+        h = MeaningHead.empty(classes)
+        h.fit_projections(pooled, None, 4)
+        h.linear = Linear(rng.normal(size=(len(classes), 4)).astype(np.float32), np.zeros(len(classes), np.float32),
+                          np.zeros(4, np.float32), np.ones(4, np.float32))
+        return h
+
+    heads = tiny_heads(head(["other", "meaning:search"]))
+    heads.chart = head(["other", "chart:bar", "chart:line"])
+    heads.meta["checkpoint"] = "a" * 64
+    heads.save(tmp_path / "h.safetensors")
+    kept = kept_named_heads(tmp_path / "h.safetensors", "a" * 64)
+    assert sorted(kept) == ["chart", "meaning"] and kept["chart"].classes == ["other", "chart:bar", "chart:line"]
+    np.testing.assert_allclose(kept["chart"].probs(pooled, None), heads.chart.probs(pooled, None), atol=1e-6)
+    assert kept_named_heads(tmp_path / "h.safetensors", "b" * 64) == {}  # fitted for another checkpoint
+    assert kept_named_heads(tmp_path / "missing.safetensors", "a" * 64) == {}
