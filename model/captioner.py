@@ -236,8 +236,7 @@ class Captioner:
 
     @torch.no_grad()
     def encode(self, images: list[Image.Image]) -> torch.Tensor:
-        x = preprocess(images, self.model.spec).to(self.device, self.dtype)
-        return self.model.encoder(x)
+        return self.model.encoder(self._batch(images))
 
     @torch.no_grad()
     def caption_features(self, feats: torch.Tensor, search: SearchConfig,
@@ -258,6 +257,12 @@ class Captioner:
         thread, so that a batching worker runs only the network."""
         return preprocess([image], self.model.spec)[0]
 
+    def _batch(self, images: list) -> torch.Tensor:
+        """The encoder's input batch on its device: PIL images, or tensors ``prepare`` made."""
+        if images and isinstance(images[0], torch.Tensor):
+            return torch.stack(images).to(self.device, self.dtype)
+        return preprocess(images, self.model.spec).to(self.device, self.dtype)
+
     @torch.no_grad()
     def encode_and_pool(self, images: list, with_grid: bool = False) -> tuple[torch.Tensor, ...]:
         """The grids the decoder reads and the mean-pooled pretrained encoder features [B, C] (fp32, CPU) of one
@@ -265,11 +270,7 @@ class Captioner:
         (the encoder's ImageNet head), so it stays the pretrained encoder's when the tail is tuned. ``images`` are
         PIL images or tensors from ``prepare``. ``with_grid`` adds the pretrained grid itself [B, S*S, C] (fp32, CPU),
         for heads that need to know where things are."""
-        if images and isinstance(images[0], torch.Tensor):
-            x = torch.stack(images)
-        else:
-            x = preprocess(images, self.model.spec)
-        feats, pretrained = self.model.grids(x.to(self.device, self.dtype))
+        feats, pretrained = self.model.grids(self._batch(images))
         pretrained = pretrained.float()
         if with_grid:
             return feats, pretrained.mean(1).cpu(), pretrained.cpu()
@@ -278,12 +279,12 @@ class Captioner:
     @torch.no_grad()
     def encode_with_taps(self, images: list, after: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, list]:
         """(mean-pooled features [B, C], grid [B, S*S, C], the maps after the encoder blocks ``after`` [B, h*w, c])
-        of the pretrained encoder (fp32, CPU), from one pass. EfficientNet-Lite encoders only."""
+        of the pretrained encoder (fp32, CPU), from one pass, for the same ``images`` as ``encode_and_pool``.
+        EfficientNet-Lite encoders only."""
         net = getattr(self.model.encoder, "net", self.model.encoder)  # a tuned tail's pretrained network
         if not hasattr(net, "with_taps"):
             raise ValueError(f"{self.model.cfg.encoder} has no block maps to tap (EfficientNet-Lite encoders only)")
-        x = images if isinstance(images, torch.Tensor) else preprocess(images, self.model.spec)
-        grid, maps = net.with_taps(x.to(self.device, self.dtype), tuple(after))
+        grid, maps = net.with_taps(self._batch(images), tuple(after))
         grid = grid.float().cpu()
         return grid.mean(1), grid, [m.float().cpu() for m in maps]
 
