@@ -71,13 +71,19 @@ class CaptionModel(nn.Module):
         """What a checkpoint stores (``stored_prefixes``)."""
         return {k: v for k, v in self.state_dict().items() if k.startswith(self.stored_prefixes())}
 
-    def grids(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the grid the decoder reads, the pretrained encoder's grid) of a batch: the same tensor unless the
-        encoder's tail is tuned, whose pretrained grid is what the encoder's ImageNet head classifies."""
+    def grids(self, images: torch.Tensor, taps: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """(the grid the decoder reads, the pretrained encoder's grid, the pretrained encoder's maps after the blocks
+        ``taps``) of a batch: the same grid unless the encoder's tail is tuned, whose pretrained grid is what the
+        encoder's ImageNet head classifies. Taps: EfficientNet-Lite encoders only (ValueError otherwise)."""
         if self.cfg.tuned_blocks:
-            return self.encoder.with_pretrained(images)
-        grid = self.encoder(images)
-        return grid, grid
+            return self.encoder.with_pretrained(images, tuple(taps))
+        if not taps:
+            grid = self.encoder(images)
+            return grid, grid, []
+        if not hasattr(self.encoder, "with_taps"):
+            raise ValueError(f"{self.cfg.encoder} has no block maps to tap (EfficientNet-Lite encoders only)")
+        grid, maps = self.encoder.with_taps(images, tuple(taps))
+        return grid, grid, maps
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(images), tokens)
@@ -264,14 +270,18 @@ class Captioner:
         return preprocess(images, self.model.spec).to(self.device, self.dtype)
 
     @torch.no_grad()
-    def encode_and_pool(self, images: list, with_grid: bool = False) -> tuple[torch.Tensor, ...]:
+    def encode_and_pool(self, images: list, with_grid: bool = False, taps: tuple[int, ...] = ()
+                        ) -> tuple[torch.Tensor, ...]:
         """The grids the decoder reads and the mean-pooled pretrained encoder features [B, C] (fp32, CPU) of one
         batch, from one encoder pass: the pooled vector is what callers compare images by and classify them with
         (the encoder's ImageNet head), so it stays the pretrained encoder's when the tail is tuned. ``images`` are
         PIL images or tensors from ``prepare``. ``with_grid`` adds the pretrained grid itself [B, S*S, C] (fp32, CPU),
-        for heads that need to know where things are."""
-        feats, pretrained = self.model.grids(self._batch(images))
+        for heads that need to know where things are; ``taps`` (with the grid) adds the list of the pretrained
+        maps after those blocks, [B, h*w, c] each (fp32, CPU), from the same pass."""
+        feats, pretrained, maps = self.model.grids(self._batch(images), tuple(taps))
         pretrained = pretrained.float()
+        if taps:
+            return feats, pretrained.mean(1).cpu(), pretrained.cpu(), [m.float().cpu() for m in maps]
         if with_grid:
             return feats, pretrained.mean(1).cpu(), pretrained.cpu()
         return feats, pretrained.mean(1).cpu()

@@ -112,31 +112,35 @@ class EfficientNetLite(nn.Module):
     def forward(self, x):
         return self.rest(self.trunk(x, len(self._blocks)), len(self._blocks))
 
-    def trunk(self, x, upto: int) -> torch.Tensor:
-        """The stem and blocks ``[0, upto)``: the [B, C, H, W] map that a tuned tail starts from."""
+    def trunk(self, x, upto: int, after: tuple[int, ...] = (), maps: list | None = None) -> torch.Tensor:
+        """The stem and blocks ``[0, upto)``: the [B, C, H, W] map that a tuned tail starts from. The maps after
+        the blocks numbered ``after`` are appended to ``maps`` as [B, h*w, c]."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks[:upto]:
-            x = block(x)
+        return self._run(x, 0, upto, after, maps)
+
+    def rest(self, h, start: int, after: tuple[int, ...] = (), maps: list | None = None) -> torch.Tensor:
+        """Blocks ``[start, end)`` and the head convolution over a ``trunk`` map: the [B, H*W, 1280] grid."""
+        return _grid((), self._conv_head, self._bn1, self._run(h, start, len(self._blocks), after, maps))
+
+    def _run(self, x, start: int, end: int, after: tuple[int, ...], maps: list | None) -> torch.Tensor:
+        for i in range(start, end):
+            x = self._blocks[i](x)
+            if i in after:
+                maps.append(x.flatten(2).transpose(1, 2))
         return x
 
-    def rest(self, h, start: int) -> torch.Tensor:
-        """Blocks ``[start, end)`` and the head convolution over a ``trunk`` map: the [B, H*W, 1280] grid."""
-        return _grid(self._blocks[start:], self._conv_head, self._bn1, h)
-
-    def with_taps(self, x, after: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The [B, H*W, 1280] grid and the [B, h*w, c] maps after the blocks numbered ``after``, from one pass: the
-        middle of the network keeps shapes (an icon's strokes) that its last layers, made for ImageNet's classes,
-        blur."""
+    def check_taps(self, after: tuple[int, ...]) -> None:
         missing = [i for i in after if not 0 <= i < len(self._blocks)]
         if missing:
             raise ValueError(f"no block {missing} to tap: the blocks are numbered 0-{len(self._blocks) - 1}")
-        x = F.relu6(self._bn0(self._conv_stem(x)))
-        maps = []
-        for i, block in enumerate(self._blocks):
-            x = block(x)
-            if i in after:
-                maps.append(x.flatten(2).transpose(1, 2))
-        return _grid((), self._conv_head, self._bn1, x), maps
+
+    def with_taps(self, x, after: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The [B, H*W, 1280] grid and the [B, h*w, c] maps after the blocks numbered ``after`` (in block order),
+        from one pass: the middle of the network keeps shapes (an icon's strokes) that its last layers, made for
+        ImageNet's classes, blur."""
+        self.check_taps(after)
+        maps: list = []
+        return self.rest(self.trunk(x, len(self._blocks), after, maps), len(self._blocks)), maps
 
 
 def _grid(blocks, conv_head, bn, h) -> torch.Tensor:
@@ -183,10 +187,13 @@ class TunedTail(nn.Module):
     def forward(self, x):
         return self.tail(self.net.trunk(x, self.split))
 
-    def with_pretrained(self, x) -> tuple[torch.Tensor, torch.Tensor]:
-        """(tuned grid, pretrained grid) of one batch, sharing the trunk."""
-        h = self.net.trunk(x, self.split)
-        return self.tail(h), self.net.rest(h, self.split)
+    def with_pretrained(self, x, after: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """(tuned grid, pretrained grid, the pretrained maps after the blocks ``after``) of one batch, sharing the
+        trunk."""
+        self.net.check_taps(after)
+        maps: list = []
+        h = self.net.trunk(x, self.split, after, maps)
+        return self.tail(h), self.net.rest(h, self.split, after, maps), maps
 
 
 def _lite_state(variant: int) -> dict[str, torch.Tensor]:

@@ -9,7 +9,8 @@ Data, and what each part is fitted on (test sets are never read):
   PCA the kind classifier sees); the threshold keeps ``--ood-keep`` of the *dev* photos in domain;
 * kind classifier: the kinds manifest's *train* split (real screenshots, charts, icons, ... gathered by
   ``scripts/gather_honesty_set.py``) plus in-domain photos from the *train* splits (none of them a reference
-  image), checked on the manifest's *dev* split and the dev photos;
+  image), checked on the manifest's *dev* split and the dev photos; the principal directions of the tapped
+  blocks' mean maps (``--kind-taps``) come from the same images;
 * calibration: the *dev* photos, labelled acceptable when the caption's per-image CIDEr-D against its references
   reaches ``--acceptable-cider``; AUROC and a reliability table come from two-fold cross-fitting on dev.
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -47,7 +49,10 @@ from server.describe.heads import (  # noqa: E402
     kind_features,
 )
 from server.describe.pixels import PixelStats  # noqa: E402
+from server.describe.decision import Policy  # noqa: E402
+from server.describe.meaning_head import on_directions, principal_directions  # noqa: E402
 from server.netsafe.images import ImageError, read_image_file  # noqa: E402
+from fit_meanings import parse_taps  # noqa: E402  (beside this script)
 
 log = logging.getLogger("fit_honesty")
 
@@ -66,10 +71,11 @@ def kept_named_heads(path: Path, checkpoint_digest: str) -> dict:
 
 # -- raw evidence per image, cached on disk (the encoder pass is the slow part) ------------------------------------
 
-def captioner_only(checkpoint: Path) -> Describer:
+def captioner_only(checkpoint: Path, taps: tuple[int, ...] = ()) -> Describer:
     """The checkpoint's model stage without heads: heads already beside it (fitted for an earlier checkpoint, which
-    the describe pipeline refuses to load) are what this script replaces."""
-    return Describer(Captioner.load(checkpoint, device="cpu"))
+    the describe pipeline refuses to load) are what this script replaces. ``taps``: the blocks whose mean maps
+    each ModelOutput keeps."""
+    return Describer(Captioner.load(checkpoint, device="cpu"), taps=taps)
 
 
 class Extractor:
@@ -79,18 +85,22 @@ class Extractor:
         cache_dir.mkdir(parents=True, exist_ok=True)
 
     def _file(self, paths: list[str], tag: str) -> Path:
-        key = hashlib.sha1("\n".join([self.d.captioner.version, PIPELINE_VERSION, tag, *paths]).encode()).hexdigest()[:16]
+        taps = ",".join(map(str, self.d.taps))
+        key = hashlib.sha1("\n".join([self.d.captioner.version, PIPELINE_VERSION, f"taps{taps}", tag, *paths]).encode()
+                           ).hexdigest()[:16]
         return self.cache_dir / f"{tag}-{key}.npz"
 
     def run(self, paths: list[str], tag: str, batch: int = 16) -> dict:
-        """pooled [N,C], probs [N,1000], pixels (list of dicts), caption, words, raw (per image); unreadable
-        files are dropped (``kept`` lists the paths that remain)."""
+        """pooled [N,C], probs [N,1000], tap<block> [N,c] (the describer's taps), pixels (list of dicts), caption,
+        words, raw (per image); unreadable files are dropped (``kept`` lists the paths that remain)."""
         f = self._file(paths, tag)
+        arrays = ["pooled", "probs", *(f"tap{b}" for b in self.d.taps)]
         if f.is_file():
             z = np.load(f, allow_pickle=False)
             meta = json.loads(str(z["meta"]))
-            return {"pooled": z["pooled"], "probs": z["probs"], **meta}
+            return {**{k: z[k] for k in arrays}, **meta}
         pooled, probs, pixels, captions, words, raw, kept = [], [], [], [], [], [], []
+        taps = [[] for _ in self.d.taps]
         t0 = time.time()
         for i in range(0, len(paths), batch):
             ims, ok = [], []
@@ -104,6 +114,8 @@ class Extractor:
                 continue
             for p, im, out in zip(ok, ims, self.d.run_model(ims)):
                 pooled.append(out.pooled.astype(np.float32))
+                for rows, m in zip(taps, out.taps):
+                    rows.append(m.astype(np.float32))
                 probs.append(out.probs.numpy() if out.probs is not None else np.zeros(1000, np.float32))
                 pixels.append(self.d.look(im).to_dict())
                 captions.append(out.caption), words.append(out.words), raw.append(out.raw_confidence)
@@ -111,8 +123,9 @@ class Extractor:
             if (i // batch) % 20 == 0:
                 log.info("%s: %d/%d images (%.0f s)", tag, i + len(ims), len(paths), time.time() - t0)
         meta = {"pixels": pixels, "caption": captions, "words": words, "raw": raw, "kept": kept}
-        np.savez(f, pooled=np.stack(pooled), probs=np.stack(probs), meta=json.dumps(meta))
-        return {"pooled": np.stack(pooled), "probs": np.stack(probs), **meta}
+        stacked = dict(zip(arrays, [np.stack(a) for a in (pooled, probs, *taps)]))
+        np.savez(f, **stacked, meta=json.dumps(meta))
+        return {**stacked, **meta}
 
 
 # -- fitting ---------------------------------------------------------------------------------------------------------
@@ -193,6 +206,42 @@ def per_image_cider(refs: list[list[str]], hyps: list[str]) -> np.ndarray:
     return np.asarray(scores, dtype=np.float64)
 
 
+def kind_cv(base: np.ndarray, taps: list[np.ndarray], y: np.ndarray, packages: np.ndarray, unusual: np.ndarray,
+            args, folds: int = 5) -> dict:
+    """The kind classifier fitted as ``main`` fits it, on the packages of four folds, and judged on the fifth's
+    (whole packages held out, so a figure says how it does on software it never saw): how often it names a
+    non-photo's kind wrongly or rightly by the decision's rule (``Policy.kind_min``, icon and logo together), and
+    how often it names an unusual photo (a coin, the moon) as something else. The tapped blocks' directions are
+    fitted on the four folds too. ``base``: the features without taps; ``taps``: the blocks' mean maps."""
+    policy = Policy()
+    order = np.unique(packages)
+    np.random.default_rng(args.seed).shuffle(order)
+    probs = np.zeros((len(y), len(KINDS)))
+    for held in np.array_split(order, folds):
+        test = np.isin(packages, held)
+        directions = [principal_directions(torch.from_numpy(t[~test]), args.kind_tap_pca) for t in taps]
+
+        def features(rows):
+            return np.concatenate([base[rows]] + [on_directions(t[rows], d).numpy() for t, d in zip(taps, directions)], 1)
+
+        lin = fit_linear(features(~test), y[~test], len(KINDS), l2=args.kind_l2)
+        probs[test] = torch.softmax(torch.from_numpy(lin(features(test))), -1).numpy()
+    group = {KINDS.index(k): [KINDS.index(m) for m in g] for g in policy.kind_groups for k in g}
+    best = probs[:, 1:].argmax(1) + 1
+    p_best = np.array([probs[i, group.get(b, [b])].sum() for i, b in enumerate(best)])
+    named = (p_best >= policy.kind_min) & (p_best > probs[:, 0])
+    right = np.array([t in group.get(b, [b]) for t, b in zip(y, best)])
+    nonphoto = y > 0
+    return {"folds": folds, "packages": int(len(order)), "nonphotos": int(nonphoto.sum()),
+            "unusual_photos": int(unusual.sum()), "kind_min": policy.kind_min,
+            "nonphoto_named_right": round(float((named & right)[nonphoto].mean()), 3),
+            "nonphoto_named_wrong": round(float((named & ~right)[nonphoto].mean()), 3),
+            "nonphoto_likeliest_right": round(float(right[nonphoto].mean()), 3),
+            "unusual_photos_named_a_kind": round(float(named[unusual].mean()), 3),
+            "unusual_photos_likeliest_photo": round(float((probs.argmax(1) == 0)[unusual].mean()), 3),
+            "train_photos_likeliest_photo": round(float((probs.argmax(1) == 0)[~nonphoto & ~unusual].mean()), 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default=None)
@@ -205,16 +254,31 @@ def main() -> None:
     ap.add_argument("--kind-photos", type=int, default=600, help="train photos for the kind classifier")
     ap.add_argument("--dev-photos", type=int, default=1200, help="dev photos (calibration, thresholds)")
     ap.add_argument("--kind-pca", type=int, default=32, help="PCA dimensions of the features the kind classifier sees")
-    ap.add_argument("--kind-l2", type=float, default=1e-4, help="L2 penalty of the kind classifier")
+    ap.add_argument("--kind-l2", type=float, default=0.01,
+                    help="L2 penalty of the kind classifier (chosen by the grouped cross-validation in the report)")
+    ap.add_argument("--kind-taps", default="10,14,15",
+                    help="encoder blocks (comma-separated) whose mean maps the kind classifier reads too, or 'none' "
+                         "(EfficientNet-Lite encoders only)")
+    ap.add_argument("--kind-tap-pca", type=int, default=128, help="principal directions of each tapped block's mean")
     ap.add_argument("--ood-keep", type=float, default=0.97, help="share of dev photos kept in domain")
     ap.add_argument("--acceptable-cider", type=float, default=0.5)
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    try:
+        args.kind_taps = parse_taps(args.kind_taps)
+    except ValueError as e:
+        ap.error(f"--kind-taps: {e}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     rng = random.Random(args.seed)
+    torch.manual_seed(args.seed)
     ckpt = Path(args.checkpoint) if args.checkpoint else default_checkpoint_path()
-    describer = captioner_only(ckpt)
+    describer = captioner_only(ckpt, args.kind_taps)
+    if args.kind_taps:
+        try:
+            describer.captioner.encode_and_pool([Image.new("RGB", (8, 8))], taps=args.kind_taps)
+        except ValueError as e:  # a block the encoder has not, an encoder without blocks to tap
+            ap.error(f"--kind-taps: {e}")
     ex = Extractor(describer, args.cache_dir)
 
     # --- images ---
@@ -254,15 +318,20 @@ def main() -> None:
     heads.meta["ood_threshold"] = round(ood_threshold, 4)
 
     # --- kind ---
-    def kfeats(batch: dict) -> np.ndarray:
+    heads.kind_taps = [(b, principal_directions(torch.from_numpy(np.concatenate([ktrain[f"tap{b}"], kphotos[f"tap{b}"]])),
+                                                args.kind_tap_pca)) for b in args.kind_taps]
+
+    def kfeats(batch: dict, taps: bool = True) -> np.ndarray:
         rows = []
         oods = heads.ood(batch["pooled"])
         proj = heads.project(batch["pooled"])
+        tapped = heads.project_taps([batch[f"tap{b}"] for b in args.kind_taps]) if args.kind_taps and taps else None
         for i in range(len(batch["kept"])):
             p = torch.from_numpy(batch["probs"][i])
             entropy = float(-(p * p.clamp_min(1e-12).log()).sum())
             rows.append(kind_features(PixelStats.from_dict(batch["pixels"][i]), cue_masses(p), float(p.max()),
-                                      entropy, float(oods[i]), proj[i], args.kind_pca))
+                                      entropy, float(oods[i]), proj[i], args.kind_pca,
+                                      None if tapped is None else tapped[i]))
         return np.stack(rows)
 
     kind_index = {k: i for i, k in enumerate(KINDS)}
@@ -271,6 +340,11 @@ def main() -> None:
     xk = np.concatenate([kfeats(ktrain), kfeats(kphotos)])
     yk = np.array([kind_index[by_file[f]] for f in ktrain["kept"]] + [0] * len(kphotos["kept"]))
     heads.kind = fit_linear(xk, yk, len(KINDS), l2=args.kind_l2)
+    packages = [by_source[f] for f in ktrain["kept"]] + [f"train photos {i % 5}" for i in range(len(kphotos["kept"]))]
+    unusual = np.array([by_file[f] == "photo" for f in ktrain["kept"]] + [False] * len(kphotos["kept"]))
+    cv_report = kind_cv(np.concatenate([kfeats(ktrain, taps=False), kfeats(kphotos, taps=False)]),
+                        [np.concatenate([ktrain[f"tap{b}"], kphotos[f"tap{b}"]]) for b in args.kind_taps],
+                        yk, np.array(packages), unusual, args)
     xdev = np.concatenate([kfeats(kdev), kfeats(dev)])
     ydev = np.array([kind_index[by_file[f]] for f in kdev["kept"]] + [0] * len(dev["kept"]))
     pdev = heads.kind_probs(xdev)
@@ -356,7 +430,7 @@ def main() -> None:
     heads.meta.update({
         "checkpoint": file_digest(ckpt), "kind_features": list(PIXEL_FEATURES + CUE_FEATURES) + ["ood"],
         "calibration_features": list(CALIBRATION_FEATURES),
-        "fit": {"refs": len(refs["kept"]), "kind_train": len(ktrain["kept"]), "kind_train_photos": len(kphotos["kept"]),
+        "fit": {"kind_taps": list(args.kind_taps), "kind_tap_pca": args.kind_tap_pca, "refs": len(refs["kept"]), "kind_train": len(ktrain["kept"]), "kind_train_photos": len(kphotos["kept"]),
                 "ood_keep": args.ood_keep, "ood_dev_quantiles": [round(float(q), 3) for q in
                                                                 np.quantile(ood_dev, [0.5, 0.9, 0.95, 0.99])]},
     })
@@ -365,6 +439,7 @@ def main() -> None:
         setattr(heads, name, head)
     heads.save(out)
     report = {"heads": str(out), "ood_threshold": heads.meta["ood_threshold"], "ood": ood_report, "kind": kind_report,
+              "kind_grouped_cv": cv_report,
               "familiar_kind": familiar_report,
               "calibration": calib_report, "fit": heads.meta["fit"]}
     Path(args.report).write_text(json.dumps(report, indent=2))

@@ -49,6 +49,15 @@ log = logging.getLogger("fit_meanings")
 GLYPH_TAPS = (10, 14, 15)  # EfficientNet-Lite0's blocks 10 (112 channels, 14x14), 14 (192, 7x7), 15 (320, 7x7)
 
 
+def parse_taps(text: str) -> tuple[int, ...]:
+    """A --taps value: encoder block numbers separated by commas, or 'none' (ValueError otherwise)."""
+    if text == "none":
+        return ()
+    if not re.fullmatch(r"\d+(,\d+)*", text):
+        raise ValueError(f"block numbers separated by commas (10,14,15) or 'none', not {text!r}")
+    return tuple(int(b) for b in text.split(","))
+
+
 def extract(icons: Path, checkpoint: Path, view: str = "page", batch: int = 32, taps: tuple[int, ...] = ()
             ) -> tuple[list[dict], np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """(manifest entries, pooled [N, C], grid summary [N, 9, C], per tapped encoder block its (mean [N, c], 3x3
@@ -322,12 +331,11 @@ def main(argv: list[str] | None = None) -> int:
         args.epochs = 30 if args.hidden else 80
     if args.taps is None:
         args.taps = GLYPH_TAPS if args.view == "glyph" and args.task == "meaning" else ()
-    elif args.taps == "none":
-        args.taps = ()
-    elif re.fullmatch(r"\d+(,\d+)*", args.taps):
-        args.taps = tuple(int(b) for b in args.taps.split(","))
     else:
-        ap.error(f"--taps: block numbers separated by commas (10,14,15) or 'none', not {args.taps!r}")
+        try:
+            args.taps = parse_taps(args.taps)
+        except ValueError as e:
+            ap.error(f"--taps: {e}")
     if args.taps and args.view != "glyph":
         ap.error("--taps reads glyph views: add --view glyph")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

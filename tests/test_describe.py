@@ -4,6 +4,7 @@ calibration, pixel statistics, OCR and its absence, and the cache namespace. Fas
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -230,6 +231,43 @@ def test_a_batchs_model_signals_are_each_images_own_and_give_the_same_evidence(s
         assert describer.gather(pixels, with_signals, None).to_dict() == describer.gather(pixels, out, None).to_dict()
 
 
+def test_the_kind_head_reads_tapped_blocks_from_the_batchs_one_pass(shapes_checkpoint, tmp_path):
+    """Heads that read the mean maps of blocks inside the encoder get them from run_model's one pass (in the
+    ModelOutput, so they survive the model process's pipe), store their directions, and give the same evidence
+    whether gather has the batch's signals or makes them for one image."""
+    from model import Captioner
+    from server.describe import Describer, ModelOutput
+    from server.describe.pixels import pixel_stats
+
+    rng = np.random.default_rng(7)
+    heads = _heads(rng, c=1280, f=16 + 2 + 3 + 3)  # 3 directions of each of two blocks
+    heads.kind_taps = [(b, (rng.normal(size=c).astype(np.float32), rng.normal(size=(3, c)).astype(np.float32)))
+                       for b, c in ((10, 112), (14, 192))]
+    path = tmp_path / "m.honesty.safetensors"
+    heads.save(path)
+    heads = Heads.load(path)
+    assert heads.tap_blocks == (10, 14) and heads.meta["kind_taps"] == [10, 14]
+    captioner = Captioner.load(shapes_checkpoint, device="cpu")
+    describer = Describer(captioner, heads)
+    assert describer.taps == (10, 14) and Describer(captioner).taps == ()
+    ims = [Image.new("RGB", (64, 48), c) for c in ("white", "red", "navy")]
+    ImageDraw.Draw(ims[0]).ellipse((10, 10, 40, 40), fill="black")
+    outs = describer.run_model(ims)
+    _, _, maps = captioner.encode_with_taps(ims, (10, 14))
+    for i, out in enumerate(outs):
+        assert [m.shape for m in out.taps] == [(112,), (192,)]
+        for got, m in zip(out.taps, maps):
+            np.testing.assert_allclose(got, m[i].mean(0).numpy(), atol=1e-4)
+        assert out.signals.taps.shape == (6,)
+        alone = ModelOutput(out.caption, out.words, out.raw_confidence, out.pooled, out.probs, out.ood, None, out.taps)
+        pixels = pixel_stats(ims[i])
+        assert describer.gather(pixels, alone, None).to_dict() == describer.gather(pixels, out, None).to_dict()
+    assert len({tuple(o.signals.taps.round(4)) for o in outs}) == 3  # each image's own
+    plain = ModelOutput("A cat.", "a cat", 0.6, outs[0].pooled, outs[0].probs, None)  # no taps for heads that read them
+    with pytest.raises(HeadsError, match=r"reads blocks \[10, 14\]: got 0"):
+        describer.gather(pixels, plain, None)
+
+
 def test_calibration_is_monotone_in_the_raw_confidence():
     heads = _heads(np.random.default_rng(2))
     raws = np.linspace(0.05, 0.95, 19)
@@ -239,9 +277,12 @@ def test_calibration_is_monotone_in_the_raw_confidence():
 
 def _fit_script():
     import importlib.util
+    import sys
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("fit_honesty", Path(__file__).parents[1] / "scripts/fit_honesty.py")
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    sys.path.insert(0, str(scripts))  # as when run: the scripts beside it (fit_meanings) import by name
+    spec = importlib.util.spec_from_file_location("fit_honesty", scripts / "fit_honesty.py")
     fit = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fit)
     return fit
@@ -272,16 +313,29 @@ def test_refitting_reads_a_checkpoint_whose_heads_were_fitted_for_another(shapes
     fit = _fit_script()
     loaded = []
     real = fit.captioner_only
-    monkeypatch.setattr(fit, "captioner_only", lambda path: loaded.append(real(path)) or loaded[-1])
+    monkeypatch.setattr(fit, "captioner_only", lambda path, taps=(): loaded.append(real(path, taps)) or loaded[-1])
     monkeypatch.setattr(sys, "argv", ["fit_honesty.py", "--checkpoint", str(ckpt), "--data", str(tmp_path / "none"),
                                       "--kinds", str(tmp_path / "none.json"), "--cache-dir", str(tmp_path / "cache")])
     from model.datasets import DatasetError
 
     with pytest.raises(DatasetError, match="no such dataset"):  # it stops at the data, after loading the model
         fit.main()
-    assert len(loaded) == 1 and loaded[0].heads is None
+    assert len(loaded) == 1 and loaded[0].heads is None and loaded[0].taps == (10, 14, 15)  # --kind-taps' default
     out = loaded[0].run_model([Image.new("RGB", (64, 64), "red")])
-    assert out[0].caption and out[0].pooled.ndim == 1
+    assert out[0].caption and out[0].pooled.ndim == 1 and [m.shape for m in out[0].taps] == [(112,), (192,), (320,)]
+
+
+@pytest.mark.parametrize("taps, says", [("10,99", r"no block \[99\] to tap"), ("ten", "separated by commas")])
+def test_fitting_refuses_blocks_the_encoder_has_not(shapes_checkpoint, tmp_path, monkeypatch, capsys, taps, says):
+    import sys
+
+    fit = _fit_script()
+    monkeypatch.setattr(sys, "argv", ["fit_honesty.py", "--checkpoint", str(shapes_checkpoint), "--data",
+                                      str(tmp_path), "--kinds", str(tmp_path / "none.json"), "--kind-taps", taps])
+    with pytest.raises(SystemExit) as e:
+        fit.main()
+    assert e.value.code == 2
+    assert re.search(f"--kind-taps: .*{says}", capsys.readouterr().err)
 
 
 # -- pixels and the decoder's record of the source --------------------------------------------------------------

@@ -77,3 +77,32 @@ def test_tiny_config_builds_both_kinds():
         from model.decoders import build_decoder
 
         build_decoder(DecoderConfig(kind="gru"))
+
+
+def test_block_taps_come_from_the_same_pass_with_or_without_a_tuned_tail():
+    """The maps of blocks inside the encoder are the pretrained network's, whether the tail is tuned (the trunk's
+    blocks and the pretrained rest's alike) or not, and the grids are unchanged by asking for them."""
+    from model.encoders import TunedTail
+
+    cfg = ModelConfig("efficientnet-lite0", DecoderConfig(kind="transformer", vocab_size=30, feature_dim=1280,
+                                                          grid_size=49, d_model=32, n_layers=1, n_heads=2,
+                                                          hidden=32, max_len=10))
+    model = CaptionModel(cfg, pretrained_encoder=False).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        plain = model.encoder(x)
+        feats, pretrained, maps = model.grids(x, (10, 14))
+        assert feats is pretrained and torch.allclose(pretrained, plain, atol=1e-5)
+        assert [m.shape for m in maps] == [(2, 196, 112), (2, 49, 192)]
+        tuned = TunedTail(model.encoder, 4)  # blocks 12-15 tuned: block 10 is in the trunk, 14 in the rest
+        t_feats, t_pretrained, t_maps = tuned.with_pretrained(x, (10, 14))
+        assert torch.allclose(t_pretrained, plain, atol=1e-5) and torch.allclose(t_feats, tuned(x), atol=1e-5)
+        for a, b in zip(t_maps, maps):
+            assert torch.allclose(a, b, atol=1e-5)
+        with pytest.raises(ValueError, match=r"no block \[16\] to tap"):
+            tuned.with_pretrained(x, (16,))
+    spec = get_spec("vit-scratch")
+    scratch = CaptionModel(ModelConfig("vit-scratch", tiny_config("transformer", feature_dim=spec.feature_dim,
+                                                                  grid=spec.grid)), pretrained_encoder=False).eval()
+    with pytest.raises(ValueError, match="no block maps to tap"):
+        scratch.grids(torch.randn(1, 3, spec.image_size, spec.image_size), (1,))

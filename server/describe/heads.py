@@ -8,7 +8,10 @@ fitted for one model is never used with another. Three heads, all linear, all ev
   pooled encoder features to its ``k`` nearest training images (full features: a PCA space of 128-256 dimensions
   separated out-of-domain photos far worse, AUROC 0.81-0.93 against 0.997 on the dev set);
 * **kind**: photo, text, screenshot, chart, icon, logo or illustration, from pixel statistics, the ImageNet
-  classifier's type cues, the out-of-domain score and the PCA-projected features (multinomial logistic regression);
+  classifier's type cues, the out-of-domain score, the PCA-projected features and (``kind_taps``) the mean of the
+  maps of blocks inside the encoder, each on its own principal directions, from the same pass: those blocks still
+  see strokes and flat fills, which the last layers, made for ImageNet's classes, blur into "some object" (an unusual
+  photo, a coin, the moon, was taken for a drawing far less often with them) (multinomial logistic regression);
 * **familiar kind**: how unlike the fitted non-photos of each kind an image is (the same nearest-neighbour score
   against the kind classifier's own training images). A linear classifier extrapolates with confidence: a galaxy
   on black sky came out "icon" at 0.9, though it is nothing like any icon it learned from. The kind is named only
@@ -33,7 +36,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from .meaning_head import MeaningHead
+from .meaning_head import MeaningHead, on_directions
 
 KINDS = ("photo", "text", "screenshot", "chart", "icon", "logo", "illustration")
 NAMED_HEADS = ("meaning", "chart")  # optional MeaningHead fields, stored under these prefixes
@@ -105,6 +108,7 @@ class Heads:
     kind_reference_kind: np.ndarray | None = None  # [N] their kinds, as indices into KINDS
     meaning: "MeaningHead | None" = None  # icon meanings and brands (scripts/fit_meanings.py); None: not fitted
     chart: "MeaningHead | None" = None  # chart types (scripts/fit_meanings.py --task chart); None: not fitted
+    kind_taps: list = field(default_factory=list)  # [(block, (mean [c], directions [P, c]))] the kind head reads
 
     # -- features ----------------------------------------------------------------------------------------------
 
@@ -140,6 +144,18 @@ class Heads:
             out[KINDS[i]] = (1.0 - sims[:, cols].topk(k, dim=1).values.mean(1)).numpy()
         return out
 
+    @property
+    def tap_blocks(self) -> tuple[int, ...]:
+        """The encoder blocks whose mean maps the kind head reads (``project_taps``); () for none."""
+        return tuple(b for b, _ in self.kind_taps)
+
+    def project_taps(self, means: list[np.ndarray]) -> np.ndarray:
+        """[B, sum P]: each tapped block's mean map ([B, c], in ``tap_blocks`` order), L2-normalised, on its
+        principal directions."""
+        if len(means) != len(self.kind_taps):
+            raise HeadsError(f"the kind head reads blocks {list(self.tap_blocks)}: got {len(means)} maps")
+        return torch.cat([on_directions(m, proj) for m, (_, proj) in zip(means, self.kind_taps)], -1).numpy()
+
     def kind_probs(self, features: np.ndarray) -> np.ndarray:
         return softmax(self.kind(features))
 
@@ -157,7 +173,11 @@ class Heads:
                    **self.kind.tensors("kind"), **self.calibration.tensors("calibration")}
         if self.kind_reference is not None:
             tensors.update(kind_reference=self.kind_reference, kind_reference_kind=self.kind_reference_kind)
-        meta = dict(self.meta)
+        for block, (mean, directions) in self.kind_taps:
+            tensors.update({f"kind.tap{block}.mean": mean, f"kind.tap{block}.directions": directions})
+        meta = {k: v for k, v in self.meta.items() if k != "kind_taps"}
+        if self.kind_taps:
+            meta["kind_taps"] = list(self.tap_blocks)
         for name in NAMED_HEADS:
             meta.pop(name, None)
             if getattr(self, name) is not None:
@@ -185,9 +205,10 @@ class Heads:
                 meta = json.loads((f.metadata() or {})["honesty"])
             kref = t["kind_reference"].astype(np.float32) if "kind_reference" in t else None
             named = {n: MeaningHead.from_stored(t, meta[n], n) if n in meta else None for n in NAMED_HEADS}
+            taps = [(int(b), (t[f"kind.tap{b}.mean"], t[f"kind.tap{b}.directions"])) for b in meta.get("kind_taps", ())]
             heads = cls(t["pca_mean"], t["pca"], t["reference"].astype(np.float32),
                         Linear.from_tensors(t, "kind"), Linear.from_tensors(t, "calibration"), meta,
-                        kref, t.get("kind_reference_kind"), **named)
+                        kref, t.get("kind_reference_kind"), **named, kind_taps=taps)
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for damaged files
             raise HeadsError(f"{path}: not a valid honesty heads file ({type(e).__name__}: {e})") from None
         if checkpoint_digest and meta.get("checkpoint") and meta["checkpoint"] != checkpoint_digest:
@@ -206,12 +227,14 @@ CUE_FEATURES = ("cue_screen", "cue_document", "cue_drawing", "top_p", "entropy")
 
 
 def kind_features(pixels, cues: dict[str, float], top_p: float, entropy: float, ood: float,
-                  projected: np.ndarray, n_pca: int) -> np.ndarray:
+                  projected: np.ndarray, n_pca: int, taps: np.ndarray | None = None) -> np.ndarray:
+    """One image's kind-head input; ``taps``: its ``Heads.project_taps`` row, for heads that read block taps."""
     w, h = max(pixels.width, 1), max(pixels.height, 1)
     base = [math.log(w / h), math.log(min(w, h)), math.log(max(w, h)), pixels.transparent,
             pixels.equal_neighbours, pixels.distinct_colours, pixels.top_colour, pixels.white, pixels.saturation,
             pixels.edges, cues["screen"], cues["document"], cues["drawing"], top_p, entropy, ood]
-    return np.concatenate([np.asarray(base, dtype=np.float32), projected[:n_pca].astype(np.float32)])
+    parts = [np.asarray(base, dtype=np.float32), projected[:n_pca].astype(np.float32)]
+    return np.concatenate(parts + ([] if taps is None else [np.asarray(taps, dtype=np.float32)]))
 
 
 CALIBRATION_FEATURES = ("logit_raw_confidence", "words", "agreement", "top_p", "ood", "p_photo")

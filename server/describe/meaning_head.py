@@ -34,13 +34,16 @@ def grid_summary(grid: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.adaptive_avg_pool2d(g, 3).reshape(b, c, 9).transpose(1, 2)
 
 
-def _project(x: np.ndarray, proj: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
+def on_directions(x: np.ndarray, proj: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
+    """Rows [..., c], L2-normalised, on principal directions ``proj`` (mean [c], directions [P, c]): [..., P]."""
     mean, comps = (torch.as_tensor(a, dtype=torch.float32) for a in proj)
     x = torch.nn.functional.normalize(torch.as_tensor(x, dtype=torch.float32), dim=-1)
     return (x - mean) @ comps.T
 
 
-def _pca(x: torch.Tensor, q: int) -> tuple[np.ndarray, np.ndarray]:
+def principal_directions(x: torch.Tensor, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean [c], the first ``q`` principal directions [q, c]) of the L2-normalised rows of ``x`` [N, c]
+    (randomised: seed torch for the same directions twice)."""
     x = torch.nn.functional.normalize(x, dim=-1)
     mean = x.mean(0)
     _, _, v = torch.pca_lowrank(x - mean, q=min(q, *x.shape), center=False)
@@ -51,10 +54,10 @@ def meaning_features(pooled: np.ndarray, grid9: np.ndarray | None, pooled_proj: 
                      grid_proj: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
     """[B, F] features: the L2-normalised pooled features on their principal directions, then (with
     ``grid_proj``) each cell of the 3x3 grid summary on the grid cells' principal directions."""
-    p = _project(pooled, pooled_proj)
+    p = on_directions(pooled, pooled_proj)
     if grid_proj is None or grid9 is None:
         return p.numpy()
-    g = _project(grid9, grid_proj).reshape(len(p), -1)
+    g = on_directions(grid9, grid_proj).reshape(len(p), -1)
     return torch.cat([p, g], 1).numpy()
 
 
@@ -94,7 +97,7 @@ class MeaningHead:
                         grid_components: int = GRID_COMPONENTS, taps: list = ()) -> None:
         """Principal directions of the features (and of each tapped block's ``taps``: [(mean, 3x3 summary)])."""
         def pca(p, g, pc, gc):
-            return (_pca(torch.as_tensor(p, dtype=torch.float32), pc), None if g is None else _pca(
+            return (principal_directions(torch.as_tensor(p, dtype=torch.float32), pc), None if g is None else principal_directions(
                 torch.as_tensor(g, dtype=torch.float32).reshape(-1, g.shape[-1]), gc))
 
         self.pooled_proj, self.grid_proj = pca(pooled, grid9, pooled_components, grid_components)

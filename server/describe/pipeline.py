@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the evidence changes for the same image and model (new features, heads, OCR rules): it is part of the
 # cache namespace, so a new pipeline never serves an old one's answers.
-PIPELINE_VERSION = "describe-8"  # the decision and wording are not in it: they apply to cached evidence
+PIPELINE_VERSION = "describe-9"  # the decision and wording are not in it: they apply to cached evidence
 OCR_BELOW_P_PHOTO = 0.8  # OCR runs unless the image is this surely a photo
 # The fields of every result, in this order (the service adds cached, model and elapsed_ms; the CLI, input).
 RESULT_FIELDS = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "concepts", "hedged", "withheld",
@@ -55,15 +55,17 @@ class Signals:
     entropy: float | None = None
     cues: dict[str, float] | None = None
     projected: np.ndarray | None = None  # [n_pca] of the kind classifier's inputs
+    taps: np.ndarray | None = None  # [T] the tapped blocks on their directions (None: the heads read no taps)
     kind_novelty: dict[str, float] = field(default_factory=dict)
     meaning: dict[str, float] = field(default_factory=dict)  # the meaning head's likeliest classes ({}: no head)
     chart: dict[str, float] = field(default_factory=dict)  # the chart-type head's ({}: no head)
 
 
 def model_signals(probs: torch.Tensor | None, pooled: np.ndarray, heads: Heads | None,
-                  grid: torch.Tensor | None = None) -> list[Signals]:
+                  grid: torch.Tensor | None = None, taps: list[np.ndarray] | None = None) -> list[Signals]:
     """The Signals of a batch: ``probs`` [B, 1000] (None without an ImageNet head), ``pooled`` [B, C], ``grid``
-    the pretrained grid [B, S*S, C] the meaning head reads (None: no meanings)."""
+    the pretrained grid [B, S*S, C] the meaning head reads (None: no meanings), ``taps`` the mean maps [B, c] of
+    the blocks the kind head reads (``Heads.tap_blocks``)."""
     if probs is None:
         return [Signals([]) for _ in range(len(pooled))]
     concepts = top_concepts(probs)
@@ -72,12 +74,13 @@ def model_signals(probs: torch.Tensor | None, pooled: np.ndarray, heads: Heads |
     top_p = probs.max(1).values.tolist()
     entropy = (-(probs * probs.clamp_min(1e-12).log()).sum(1)).tolist()
     projected, novelty = heads.project(pooled), heads.kind_novelty(pooled)
+    tapped = heads.project_taps(taps or []) if heads.kind_taps else [None] * len(pooled)
     page_heads = {name: getattr(heads, name) for name in NAMED_HEADS  # a head that reads glyphs runs in gather
                   if getattr(heads, name) is not None and not getattr(heads, name).reads_glyphs}
     grid9 = grid_summary(grid).numpy() if grid is not None and page_heads else None
     named = {name: (page_heads[name].top(pooled, grid9) if name in page_heads and grid9 is not None
                     else [{}] * len(pooled)) for name in NAMED_HEADS}
-    return [Signals(concepts[i], top_p[i], entropy[i], cues, projected[i],
+    return [Signals(concepts[i], top_p[i], entropy[i], cues, projected[i], tapped[i],
                     {k: float(v[i]) for k, v in novelty.items()}, named["meaning"][i], named["chart"][i])
             for i, cues in enumerate(cue_masses(probs))]
 
@@ -91,14 +94,18 @@ class ModelOutput:
     probs: torch.Tensor | None  # [1000] ImageNet probabilities, None when the encoder has no head
     ood: float | None = None  # out-of-domain score, None without fitted heads
     signals: Signals | None = None  # made with the batch by run_model; None: gather makes them for this image
+    taps: tuple[np.ndarray, ...] = ()  # the mean maps [c] of the blocks the describer taps (Describer.taps)
 
 
 class Describer:
     def __init__(self, captioner, heads: Heads | None = None, policy: Policy | None = None,
-                 wording: Wording | None = None, ocr: "ocr_module.Ocr | None" = None, beam_size: int = 3):
+                 wording: Wording | None = None, ocr: "ocr_module.Ocr | None" = None, beam_size: int = 3,
+                 taps: tuple[int, ...] | None = None):
         from model.encoders import imagenet_head
 
         self.captioner, self.heads, self.ocr = captioner, heads, ocr
+        # the encoder blocks whose mean maps run_model keeps: the kind head's (None), or those a fit asks for
+        self.taps = tuple(heads.tap_blocks if heads is not None else ()) if taps is None else tuple(taps)
         self.policy, self.wording = policy or Policy(), wording or Wording()
         self.beam_size = beam_size
         self.search = captioner.search_config(beam_size)
@@ -147,20 +154,21 @@ class Describer:
         """The model stage for a batch of PIL images or ``prepare``d tensors. ``deliver(i, output)`` gets each
         image's output as soon as its caption is done, before the batch's longer captions are: a batching service
         answers that client sooner, and its next image is ready by the time the batch ends."""
-        feats, pooled, grid = self.captioner.encode_and_pool(images, with_grid=True)
+        feats, pooled, grid, *maps = self.captioner.encode_and_pool(images, with_grid=True, taps=self.taps)
+        means = [m.mean(1).numpy() for m in maps[0]] if maps else []
         probs = None
         if self.imagenet is not None:
             w = self.imagenet.weight
             probs = torch.softmax(self.imagenet(pooled.to(w.device, w.dtype)).float(), -1).cpu()
         pooled_np = pooled.numpy()
         oods = self.heads.ood(pooled_np) if self.heads is not None else [None] * len(images)  # one product
-        signals = model_signals(probs, pooled_np, self.heads, grid)
+        signals = model_signals(probs, pooled_np, self.heads, grid, means)
         outputs: list[ModelOutput | None] = [None] * len(images)
 
         def done(i: int, c) -> None:
             outputs[i] = ModelOutput(c.text, c.tokens, float(c.confidence), pooled_np[i],
                                      None if probs is None else probs[i], None if oods[i] is None else float(oods[i]),
-                                     signals[i])
+                                     signals[i], tuple(m[i] for m in means))
             if deliver is not None:
                 deliver(i, outputs[i])
 
@@ -170,13 +178,15 @@ class Describer:
     def gather(self, pixels: PixelStats, out: ModelOutput, image: Image.Image | None) -> Evidence:
         """The evidence for one image. ``image`` is needed for OCR; None skips it."""
         h = self.heads
-        s = out.signals or model_signals(None if out.probs is None else out.probs[None], out.pooled[None], h)[0]
+        s = out.signals or model_signals(None if out.probs is None else out.probs[None], out.pooled[None], h,
+                                         taps=[m[None] for m in out.taps])[0]
         concepts = s.concepts
         ev = Evidence(caption=out.caption, raw_confidence=round(out.raw_confidence, 4), confidence=None,
                       kind_probs={}, ood=None, ood_threshold=None, concepts=concepts, pixels=pixels)
         if h is not None and s.top_p is not None:
             ood = out.ood if out.ood is not None else float(h.ood(out.pooled[None])[0])
-            feats = kind_features(pixels, s.cues, s.top_p, s.entropy, ood, s.projected, int(h.meta.get("n_pca", 0)))
+            feats = kind_features(pixels, s.cues, s.top_p, s.entropy, ood, s.projected, int(h.meta.get("n_pca", 0)),
+                                  s.taps)
             kp = h.kind_probs(feats[None])[0]
             ev.kind_probs = {k: round(float(p), 4) for k, p in zip(KINDS, kp)}
             ev.ood, ev.ood_threshold = round(ood, 4), h.meta.get("ood_threshold")
