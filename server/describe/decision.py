@@ -58,7 +58,7 @@ class Policy:
     max_control_words: int = 4  # logo text longer than this is no name for a control
     # P(map) of the chart-type head at which an image the kind head takes for an illustration is said as a map: the
     # kind head learned few maps (chosen on the honesty set's dev and train splits; docs/describe.md)
-    map_min: float = 0.85
+    map_min: float = 0.83
 
 
 @dataclass(frozen=True)
