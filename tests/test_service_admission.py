@@ -99,6 +99,11 @@ def _post(app, images):
     return app.test_client().post("/v1/alt-text", json={"images": images})
 
 
+def _images_counted(app) -> float:
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    return sum(float(v) for v in re.findall(r'^alt_text_images_total\{outcome="[a-z]+"\} (\S+)$', text, re.MULTILINE))
+
+
 def test_cached_and_invalid_images_are_answered_while_the_backlog_is_full(held_service):
     app, service, gate, running = held_service(backlog=2, max_batch=1)
     cached = {"data": b64(png("green", "circle"))}
@@ -113,15 +118,18 @@ def test_cached_and_invalid_images_are_answered_while_the_backlog_is_full(held_s
             break
         time.sleep(0.01)
     assert service.admission.images == 2
+    answered = _images_counted(app)
     refused = _post(app, [{"data": b64(png("yellow", "circle"))}, cached])
     assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "overloaded"
     assert int(refused.headers["Retry-After"]) >= 1
+    assert _images_counted(app) == answered  # its cached image was looked up, not answered: not counted
     t0 = time.monotonic()
     hit = _post(app, [cached])
     bad = _post(app, [{"data": "not base64!"}, {"url": "http://10.0.0.1/a.png"}])
     assert time.monotonic() - t0 < 5 and not first.done() and not second.done()
     assert hit.status_code == 200 and hit.get_json()["results"][0]["cached"] is True
     assert [r["error"]["status"] for r in bad.get_json()["results"]] == [400, 403]
+    assert _images_counted(app) == answered + 3  # the hit and the two errors
     gate.set()
     assert first.result(30).status_code == second.result(30).status_code == 200
     assert (service.admission.images, service.admission.requests) == (0, 0)

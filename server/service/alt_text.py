@@ -294,20 +294,27 @@ class AltTextService:
 
     def _result(self, stored: dict, cached: bool) -> dict:
         """The pipeline's decision on stored evidence (fresh or cached: thresholds and wording apply either way)."""
-        r = self.describer.decide(Evidence.from_dict(stored))
-        self.metrics.images.labels("withheld" if r["withheld"] else "hedged" if r["hedged"] else "described").inc()
-        self.metrics.kinds.labels(r["kind"]).inc()
-        for field in ("meaning", "brand", "chart_type"):  # "meaning:search", "brand:github", "chart:bar"
-            if r[field]:
-                self.metrics.meanings.labels(f"{field.removesuffix('_type')}:{r[field]['id']}").inc()
-        if r["withheld"]:
-            self.metrics.withheld.labels(r["reason"] or "none").inc()
-        return {**r, "cached": cached, "model": self.model_version}
+        return {**self.describer.decide(Evidence.from_dict(stored)), "cached": cached, "model": self.model_version}
 
     def _error(self, code: str, message: str, status: int) -> dict:
-        self.metrics.errors.labels(code).inc()
-        self.metrics.images.labels("error").inc()
         return {"error": {"code": code, "message": message, "status": status}}
+
+    def _count(self, results: list[dict]) -> None:
+        """The metrics of the images a request answers, once it answers them: a request refused after its cached
+        images were looked up (overloaded) answered none of them."""
+        m = self.metrics
+        for r in results:
+            if "error" in r:
+                m.errors.labels(r["error"]["code"]).inc()
+                m.images.labels("error").inc()
+                continue
+            m.images.labels("withheld" if r["withheld"] else "hedged" if r["hedged"] else "described").inc()
+            m.kinds.labels(r["kind"]).inc()
+            for field in ("meaning", "brand", "chart_type"):  # "meaning:search", "brand:github", "chart:bar"
+                if r[field]:
+                    m.meanings.labels(f"{field.removesuffix('_type')}:{r[field]['id']}").inc()
+            if r["withheld"]:
+                m.withheld.labels(r["reason"] or "none").inc()
 
     # -- a request ---------------------------------------------------------------------------------------------
 
@@ -375,6 +382,7 @@ class AltTextService:
                         results[i] = r
                 finally:
                     self.admission.release(len(todo))
+            self._count(results)
             return results
         finally:
             with self._drained:
