@@ -57,6 +57,9 @@ def test_each_name_belongs_to_one_meaning_or_brand():
     ("chevron-double-left", "meaning:arrow-left"), ("list-ol", "meaning:list"), ("pricetags-outline", "meaning:tag"),
     ("logo-usd", None),  # a logo the vocabulary does not know is not a meaning
     ("dna", None),
+    # "mark" names a brand's mark only beside a brand: Heroicons' "x-mark" and "question-mark-circle" are no logos
+    ("x-mark", "meaning:close"), ("question-mark-circle", "meaning:help"), ("exclamation-mark", "meaning:error"),
+    ("speaker-x-mark", "meaning:mute"), ("github-mark", "brand:github"),
 ])
 def test_icon_file_names_map_to_meanings(stem, label):
     assert Vocabulary.load().label_for(stem) == label

@@ -23,7 +23,8 @@ STYLE_TOKENS = frozenset(
     "outline outlined filled fill solid regular light thin bold duotone sharp round rounded two tone twotone "
     "symbolic alt variant mini micro small sm lg o f line linear broken bulk stroke 12 16 18 20 22 24 28 32 48 64 "
     "01 02 03 04 05 circle square ios".split())
-BRAND_TOKENS = frozenset(("logo", "brand", "brands", "mark"))
+BRAND_TOKENS = frozenset(("logo", "brand", "brands"))
+MARK = "mark"  # GitHub's "mark-github" is its brand mark, but "question-mark" and "x-mark" are no logos
 # First words some sets put before every name of a group, saying where the icon belongs, not what it means
 # (Foundation's "social-github", Typicons' "media-pause" and "vendor-android", Dashicons' "editor-bold").
 NAMESPACE_TOKENS = frozenset(("social", "vendor", "media", "editor", "controls", "admin", "travel", "device"))
@@ -106,7 +107,8 @@ class Vocabulary:
         if len(words) > 1 and words[0] in NAMESPACE_TOKENS:
             stems.append("-".join(words[1:]))
         bares = ["-".join(t for t in icon_tokens(s) if t not in BRAND_TOKENS) for s in stems]
-        brand = next((self._brand_names[b] for b in bares if b in self._brand_names), None)
+        unmarked = ["-".join(t for t in b.split("-") if t != MARK) for b in bares]
+        brand = next((self._brand_names[b] for b in bares + unmarked if b in self._brand_names), None)
         if brand:
             return "brand:" + brand
         bare, tokens = bares[-1], icon_tokens(stems[-1])  # the name without its group word, if it has one
