@@ -9,9 +9,10 @@ import gzip
 import io
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from conftest import LoopbackHTTP
 from PIL import Image
 
 from server.audit.crawl import (CrawlConfig, Crawler, CrawlState, Site, extract_links, normalize_url,
@@ -78,11 +79,8 @@ class LocalSite:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.root = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LoopbackHTTP(Handler)
+        self.port, self.root = self.http.port, self.http.url
 
     def url(self, path: str = "/") -> str:
         return self.root + path
@@ -98,8 +96,7 @@ class LocalSite:
         return self.paths().count(path)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 def _redirect(to: str, status: int = 302):

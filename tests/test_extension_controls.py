@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 import time
-from http.server import ThreadingHTTPServer
 
 import pytest
 import requests
 from PIL import Image
 
-from conftest import REPO, make_shape_image, running_service
+from conftest import REPO, LoopbackHTTP, make_shape_image, running_service
 from test_extension_e2e import WAIT_MS, Site, ax_tree, browser, open_page, recorder  # noqa: F401 - fixtures by name
 
 from model import default_checkpoint_path
@@ -79,10 +77,8 @@ def site(tmp_path_factory):
     made = tmp_path_factory.mktemp("pictures")
     make_shape_image("green", "circle", 120).save(made / "photo.png")
     handler = type("Handler", (IconSite,), {"made": made, "root": str(FIXTURES), "reports": [], "heads": []})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with LoopbackHTTP(handler) as http:
+        yield http.host
 
 
 @pytest.fixture(scope="module")

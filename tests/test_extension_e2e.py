@@ -20,12 +20,12 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
 
 import pytest
 import requests
 
-from conftest import COLOURS, REPO, SHAPES, make_shape_image, running_service
+from conftest import COLOURS, REPO, SHAPES, LoopbackHTTP, make_shape_image, running_service
 
 CHROMIUM = "/usr/bin/chromium"
 EXTENSION = REPO / "extension"
@@ -183,10 +183,8 @@ def site_server(tmp_path_factory):
             html = PAGE.format(title=f"{name} {v}", body=body.format(v=v, yellow_square=yellow))
             (root / f"{name}-{v}.html").write_text(html)
     handler = type("Handler", (Site,), {"root": str(root), "reports": []})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{httpd.server_address[1]}", handler.reports
-    httpd.shutdown()
+    with LoopbackHTTP(handler) as http:
+        yield http.host, handler.reports
 
 
 @pytest.fixture(scope="module")
@@ -238,9 +236,8 @@ class Recorder:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.http = LoopbackHTTP(Handler)
+        self.url = self.http.url
 
     def posts(self) -> list[dict]:
         with self.lock:
@@ -255,7 +252,7 @@ class Recorder:
 def recorder(service):
     rec = Recorder(service)
     yield rec
-    rec.httpd.shutdown()
+    rec.http.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,12 @@ import sys
 import threading
 import time
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_shape_image
+from conftest import REPO, LoopbackHTTP, make_shape_image
 
 EXTENSION = REPO / "extension"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -340,9 +340,8 @@ class BusyService:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.http = LoopbackHTTP(Handler)
+        self.url = self.http.url
 
 
 def test_a_busy_service_is_asked_again_after_retry_after(playwright, tmp_path):
@@ -374,7 +373,7 @@ def test_a_busy_service_is_asked_again_after_retry_after(playwright, tmp_path):
         assert page.evaluate("document.querySelectorAll('[data-alt-text]').length") == 1
     finally:
         ctx.close()
-        service.httpd.shutdown()
+        service.http.close()
 
 
 # ---------------------------------------------------------------------------------------------- packaging

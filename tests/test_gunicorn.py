@@ -4,12 +4,12 @@ import base64
 import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import COLOURS, SHAPES, free_port, make_shape_image, model_processes, running_service
+from conftest import COLOURS, SHAPES, LoopbackHTTP, free_port, make_shape_image, model_processes, running_service
 
 from model import Captioner
 from server.describe import Describer
@@ -37,10 +37,8 @@ def image_site(tmp_path_factory):
         def log_message(self, *args):
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with LoopbackHTTP(Quiet) as http:
+        yield http.host
 
 
 def test_worker_batches_concurrent_images_and_answers_each_correctly(captioner):
@@ -227,9 +225,8 @@ def test_shutdown_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path, si
         def log_message(self, *args):
             pass
 
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    origin = f"127.0.0.1:{upstream.server_address[1]}"
+    upstream = LoopbackHTTP(Slow)
+    origin = upstream.host
     proc, base, log = serve(tmp_path, CHECKPOINT=shapes_checkpoint, CACHE="none", TEST_ALLOW_LOOPBACK=origin)
     try:
         with ThreadPoolExecutor(6) as pool:
@@ -255,7 +252,7 @@ def test_shutdown_lets_requests_in_flight_finish(shapes_checkpoint, tmp_path, si
     finally:
         if proc.poll() is None:
             proc.kill()
-        upstream.shutdown()
+        upstream.close()
         log.close()
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import requests
+from conftest import LoopbackHTTP
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import loadgen  # noqa: E402
@@ -57,13 +57,9 @@ def test_drive_counts_every_answer_and_its_errors():
         def log_message(self, *args):
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Service)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
+    with LoopbackHTTP(Service) as http:
         urls = [f"http://img.test/{i}" for i in range(23)] + ["http://img.test/bad"]
-        out = loadgen.drive(f"http://127.0.0.1:{httpd.server_address[1]}", urls, clients=4)
-    finally:
-        httpd.shutdown()
+        out = loadgen.drive(http.url, urls, clients=4)
     assert sorted(seen) == sorted(urls)
     assert (out["requests"], out["ok"], out["cached"]) == (24, 23, 0)
     assert out["images_per_s"] > 0 and out["p50_ms"] <= out["p95_ms"]

@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from conftest import make_shape_image
+from conftest import LoopbackHTTP, make_shape_image
 from PIL import Image
 
 from model import Captioner
@@ -30,10 +30,9 @@ def b64(data: bytes) -> str:
 
 
 def image_site(body: bytes, on_get=None):
-    """A loopback site answering every GET with ``body`` (after ``on_get()``, e.g. a delay); returns (httpd,
-    "127.0.0.1:PORT"). Call httpd.shutdown() when done."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    """A loopback site answering every GET with ``body`` (after ``on_get()``, e.g. a delay); returns (its
+    LoopbackHTTP, "127.0.0.1:PORT"). Close it when done."""
+    from http.server import BaseHTTPRequestHandler
 
     class Site(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -48,9 +47,8 @@ def image_site(body: bytes, on_get=None):
         def log_message(self, *args):
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Site)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"127.0.0.1:{httpd.server_address[1]}"
+    http = LoopbackHTTP(Site)
+    return http, http.host
 
 
 @pytest.fixture(scope="module")
@@ -402,7 +400,7 @@ def test_slow_fetches_run_in_parallel_not_behind_the_decode_bound(make_client):
         specs = [{"url": f"http://{site}/img{i}.png"} for i in range(4)]
         res = client.post("/v1/alt-text", json={"images": specs}).get_json()["results"]
     finally:
-        httpd.shutdown()
+        httpd.close()
     assert all("caption" in r for r in res)
     assert state["max"] >= 3
 
@@ -431,7 +429,7 @@ def test_a_requests_last_url_is_fetched_on_its_own_thread(make_client, monkeypat
             here = threading.current_thread().name  # the test client runs the request on this thread
             assert threads.count(here) == 1 and sum(t.startswith("alt-text-fetch") for t in threads) == n - 1
     finally:
-        httpd.shutdown()
+        httpd.close()
 
 
 # -- the describe core behind the service ---------------------------------------------------------------------
@@ -538,7 +536,7 @@ def test_slow_upstreams_of_two_clients_do_not_delay_a_third_clients_upload(make_
         for t in others:
             t.join(30)
     finally:
-        upstream.shutdown()
+        upstream.close()
 
 
 def test_the_loopback_test_switch_needs_testing_mode_too(caplog):
@@ -699,7 +697,7 @@ def held_upstream(body: bytes):
     request reaches it (the image is on the network now), ``release`` lets every answer go. Meanwhile it sends the
     body a byte at a time, so the fetch is neither answered nor cut off by the fetcher's read timeout."""
     import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     arrived, release = threading.Event(), threading.Event()
 
@@ -722,13 +720,12 @@ def held_upstream(body: bytes):
         def log_message(self, *args):
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Held)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    http = LoopbackHTTP(Held)
     try:
-        yield f"127.0.0.1:{httpd.server_address[1]}", arrived, release
+        yield http.host, arrived, release
     finally:
         release.set()
-        httpd.shutdown()
+        http.close()
 
 
 def _in_thread(fn):
