@@ -11,7 +11,11 @@ keywords written by a person who looked at it (``scripts/honesty_set.json``). An
   text contains one of its keywords ("a printer" for a printer icon), and no photo-scene caption is spoken; for a
   photo, the alt text contains one of its keywords;
 * **false**: anything else (a photo-scene caption on a screenshot, the wrong kind, a caption naming the wrong thing);
-  an icon's meaning or a logo's brand that is said must be one of the image's keywords, whatever its kind.
+  an icon's meaning or a logo's brand that is said must be one of the image's keywords, whatever its kind, and so
+  must a chart's type ("Bar chart.") where the keywords name one (``CHART_TYPE_WORDS``; where they name none, the
+  type is not judged, and does not count as content).
+
+"With content" means more than the kind: a meaning, a brand, a chart type judged right, or text read.
 
 It also reports in-domain coverage (the share of the datasets' photos of the same split that still get an alt text), the
 share of non-photos that got a photo-scene caption, and what OCR cost per kind. Prints a table, writes JSON.
@@ -36,6 +40,9 @@ from server.describe.meanings import Vocabulary  # noqa: E402
 from server.netsafe.images import ImageError, read_image_file  # noqa: E402
 
 SAME_KIND = {"logo": "icon"}  # icons and logos are one class for judging: both are small brand/pictogram marks
+# The keywords that name a chart's type, for each type the chart-type head says ("chart", "plot", "graph" name none).
+CHART_TYPE_WORDS = {"area": {"area"}, "bar": {"bar"}, "flow": {"flow", "flowchart"}, "histogram": {"histogram"},
+                    "line": {"line"}, "map": {"map"}, "pie": {"pie"}, "scatter": {"scatter"}, "table": {"table"}}
 
 
 def _words(text: str) -> set[str]:
@@ -55,21 +62,34 @@ def judge(item: dict, r: dict) -> dict:
     caption_spoken = bool(r["alt"]) and r["kind"] == "photo" and r["caption"].rstrip(".").lower() in r["alt"].lower()
     kind_right = SAME_KIND.get(r["kind"], r["kind"]) == SAME_KIND.get(true_kind, true_kind)
     text_right = mentions(r.get("text"), item.get("keywords", []))
+    chart_type = chart_type_right(item, r)
     if not r["alt"]:
         verdict = "withheld"
     elif true_kind == "photo":
         verdict = "truthful" if mentions(r["alt"], item.get("keywords", [])) else "false"
     elif named_as(r):  # a meaning or a brand is said: it must be the right one, whatever the kind
         verdict = "truthful" if any(mentions(n, item.get("keywords", [])) for n in synonyms(r)) else "false"
+    elif chart_type is False:
+        verdict = "false"
     else:
         said_right = mentions(r["alt"], item.get("keywords", []))
         verdict = "truthful" if (kind_right or text_right or said_right) and not caption_spoken else "false"
     concept_said = (bool(r["alt"]) and not caption_spoken and r["kind"] == "photo"
                     and any(f" {c['word']}." in r["alt"] for c in r.get("concepts", [])))
-    content = bool(r["alt"]) and bool(named_as(r) or r.get("text") or r["kind"] == "photo")
+    content = bool(r["alt"]) and bool(named_as(r) or r.get("text") or chart_type or r["kind"] == "photo")
     return {"verdict": verdict, "caption_spoken": caption_spoken, "kind_right": kind_right, "text_right": text_right,
             "concept_said": concept_said, "with_content": verdict == "truthful" and content,
-            "meaning_said": named_as(r)}
+            "meaning_said": named_as(r), "chart_type_right": chart_type}
+
+
+def chart_type_right(item: dict, r: dict) -> bool | None:
+    """Whether the chart type a result says is one its keywords name; None when it says none, or the keywords
+    name no type to judge it by."""
+    said = (r.get("chart_type") or {}).get("id")
+    named = {t for t, words in CHART_TYPE_WORDS.items() if words & {k.lower() for k in item.get("keywords", [])}}
+    if not said or not named:
+        return None
+    return said in named
 
 
 def synonyms(r: dict) -> list[str]:
@@ -200,6 +220,8 @@ def summarise(args, pipeline: str, rows: list[dict], coverage: dict) -> None:
                                              / max(len(nonphoto), 1), 3),
         "meanings_said": sum(bool(r.get("meaning_said")) for r in nonphoto),
         "meanings_false": sum(bool(r.get("meaning_said")) and r["verdict"] == "false" for r in nonphoto),
+        "chart_types_judged": sum(r.get("chart_type_right") is not None for r in nonphoto),
+        "chart_types_right": sum(bool(r.get("chart_type_right")) for r in nonphoto),
         "ood_photo_n": len(photos),
         "ood_photo_false": round(sum(r["verdict"] == "false" for r in photos) / max(len(photos), 1), 3),
         "ood_photo_truthful": round(sum(r["verdict"] == "truthful" for r in photos) / max(len(photos), 1), 3),
