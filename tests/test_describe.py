@@ -288,6 +288,40 @@ def _fit_script():
     return fit
 
 
+def test_the_kind_heads_grouped_cross_validation_holds_whole_packages_out():
+    """fit_honesty's kind_cv: each package is judged by a head fitted without it. Kinds told apart by one
+    feature are named right for every package; a kind whose look differs in every package is not learned from the
+    others, and its images are named wrongly or not at all, never right."""
+    import argparse
+
+    fit = _fit_script()
+    rng = np.random.default_rng(4)
+    icon, chart = KINDS.index("icon"), KINDS.index("chart")
+    rows, y, packages = [], [], []
+    for p in range(10):  # ten packages of icons, ten of charts, photos: one feature each, plus noise
+        for kind, col in ((icon, 0), (chart, 1), (0, 2)):
+            for _ in range(12):
+                x = rng.normal(0, 0.1, 6)
+                x[col] += 3
+                rows.append(x), y.append(kind), packages.append(f"{KINDS[kind]}-{p}")
+    for p in range(5):  # illustrations, each package drawn in its own way (its own feature)
+        for _ in range(12):
+            x = rng.normal(0, 0.1, 6)
+            x[3 + p % 3] += 3 * (1 if p < 3 else -1)
+            rows.append(x), y.append(KINDS.index("illustration")), packages.append(f"art-{p}")
+    base, y, packages = np.array(rows, np.float32), np.array(y), np.array(packages)
+    taps = [rng.normal(size=(len(y), 8)).astype(np.float32)]  # a tapped block that says nothing
+    unusual = np.zeros(len(y), bool)
+    unusual[y == 0] = np.arange((y == 0).sum()) % 10 == 0
+    args = argparse.Namespace(seed=0, kind_tap_pca=4, kind_l2=1e-3)
+    cv = fit.kind_cv(base, taps, y, packages, unusual, args)
+    assert cv["packages"] == 35 and cv["nonphotos"] == 300 and cv["kind_min"] == 0.7
+    assert cv["train_photos_likeliest_photo"] == 1.0 and cv["unusual_photos_likeliest_photo"] == 1.0
+    assert cv["unusual_photos_named_a_kind"] == 0.0
+    # icons and charts (240 of 300) all right; none of the illustrations, whose looks the other packages never had
+    assert cv["nonphoto_named_right"] == 0.8 and cv["nonphoto_likeliest_right"] == 0.8
+
+
 def test_fitting_keeps_the_raw_confidence_weight_non_negative():
     fit = _fit_script()
     rng = np.random.default_rng(3)
