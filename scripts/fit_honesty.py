@@ -222,7 +222,8 @@ def kind_cv(base: np.ndarray, taps: list[np.ndarray], y: np.ndarray, packages: n
         directions = [principal_directions(torch.from_numpy(t[~test]), args.kind_tap_pca) for t in taps]
 
         def features(rows):
-            return np.concatenate([base[rows]] + [on_directions(t[rows], d).numpy() for t, d in zip(taps, directions)], 1)
+            tapped = [on_directions(t[rows], d).numpy() for t, d in zip(taps, directions)]
+            return np.concatenate([base[rows], *tapped], 1)
 
         lin = fit_linear(features(~test), y[~test], len(KINDS), l2=args.kind_l2)
         probs[test] = torch.softmax(torch.from_numpy(lin(features(test))), -1).numpy()
@@ -318,8 +319,9 @@ def main() -> None:
     heads.meta["ood_threshold"] = round(ood_threshold, 4)
 
     # --- kind ---
-    heads.kind_taps = [(b, principal_directions(torch.from_numpy(np.concatenate([ktrain[f"tap{b}"], kphotos[f"tap{b}"]])),
-                                                args.kind_tap_pca)) for b in args.kind_taps]
+    fitted_on = {b: np.concatenate([ktrain[f"tap{b}"], kphotos[f"tap{b}"]]) for b in args.kind_taps}
+    heads.kind_taps = [(b, principal_directions(torch.from_numpy(fitted_on[b]), args.kind_tap_pca))
+                       for b in args.kind_taps]
 
     def kfeats(batch: dict, taps: bool = True) -> np.ndarray:
         rows = []
@@ -343,7 +345,7 @@ def main() -> None:
     packages = [by_source[f] for f in ktrain["kept"]] + [f"train photos {i % 5}" for i in range(len(kphotos["kept"]))]
     unusual = np.array([by_file[f] == "photo" for f in ktrain["kept"]] + [False] * len(kphotos["kept"]))
     cv_report = kind_cv(np.concatenate([kfeats(ktrain, taps=False), kfeats(kphotos, taps=False)]),
-                        [np.concatenate([ktrain[f"tap{b}"], kphotos[f"tap{b}"]]) for b in args.kind_taps],
+                        [fitted_on[b] for b in args.kind_taps],
                         yk, np.array(packages), unusual, args)
     xdev = np.concatenate([kfeats(kdev), kfeats(dev)])
     ydev = np.array([kind_index[by_file[f]] for f in kdev["kept"]] + [0] * len(dev["kept"]))
@@ -430,7 +432,8 @@ def main() -> None:
     heads.meta.update({
         "checkpoint": file_digest(ckpt), "kind_features": list(PIXEL_FEATURES + CUE_FEATURES) + ["ood"],
         "calibration_features": list(CALIBRATION_FEATURES),
-        "fit": {"kind_taps": list(args.kind_taps), "kind_tap_pca": args.kind_tap_pca, "refs": len(refs["kept"]), "kind_train": len(ktrain["kept"]), "kind_train_photos": len(kphotos["kept"]),
+        "fit": {"kind_taps": list(args.kind_taps), "kind_tap_pca": args.kind_tap_pca, "refs": len(refs["kept"]),
+                "kind_train": len(ktrain["kept"]), "kind_train_photos": len(kphotos["kept"]),
                 "ood_keep": args.ood_keep, "ood_dev_quantiles": [round(float(q), 3) for q in
                                                                 np.quantile(ood_dev, [0.5, 0.9, 0.95, 0.99])]},
     })

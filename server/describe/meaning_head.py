@@ -97,8 +97,9 @@ class MeaningHead:
                         grid_components: int = GRID_COMPONENTS, taps: list = ()) -> None:
         """Principal directions of the features (and of each tapped block's ``taps``: [(mean, 3x3 summary)])."""
         def pca(p, g, pc, gc):
-            return (principal_directions(torch.as_tensor(p, dtype=torch.float32), pc), None if g is None else principal_directions(
-                torch.as_tensor(g, dtype=torch.float32).reshape(-1, g.shape[-1]), gc))
+            cells = None if g is None else torch.as_tensor(g, dtype=torch.float32).reshape(-1, g.shape[-1])
+            return (principal_directions(torch.as_tensor(p, dtype=torch.float32), pc),
+                    None if cells is None else principal_directions(cells, gc))
 
         self.pooled_proj, self.grid_proj = pca(pooled, grid9, pooled_components, grid_components)
         self.tap_projs = [pca(p, g, TAP_POOLED_COMPONENTS, TAP_GRID_COMPONENTS) for p, g in taps]
