@@ -77,13 +77,19 @@ class CaptionModel(nn.Module):
         encoder's ImageNet head classifies. Taps: EfficientNet-Lite encoders only (ValueError otherwise)."""
         if self.cfg.tuned_blocks:
             return self.encoder.with_pretrained(images, tuple(taps))
-        if not taps:
-            grid = self.encoder(images)
-            return grid, grid, []
-        if not hasattr(self.encoder, "with_taps"):
-            raise ValueError(f"{self.cfg.encoder} has no block maps to tap (EfficientNet-Lite encoders only)")
-        grid, maps = self.encoder.with_taps(images, tuple(taps))
+        grid, maps = self.pretrained_grid(images, taps)
         return grid, grid, maps
+
+    def pretrained_grid(self, images: torch.Tensor, taps: tuple[int, ...] = ()) -> tuple[torch.Tensor, list]:
+        """(the pretrained encoder's grid, its maps after the blocks ``taps``) of a batch, from one pass of the
+        pretrained network alone: a tuned tail's own work is not done. Taps: EfficientNet-Lite encoders only
+        (ValueError otherwise)."""
+        net = self.encoder.net if self.cfg.tuned_blocks else self.encoder
+        if not taps:
+            return net(images), []
+        if not hasattr(net, "with_taps"):
+            raise ValueError(f"{self.cfg.encoder} has no block maps to tap (EfficientNet-Lite encoders only)")
+        return net.with_taps(images, tuple(taps))
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(images), tokens)
@@ -290,11 +296,8 @@ class Captioner:
     def encode_with_taps(self, images: list, after: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, list]:
         """(mean-pooled features [B, C], grid [B, S*S, C], the maps after the encoder blocks ``after`` [B, h*w, c])
         of the pretrained encoder (fp32, CPU), from one pass, for the same ``images`` as ``encode_and_pool``.
-        EfficientNet-Lite encoders only."""
-        net = getattr(self.model.encoder, "net", self.model.encoder)  # a tuned tail's pretrained network
-        if not hasattr(net, "with_taps"):
-            raise ValueError(f"{self.model.cfg.encoder} has no block maps to tap (EfficientNet-Lite encoders only)")
-        grid, maps = net.with_taps(self._batch(images), tuple(after))
+        Taps: EfficientNet-Lite encoders only (``CaptionModel.pretrained_grid``)."""
+        grid, maps = self.model.pretrained_grid(self._batch(images), after)
         grid = grid.float().cpu()
         return grid.mean(1), grid, [m.float().cpu() for m in maps]
 

@@ -101,6 +101,14 @@ def test_block_taps_come_from_the_same_pass_with_or_without_a_tuned_tail():
             assert torch.allclose(a, b, atol=1e-5)
         with pytest.raises(ValueError, match=r"no block \[16\] to tap"):
             tuned.with_pretrained(x, (16,))
+        # a tuned model's pretrained network alone (the glyph pass) gives what its shared pass gives
+        tuned_model = CaptionModel(ModelConfig("efficientnet-lite0", cfg.decoder, tuned_blocks=4),
+                                   pretrained_encoder=False).eval()
+        _, shared_grid, shared_maps = tuned_model.grids(x, (10, 14))
+        alone_grid, alone_maps = tuned_model.pretrained_grid(x, (10, 14))
+        assert torch.allclose(alone_grid, shared_grid, atol=1e-5)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(alone_maps, shared_maps))
+        assert torch.allclose(tuned_model.pretrained_grid(x)[0], shared_grid, atol=1e-5)
     spec = get_spec("vit-scratch")
     scratch = CaptionModel(ModelConfig("vit-scratch", tiny_config("transformer", feature_dim=spec.feature_dim,
                                                                   grid=spec.grid)), pretrained_encoder=False).eval()
