@@ -49,7 +49,7 @@ from server.describe.heads import (  # noqa: E402
     kind_features,
 )
 from server.describe.pixels import PixelStats  # noqa: E402
-from server.describe.decision import Policy  # noqa: E402
+from server.describe.decision import Policy, kind_group  # noqa: E402
 from server.describe.meaning_head import on_directions, principal_directions  # noqa: E402
 from server.netsafe.images import ImageError, read_image_file  # noqa: E402
 from fit_meanings import parse_taps  # noqa: E402  (beside this script)
@@ -227,11 +227,10 @@ def kind_cv(base: np.ndarray, taps: list[np.ndarray], y: np.ndarray, packages: n
 
         lin = fit_linear(features(~test), y[~test], len(KINDS), l2=args.kind_l2)
         probs[test] = torch.softmax(torch.from_numpy(lin(features(test))), -1).numpy()
-    group = {KINDS.index(k): [KINDS.index(m) for m in g] for g in policy.kind_groups for k in g}
-    best = probs[:, 1:].argmax(1) + 1
-    p_best = np.array([probs[i, group.get(b, [b])].sum() for i, b in enumerate(best)])
+    groups = [[KINDS.index(k) for k in kind_group(KINDS[b], policy)] for b in probs[:, 1:].argmax(1) + 1]
+    p_best = np.array([row[g].sum() for row, g in zip(probs, groups)])
     named = (p_best >= policy.kind_min) & (p_best > probs[:, 0])
-    right = np.array([t in group.get(b, [b]) for t, b in zip(y, best)])
+    right = np.array([t in g for t, g in zip(y, groups)])
     nonphoto = y > 0
     return {"folds": folds, "packages": int(len(order)), "nonphotos": int(nonphoto.sum()),
             "unusual_photos": int(unusual.sum()), "kind_min": policy.kind_min,

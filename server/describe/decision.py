@@ -176,6 +176,12 @@ def sure_class(probs: dict[str, float], labels: dict[str, str], threshold: float
     return "", "", 0.0
 
 
+def kind_group(kind: str, policy: Policy) -> tuple[str, ...]:
+    """The kinds counted together with ``kind`` (its group in ``policy.kind_groups``, itself included): their
+    probabilities are added up, and a true kind anywhere in the group is named rightly."""
+    return next((g for g in policy.kind_groups if kind in g), (kind,))
+
+
 def meaning_of(ev: Evidence, policy: Policy) -> tuple[str, str, float]:
     """(class, words, probability) of the meaning or brand to say, ("", "", 0) for none: the meaning head's sure
     class, else a brand the logo's text names."""
@@ -199,8 +205,7 @@ def decide(ev: Evidence, policy: Policy) -> Decision:
     words = sum(len(line.split()) for line in lines)
     text = trim(" ".join(lines), policy.max_text_chars) if words >= policy.min_text_words else ""
     if p_photo < policy.photo_min:
-        group = next((g for g in policy.kind_groups if best in g), (best,))
-        p_best = sum(probs.get(k, 0.0) for k in group)
+        p_best = sum(probs.get(k, 0.0) for k in kind_group(best, policy))
         if best in ICON_LIKE and p_best > p_photo:  # icon or logo: by its meaning or brand, when one is sure
             key, label, p = meaning_of(ev, policy)
             if key:
