@@ -41,7 +41,7 @@ from server.describe.heads import Linear, heads_for, heads_path  # noqa: E402
 from server.describe.meanings import OTHER, Vocabulary  # noqa: E402
 from server.describe.glyph import SIZE as GLYPH_SIZE  # noqa: E402
 from server.describe.glyph import glyph_view  # noqa: E402
-from server.describe.meaning_head import MeaningHead, grid_summary, tap_summary  # noqa: E402
+from server.describe.meaning_head import MeaningHead, head_inputs  # noqa: E402
 from server.netsafe.images import decode_image  # noqa: E402
 from gather_icon_set import brand_names, icon_label  # noqa: E402  (beside this script: how the set labels icons)
 
@@ -78,12 +78,8 @@ def extract(icons: Path, checkpoint: Path, view: str = "page", batch: int = 32, 
             ims = [decode_image((icons / files[i]).read_bytes()) for i in todo[start:start + batch]]
             if view == "glyph":
                 ims = [glyph_view(im, GLYPH_SIZE) for im in ims]
-            if taps:
-                p, g, maps = captioner.encode_with_taps(ims, taps)
-            else:
-                _, p, g = captioner.encode_and_pool(ims, with_grid=True)
-                maps = []
-            for out, (mp, mg) in zip(new, [(p.numpy(), grid_summary(g).numpy()), *map(tap_summary, maps)]):
+            p, g, tapped = head_inputs(captioner, ims, taps)
+            for out, (mp, mg) in zip(new, [(p, g), *tapped]):
                 out.append((mp.astype(np.float16), mg.astype(np.float16)))
             if start % (batch * 20) == 0:
                 log.info("features %d/%d (%.0f s)", start, len(todo), time.time() - t0)

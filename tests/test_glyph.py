@@ -64,16 +64,17 @@ class RandomCaptioner:
         self.calls = 0
 
     @torch.no_grad()
-    def encode_and_pool(self, images, with_grid=False):
+    def encode_with_taps(self, images, after):
         self.calls += 1
-        grid = self.net(preprocess(images, replace(ENCODERS["efficientnet-lite0"], image_size=64)))
-        return grid, grid.mean(1), grid
+        grid, maps = self.net.with_taps(preprocess(images, replace(ENCODERS["efficientnet-lite0"], image_size=64)),
+                                        after)
+        return grid.mean(1), grid, maps
 
 
 def glyph_head(captioner, classes) -> MeaningHead:
     rng = np.random.default_rng(1)
     images = [magnifier(32, (0, 0, 0, 255), (255, 255, 255, 255)), magnifier(24, (200, 0, 0, 255), None)] * 4
-    _, pooled, grid = captioner.encode_and_pool(images, with_grid=True)
+    pooled, grid, _ = captioner.encode_with_taps(images, ())
     head = MeaningHead.empty(list(classes))
     head.glyph = {"size": 64}
     head.fit_projections(pooled.numpy(), grid_summary(grid).numpy(), 4, 2)

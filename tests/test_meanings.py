@@ -372,8 +372,8 @@ def test_features_of_icons_already_encoded_are_reused_and_only_new_ones_encoded(
 
     def counting_load(*a, **k):
         captioner = real(*a, **k)
-        encode = captioner.encode_and_pool
-        captioner.encode_and_pool = lambda ims, **kw: (encoded.extend(ims), encode(ims, **kw))[1]
+        encode = captioner.encode_with_taps
+        captioner.encode_with_taps = lambda ims, taps: (encoded.extend(ims), encode(ims, taps))[1]
         return captioner
 
     fit_meanings.Captioner.load = counting_load

@@ -66,6 +66,13 @@ def tap_summary(maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return maps.mean(1).numpy(), grid_summary(maps).numpy()
 
 
+def head_inputs(captioner, images: list, taps: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray, list]:
+    """What a head reads of ``images`` (PIL, or tensors ``prepare`` made), from one pass of the pretrained encoder:
+    pooled features [B, C], the grid's 3x3 summary [B, 9, C] and, per tapped block, its ``tap_summary``."""
+    pooled, grid, maps = captioner.encode_with_taps(images, taps)
+    return pooled.numpy(), grid_summary(grid).numpy(), [tap_summary(m) for m in maps]
+
+
 @dataclass
 class MeaningHead:
     classes: list[str]  # "other", "meaning:<id>", "brand:<id>"
@@ -127,12 +134,7 @@ class MeaningHead:
         """[B, K] class probabilities of images (PIL) through their glyph views: one more encoder pass."""
         from .glyph import glyph_view
 
-        views = [glyph_view(im, self.glyph["size"]) for im in images]
-        if not self.taps:
-            _, pooled, grid = captioner.encode_and_pool(views, with_grid=True)
-            return self.probs(pooled.numpy(), grid_summary(grid).numpy())
-        pooled, grid, maps = captioner.encode_with_taps(views, self.taps)
-        return self.probs(pooled.numpy(), grid_summary(grid).numpy(), [tap_summary(m) for m in maps])
+        return self.probs(*head_inputs(captioner, [glyph_view(im, self.glyph["size"]) for im in images], self.taps))
 
     def top_glyphs(self, captioner, images: list, k: int = 3) -> list[dict[str, float]]:
         """As ``top``, for a head that reads glyphs."""
