@@ -113,7 +113,7 @@ def test_brand_named_by_its_whole_text_only():
 def test_a_sure_meaning_names_the_icon_and_the_control():
     r = said(icon_evidence("meaning:search", p=0.9))
     assert r["alt"] == "Icon: Search." and r["kind"] == "icon"
-    assert r["meaning"] == {"id": "search", "label": "Search", "p": 0.9} and r["brand"] is None
+    assert r["meaning"] == {"id": "search", "label": "Search", "p": 0.9, "source": "image"} and r["brand"] is None
     assert r["control_name"] == "Search" and list(r) == list(RESULT_FIELDS)
 
 
@@ -148,7 +148,7 @@ def test_a_logo_with_short_text_is_named_by_it():
     r = said(icon_evidence(kind="logo", text=["Pillow"]))
     assert r["alt"] == "Logo: “Pillow”" and r["control_name"] == "Pillow"
     r = said(icon_evidence(kind="logo", text=["GitHub"]))  # its text names a known brand
-    assert r["alt"] == "Logo: GitHub." and r["brand"] == {"id": "github", "name": "GitHub", "p": 1.0}
+    assert r["alt"] == "Logo: GitHub." and r["brand"] == {"id": "github", "name": "GitHub", "p": 1.0, "source": "text"}
 
 
 @pytest.mark.parametrize("size, colour, mode", [

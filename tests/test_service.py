@@ -1000,3 +1000,41 @@ def test_meanings_brands_and_chart_types_are_counted(make_client, monkeypatch):
     assert r["meaning"]["id"] == "search" and r["control_name"] == "Search"
     text = client.get("/metrics").get_data(as_text=True)
     assert 'alt_text_meanings_total{meaning="meaning:search"} 1.0' in text
+
+
+def test_markup_names_an_icon_per_request_and_is_never_cached_with_it(make_client, monkeypatch):
+    client = make_client()
+    describer = client.application.extensions["alt_text"]["service"].describer
+    gather = describer.gather
+
+    def as_icon(pixels, out, image):  # the tiny test model has no kind head: this image is an icon to it
+        ev = gather(pixels, out, image)
+        ev.kind_probs = {"photo": 0.05, "icon": 0.9, "logo": 0.05}
+        return ev
+
+    monkeypatch.setattr(describer, "gather", as_icon)
+    data = b64(png("red", "circle"))
+    first = client.post("/v1/alt-text", json={"images": [
+        {"data": data, "markup": {"class": "fa-solid fa-magnifying-glass fa-fw"}}]}).get_json()["results"][0]
+    assert first["alt"] == "Icon: Search." and first["control_name"] == "Search" and not first["cached"]
+    assert first["meaning"] == {"id": "search", "label": "Search", "p": 1.0, "source": "markup"}
+    # the same pixels again: from the cache, named by this request's markup, or by none
+    again = client.post("/v1/alt-text", json={"images": [{"data": data, "markup": {"ligature": "shopping_cart"}},
+                                                         {"data": data}]}).get_json()["results"]
+    assert [r["cached"] for r in again] == [True, True]
+    assert [r["alt"] for r in again] == ["Icon: Shopping cart.", "Icon."]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'alt_text_meanings_total{meaning="meaning:search"} 1.0' in text
+
+
+@pytest.mark.parametrize("markup, says", [("fa-house", "must be an object"), ({"href": "#x"}, "takes only"),
+                                          ({"class": ["fa-house"]}, "must be a string"),
+                                          ({"symbol": "x" * 301}, "longer than 300")])
+def test_bad_markup_is_that_images_400_and_the_others_are_described(make_client, markup, says):
+    client = make_client()
+    r = client.post("/v1/alt-text", json={"images": [{"data": b64(png()), "markup": markup},
+                                                     {"data": b64(png())}]})
+    assert r.status_code == 200
+    bad, good = r.get_json()["results"]
+    assert bad["error"]["code"] == "invalid_markup" and bad["error"]["status"] == 400
+    assert says in bad["error"]["message"] and good["alt"] is not None

@@ -25,6 +25,9 @@ An icon or logo is named by what it means or which brand it shows when the meani
 is quoted only when it reads as language (``language_lines``): a chart's tick labels or a menu's 25 items are not
 read aloud; a chart or a screenshot is named by its title.
 
+An icon whose page names it in its code (an icon font's class, a ligature, a sprite's id: ``markup.py``) is named
+by that name first, unless its pixels show a photo: the author chose that glyph by that name.
+
 Without OCR text, a non-photo is still named by its kind ("Screenshot."): true, if less useful. Thresholds are
 ``Policy`` fields, configurable per deployment; the defaults come from the measurements in the model card.
 """
@@ -34,6 +37,7 @@ import re
 from dataclasses import dataclass
 
 from .evidence import Evidence
+from .markup import markup_name
 from .meanings import OTHER, Vocabulary
 
 NON_PHOTO = ("text", "screenshot", "chart", "icon", "logo", "illustration")
@@ -73,6 +77,7 @@ class Decision:
     meaning: str = ""  # the meaning class said ("meaning:search", "brand:github"), "" for none
     label: str = ""  # ... and its words ("Search", "GitHub")
     p_meaning: float = 0.0
+    source: str = ""  # where the meaning comes from: "image" (the meaning head), "text" (OCR), "markup" (the page)
     titled: bool = False  # ``text`` is the image's title (a chart's, a screenshot's), not all it says
     chart_type: str = ""  # the chart type said ("chart:bar"), "" for none
     chart_label: str = ""  # ... and its words ("Bar chart")
@@ -182,35 +187,52 @@ def kind_group(kind: str, policy: Policy) -> tuple[str, ...]:
     return next((g for g in policy.kind_groups if kind in g), (kind,))
 
 
-def meaning_of(ev: Evidence, policy: Policy) -> tuple[str, str, float]:
-    """(class, words, probability) of the meaning or brand to say, ("", "", 0) for none: the meaning head's sure
-    class, else a brand the logo's text names."""
+def meaning_of(ev: Evidence, policy: Policy) -> tuple[str, str, float, str]:
+    """(class, words, probability, source) of the meaning or brand to say, ("", "", 0, "") for none: the meaning
+    head's sure class ("image"), else a brand the logo's text names ("text")."""
     if policy.meaning_min is not None:
         found = sure_class(ev.meaning_probs, ev.meaning_labels, policy.meaning_min)
     else:
         found = sure_class(ev.meaning_probs, ev.meaning_labels, ev.meaning_threshold, ev.brand_threshold)
     if found[0]:
-        return found
+        return (*found, "image")
     brand = Vocabulary.load().brand_named(ev.text) if ev.text_lines else None
-    return (brand.key, brand.label, 1.0) if brand else ("", "", 0.0)
+    return (brand.key, brand.label, 1.0, "text") if brand else ("", "", 0.0, "")
 
 
-def decide(ev: Evidence, policy: Policy) -> Decision:
+def named_by_markup(name, best: str, p_best: float, p_photo: float, policy: Policy) -> Decision | None:
+    """The icon named as the page's markup names it (``markup.markup_name``), unless its pixels show a photo; a
+    file's name only when they show an icon, a logo or a drawing (a photo "home.jpg" is no home icon)."""
+    if name is None or p_photo >= policy.photo_min:
+        return None
+    if name.source == "file" and not (best in ICON_LIKE and p_best > p_photo):
+        return None
+    m = name.meaning
+    return Decision("logo" if m.brand else "icon", False, False, "", True, None, meaning=m.key, label=m.label,
+                    p_meaning=1.0, source="markup")
+
+
+def decide(ev: Evidence, policy: Policy, markup: dict[str, str] | None = None) -> Decision:
+    """``markup``: what the page's code calls the image, when it is a control's icon (``markup.check_markup``)."""
     if blank(ev, policy):
         return Decision("blank", False, False, "", False, "blank")
     probs = ev.kind_probs or {"photo": 1.0}
     p_photo = probs.get("photo", 0.0)
     best = max(NON_PHOTO, key=lambda k: probs.get(k, 0.0))
+    p_best = sum(probs.get(k, 0.0) for k in kind_group(best, policy))
+    by_markup = named_by_markup(markup_name(markup), best, p_best, p_photo, policy) if markup else None
+    if by_markup is not None:
+        return by_markup
     lines = language_lines(ev.text_lines, lists=best == "text" and p_photo < policy.photo_min)
     words = sum(len(line.split()) for line in lines)
     text = trim(" ".join(lines), policy.max_text_chars) if words >= policy.min_text_words else ""
     if p_photo < policy.photo_min:
-        p_best = sum(probs.get(k, 0.0) for k in kind_group(best, policy))
         if best in ICON_LIKE and p_best > p_photo:  # icon or logo: by its meaning or brand, when one is sure
-            key, label, p = meaning_of(ev, policy)
+            key, label, p, source = meaning_of(ev, policy)
             if key:
                 kind = "logo" if key.startswith("brand:") else "icon"
-                return Decision(kind, False, False, "", True, None, meaning=key, label=label, p_meaning=p)
+                return Decision(kind, False, False, "", True, None, meaning=key, label=label, p_meaning=p,
+                                source=source)
         if p_best >= policy.kind_min and p_best > p_photo and ev.familiar(best):  # the likeliest kind only
             if best == "illustration" and ev.chart_probs.get("chart:map", 0.0) >= policy.map_min:
                 best = "chart"  # a map drawn as an illustration: "Map."

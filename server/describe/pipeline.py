@@ -220,9 +220,10 @@ class Describer:
             return {}
         return head.top_glyphs(self.captioner, [image])[0]
 
-    def decide(self, ev: Evidence) -> dict:
-        """The result every surface shows (``alt`` is what goes into the page; None: say nothing)."""
-        return result(ev, self.policy, self.wording)
+    def decide(self, ev: Evidence, markup: dict[str, str] | None = None) -> dict:
+        """The result every surface shows (``alt`` is what goes into the page; None: say nothing). ``markup``: what
+        the page's code calls the image, when it is a control's icon (``markup.check_markup``)."""
+        return result(ev, self.policy, self.wording, markup)
 
     def describe(self, images: list[Image.Image], batch_size: int = 16) -> list[dict]:
         """All stages for a batch held by one caller: one result per image, in order."""
@@ -240,9 +241,9 @@ class Describer:
         return out
 
 
-def result(ev: Evidence, policy: Policy, wording: Wording) -> dict:
+def result(ev: Evidence, policy: Policy, wording: Wording, markup: dict[str, str] | None = None) -> dict:
     """The result for one image's evidence: what ``Describer.decide`` returns, without a model (replays)."""
-    d = decide(ev, policy)
+    d = decide(ev, policy, markup)
     alt = phrase(d, ev.caption, wording)
     return {
         "alt": alt,
@@ -257,10 +258,10 @@ def result(ev: Evidence, policy: Policy, wording: Wording) -> dict:
         "reason": d.reason if alt is None else None,
         "out_of_domain": ev.out_of_domain,
         "ocr": ev.ocr,
-        "meaning": ({"id": d.meaning.partition(":")[2], "label": d.label, "p": round(d.p_meaning, 4)}
-                    if d.meaning and not d.brand else None),
-        "brand": ({"id": d.meaning.partition(":")[2], "name": d.label, "p": round(d.p_meaning, 4)}
-                  if d.brand else None),
+        "meaning": ({"id": d.meaning.partition(":")[2], "label": d.label, "p": round(d.p_meaning, 4),
+                     "source": d.source} if d.meaning and not d.brand else None),
+        "brand": ({"id": d.meaning.partition(":")[2], "name": d.label, "p": round(d.p_meaning, 4),
+                   "source": d.source} if d.brand else None),
         "chart_type": ({"id": d.chart_type.partition(":")[2], "label": d.chart_label, "p": round(d.p_chart, 4)}
                        if d.chart_type else None),
         "control_name": d.control_name or None,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from ..cache import Cache, image_key
 from ..describe import Describer, Evidence
+from ..describe.markup import MarkupError, check_markup
 from ..netsafe import FetchError, check_public_without_dns, decode_fetched, fetch_bytes
 from .admission import Admission
 from .batcher import BatchWorker, WorkerStopped
@@ -60,6 +61,7 @@ class _Work:
     url: str | None = None
     raw: bytes | None = None
     key: str | None = None
+    markup: dict[str, str] | None = None  # what the page's code calls the image (markup.check_markup)
 
 
 class AltTextService:
@@ -168,21 +170,35 @@ class AltTextService:
         """What the request thread answers at once, without fetching, decoding or the model (a result for a URL or
         uploaded bytes in the cache, an error for invalid input), or the work left for this image."""
         try:
+            markup = self._markup(spec)
             work = self._bytes(spec, fetch=False)
             if isinstance(work, dict):
                 self.metrics.cache.labels("hit").inc()
-                return self._result(work, cached=True)
+                return self._result(work, cached=True, markup=markup)
             if work.raw is not None:  # uploaded bytes: the cache is keyed by them, no need to decode them first
                 hit = self.cache.get(work.key)
                 if hit:
                     self.metrics.cache.labels("hit").inc()
-                    return self._result(hit, cached=True)
+                    return self._result(hit, cached=True, markup=markup)
+            work.markup = markup
             return work
         except ImageFailure as e:
             return self._error(e.code, e.message, e.status)
         except Exception:  # a bug must not take the other images down with it
             log.exception("unexpected failure triaging an image")
             return self._error("internal_error", "the image could not be processed", 500)
+
+    @staticmethod
+    def _markup(spec) -> dict[str, str] | None:
+        """The spec's ``markup`` (names the page's code gives the image, when it is a control's icon), checked."""
+        if isinstance(spec, _Work):
+            return spec.markup
+        if not isinstance(spec, dict) or spec.get("markup") is None:
+            return None
+        try:
+            return check_markup(spec["markup"])
+        except MarkupError as e:
+            raise ImageFailure("invalid_markup", str(e), 400) from None
 
     def _bytes(self, spec, fetch: bool = True) -> bytes | dict | _Work:
         """The image's bytes (fetched, or decoded from base64), or a finished result when the URL is in the cache;
@@ -238,16 +254,17 @@ class AltTextService:
                 raise ImageFailure(e.code, e.message, e.status) from None
 
     def _prepare(self, spec, deadline: float = float("inf"), counted: bool = False) -> dict | tuple:
-        """A finished result, or (cache key, model future, url, image, pixel stats), for a spec or the _Work its
+        """A finished result, or (cache key, model future, url, image, pixel stats, markup), for a spec or the _Work its
         triage left. The image counts as coming (see ``coming``) from when its bytes are here until it is submitted
         or has failed; ``counted``: the caller counted it already (uploaded bytes, counted for the whole request at
         once)."""
         coming = counted
         try:
+            markup = self._markup(spec)
             raw = self._bytes(spec)  # a URL is fetched here: it is not coming while it waits on the network
             if isinstance(raw, dict):
                 self.metrics.cache.labels("hit").inc()
-                return self._result(raw, cached=True)
+                return self._result(raw, cached=True, markup=markup)
             if not coming:
                 self._count_coming(1)
                 coming = True
@@ -260,13 +277,13 @@ class AltTextService:
                 self.metrics.cache.labels("hit").inc()
                 if url:
                     self.cache.put_url(url, self.cache_version, key)
-                return self._result(hit, cached=True)
+                return self._result(hit, cached=True, markup=markup)
             self.metrics.cache.labels("miss").inc()
             if time.monotonic() > deadline:  # its request has answered already: no model work for nobody
                 return self._error(*DEADLINE_EXCEEDED)
             # Resize and normalise here, on the request's thread: the model's worker runs only the network.
             model_input, pixels = self.describer.prepare(image), self.describer.look(image)
-            return key, self._submit(model_input), url, image, pixels
+            return key, self._submit(model_input), url, image, pixels, markup
         except ImageFailure as e:
             return self._error(e.code, e.message, e.status)
         except WorkerStopped:  # only when close() gave up waiting for this request
@@ -292,9 +309,11 @@ class AltTextService:
         with self._futures_lock:
             self._model_futures.discard(future)
 
-    def _result(self, stored: dict, cached: bool) -> dict:
-        """The pipeline's decision on stored evidence (fresh or cached: thresholds and wording apply either way)."""
-        return {**self.describer.decide(Evidence.from_dict(stored)), "cached": cached, "model": self.model_version}
+    def _result(self, stored: dict, cached: bool, markup: dict[str, str] | None = None) -> dict:
+        """The pipeline's decision on stored evidence (fresh or cached: thresholds and wording apply either way) and
+        the request's markup names (they are the page's, not the image's: never cached with it)."""
+        return {**self.describer.decide(Evidence.from_dict(stored), markup), "cached": cached,
+                "model": self.model_version}
 
     def _error(self, code: str, message: str, status: int) -> dict:
         return {"error": {"code": code, "message": message, "status": status}}
@@ -402,7 +421,7 @@ class AltTextService:
                 except CancelledError:
                     p = self._error(*SHUTTING_DOWN)
             if isinstance(p, tuple):
-                key, model_future, url, image, pixels = p
+                key, model_future, url, image, pixels, markup = p
                 try:
                     out = model_future.result(timeout=max(0.0, deadline - time.monotonic()))
                     evidence = self.describer.gather(pixels, out, image)  # OCR, when text is likely, runs here
@@ -421,7 +440,7 @@ class AltTextService:
                     self.cache.put(key, stored)
                     if url:
                         self.cache.put_url(url, self.cache_version, key)
-                    p = self._result(stored, cached=False)
+                    p = self._result(stored, cached=False, markup=markup)
             p["elapsed_ms"] = round(1000 * (time.perf_counter() - t0), 1)
             results.append(p)
         return results

@@ -11,6 +11,23 @@ _ERROR = {
 _LIMITS = {"max_images": "images per request", "max_body_bytes": "request body, base64 included",
            "max_image_bytes": "one image's bytes", "max_pixels": "one image's pixels"}
 _NUM01 = {"type": "number", "minimum": 0, "maximum": 1}
+_SOURCE = {"enum": ["image", "text", "markup"],
+           "description": "where the name comes from: the image's pixels (the meaning head), the text OCR read in "
+                          "it, or the page's code (the request's markup)"}
+_MARKUP = {"type": "object", "additionalProperties": False,
+           "description": "what the page's code calls the image, when it is the only content of a button or link: "
+                          "the names icon sets give their glyphs. A name the vocabulary knows names the icon (\"Icon: "
+                          "Search.\", meaning.source \"markup\"), unless the pixels show a photo or nothing; a "
+                          "file's name only when they show an icon. Never cached with the image.",
+           "properties": {
+               "class": {"type": "string", "maxLength": 300, "examples": ["fa-solid fa-magnifying-glass"],
+                         "description": "the class attribute of the icon element (an icon font's, an svg's)"},
+               "ligature": {"type": "string", "maxLength": 300, "examples": ["shopping_cart"],
+                            "description": "the word a ligature icon font draws as one glyph"},
+               "symbol": {"type": "string", "maxLength": 300, "examples": ["#icon-search", "mdi:home"],
+                          "description": "an svg's <use href>, or an icon element's data-icon / icon attribute"},
+               "file": {"type": "string", "maxLength": 300, "examples": ["/static/icons/home.svg"],
+                        "description": "the image file's URL or name"}}}
 _DESCRIPTION = {
     "type": "object",
     "required": ["alt", "kind", "text", "caption", "confidence", "raw_confidence", "concepts", "hedged", "withheld",
@@ -42,13 +59,17 @@ _DESCRIPTION = {
         "ocr": {"enum": ["read", "skipped", "unavailable"],
                 "description": "whether OCR ran (skipped: text was unlikely; unavailable: no Tesseract)"},
         "meaning": {"type": ["object", "null"], "required": ["id", "label", "p"],
-                    "description": "what the icon means, when the meaning head is sure (\"Icon: Search.\")",
+                    "description": "what the icon means, when the meaning head is sure or the page's markup names it "
+                                   "(\"Icon: Search.\"); p is 1 for a name from markup",
                     "properties": {"id": {"type": "string", "examples": ["search", "menu", "close"]},
-                                   "label": {"type": "string", "examples": ["Search"]}, "p": _NUM01}},
+                                   "label": {"type": "string", "examples": ["Search"]}, "p": _NUM01,
+                                   "source": _SOURCE}},
         "brand": {"type": ["object", "null"], "required": ["id", "name", "p"],
-                  "description": "the brand a logo shows, from its shape or its text (\"Logo: GitHub.\")",
+                  "description": "the brand a logo shows, from its shape, its text or the page's markup (\"Logo: "
+                                 "GitHub.\"); p is 1 for a name from text or markup",
                   "properties": {"id": {"type": "string", "examples": ["github"]},
-                                 "name": {"type": "string", "examples": ["GitHub"]}, "p": _NUM01}},
+                                 "name": {"type": "string", "examples": ["GitHub"]}, "p": _NUM01,
+                                 "source": _SOURCE}},
         "chart_type": {"type": ["object", "null"], "required": ["id", "label", "p"],
                        "description": "a chart's type, when the chart-type head is sure (\"Bar chart: “Sales”\")",
                        "properties": {"id": {"enum": ["bar", "line", "pie", "scatter", "histogram", "area", "table",
@@ -92,9 +113,10 @@ def openapi_spec() -> dict:
                         "type": "object", "required": ["images"], "properties": {"images": {
                             "type": "array", "minItems": 1, "items": {"oneOf": [
                                 {"type": "object", "required": ["url"],
-                                 "properties": {"url": {"type": "string", "format": "uri"}}},
+                                 "properties": {"url": {"type": "string", "format": "uri"}, "markup": _MARKUP}},
                                 {"type": "object", "required": ["data"],
-                                 "properties": {"data": {"type": "string", "contentEncoding": "base64"}}}]}}}}}}},
+                                 "properties": {"data": {"type": "string", "contentEncoding": "base64"},
+                                                "markup": _MARKUP}}]}}}}}}},
                     "responses": {"200": _json(_RESULTS, "one result per image, in order"), **errors,
                                   "415": _json(_ERROR, "the body is not JSON (Content-Type must be "
                                                        "application/json)")},

@@ -1,0 +1,117 @@
+"""What a page's own markup calls an icon (server/describe/markup.py): which names in a class attribute, a ligature,
+a sprite reference or a file name name a glyph, what the vocabulary makes of them, and when the decision says them.
+Fast: no captioner is loaded."""
+from __future__ import annotations
+
+import pytest
+
+from server.describe import KINDS, Evidence, Policy, Wording
+from server.describe.markup import KEYS, MAX_CHARS, MarkupError, check_markup, markup_name
+from server.describe.pipeline import RESULT_FIELDS, result
+from server.describe.pixels import PixelStats
+
+
+def named(markup: dict) -> str | None:
+    found = markup_name(check_markup(markup))
+    return found and found.meaning.key
+
+
+@pytest.mark.parametrize("markup, key", [
+    # icon fonts' and svg sets' classes: the glyph's class, not the style, size or animation beside it
+    ({"class": "fa-solid fa-magnifying-glass fa-fw"}, "meaning:search"),
+    ({"class": "fa fa-2x fa-spin fa-bars"}, "meaning:menu"),
+    ({"class": "fa-brands fa-github"}, "brand:github"),
+    ({"class": "fab fa-x-twitter"}, "brand:x"),
+    ({"class": "bi bi-cart3"}, "meaning:cart"),
+    ({"class": "bi bi-arrow-right-circle-fill"}, "meaning:arrow-right"),
+    ({"class": "lucide lucide-menu"}, "meaning:menu"),
+    ({"class": "feather feather-x"}, "meaning:close"),
+    ({"class": "octicon octicon-mark-github"}, "brand:github"),
+    ({"class": "mdi mdi-24px mdi-bell"}, "meaning:notifications"),
+    ({"class": "ion-md-close"}, "meaning:close"),  # Ionicons 4's platform word
+    ({"class": "ion-logo-twitter"}, "brand:twitter"),
+    ({"class": "glyphicon glyphicon-trash"}, "meaning:delete"),
+    ({"class": "icon icon--search"}, "meaning:search"),  # a site's own BEM icon classes
+    # ligatures, sprites and icon attributes
+    ({"ligature": "shopping_cart"}, "meaning:cart"),
+    ({"ligature": "more_vert"}, "meaning:more-vertical"),
+    ({"symbol": "#icon-close"}, "meaning:close"),
+    ({"symbol": "/img/sprite.svg#search"}, "meaning:search"),
+    ({"symbol": "mdi:home"}, "meaning:home"),  # Iconify's <iconify-icon icon="mdi:home">
+    ({"symbol": "house"}, "meaning:home"),  # Font Awesome's <svg data-icon="house">
+    ({"symbol": "wi-fi"}, "meaning:wifi"),
+    # file names, with the sizes, colours and hashes build tools add
+    ({"file": "/static/ic_search_black_24dp.svg?v=2"}, "meaning:search"),
+    ({"file": "https://cdn.example/a/home.3f9a2b.png"}, "meaning:home"),
+    ({"file": "icons/twitter.svg"}, "brand:twitter"),
+    # the first source that names a glyph wins, in the order KEYS trusts them
+    ({"class": "material-symbols-outlined", "ligature": "search"}, "meaning:search"),
+    ({"ligature": "menu", "file": "search.svg"}, "meaning:menu"),
+])
+def test_names_icon_sets_give_glyphs_name_their_meaning(markup, key):
+    assert named(markup) == key
+
+
+@pytest.mark.parametrize("markup", [
+    {"class": "btn btn-primary nav-link"},  # no icon set's prefix
+    {"class": "fa fa-stack fa-lg fa-fw fa-spin fa-rotate-90 fa-pull-right"},  # utilities only
+    {"class": "material-icons"},  # the font's class: its ligature names the glyph
+    {"ligature": "two words"},
+    {"symbol": "#sprite-17"},
+    {"file": "hero-banner.jpg"}, {"file": "IMG_1234.jpg"}, {"file": "logo.png"},
+    {"file": "x.svg"},  # a name this short, from a file, may be anything
+    {},
+])
+def test_names_that_are_no_glyph_name_nothing(markup):
+    assert named(markup) is None
+
+
+def test_markup_is_checked_as_a_request_gives_it():
+    assert check_markup({"class": "  fa-solid fa-house ", "symbol": ""}) == {"class": "fa-solid fa-house"}
+    for bad, says in [("fa-house", "object"), ({"href": "#x"}, "only"), ({"class": 3}, "string"),
+                      ({"class": "a" * (MAX_CHARS + 1)}, "longer")]:
+        with pytest.raises(MarkupError, match=says):
+            check_markup(bad)
+    assert set(KEYS) == {"class", "ligature", "symbol", "file"}
+
+
+def evidence(kind="icon", p=0.9, pixels=None):
+    probs = {k: (p if k == kind else (1 - p) / (len(KINDS) - 1)) for k in KINDS}
+    return Evidence("A dog.", 0.3, 0.5, probs, 0.9, 0.3, pixels=pixels)
+
+
+def said(ev, markup=None, policy=Policy()):
+    return result(ev, policy, Wording(), markup)
+
+
+def test_a_markup_name_names_the_icon_and_its_control_and_says_where_it_came_from():
+    r = said(evidence(), {"class": "fa-solid fa-magnifying-glass"})
+    assert r["alt"] == "Icon: Search." and r["kind"] == "icon" and r["control_name"] == "Search"
+    assert r["meaning"] == {"id": "search", "label": "Search", "p": 1.0, "source": "markup"}
+    assert list(r) == list(RESULT_FIELDS)
+    r = said(evidence(kind="illustration"), {"class": "fa-brands fa-github"})  # a brand makes it a logo
+    assert r["alt"] == "Logo: GitHub." and r["kind"] == "logo" and r["brand"]["source"] == "markup"
+    # the glyph's name outranks the meaning head, which is not always right on a design it has never seen
+    ev = evidence()
+    ev.meaning_probs, ev.meaning_labels, ev.meaning_threshold = {"meaning:close": 0.97}, {"meaning:close": "Close"}, 0.9
+    assert said(ev, {"ligature": "search"})["alt"] == "Icon: Search."
+    assert said(ev)["meaning"] == {"id": "close", "label": "Close", "p": 0.97, "source": "image"}
+
+
+def test_markup_is_not_said_over_a_photo_or_nothing():
+    assert said(evidence(kind="photo"), {"class": "fa-house"})["meaning"] is None  # a photo is captioned
+    r = said(evidence(pixels=PixelStats(1, 1, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0)), {"class": "fa-house"})
+    assert r["alt"] is None and r["reason"] == "blank"
+    # a kind that is no photo, but no icon either: the glyph's own name still holds (an icon font's "B" is bold)
+    assert said(evidence(kind="text"), {"class": "fa-solid fa-bold"})["alt"] == "Icon: Bold."
+
+
+def test_a_file_name_needs_pixels_that_show_an_icon():
+    assert said(evidence(kind="icon"), {"file": "/img/home.svg"})["alt"] == "Icon: Home."
+    assert said(evidence(kind="screenshot"), {"file": "/img/settings.png"})["meaning"] is None
+    assert said(evidence(kind="photo"), {"file": "/img/home.jpg"})["meaning"] is None
+
+
+def test_without_a_known_name_the_image_decides_as_before():
+    for markup in (None, {}, {"class": "btn"}):
+        assert said(evidence(), markup)["alt"] == "Icon."
