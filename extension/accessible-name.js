@@ -346,6 +346,46 @@ globalThis.altTextNames = (() => {
     return verdict.state === "describe" && verdict.icon.element === el ? control : null;
   }
 
+  const MARKUP_MAX = 300; // characters the service takes in one markup name
+
+  /**
+   * What the page's code calls a control's icon (`icon`: see controlContent), for the service to read (what each
+   * name means is decided there, once: server/describe/markup.py): {class, ligature, symbol, file}, each where the
+   * page gives one, or null. `class`: the classes of the icon and of its ancestors up to the control, the icon's
+   * first (fa-solid fa-house, bi bi-cart, lucide lucide-menu); `ligature`: the word a ligature font draws;
+   * `symbol`: an svg's <use href>, else a data-icon attribute; `file`: an image's src as written, or a CSS
+   * image's URL. The audit collects the same (tests/vectors/markup.json).
+   */
+  function iconMarkup(icon) {
+    const markup = {};
+    const classes = [];
+    let dataIcon = "";
+    for (let e = icon.element; e && e.nodeType === 1; e = e.parentElement) {
+      const value = collapse(e.getAttribute("class"));
+      if (value) classes.push(value);
+      dataIcon ||= collapse(e.getAttribute("data-icon"));
+      if (controlKind(e)) break;
+    }
+    let cls = "";
+    for (const token of classes.join(" ").split(" ")) {
+      if (cls.length + token.length + 1 > MARKUP_MAX) break;
+      cls = cls ? `${cls} ${token}` : token;
+    }
+    if (cls) markup.class = cls;
+    if (icon.type === "text-glyph" && /^[a-z][a-z0-9_]*$/i.test(icon.text)) markup.ligature = icon.text;
+    const use = icon.type === "svg" && icon.element.querySelector("use");
+    const href = use && collapse(use.getAttribute("href") ||
+      use.getAttributeNS("http://www.w3.org/1999/xlink", "href"));
+    if (href || dataIcon) markup.symbol = (href || dataIcon).slice(0, MARKUP_MAX);
+    const file = ["img", "input"].includes(icon.element.localName) ? collapse(icon.element.getAttribute("src"))
+      : icon.url || "";
+    if (file && !/^data:/i.test(file)) {
+      const bare = file.length > MARKUP_MAX ? file.split(/[?#]/)[0] : file;
+      if (bare.length <= MARKUP_MAX) markup.file = bare;
+    }
+    return Object.keys(markup).length ? markup : null;
+  }
+
   /** A name the service gave a control, fit to be one: short, and not a word that only says "an icon". */
   function isUsableControlName(name) {
     const text = collapse(name);
@@ -356,6 +396,6 @@ globalThis.altTextNames = (() => {
 
   return {
     SELECTOR, GENERATED, CONTROL_SELECTOR, isSuspiciousName, imageKind, accessibleName, isDecorative, isHidden,
-    classify, controlKind, cssContent, classifyControl, iconOwner, isUsableControlName,
+    classify, controlKind, cssContent, classifyControl, iconOwner, iconMarkup, isUsableControlName,
   };
 })();

@@ -16,21 +16,24 @@ chrome.runtime.onInstalled.addListener(async () => {
 /**
  * One image for a content script: {url} first; the answer {needBytes: true} asks it to send {url, data} instead
  * (the service cannot fetch the URL, or tried and failed). Returns the service's result or {error}.
+ * `markup`: the names a control's icon has in the page's code; the answer then depends on them, so it is neither
+ * taken from nor kept in the URL cache (the service caches the image itself).
  * `stillWanted`: whether the page that asked still waits for it (asked before a refused request is sent again).
  */
-async function describeImage({ url, data }, stillWanted = null) {
+async function describeImage({ url, data, markup }, stillWanted = null) {
   const settings = await getSettings();
+  const extra = markup ? { markup } : {};
   if (!data) {
-    const hit = await getCached(url);
+    const hit = markup ? null : await getCached(url);
     if (hit) return hit;
     if (!serviceCanFetch(url, settings.testAllowLoopback)) return { needBytes: true };
-    const result = await describe({ url }, stillWanted);
+    const result = await describe({ url, ...extra }, stillWanted);
     if (retryWithBytes(result.error)) return { needBytes: true, error: result.error };
-    await putCached(url, result);
+    if (!markup) await putCached(url, result);
     return result;
   }
-  const result = await describe({ data }, stillWanted);
-  await putCached(url, result); // keyed by the page's URL for the image, so the bytes are not sent again
+  const result = await describe({ data, ...extra }, stillWanted);
+  if (!markup) await putCached(url, result); // keyed by the page's URL for the image: the bytes are not sent again
   return result;
 }
 

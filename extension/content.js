@@ -4,7 +4,8 @@
  * Buttons and links whose only content is an unnamed icon get the icon's meaning as their name (aria-label),
  * when the service can say it (its `control_name`).
  * What leaves the page: image URLs, or image bytes for images the service cannot fetch, or an icon drawn as
- * the page shows it. Never page text. */
+ * the page shows it, with the names the page's code gives that icon (its classes, a ligature's word, a sprite's
+ * id: names.iconMarkup). Never page text. */
 (() => {
   "use strict";
   if (globalThis.altTextContentStarted) return; // a second copy in the same world would do everything twice
@@ -286,19 +287,21 @@
   /** The service's answer for an icon: drawn as the page shows it (svg, font glyphs, CSS images, svg files), or
    * an image file's URL or bytes as for any image. */
   async function askIcon(icon) {
+    const markup = names.iconMarkup(icon) || undefined; // what the page's code calls it: the service reads it
     const data = await drawIcon(icon).catch(() => null);
     if (!data) {
       const url = icon.type === "img" ? icon.element.currentSrc || icon.element.src : icon.url;
       if (!url) return null;
       const absolute = new URL(url, document.baseURI).href;
-      return ask({ url: absolute, element: icon.element.localName === "img" ? icon.element : undefined });
+      return ask({ url: absolute, element: icon.element.localName === "img" ? icon.element : undefined, markup });
     }
-    if (!iconAnswers.has(data)) {
-      const answer = send({ type: "describe", data }).then((a) => a || unreachable());
-      iconAnswers.set(data, answer);
-      answer.then((a) => a.error && iconAnswers.get(data) === answer && iconAnswers.delete(data));
+    const key = markup ? `${data}\n${JSON.stringify(markup)}` : data;
+    if (!iconAnswers.has(key)) {
+      const answer = send({ type: "describe", data, markup }).then((a) => a || unreachable());
+      iconAnswers.set(key, answer);
+      answer.then((a) => a.error && iconAnswers.get(key) === answer && iconAnswers.delete(key));
     }
-    return iconAnswers.get(data);
+    return iconAnswers.get(key);
   }
 
   /** `work`'s result; meanwhile the element is busy (not looked at again). */
@@ -330,17 +333,18 @@
    * for an image behind the user's login: its URL never leaves the browser. */
   async function ask(source) {
     const url = /^https?:/i.test(source.url || "") ? source.url : undefined; // blob: and data: go as bytes
-    if (url) {
+    const { markup } = source; // a control's icon: its answer depends on its markup, and is not in the URL cache
+    if (url && !markup) {
       const hit = await send({ type: "cached", url }); // in the browser: no request for an image it already knows
       if (hit && !hit.error) return hit;
     }
     if (url && !(await needsCookies(url))) {
-      const first = await send({ type: "describe", url });
+      const first = await send({ type: "describe", url, markup });
       if (!first || !first.needBytes) return first || unreachable();
     }
     const data = await bytesOf(source);
     if (!data) return { error: { code: "unreadable", message: "The image could not be read in the page." } };
-    return (await send({ type: "describe", url, data })) || unreachable();
+    return (await send({ type: "describe", url, data, markup })) || unreachable();
   }
 
   /** True when the site refuses the image without the user's cookies (a members-only picture). Only images of

@@ -1,7 +1,8 @@
 /* Talks to the alt-text service. Images asked for within GATHER_MS of each other go in one POST /v1/alt-text
  * (at most the service's max_images and about half its body limit of JSON, as it publishes them at /v1/limits),
  * so a page of images costs a few requests, and the service can describe them in one forward pass. Only image
- * URLs or bytes are sent: no cookies, no page text. A request the service refuses for a while (429, 503
+ * URLs or bytes are sent, and for a control's icon the names its markup gives it (`markup`): no cookies, no page
+ * text. A request the service refuses for a while (429, 503
  * overloaded or shutting_down) is sent again after its Retry-After, by the rules of retry.js, with only the images
  * that someone still waits for; other requests go on meanwhile. */
 
@@ -20,7 +21,7 @@ let limits = null; // {serviceUrl, maxImages, maxBodyChars}: read once per worke
 
 let queue = []; // {spec, resolve, promise, askers}
 let timer = null;
-const inFlight = new Map(); // image URL -> its queued item, so duplicates share one request
+const inFlight = new Map(); // image URL (and markup) -> its queued item, so duplicates share one request
 
 /**
  * Resolves to the service's result for one image: {alt, caption, ...} or {error: {code, message}}.
@@ -29,7 +30,8 @@ const inFlight = new Map(); // image URL -> its queued item, so duplicates share
  */
 export function describe(spec, stillWanted = null) {
   const byUrl = spec.url && !spec.data;
-  const shared = byUrl ? inFlight.get(spec.url) : null;
+  const key = spec.markup ? `${spec.url}\n${JSON.stringify(spec.markup)}` : spec.url;
+  const shared = byUrl ? inFlight.get(key) : null;
   if (shared) {
     shared.askers.push(stillWanted);
     return shared.promise;
@@ -40,8 +42,8 @@ export function describe(spec, stillWanted = null) {
   if (queue.length >= MAX_IMAGES) flush();
   else timer ??= setTimeout(flush, GATHER_MS);
   if (byUrl) {
-    inFlight.set(spec.url, item);
-    item.promise.finally(() => inFlight.get(spec.url) === item && inFlight.delete(spec.url));
+    inFlight.set(key, item);
+    item.promise.finally(() => inFlight.get(key) === item && inFlight.delete(key));
   }
   return item.promise;
 }

@@ -248,11 +248,18 @@ def test_a_pipeline_without_control_name_suggests_no_name():
 
 
 def test_inline_svg_and_icon_fonts_and_empty_controls_have_nothing_to_describe():
-    page = '<button><svg><path d="M0 0"/></svg></button><a href="/"><i class="fa fa-home"></i></a><button></button>'
+    page = ('<button><svg><path d="M0 0"/></svg></button><a href="/"><i class="fa fa-fw fa-xyzzy"></i></a>'
+            '<button></button>')
     out = suggestions(page, {})
     assert out == [("button-name", {"kind": "none", "message": NO_ICON_FILE}),
                    ("link-name", {"kind": "none", "message": NO_ICON_FILE}),
                    ("button-name", {"kind": "none", "message": NOTHING_SHOWN})]
+
+
+def test_an_icon_font_the_vocabulary_knows_is_named_by_its_class():
+    ((rule, s),) = suggestions('<a href="/"><i class="fa fa-home"></i></a>', {})
+    assert rule == "link-name" and (s["kind"], s["name"], s["attribute"], s["source"]) == (
+        "name", "Home", "aria-label", "markup")
 
 
 def test_without_suggestions_a_control_finding_has_none():

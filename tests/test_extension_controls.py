@@ -4,13 +4,16 @@ served from extension/node_modules), and headless Chromium with the unpacked ext
 tree; the recording proxy of tests/test_extension_e2e.py shows what left the browser.
 
 Whether the model can name a given icon is the model's business: for each icon the test asks the service itself
-for the control_name of the very PNG the extension sent, and checks that the extension wrote exactly that (and
-nothing when it is null). The page: tests/fixtures/icons/controls.html.
+for the control_name of the very PNG (and markup) the extension sent, and checks that the extension wrote exactly
+that (and nothing when it is null). Icons whose page code names them (an icon font's class, a ligature, a sprite's
+id) are named by that name whatever the model makes of their pixels (MARKUP_NAMES). The page:
+tests/fixtures/icons/controls.html.
 """
 from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 
 import pytest
@@ -52,6 +55,15 @@ ICONS = {  # id -> how the icon is on the page
     "ligature": "Material Icons ligature (the text more_vert, drawn as one glyph)",
     "photo-link": "a 120 px photo in a link: a picture, sent by URL, described when the link gets no name",
 }
+# What the page's code calls each icon, as the extension sends it, and the name the control gets from that alone.
+MARKUP = {"fa-glyph": {"class": "fa-solid fa-magnifying-glass"}, "fa-brand": {"class": "fa-brands fa-github"},
+          "bi-glyph": {"class": "bi bi-list"}, "role-button": {"class": "bi bi-gear"},
+          "hidden-glyph": {"class": "fa-solid fa-house"}, "sprite-use": {"symbol": "/bi/bootstrap-icons.svg#heart"},
+          "dark": {"class": "bi bi-bell dark"}, "ligature": {"class": "material-icons", "ligature": "more_vert"},
+          "img-no-alt": {"file": "/fa/svgs/solid/cart-shopping.svg"}, "input-no-alt": {"file": "/bi/icons/search.svg"},
+          "photo-link": {"file": "photo.png"}}
+MARKUP_NAMES = {"fa-glyph": "Search", "fa-brand": "GitHub", "bi-glyph": "List view", "role-button": "Settings",
+                "hidden-glyph": "Home", "sprite-use": "Favourite", "dark": "Notifications", "ligature": "More options"}
 
 
 class IconSite(Site):
@@ -145,7 +157,11 @@ def test_icons_are_drawn_from_the_page_and_only_unnamed_controls_cost_a_request(
     assert len(sent) == len(ICONS), [list(s) for s in sent]
     assert [s["url"] for s in sent if "url" in s] == [f"http://{site}/photo.png"]  # the service may fetch it
     drawn = [s for s in sent if "url" not in s]
-    assert all(set(s) == {"data"} for s in drawn), drawn
+    assert all(set(s) in ({"data"}, {"data", "markup"}) for s in drawn), drawn
+    # With each icon, what the page's code calls it (nothing for an inline svg without a class, the background)
+    markups = sorted(json.dumps(s.get("markup"), sort_keys=True) for s in sent)
+    bg = f"http://{site}/bi/icons/trash.svg"  # a CSS image's URL, as the browser resolved it
+    assert markups == sorted(json.dumps(m, sort_keys=True) for m in [*MARKUP.values(), None, {"file": bg}])
     for spec in drawn:
         header, payload = spec["data"].split(",", 1)
         assert header == "data:image/png;base64"
@@ -164,6 +180,7 @@ def test_icons_are_drawn_from_the_page_and_only_unnamed_controls_cost_a_request(
     time.sleep(1)  # the answers without a name have come back too
     marks = written(page)
     assert sorted(marks[i] for i in ICONS if marks[i] is not None) == expected, marks
+    assert {i: marks[i] for i in MARKUP_NAMES} == MARKUP_NAMES  # their page's code names them
     if marks["photo-link"] is None:
         assert_photo_described(page, ask_service(service, [s for s in sent if "url" in s])[0])
 
@@ -194,8 +211,12 @@ def test_each_unnamed_icon_gets_exactly_the_services_control_name(browser, recor
     try:
         page.goto(f"http://{site}/controls.html?only={element_id}")
         sent = wait_sent(recorder, before, 1)
-        assert len(sent) == 1 and set(sent[0]) == ({"url"} if element_id == "photo-link" else {"data"}), sent
+        keys = {"url"} if element_id == "photo-link" else {"data"}
+        markup = {**MARKUP, "bg": {"file": f"http://{site}/bi/icons/trash.svg"}}.get(element_id)  # as CSS resolved it
+        assert len(sent) == 1 and set(sent[0]) == (keys | {"markup"} if markup else keys), sent
+        assert sent[0].get("markup") == markup
         [name] = control_names(service, sent)  # what the service says about this very drawing
+        assert element_id not in MARKUP_NAMES or name == MARKUP_NAMES[element_id]
         if usable(name):
             page.wait_for_function("(id) => document.getElementById(id).hasAttribute('data-alt-text')",
                                    arg=element_id, timeout=WAIT_MS)

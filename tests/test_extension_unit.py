@@ -274,6 +274,37 @@ def test_the_icon_of_an_unnamed_control_is_left_to_the_control(controls_page):
     assert owners == ["svg-link", "img-no-alt", "input-no-alt", None, None, None]
 
 
+MARKUP_VECTORS = json.loads((REPO / "tests" / "vectors" / "markup.json").read_text(encoding="utf-8"))["cases"]
+# Glyphs drawn by ::before (an empty <i>, as icon fonts use it) and ligature fonts, as the icon sets' CSS would.
+MARKUP_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><style>
+  button, a {{ font: 16px Arial, sans-serif; }}
+  i:empty::before {{ content: "\\f002"; }}
+  .material-icons, .material-symbols-outlined {{ font-family: "Material Symbols Outlined"; font-size: 24px; }}
+</style></head><body>{cases}</body></html>"""
+
+
+def test_icon_markup_is_collected_as_the_shared_vectors_say(playwright):
+    """tests/vectors/markup.json: what the page's code calls a control's icon, as the audit collects it too."""
+    cases = "".join(f'<div data-case="{c["name"]}">{c["html"]}</div>' for c in MARKUP_VECTORS)
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    try:
+        page = browser.new_page()
+        page.route("http://fixtures.test/**", lambda route: route.fulfill(
+            status=200, **({"content_type": "text/html", "body": MARKUP_PAGE.format(cases=cases)}
+                           if route.request.url.endswith(".html") else {"content_type": "image/png", "body": _png()})))
+        page.goto("http://fixtures.test/markup.html")
+        page.add_script_tag(path=str(EXTENSION / "accessible-name.js"))
+        rows = page.evaluate("""() => Array.from(document.querySelectorAll('[data-case]')).map(div => {
+            const v = altTextNames.classifyControl(div.querySelector('#c'));
+            return {name: div.dataset.case, state: v.state, markup: v.icon ? altTextNames.iconMarkup(v.icon) : null};
+        })""")
+    finally:
+        browser.close()
+    assert [r["name"] for r in rows] == [c["name"] for c in MARKUP_VECTORS]
+    for row, case in zip(rows, MARKUP_VECTORS):
+        assert (row["state"], row["markup"]) == ("describe", case["markup"]), row
+
+
 # ---------------------------------------------------------------------------------------------- node tests
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node (for node --test)")

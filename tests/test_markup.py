@@ -1,12 +1,19 @@
 """What a page's own markup calls an icon (server/describe/markup.py): which names in a class attribute, a ligature,
 a sprite reference or a file name name a glyph, what the vocabulary makes of them, and when the decision says them.
+The audit's collection of those names runs on the vectors the extension runs too (tests/vectors/markup.json).
 Fast: no captioner is loaded."""
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from pathlib import Path
+
 import pytest
 
+from server.audit.rules import CONTROL_RULES, check_page
+from server.audit.suggest import Suggester, markup_suggestion
 from server.describe import KINDS, Evidence, Policy, Wording
-from server.describe.markup import KEYS, MAX_CHARS, MarkupError, check_markup, markup_name
+from server.describe.markup import KEYS, MAX_CHARS, WITHOUT_PIXELS, MarkupError, check_markup, markup_name
 from server.describe.pipeline import RESULT_FIELDS, result
 from server.describe.pixels import PixelStats
 
@@ -60,6 +67,7 @@ def test_names_icon_sets_give_glyphs_name_their_meaning(markup, key):
     {"symbol": "#sprite-17"},
     {"file": "hero-banner.jpg"}, {"file": "IMG_1234.jpg"}, {"file": "logo.png"},
     {"file": "x.svg"},  # a name this short, from a file, may be anything
+    {"file": "/uploads/photo.png"}, {"file": "picture.jpg"},  # a picture, not a picture's icon
     {},
 ])
 def test_names_that_are_no_glyph_name_nothing(markup):
@@ -115,3 +123,40 @@ def test_a_file_name_needs_pixels_that_show_an_icon():
 def test_without_a_known_name_the_image_decides_as_before():
     for markup in (None, {}, {"class": "btn"}):
         assert said(evidence(), markup)["alt"] == "Icon."
+
+
+# -- the shared vectors: what the page's code calls a control's icon ---------------------------------------------
+
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "markup.json").read_text(encoding="utf-8"))["cases"]
+PAGE = "https://site.test/page.html"
+
+
+@pytest.mark.parametrize("case", VECTORS, ids=[c["name"] for c in VECTORS])
+def test_the_audit_collects_the_shared_vectors_markup_and_the_service_names_it(case):
+    findings = check_page(f"<!doctype html><html lang=en><body>{case['html']}</body></html>", PAGE)
+    (control,) = [f for f in findings if f.selector == "#c"]
+    assert control.rule in CONTROL_RULES + ("input-image-alt",) and control.icon
+    assert control.markup == case["markup"]
+    assert named(case["markup"] or {}) == case["meaning"]
+    found = markup_name(check_markup(case["markup"] or {}), sources=WITHOUT_PIXELS)
+    assert (found and found.meaning.key) == case.get("without_pixels", case["meaning"])
+
+
+def test_the_extension_runs_the_same_vectors():
+    text = (Path(__file__).parents[1] / "tests" / "test_extension_unit.py").read_text()
+    assert "vectors\" / \"markup.json\"" in text or "vectors/markup.json" in text
+
+
+def test_the_audit_suggests_the_name_the_markup_gives_without_the_model():
+    finding = asdict(next(f for f in check_page(
+        '<button class="btn"><i class="fa-solid fa-cart-shopping" aria-hidden="true"></i></button>', PAGE)))
+    s = markup_suggestion(finding)
+    assert s == {"kind": "name", "name": "Shopping cart", "attribute": "aria-label", "source": "markup",
+                 "message": 'Suggested aria-label="Shopping cart", from the name the page\'s code gives the icon '
+                            '(class "cart-shopping"): check that it says what the control does.'}
+    assert Suggester(None, None).suggestion_for(finding, {}) == s  # no model, and no image file, needed
+    # an image's file name waits for its pixels; a finding that is no control's icon gets nothing from markup
+    (img_button,) = check_page('<input type="image" src="/i/home.png" width="24" height="24">', PAGE)
+    assert img_button.markup == {"file": "/i/home.png"} and markup_suggestion(asdict(img_button)) is None
+    assert markup_suggestion({**finding, "icon": None}) is None
+    assert markup_suggestion({**finding, "markup": {"class": 3}}) is None  # a hand-edited state file: no crash

@@ -129,7 +129,7 @@ def _summary(report: dict, outs: tuple[str, ...]) -> list[str]:
     lines = [
         f"{'Audited' if report['complete'] else 'Partial audit:'} {s['pages_audited']} page(s) of {report['site']} "
         f"({s['urls_fetched']} URLs fetched, {s['crawl_errors']} crawl error(s)): {s['findings']} finding(s) on "
-        f"{s['images']} image(s), {s['wcag_failures']} of them WCAG 1.1.1 failures.",
+        f"{s['images']} image(s), {s['wcag_failures']} of them WCAG failures (1.1.1, 4.1.2, 2.4.4).",
         "  by severity: " + ", ".join(f"{k} {v}" for k, v in s["by_severity"].items()),
     ]
     rules = [f"{k} {v}" for k, v in sorted(s["by_rule"].items(), key=lambda kv: -kv[1]) if v]
@@ -342,6 +342,6 @@ def audit(url, max_pages, depth, sitemap, include, exclude, concurrency, delay, 
     if fail_on is not None:
         counted = count_for_gate(report, fail_scope)
         if counted > fail_on:
-            what = "WCAG 1.1.1 failures" if fail_scope == "wcag" else "findings"
+            what = "WCAG failures" if fail_scope == "wcag" else "findings"
             click.echo(f"alt-text: {counted} {what}, more than --fail-on {fail_on}", err=True)
             click.get_current_context().exit(EXIT_OVER_THRESHOLD)

@@ -44,7 +44,7 @@ from .rules import CONTROL_RULES, GRAPHIC_RULE, ICONS, RULES, SEVERITY, WCAG, WC
 REPORT_FORMAT = "alt-text-audit-report/1"
 # "needs review": the image judgements (server.audit.judge), which a person confirms; never a WCAG failure here.
 SEVERITIES = ("critical", "serious", "moderate", "minor", NEEDS_REVIEW)
-WCAG_SEVERITIES = ("critical", "serious")  # axe's impacts of the WCAG 1.1.1 failures; the rest are heuristics
+WCAG_SEVERITIES = ("critical", "serious")  # axe's impacts of the WCAG failures (1.1.1, 4.1.2, 2.4.4); the rest are heuristics
 # Every rule a finding can have: the markup rules, then the image judgements (only with suggestions on).
 FINDING_RULES = (*RULES, *JUDGEMENTS)
 SEVERITY_OF = {**SEVERITY, **dict.fromkeys(JUDGEMENTS, NEEDS_REVIEW)}
@@ -101,9 +101,11 @@ _SUGGESTION = {
         {"type": "object", "description": "a name for a control (a button or link, an image button, or the image "
                                           "that is a control's only content) from what its icon stands for: "
                                           "the value for the attribute named",
-         "required": ["kind", "name", "attribute", "message", "model", "image_kind"], "additionalProperties": False,
+         "required": ["kind", "name", "attribute", "message"], "additionalProperties": False,
          "properties": {"kind": {"const": "name"}, "name": {"type": "string", "minLength": 1},
                         "attribute": {"enum": ["alt", "aria-label"]}, "message": {"type": "string"},
+                        "source": {"const": "markup", "description": "the name the page's code gives the icon "
+                                   "(no model, no image: model and image_kind are absent); absent: from the image"},
                         "model": {"type": "string"}, "image_kind": {"type": "string"},
                         "confidence": {"type": "number", "minimum": 0, "maximum": 1,
                                        "description": "the meaning head's, for the icon's meaning or brand"}}},
@@ -203,6 +205,9 @@ SCHEMA = {
                            "current_alt": _STR_OR_NULL, "decorative_candidate": {"type": "boolean"},
                            "icon": {"enum": [*ICONS, None], "description": "an unnamed control's only content "
                                     "(on the control's finding, its icon image's and an image button's)"},
+                           "markup": {"type": ["object", "null"], "additionalProperties": {"type": "string"},
+                                      "description": "what the page's code calls that icon (class, ligature, "
+                                                     "symbol, file), as the service's markup field takes it"},
                            "graphic": {"enum": ["svg", "canvas"], "description": "the finding is about an inline "
                                        "svg or a canvas, not an image file: its image_url (when it has pixels) is "
                                        "the graphic's reference, the page's URL with a fragment naming it by its "

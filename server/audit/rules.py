@@ -101,6 +101,9 @@ class Finding:
     # A button or link without a name whose only content is an icon: which kind (ICONS). Also on the finding of
     # that icon's own <img>, and on every image button's: what they need is a name for the control, not a caption.
     icon: str | None = None
+    # ... and what the page's code calls that icon (icon_markup: its classes, a ligature, a sprite's id, its file):
+    # the suggestion names the control by it where the vocabulary knows the name.
+    markup: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -641,6 +644,48 @@ def _icon(el: Tag, doc: _Doc, budget: _Budget) -> tuple[str, Tag, str | None] | 
     return _walk_content(el, doc.content_icon, _not_shown, _icon_itself, budget)
 
 
+_MARKUP_MAX = 300  # characters the service takes in one markup name (server.describe.markup.MAX_CHARS)
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*", re.I)
+
+
+def icon_markup(kind: str, icon: Tag, ref: str | None = None) -> dict[str, str] | None:
+    """What the page's code calls a control's icon (``kind``, ``icon`` and ``ref`` as :func:`_icon` found them), as
+    the extension's ``iconMarkup`` collects it (tests/vectors/markup.json; what the names mean is
+    :mod:`server.describe.markup`'s to say): ``class``, the classes of the icon and of its ancestors up to the
+    control, the icon's first; ``ligature``, the word an icon font's element draws; ``symbol``, an svg's
+    ``<use href>``, else a data-icon attribute; ``file``, an image's src as written, or its CSS image's URL."""
+    markup: dict[str, str] = {}
+    classes, data_icon = [], ""
+    for node in (icon, *icon.parents):
+        if not isinstance(node, Tag) or node.name == "[document]":
+            break
+        classes.append(_clean(_attr(node, "class")) or "")
+        data_icon = data_icon or _clean(_attr(node, "data-icon")) or ""
+        if node is not icon and _control_rule(node) is not None or node.name == "input":
+            break
+    tokens = " ".join(c for c in classes if c).split()
+    cls = ""
+    for token in tokens:
+        if len(cls) + len(token) + 1 > _MARKUP_MAX:
+            break
+        cls = f"{cls} {token}" if cls else token
+    if cls:
+        markup["class"] = cls
+    own_text = _clean(" ".join(t for t in icon.find_all(string=True, recursive=False)))
+    if kind == "icon-font" and own_text and _IDENTIFIER.fullmatch(own_text):
+        markup["ligature"] = own_text
+    use = icon.find("use") if kind == "svg" else None
+    href = _clean(_attr(use, "href") or _attr(use, "xlink:href")) if use is not None else None
+    if href or data_icon:
+        markup["symbol"] = (href or data_icon)[:_MARKUP_MAX]
+    file = _clean(_attr(icon, "src")) if icon.name in ("img", "input") else ref
+    if file and not file.lower().startswith("data:"):
+        bare = re.split(r"[?#]", file)[0] if len(file) > _MARKUP_MAX else file
+        if len(bare) <= _MARKUP_MAX:
+            markup["file"] = bare
+    return markup or None
+
+
 def _control_message(rule: str, el: Tag, icon: str | None) -> str:
     what, purpose, example = ("Button", "what it does", "Search") if rule == "button-name" else \
         ("Link", "where it goes", "Home")
@@ -1090,6 +1135,7 @@ class _Candidate:
     decorative: bool = False
     named_by_reference: bool = False  # aria-labelledby: pointing at visible text is meant to repeat it
     icon: str | None = None  # Finding.icon
+    markup: dict[str, str] | None = None  # Finding.markup
 
 
 class _OverBudget(Exception):
@@ -1161,6 +1207,7 @@ class _Page:
             current_alt=c.name,
             decorative_candidate=c.decorative,
             icon=c.icon,
+            markup=c.markup,
         )
 
 
@@ -1199,12 +1246,14 @@ def _evaluate_control(c: _Candidate, doc: _Doc, base: str, budget: _Budget, icon
     if found is not None:
         c.icon, icon_element, ref = found
         c.image_url = _join(base, ref) if ref else None
+        c.markup = icon_markup(c.icon, icon_element, ref)
         icons.add(id(icon_element))
 
 
 def _evaluate(c: _Candidate, doc: _Doc, options: RuleOptions) -> None:
     if c.rule == "input-image-alt":
         c.icon = "input-image"
+        c.markup = icon_markup(c.icon, c.element)
     c.passed = _passes(c.rule, c.element, doc)
     c.name = accessible_name(c.element, doc)
     c.named_by_reference = _labelledby_text(c.element, doc) is not None
@@ -1369,6 +1418,7 @@ def audit_page(html: str | bytes | BeautifulSoup, page_url: str, options: RuleOp
                 _evaluate(c, doc, options)
                 if c.rule == "image-alt" and id(c.element) in icons:
                     c.icon = "img"  # a control's icon: it needs a name, however small or repeated it is
+                    c.markup = icon_markup(c.icon, c.element)
                 else:
                     c.decorative = _decorative_candidate(c.element, c.image_url, url_counts, options)
             evaluated += 1

@@ -62,6 +62,7 @@ from PIL import Image
 from server.netsafe import (IMAGE_ACCEPT, REDIRECT_STATUSES, FetchError, FetchLimits, Redirects, decode_fetched,
                             fetch_bytes)
 from server.cache import Cache, NoCache, image_key
+from server.describe.markup import WITHOUT_PIXELS, MarkupError, check_markup, markup_name
 from server.client import ServiceClient, ServiceError, image_data
 
 from . import graphics
@@ -309,6 +310,26 @@ def _caption_suggestion(result: dict, version: str) -> dict:
             "suggested_confidence": adopt["confidence"], "confidence_basis": adopt["basis"], **common}
 
 
+def markup_suggestion(finding: dict) -> dict | None:
+    """A control's icon named by what the page's code calls it (``Finding.markup``: Font Awesome's "fa-house", a
+    Material Symbols ligature, a sprite's "#icon-search"), without the model: the name the service would give it
+    (:func:`server.describe.markup.markup_name`). A file's name is not read here: only the pixels can say whether
+    "home.png" is an icon or a photo. None without such a name."""
+    if not finding.get("icon"):
+        return None
+    try:
+        found = markup_name(check_markup(finding.get("markup") or {}), sources=WITHOUT_PIXELS)
+    except MarkupError:
+        return None
+    if found is None:
+        return None
+    attribute = "alt" if finding["rule"] in ("image-alt", "input-image-alt") else "aria-label"
+    name = found.meaning.label
+    return {"kind": "name", "name": name, "attribute": attribute, "source": "markup",
+            "message": f'Suggested {attribute}="{name}", from the name the page\'s code gives the icon '
+                       f'({found.source} "{found.name}"): check that it says what the control does.'}
+
+
 def finding_suggestion(finding: dict, described: dict) -> dict:
     """An image's suggestion (as :func:`_caption_suggestion` made it) as one finding needs it: for a control's
     icon, the pipeline's control name for the attribute that names the control (alt on the image itself,
@@ -383,7 +404,7 @@ class Suggester:
         """A finding's suggestion: decorative or "no image file" from the finding alone, else its image URL's
         entry in ``described`` (what :meth:`describe_urls` filled in; None while it is missing, or with no
         backend). A report calls this per finding as it streams them, so only one entry per image is held."""
-        decorative = decorative_suggestion(finding)
+        decorative = decorative_suggestion(finding) or markup_suggestion(finding)
         if decorative:
             return decorative
         if not finding.get("image_url"):
@@ -404,7 +425,7 @@ class Suggester:
             return []
         urls: dict[str, None] = {}
         for f in findings:
-            if f.get("image_url") and not decorative_suggestion(f):
+            if f.get("image_url") and not decorative_suggestion(f) and not markup_suggestion(f):
                 urls[f["image_url"]] = None
         for c in contexts:
             urls[c["image_url"]] = None

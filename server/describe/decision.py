@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass
 
 from .evidence import Evidence
-from .markup import markup_name
+from .markup import WITHOUT_PIXELS, markup_name
 from .meanings import OTHER, Vocabulary
 
 NON_PHOTO = ("text", "screenshot", "chart", "icon", "logo", "illustration")
@@ -205,7 +205,7 @@ def named_by_markup(name, best: str, p_best: float, p_photo: float, policy: Poli
     file's name only when they show an icon, a logo or a drawing (a photo "home.jpg" is no home icon)."""
     if name is None or p_photo >= policy.photo_min:
         return None
-    if name.source == "file" and not (best in ICON_LIKE and p_best > p_photo):
+    if name.source not in WITHOUT_PIXELS and not (best in ICON_LIKE and p_best > p_photo):
         return None
     m = name.meaning
     return Decision("logo" if m.brand else "icon", False, False, "", True, None, meaning=m.key, label=m.label,

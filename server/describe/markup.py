@@ -21,6 +21,9 @@ from urllib.parse import unquote, urlsplit
 from .meanings import Meaning, Vocabulary
 
 KEYS = ("ligature", "symbol", "class", "file")  # in the order they are trusted: the most specific first
+# The names that say what a glyph is without its pixels: an icon font's or an svg's are icons by construction, but a
+# file's name may be a photo's ("home.jpg"), so it names only what the pixels show to be an icon (decision.py).
+WITHOUT_PIXELS = ("ligature", "symbol", "class")
 MAX_CHARS = 300  # a value longer than this is no icon's name (the service refuses it)
 
 # Icon sets' class prefixes: a class "<prefix>-<name>" draws the glyph <name> (fa-house, bi-cart, mdi-home,
@@ -44,6 +47,9 @@ PLATFORM = re.compile(r"^(?:md|ios)-")
 GENERIC = re.compile(r"^(?:icons?|ico|ic|i|svg|sprite|symbol|glyph)(?:[-_.:]+|(?=[A-Z]))")
 FILE_NOISE = re.compile(r"(?:[-_](?:\d+dp|\d+px|\d+x\d+|black|white|grey|gray|dark|light|24|20|16|32|48))+$|@\dx$")
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# File names that say "a picture", not which: "photo.png" in a link is a photo far more often than a photo icon.
+FILE_PLACEHOLDERS = frozenset("image images img photo photos picture pictures pic graphic thumbnail thumb placeholder "
+                              "spacer screenshot banner hero background bg".split())
 
 
 @dataclass(frozen=True)
@@ -107,13 +113,15 @@ def _file_name(url: str) -> str:
     return FILE_NOISE.sub("", _drop_prefix(stem))
 
 
-def markup_name(markup: dict[str, str] | None, vocabulary: Vocabulary | None = None) -> MarkupName | None:
+def markup_name(markup: dict[str, str] | None, vocabulary: Vocabulary | None = None,
+                sources: tuple[str, ...] = KEYS) -> MarkupName | None:
     """The meaning (or brand) the page's markup names its icon by, or None when no name is one the vocabulary
-    knows. ``markup``: ``check_markup``'s output (``class``, ``ligature``, ``symbol``, ``file``)."""
+    knows. ``markup``: ``check_markup``'s output (``class``, ``ligature``, ``symbol``, ``file``); ``sources``: the
+    keys to read (``WITHOUT_PIXELS`` where no pixels are looked at)."""
     if not markup:
         return None
     vocabulary = vocabulary or Vocabulary.load()
-    for source in KEYS:
+    for source in (k for k in KEYS if k in sources):
         value = markup.get(source, "")
         if source == "class":
             names = _class_names(value)
@@ -122,7 +130,7 @@ def markup_name(markup: dict[str, str] | None, vocabulary: Vocabulary | None = N
         elif source == "symbol":
             names = [_symbol_name(value)]
         else:  # a file's name is the weakest: "x.png" or "a.svg" may be anything
-            names = [n for n in [_file_name(value)] if len(n) >= 3]
+            names = [n for n in [_file_name(value)] if len(n) >= 3 and n.lower() not in FILE_PLACEHOLDERS]
         for name in names:
             key = vocabulary.label_for(name) if name and IDENTIFIER.match(name) else None
             meaning = vocabulary.get(key) if key else None
