@@ -991,15 +991,16 @@ def test_meanings_brands_and_chart_types_are_counted(make_client, monkeypatch):
     describer = client.application.extensions["alt_text"]["service"].describer
     decide = describer.decide
 
-    def named(ev):  # what the pipeline returns for a sure icon; the tiny test model has no meaning head
-        return {**decide(ev), "kind": "icon", "alt": "Icon: Search.",
-                "meaning": {"id": "search", "label": "Search", "p": 0.97}, "control_name": "Search"}
+    def named(ev, markup=None):  # what the pipeline returns for a sure icon; the tiny test model has no meaning head
+        return {**decide(ev, markup), "kind": "icon", "alt": "Icon: Search.",
+                "meaning": {"id": "search", "label": "Search", "p": 0.97, "source": "image"}, "control_name": "Search"}
 
     monkeypatch.setattr(describer, "decide", named)
     r = client.post("/v1/alt-text", json={"images": [{"data": b64(png("red", "circle"))}]}).get_json()["results"][0]
     assert r["meaning"]["id"] == "search" and r["control_name"] == "Search"
     text = client.get("/metrics").get_data(as_text=True)
     assert 'alt_text_meanings_total{meaning="meaning:search"} 1.0' in text
+    assert 'alt_text_named_by_total{source="image"} 1.0' in text
 
 
 def test_markup_names_an_icon_per_request_and_is_never_cached_with_it(make_client, monkeypatch):
@@ -1025,6 +1026,7 @@ def test_markup_names_an_icon_per_request_and_is_never_cached_with_it(make_clien
     assert [r["alt"] for r in again] == ["Icon: Shopping cart.", "Icon."]
     text = client.get("/metrics").get_data(as_text=True)
     assert 'alt_text_meanings_total{meaning="meaning:search"} 1.0' in text
+    assert 'alt_text_named_by_total{source="markup"} 2.0' in text
 
 
 @pytest.mark.parametrize("markup, says", [("fa-house", "must be an object"), ({"href": "#x"}, "takes only"),

@@ -332,6 +332,8 @@ class AltTextService:
             for field in ("meaning", "brand", "chart_type"):  # "meaning:search", "brand:github", "chart:bar"
                 if r[field]:
                     m.meanings.labels(f"{field.removesuffix('_type')}:{r[field]['id']}").inc()
+                if r[field] and r[field].get("source"):
+                    m.named_by.labels(r[field]["source"]).inc()
             if r["withheld"]:
                 m.withheld.labels(r["reason"] or "none").inc()
 

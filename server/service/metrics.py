@@ -37,6 +37,8 @@ class ServiceMetrics:
                              registry=r)
         self.meanings = Counter("alt_text_meanings", "Icons, logos and charts named by what they are "
                                 "(meaning:search, brand:github, chart:bar)", ["meaning"], registry=r)
+        self.named_by = Counter("alt_text_named_by", "Icons and logos named, by where the name came from (image: the "
+                                "meaning head; text: OCR; markup: the page's code)", ["source"], registry=r)
         self.withheld = Counter("alt_text_withheld", "Images given no alt text, by reason", ["reason"], registry=r)
         self.ocr = Counter("alt_text_ocr", "Images whose text was read by OCR", registry=r)
         # The highest value of the live processes: the cache is shared, so one degraded process says it for all of
