@@ -63,6 +63,7 @@ def test_names_icon_sets_give_glyphs_name_their_meaning(markup, key):
     {"class": "btn btn-primary nav-link"},  # no icon set's prefix
     {"class": "fa fa-stack fa-lg fa-fw fa-spin fa-rotate-90 fa-pull-right"},  # utilities only
     {"class": "material-icons"},  # the font's class: its ligature names the glyph
+    {"class": "icon-link icon-button"},  # what holds an icon (Bootstrap's icon-link), not which
     {"ligature": "two words"},
     {"symbol": "#sprite-17"},
     {"file": "hero-banner.jpg"}, {"file": "IMG_1234.jpg"}, {"file": "logo.png"},

@@ -9,8 +9,8 @@ head learns from names the glyph the author chose, where the head, on a design i
 meaning for about a third of icons. The pipeline says such a name (``decision.decide``) unless the pixels show a
 photo or nothing.
 
-The extension and the audit collect the names from the page (``MarkupNames``: ``class``, ``ligature``, ``symbol``,
-``file``); which of them name an icon, and what it means, is decided here, once.
+The extension and the audit collect the names from the page (``KEYS``: ``class``, ``ligature``, ``symbol``,
+``file``; tests/vectors/markup.json); which of them name an icon, and what it means, is decided here, once.
 """
 from __future__ import annotations
 
@@ -34,13 +34,14 @@ CLASS_PREFIXES = frozenset(
     "lab uil uis pi eva dashicons icofont oi zmdi si iconoir ph heroicon akar-icons typcn el-icon "
     "foundation-icon".split())
 # What those sets' other classes say: sizes, animations, rotations and styles, never the glyph (fa-fw, fa-2x,
-# fa-spin, fa-stack, mdi-24px, mdi-rotate-45, bi-fill...).
+# fa-spin, fa-stack, mdi-24px, mdi-rotate-45, bi-fill...), and a page's own classes for what holds an icon
+# (Bootstrap's "icon-link", "icon-button").
 UTILITY = re.compile(
     r"(?:fw|xs|sm|lg|xl|2xs|2xl|\d+x|\d+px|\d+|spin|spin-pulse|spin-reverse|pulse|border|inverse|li|ul|stack"
     r"|stack-\dx|beat|beat-fade|bounce|fade|flip|shake|layers|layers-text|layers-counter|swap-opacity|rotate-by"
     r"|rotate-\d+|flip-[a-z]+|pull-[a-z]+|size-[a-z0-9]+|solid|regular|light|thin|duotone|brands|sharp|classic"
     r"|dark|inactive|fill|outline|outlined|rounded|round|two-tone|twotone|primary|secondary|white|black"
-    r"|before|after|lg-[a-z]+|fixed-width)")
+    r"|before|after|lg-[a-z]+|fixed-width|link|links|button|btn|text|label|only|wrapper|wrap|container|holder)")
 # Platform words some sets put first (Ionicons 4's ion-md-close, ion-ios-search): where, not what.
 PLATFORM = re.compile(r"^(?:md|ios)-")
 # Generic words sprite ids and file names put around an icon's name ("#icon-search", "ic_search_black_24dp.svg").
