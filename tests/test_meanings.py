@@ -60,6 +60,9 @@ def test_each_name_belongs_to_one_meaning_or_brand():
     # "mark" names a brand's mark only beside a brand: Heroicons' "x-mark" and "question-mark-circle" are no logos
     ("x-mark", "meaning:close"), ("question-mark-circle", "meaning:help"), ("exclamation-mark", "meaning:error"),
     ("speaker-x-mark", "meaning:mute"), ("github-mark", "brand:github"),
+    # names sets give meanings the vocabulary has: Dashicons' gear, Quill's inline arrows, a cup of coffee
+    ("admin-generic", "meaning:settings"), ("inline-left", "meaning:arrow-left"), ("cup-fill", "meaning:coffee"),
+    ("trophy", "meaning:trophy"), ("letter-bold-outline", "meaning:bold"), ("data-line", "meaning:database"),
 ])
 def test_icon_file_names_map_to_meanings(stem, label):
     assert Vocabulary.load().label_for(stem) == label
