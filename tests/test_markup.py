@@ -161,3 +161,22 @@ def test_the_audit_suggests_the_name_the_markup_gives_without_the_model():
     assert img_button.markup == {"file": "/i/home.png"} and markup_suggestion(asdict(img_button)) is None
     assert markup_suggestion({**finding, "icon": None}) is None
     assert markup_suggestion({**finding, "markup": {"class": 3}}) is None  # a hand-edited state file: no crash
+
+
+def test_eval_markup_counts_the_glyphs_a_sets_markup_names(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    import eval_markup
+
+    icons = tmp_path / "bootstrap-icons" / "icons"
+    icons.mkdir(parents=True)
+    for name in ("search", "cart3", "list", "activity-xyz"):
+        (icons / f"{name}.svg").write_text("<svg/>")
+    (tmp_path / "cache" / "npm").mkdir(parents=True)
+    (tmp_path / "cache" / "npm" / "node_modules").symlink_to(tmp_path)
+    out = tmp_path / "table.json"
+    assert eval_markup.main(["--icons", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == {"bootstrap": {"glyphs": 4, "named": 0.75, "common_meanings_drawn": 3}}
+    with pytest.raises(SystemExit):
+        eval_markup.main(["--icons", str(tmp_path / "nowhere")])
