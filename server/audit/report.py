@@ -44,7 +44,7 @@ from .rules import CONTROL_RULES, GRAPHIC_RULE, ICONS, RULES, SEVERITY, WCAG, WC
 REPORT_FORMAT = "alt-text-audit-report/1"
 # "needs review": the image judgements (server.audit.judge), which a person confirms; never a WCAG failure here.
 SEVERITIES = ("critical", "serious", "moderate", "minor", NEEDS_REVIEW)
-WCAG_SEVERITIES = ("critical", "serious")  # axe's impacts of the WCAG failures (1.1.1, 4.1.2, 2.4.4); the rest are heuristics
+WCAG_SEVERITIES = ("critical", "serious")  # axe's impacts of WCAG failures (1.1.1, 4.1.2, 2.4.4); the rest: heuristics
 # Every rule a finding can have: the markup rules, then the image judgements (only with suggestions on).
 FINDING_RULES = (*RULES, *JUDGEMENTS)
 SEVERITY_OF = {**SEVERITY, **dict.fromkeys(JUDGEMENTS, NEEDS_REVIEW)}

@@ -26,6 +26,8 @@ from urllib.parse import urljoin
 import soupsieve
 from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 
+from server.describe.markup import MAX_CHARS as MARKUP_MAX_CHARS
+
 from . import graphics
 from .judge import NEEDS_REVIEW
 
@@ -644,7 +646,6 @@ def _icon(el: Tag, doc: _Doc, budget: _Budget) -> tuple[str, Tag, str | None] | 
     return _walk_content(el, doc.content_icon, _not_shown, _icon_itself, budget)
 
 
-_MARKUP_MAX = 300  # characters the service takes in one markup name (server.describe.markup.MAX_CHARS)
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*", re.I)
 
 
@@ -661,12 +662,12 @@ def icon_markup(kind: str, icon: Tag, ref: str | None = None) -> dict[str, str] 
             break
         classes.append(_clean(_attr(node, "class")) or "")
         data_icon = data_icon or _clean(_attr(node, "data-icon")) or ""
-        if node is not icon and _control_rule(node) is not None or node.name == "input":
-            break
+        if (node is not icon and _control_rule(node) is not None) or node.name == "input":
+            break  # the control: its own classes are the last
     tokens = " ".join(c for c in classes if c).split()
     cls = ""
     for token in tokens:
-        if len(cls) + len(token) + 1 > _MARKUP_MAX:
+        if len(cls) + len(token) + 1 > MARKUP_MAX_CHARS:
             break
         cls = f"{cls} {token}" if cls else token
     if cls:
@@ -677,11 +678,11 @@ def icon_markup(kind: str, icon: Tag, ref: str | None = None) -> dict[str, str] 
     use = icon.find("use") if kind == "svg" else None
     href = _clean(_attr(use, "href") or _attr(use, "xlink:href")) if use is not None else None
     if href or data_icon:
-        markup["symbol"] = (href or data_icon)[:_MARKUP_MAX]
+        markup["symbol"] = (href or data_icon)[:MARKUP_MAX_CHARS]
     file = _clean(_attr(icon, "src")) if icon.name in ("img", "input") else ref
     if file and not file.lower().startswith("data:"):
-        bare = re.split(r"[?#]", file)[0] if len(file) > _MARKUP_MAX else file
-        if len(bare) <= _MARKUP_MAX:
+        bare = re.split(r"[?#]", file)[0] if len(file) > MARKUP_MAX_CHARS else file
+        if len(bare) <= MARKUP_MAX_CHARS:
             markup["file"] = bare
     return markup or None
 

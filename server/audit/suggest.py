@@ -310,6 +310,11 @@ def _caption_suggestion(result: dict, version: str) -> dict:
             "suggested_confidence": adopt["confidence"], "confidence_basis": adopt["basis"], **common}
 
 
+def _name_attribute(finding: dict) -> str:
+    """Where a control's name goes: alt on its icon image (or image button) itself, aria-label on a button or link."""
+    return "alt" if finding["rule"] in ("image-alt", "input-image-alt") else "aria-label"
+
+
 def markup_suggestion(finding: dict) -> dict | None:
     """A control's icon named by what the page's code calls it (``Finding.markup``: Font Awesome's "fa-house", a
     Material Symbols ligature, a sprite's "#icon-search"), without the model: the name the service would give it
@@ -323,8 +328,7 @@ def markup_suggestion(finding: dict) -> dict | None:
         return None
     if found is None:
         return None
-    attribute = "alt" if finding["rule"] in ("image-alt", "input-image-alt") else "aria-label"
-    name = found.meaning.label
+    attribute, name = _name_attribute(finding), found.meaning.label
     return {"kind": "name", "name": name, "attribute": attribute, "source": "markup",
             "message": f'Suggested {attribute}="{name}", from the name the page\'s code gives the icon '
                        f'({found.source} "{found.name}"): check that it says what the control does.'}
@@ -341,7 +345,7 @@ def finding_suggestion(finding: dict, described: dict) -> dict:
     if name is None:
         return {"kind": "withheld", "alt": None, "reason": "no_control_name", "message": NO_CONTROL_NAME,
                 **{k: common[k] for k in ("confidence", "model", "image_kind", "caption")}}
-    attribute = "alt" if finding["rule"] in ("image-alt", "input-image-alt") else "aria-label"
+    attribute = _name_attribute(finding)
     extra = {"confidence": described["control_confidence"]} if "control_confidence" in described else {}
     return {"kind": "name", "name": name, "attribute": attribute, "model": common["model"],
             "image_kind": common["image_kind"], **extra,
