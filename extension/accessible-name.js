@@ -372,7 +372,9 @@ globalThis.altTextNames = (() => {
       cls = cls ? `${cls} ${token}` : token;
     }
     if (cls) markup.class = cls;
-    if (icon.type === "text-glyph" && /^[a-z][a-z0-9_]*$/i.test(icon.text)) markup.ligature = icon.text;
+    if (icon.type === "text-glyph" && icon.text.length <= MARKUP_MAX && /^[a-z][a-z0-9_]*$/i.test(icon.text)) {
+      markup.ligature = icon.text;
+    }
     const use = icon.type === "svg" && icon.element.querySelector("use");
     const href = use && collapse(use.getAttribute("href") ||
       use.getAttributeNS("http://www.w3.org/1999/xlink", "href"));

@@ -285,7 +285,7 @@ MARKUP_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><sty
 
 def test_icon_markup_is_collected_as_the_shared_vectors_say(playwright):
     """tests/vectors/markup.json: what the page's code calls a control's icon, as the audit collects it too."""
-    cases = "".join(f'<div data-case="{c["name"]}">{c["html"]}</div>' for c in MARKUP_VECTORS)
+    cases = "".join(f'<div class="page icon-left" data-case="{c["name"]}">{c["html"]}</div>' for c in MARKUP_VECTORS)
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
     try:
         page = browser.new_page()

@@ -13,7 +13,7 @@ import pytest
 from server.audit.rules import CONTROL_RULES, check_page
 from server.audit.suggest import Suggester, markup_suggestion
 from server.describe import KINDS, Evidence, Policy, Wording
-from server.describe.markup import KEYS, MAX_CHARS, WITHOUT_PIXELS, MarkupError, check_markup, markup_name
+from server.describe.markup import KEYS, MAX_CHARS, MarkupError, check_markup, markup_name
 from server.describe.pipeline import RESULT_FIELDS, result
 from server.describe.pixels import PixelStats
 
@@ -39,6 +39,9 @@ def named(markup: dict) -> str | None:
     ({"class": "ion-logo-twitter"}, "brand:twitter"),
     ({"class": "glyphicon glyphicon-trash"}, "meaning:delete"),
     ({"class": "icon icon--search"}, "meaning:search"),  # a site's own BEM icon classes
+    ({"class": "icon-left fa fa-search"}, "meaning:search"),  # a set's own class before a site's generic one
+    ({"class": "pi-bold pi-home"}, "meaning:home"),  # a weight class some sets put beside the glyph's ...
+    ({"class": "fa-solid fa-bold"}, "meaning:bold"),  # ... unless it is the only name there is
     # ligatures, sprites and icon attributes
     ({"ligature": "shopping_cart"}, "meaning:cart"),
     ({"ligature": "more_vert"}, "meaning:more-vertical"),
@@ -64,6 +67,10 @@ def test_names_icon_sets_give_glyphs_name_their_meaning(markup, key):
     {"class": "fa fa-stack fa-lg fa-fw fa-spin fa-rotate-90 fa-pull-right"},  # utilities only
     {"class": "material-icons"},  # the font's class: its ligature names the glyph
     {"class": "icon-link icon-button"},  # what holds an icon (Bootstrap's icon-link), not which
+    # where, how big and in which state a site's icon is: no glyph
+    {"class": "icon-medium icon-disabled icon-hidden icon-visible icon-selected icon-muted icon-left icon-block"},
+    {"class": "icon-title icon-group icon-new icon-text-left icon-is-small"},
+    {"file": "http://[x/home.png"},  # no URL at all
     {"ligature": "two words"},
     {"symbol": "#sprite-17"},
     {"file": "hero-banner.jpg"}, {"file": "IMG_1234.jpg"}, {"file": "logo.png"},
@@ -115,10 +122,14 @@ def test_markup_is_not_said_over_a_photo_or_nothing():
     assert said(evidence(kind="text"), {"class": "fa-solid fa-bold"})["alt"] == "Icon: Bold."
 
 
-def test_a_file_name_needs_pixels_that_show_an_icon():
+def test_an_image_files_names_need_pixels_that_show_an_icon():
     assert said(evidence(kind="icon"), {"file": "/img/home.svg"})["alt"] == "Icon: Home."
     assert said(evidence(kind="screenshot"), {"file": "/img/settings.png"})["meaning"] is None
     assert said(evidence(kind="photo"), {"file": "/img/home.jpg"})["meaning"] is None
+    # its classes too: <img class="icon-user" src="sign-in.png"> may be a picture of a sign-in form
+    assert said(evidence(kind="screenshot"), {"class": "icon-user", "file": "sign-in.png"})["meaning"] is None
+    assert said(evidence(kind="icon"), {"class": "icon-user", "file": "sign-in.png"})["alt"] == "Icon: Account."
+    assert markup_name({"class": "icon-user", "file": "sign-in.png"}, without_pixels=True) is None
 
 
 def test_without_a_known_name_the_image_decides_as_before():
@@ -134,12 +145,13 @@ PAGE = "https://site.test/page.html"
 
 @pytest.mark.parametrize("case", VECTORS, ids=[c["name"] for c in VECTORS])
 def test_the_audit_collects_the_shared_vectors_markup_and_the_service_names_it(case):
-    findings = check_page(f"<!doctype html><html lang=en><body>{case['html']}</body></html>", PAGE)
+    page = f'<!doctype html><html lang=en><body><div class="page icon-left">{case["html"]}</div></body></html>'
+    findings = check_page(page, PAGE)
     (control,) = [f for f in findings if f.selector == "#c"]
     assert control.rule in CONTROL_RULES + ("input-image-alt",) and control.icon
     assert control.markup == case["markup"]
     assert named(case["markup"] or {}) == case["meaning"]
-    found = markup_name(check_markup(case["markup"] or {}), sources=WITHOUT_PIXELS)
+    found = markup_name(check_markup(case["markup"] or {}), without_pixels=True)
     assert (found and found.meaning.key) == case.get("without_pixels", case["meaning"])
 
 

@@ -1024,6 +1024,9 @@ def test_markup_names_an_icon_per_request_and_is_never_cached_with_it(make_clien
                                                          {"data": data}]}).get_json()["results"]
     assert [r["cached"] for r in again] == [True, True]
     assert [r["alt"] for r in again] == ["Icon: Shopping cart.", "Icon."]
+    # a page's broken address names nothing, and fails nothing
+    odd = client.post("/v1/alt-text", json={"images": [{"data": data, "markup": {"file": "http://[x/home.png"}}]})
+    assert odd.status_code == 200 and odd.get_json()["results"][0]["alt"] == "Icon."
     text = client.get("/metrics").get_data(as_text=True)
     assert 'alt_text_meanings_total{meaning="meaning:search"} 1.0' in text
     assert 'alt_text_named_by_total{source="markup"} 2.0' in text

@@ -27,6 +27,8 @@ import soupsieve
 from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 
 from server.describe.markup import MAX_CHARS as MARKUP_MAX_CHARS
+from server.describe.markup import LIGATURE as MARKUP_LIGATURE
+from server.describe.markup import SET_PREFIXES as MARKUP_SET_PREFIXES
 
 from . import graphics
 from .judge import NEEDS_REVIEW
@@ -612,11 +614,13 @@ def _control_passes(rule: str, el: Tag, doc: _Doc, budget: _Budget) -> bool:
     return _named_by_content(el, doc, budget)
 
 
-# Class names of the common icon fonts (Font Awesome, Bootstrap Icons, Material Icons/Symbols, Glyphicons, Ionicons,
-# Octicons, Dashicons, Material Design Icons, Line Awesome, Themify, Unicons, Feather, Codicons) and generic ones.
+# Class names of icon fonts: every icon set's prefix the markup names are read by (server.describe.markup: Font
+# Awesome, Bootstrap Icons, Material Design Icons, Glyphicons, Ionicons, Octicons, Dashicons, Codicons ...), alone
+# or before a glyph's name, Material Icons/Symbols, and generic ones ("icon", "icon-search", "search-icon").
 _ICON_FONT_CLASS = re.compile(
-    r"fa[srlbdtk]?|fa-.+|glyphicon.*|material-(?:icons|symbols).*|bi|bi-.+|icons?|icon-.+|.+-icon|ion-.+|ionicons?"
-    r"|octicon.*|dashicons.*|mdi|mdi-.+|la[srb]?|la-.+|ti-.+|uil-.+|feather-.+|codicon.*", re.I)
+    "|".join(f"{re.escape(p)}(?:-.+)?" for p in sorted(MARKUP_SET_PREFIXES, key=len, reverse=True))
+    + r"|glyphicon.*|material-(?:icons|symbols).*|icons?|icon-.+|.+-icon|ionicons?|octicon.*|dashicons.*|codicon.*",
+    re.I)
 
 
 def _icon_itself(node) -> tuple[str, Tag, str | None] | None:
@@ -646,7 +650,6 @@ def _icon(el: Tag, doc: _Doc, budget: _Budget) -> tuple[str, Tag, str | None] | 
     return _walk_content(el, doc.content_icon, _not_shown, _icon_itself, budget)
 
 
-_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*", re.I)
 
 
 def icon_markup(kind: str, icon: Tag, ref: str | None = None) -> dict[str, str] | None:
@@ -655,6 +658,10 @@ def icon_markup(kind: str, icon: Tag, ref: str | None = None) -> dict[str, str] 
     :mod:`server.describe.markup`'s to say): ``class``, the classes of the icon and of its ancestors up to the
     control, the icon's first; ``ligature``, the word an icon font's element draws; ``symbol``, an svg's
     ``<use href>``, else a data-icon attribute; ``file``, an image's src as written, or its CSS image's URL."""
+    if kind == "icon-font":  # a wrapper ("icon", "btn-icon") around the glyph or svg that is the icon itself
+        inner = next((found for d in icon.find_all(True) if (found := _icon_itself(d))), None)
+        if inner is not None:
+            kind, icon, ref = inner
     markup: dict[str, str] = {}
     classes, data_icon = [], ""
     for node in (icon, *icon.parents):
@@ -662,8 +669,8 @@ def icon_markup(kind: str, icon: Tag, ref: str | None = None) -> dict[str, str] 
             break
         classes.append(_clean(_attr(node, "class")) or "")
         data_icon = data_icon or _clean(_attr(node, "data-icon")) or ""
-        if (node is not icon and _control_rule(node) is not None) or node.name == "input":
-            break  # the control: its own classes are the last
+        if _control_rule(node) is not None or node.name == "input":
+            break  # the control (or the image button, or a control whose own background is the icon): the last
     tokens = " ".join(c for c in classes if c).split()
     cls = ""
     for token in tokens:
@@ -673,7 +680,7 @@ def icon_markup(kind: str, icon: Tag, ref: str | None = None) -> dict[str, str] 
     if cls:
         markup["class"] = cls
     own_text = _clean(" ".join(t for t in icon.find_all(string=True, recursive=False)))
-    if kind == "icon-font" and own_text and _IDENTIFIER.fullmatch(own_text):
+    if kind == "icon-font" and own_text and len(own_text) <= MARKUP_MAX_CHARS and MARKUP_LIGATURE.fullmatch(own_text):
         markup["ligature"] = own_text
     use = icon.find("use") if kind == "svg" else None
     href = _clean(_attr(use, "href") or _attr(use, "xlink:href")) if use is not None else None

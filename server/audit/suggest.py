@@ -62,7 +62,7 @@ from PIL import Image
 from server.netsafe import (IMAGE_ACCEPT, REDIRECT_STATUSES, FetchError, FetchLimits, Redirects, decode_fetched,
                             fetch_bytes)
 from server.cache import Cache, NoCache, image_key
-from server.describe.markup import WITHOUT_PIXELS, MarkupError, check_markup, markup_name
+from server.describe.markup import MarkupError, check_markup, markup_name
 from server.client import ServiceClient, ServiceError, image_data
 
 from . import graphics
@@ -318,12 +318,12 @@ def _name_attribute(finding: dict) -> str:
 def markup_suggestion(finding: dict) -> dict | None:
     """A control's icon named by what the page's code calls it (``Finding.markup``: Font Awesome's "fa-house", a
     Material Symbols ligature, a sprite's "#icon-search"), without the model: the name the service would give it
-    (:func:`server.describe.markup.markup_name`). A file's name is not read here: only the pixels can say whether
-    "home.png" is an icon or a photo. None without such a name."""
+    (:func:`server.describe.markup.markup_name`). An image file's names are not read here: only its pixels can say
+    whether "home.png" is an icon or a photo. None without such a name."""
     if not finding.get("icon"):
         return None
     try:
-        found = markup_name(check_markup(finding.get("markup") or {}), sources=WITHOUT_PIXELS)
+        found = markup_name(check_markup(finding.get("markup") or {}), without_pixels=True)
     except MarkupError:
         return None
     if found is None:

@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass
 
 from .evidence import Evidence
-from .markup import WITHOUT_PIXELS, markup_name
+from .markup import markup_name, needs_icon_pixels
 from .meanings import OTHER, Vocabulary
 
 NON_PHOTO = ("text", "screenshot", "chart", "icon", "logo", "illustration")
@@ -200,12 +200,17 @@ def meaning_of(ev: Evidence, policy: Policy) -> tuple[str, str, float, str]:
     return (brand.key, brand.label, 1.0, "text") if brand else ("", "", 0.0, "")
 
 
-def named_by_markup(name, best: str, p_best: float, p_photo: float, policy: Policy) -> Decision | None:
-    """The icon named as the page's markup names it (``markup.markup_name``), unless its pixels show a photo; a
-    file's name only when they show an icon, a logo or a drawing (a photo "home.jpg" is no home icon)."""
-    if name is None or p_photo >= policy.photo_min:
+def named_by_markup(markup: dict[str, str], best: str, p_best: float, p_photo: float, policy: Policy
+                    ) -> Decision | None:
+    """The icon named as the page's markup names it (``markup.markup_name``), unless its pixels show a photo; an
+    image file's names only when they show an icon, a logo or a drawing (a photo "home.jpg" is no home icon:
+    ``markup.needs_icon_pixels``)."""
+    if p_photo >= policy.photo_min:
         return None
-    if name.source not in WITHOUT_PIXELS and not (best in ICON_LIKE and p_best > p_photo):
+    if needs_icon_pixels(markup) and not (best in ICON_LIKE and p_best > p_photo):
+        return None
+    name = markup_name(markup)
+    if name is None:
         return None
     m = name.meaning
     return Decision("logo" if m.brand else "icon", False, False, "", True, None, meaning=m.key, label=m.label,
@@ -220,7 +225,7 @@ def decide(ev: Evidence, policy: Policy, markup: dict[str, str] | None = None) -
     p_photo = probs.get("photo", 0.0)
     best = max(NON_PHOTO, key=lambda k: probs.get(k, 0.0))
     p_best = sum(probs.get(k, 0.0) for k in kind_group(best, policy))
-    by_markup = named_by_markup(markup_name(markup), best, p_best, p_photo, policy) if markup else None
+    by_markup = named_by_markup(markup, best, p_best, p_photo, policy) if markup else None
     if by_markup is not None:
         return by_markup
     lines = language_lines(ev.text_lines, lists=best == "text" and p_photo < policy.photo_min)

@@ -17,11 +17,12 @@ _SOURCE = {"enum": ["image", "text", "markup"],
 _MARKUP = {"type": "object", "additionalProperties": False,
            "description": "what the page's code calls the image, when it is the only content of a button or link: "
                           "the names icon sets give their glyphs. A name the vocabulary knows names the icon (\"Icon: "
-                          "Search.\", meaning.source \"markup\"), unless the pixels show a photo or nothing; a "
-                          "file's name only when they show an icon. Never cached with the image.",
+                          "Search.\", meaning.source \"markup\"), unless the pixels show a photo or nothing; an "
+                          "image file's names (file given) only when they show an icon. Never cached with the image.",
            "properties": {
                "class": {"type": "string", "maxLength": 300, "examples": ["fa-solid fa-magnifying-glass"],
-                         "description": "the class attribute of the icon element (an icon font's, an svg's)"},
+                         "description": "the classes of the icon element and of its ancestors up to the "
+                                        "control, the icon's first (an icon font's, an svg's)"},
                "ligature": {"type": "string", "maxLength": 300, "examples": ["shopping_cart"],
                             "description": "the word a ligature icon font draws as one glyph"},
                "symbol": {"type": "string", "maxLength": 300, "examples": ["#icon-search", "mdi:home"],
