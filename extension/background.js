@@ -16,24 +16,24 @@ chrome.runtime.onInstalled.addListener(async () => {
 /**
  * One image for a content script: {url} first; the answer {needBytes: true} asks it to send {url, data} instead
  * (the service cannot fetch the URL, or tried and failed). Returns the service's result or {error}.
- * `markup`: the names a control's icon has in the page's code; the answer then depends on them, so it is neither
- * taken from nor kept in the URL cache (the service caches the image itself).
+ * `markup`: the names a control's icon has in the page's code; the answer depends on them too, and is cached under
+ * both.
  * `stillWanted`: whether the page that asked still waits for it (asked before a refused request is sent again).
  */
 async function describeImage({ url, data, markup }, stillWanted = null) {
   const settings = await getSettings();
   const extra = markup ? { markup } : {};
   if (!data) {
-    const hit = markup ? null : await getCached(url);
+    const hit = await getCached(url, markup);
     if (hit) return hit;
     if (!serviceCanFetch(url, settings.testAllowLoopback)) return { needBytes: true };
     const result = await describe({ url, ...extra }, stillWanted);
     if (retryWithBytes(result.error)) return { needBytes: true, error: result.error };
-    if (!markup) await putCached(url, result);
+    await putCached(url, result, markup);
     return result;
   }
   const result = await describe({ data, ...extra }, stillWanted);
-  if (!markup) await putCached(url, result); // keyed by the page's URL for the image: the bytes are not sent again
+  await putCached(url, result, markup); // keyed by the page's URL for the image: the bytes are not sent again
   return result;
 }
 
@@ -71,7 +71,7 @@ function hostnameOf(address) {
 const handlers = {
   describe: (message, sender) => describeImage(message, askerStillWants(message, sender)),
   // A cached answer for a URL, or null: asked before anything else, so a known image costs no request at all.
-  cached: ({ url }) => getCached(url),
+  cached: ({ url, markup }) => getCached(url, markup),
   settings: async ({ hostname }) => {
     const s = await getSettings();
     return { enabled: siteEnabled(s, hostname), automatic: s.automatic, prefix: s.prefix, minSize: s.minSize };

@@ -1,5 +1,6 @@
 /* Descriptions by image URL in chrome.storage.local, so a page seen again costs no request. Only http(s) URLs are
- * cached (blob: and data: URLs are per page or are the image itself). Old entries expire and the oldest are dropped
+ * cached (blob: and data: URLs are per page or are the image itself). A control's icon sent with its markup (the
+ * names the page's code gives it) is kept under its URL and that markup together: the answer depends on both. Old entries expire and the oldest are dropped
  * beyond MAX_ENTRIES to stay far below the storage quota. */
 
 const PREFIX = "cache:";
@@ -9,16 +10,17 @@ const PRUNE_EVERY = 100; // writes
 let writes = 0;
 
 const cacheable = (url) => /^https?:/i.test(url || "");
+const keyOf = (url, markup) => PREFIX + url + (markup ? `\n${JSON.stringify(markup)}` : "");
 
-export async function getCached(url) {
+export async function getCached(url, markup = null) {
   if (!cacheable(url)) return null;
-  const key = PREFIX + url;
+  const key = keyOf(url, markup);
   const entry = (await chrome.storage.local.get(key))[key];
   if (!entry || Date.now() - entry.savedAt > TTL_MS) return null;
   return { ...entry.result, cached: true };
 }
 
-export async function putCached(url, result) {
+export async function putCached(url, result, markup = null) {
   if (!cacheable(url) || !result || result.error) return;
   const { alt, kind, text, caption, confidence, hedged, withheld, reason, model } = result;
   const { control_name = null, meaning = null, brand = null } = result; // what a button or link with it is called
@@ -26,7 +28,7 @@ export async function putCached(url, result) {
     // The worker is stopped when idle, so the write counter restarts at 0: prune on its first write too.
     if (writes++ % PRUNE_EVERY === 0) await prune();
     await chrome.storage.local.set({
-      [PREFIX + url]: {
+      [keyOf(url, markup)]: {
         savedAt: Date.now(),
         result: { alt, kind, text, caption, confidence, hedged, withheld, reason, model, control_name, meaning, brand },
       },

@@ -333,9 +333,9 @@
    * for an image behind the user's login: its URL never leaves the browser. */
   async function ask(source) {
     const url = /^https?:/i.test(source.url || "") ? source.url : undefined; // blob: and data: go as bytes
-    const { markup } = source; // a control's icon: its answer depends on its markup, and is not in the URL cache
-    if (url && !markup) {
-      const hit = await send({ type: "cached", url }); // in the browser: no request for an image it already knows
+    const { markup } = source; // a control's icon: its answer depends on its markup too
+    if (url) {
+      const hit = await send({ type: "cached", url, markup }); // in the browser: no request for an image it knows
       if (hit && !hit.error) return hit;
     }
     if (url && !(await needsCookies(url))) {
