@@ -10,7 +10,9 @@ const PRUNE_EVERY = 100; // writes
 let writes = 0;
 
 const cacheable = (url) => /^https?:/i.test(url || "");
-const keyOf = (url, markup) => PREFIX + url + (markup ? `\n${JSON.stringify(markup)}` : "");
+/** `key` made one with the markup its answer depends on (none: `key` itself). */
+export const withMarkup = (key, markup) => (markup ? `${key}\n${JSON.stringify(markup)}` : key);
+const keyOf = (url, markup) => PREFIX + withMarkup(url, markup);
 
 export async function getCached(url, markup = null) {
   if (!cacheable(url)) return null;

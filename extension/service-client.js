@@ -6,6 +6,7 @@
  * overloaded or shutting_down) is sent again after its Retry-After, by the rules of retry.js, with only the images
  * that someone still waits for; other requests go on meanwhile. */
 
+import { withMarkup } from "./cache.js";
 import { retryWait, withJitter } from "./retry.js";
 import { getSettings } from "./settings.js";
 
@@ -30,7 +31,7 @@ const inFlight = new Map(); // image URL (and markup) -> its queued item, so dup
  */
 export function describe(spec, stillWanted = null) {
   const byUrl = spec.url && !spec.data;
-  const key = spec.markup ? `${spec.url}\n${JSON.stringify(spec.markup)}` : spec.url;
+  const key = withMarkup(spec.url, spec.markup);
   const shared = byUrl ? inFlight.get(key) : null;
   if (shared) {
     shared.askers.push(stillWanted);

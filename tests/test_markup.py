@@ -12,10 +12,10 @@ import pytest
 
 from server.audit.rules import CONTROL_RULES, check_page
 from server.audit.suggest import Suggester, markup_suggestion
-from server.describe import KINDS, Evidence, Policy, Wording
 from server.describe.markup import KEYS, MAX_CHARS, MarkupError, check_markup, markup_name
-from server.describe.pipeline import RESULT_FIELDS, result
+from server.describe.pipeline import RESULT_FIELDS
 from server.describe.pixels import PixelStats
+from test_meanings import icon_evidence, said  # the same evidence and decision the meaning tests use
 
 
 def named(markup: dict) -> str | None:
@@ -91,50 +91,42 @@ def test_markup_is_checked_as_a_request_gives_it():
     assert set(KEYS) == {"class", "ligature", "symbol", "file"}
 
 
-def evidence(kind="icon", p=0.9, pixels=None):
-    probs = {k: (p if k == kind else (1 - p) / (len(KINDS) - 1)) for k in KINDS}
-    return Evidence("A dog.", 0.3, 0.5, probs, 0.9, 0.3, pixels=pixels)
-
-
-def said(ev, markup=None, policy=Policy()):
-    return result(ev, policy, Wording(), markup)
-
-
 def test_a_markup_name_names_the_icon_and_its_control_and_says_where_it_came_from():
-    r = said(evidence(), {"class": "fa-solid fa-magnifying-glass"})
+    r = said(icon_evidence(), markup={"class": "fa-solid fa-magnifying-glass"})
     assert r["alt"] == "Icon: Search." and r["kind"] == "icon" and r["control_name"] == "Search"
     assert r["meaning"] == {"id": "search", "label": "Search", "p": 1.0, "source": "markup"}
     assert list(r) == list(RESULT_FIELDS)
-    r = said(evidence(kind="illustration"), {"class": "fa-brands fa-github"})  # a brand makes it a logo
+    r = said(icon_evidence(kind="illustration"), markup={"class": "fa-brands fa-github"})  # a brand makes it a logo
     assert r["alt"] == "Logo: GitHub." and r["kind"] == "logo" and r["brand"]["source"] == "markup"
     # the glyph's name outranks the meaning head, which is not always right on a design it has never seen
-    ev = evidence()
+    ev = icon_evidence()
     ev.meaning_probs, ev.meaning_labels, ev.meaning_threshold = {"meaning:close": 0.97}, {"meaning:close": "Close"}, 0.9
-    assert said(ev, {"ligature": "search"})["alt"] == "Icon: Search."
+    assert said(ev, markup={"ligature": "search"})["alt"] == "Icon: Search."
     assert said(ev)["meaning"] == {"id": "close", "label": "Close", "p": 0.97, "source": "image"}
 
 
 def test_markup_is_not_said_over_a_photo_or_nothing():
-    assert said(evidence(kind="photo"), {"class": "fa-house"})["meaning"] is None  # a photo is captioned
-    r = said(evidence(pixels=PixelStats(1, 1, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0)), {"class": "fa-house"})
+    assert said(icon_evidence(kind="photo"), markup={"class": "fa-house"})["meaning"] is None  # a photo is captioned
+    r = said(icon_evidence(pixels=PixelStats(1, 1, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0)), markup={"class": "fa-house"})
     assert r["alt"] is None and r["reason"] == "blank"
     # a kind that is no photo, but no icon either: the glyph's own name still holds (an icon font's "B" is bold)
-    assert said(evidence(kind="text"), {"class": "fa-solid fa-bold"})["alt"] == "Icon: Bold."
+    assert said(icon_evidence(kind="text"), markup={"class": "fa-solid fa-bold"})["alt"] == "Icon: Bold."
 
 
 def test_an_image_files_names_need_pixels_that_show_an_icon():
-    assert said(evidence(kind="icon"), {"file": "/img/home.svg"})["alt"] == "Icon: Home."
-    assert said(evidence(kind="screenshot"), {"file": "/img/settings.png"})["meaning"] is None
-    assert said(evidence(kind="photo"), {"file": "/img/home.jpg"})["meaning"] is None
+    assert said(icon_evidence(kind="icon"), markup={"file": "/img/home.svg"})["alt"] == "Icon: Home."
+    assert said(icon_evidence(kind="screenshot"), markup={"file": "/img/settings.png"})["meaning"] is None
+    assert said(icon_evidence(kind="photo"), markup={"file": "/img/home.jpg"})["meaning"] is None
     # its classes too: <img class="icon-user" src="sign-in.png"> may be a picture of a sign-in form
-    assert said(evidence(kind="screenshot"), {"class": "icon-user", "file": "sign-in.png"})["meaning"] is None
-    assert said(evidence(kind="icon"), {"class": "icon-user", "file": "sign-in.png"})["alt"] == "Icon: Account."
+    sign_in = {"class": "icon-user", "file": "sign-in.png"}
+    assert said(icon_evidence(kind="screenshot"), markup=sign_in)["meaning"] is None
+    assert said(icon_evidence(kind="icon"), markup=sign_in)["alt"] == "Icon: Account."
     assert markup_name({"class": "icon-user", "file": "sign-in.png"}, without_pixels=True) is None
 
 
 def test_without_a_known_name_the_image_decides_as_before():
     for markup in (None, {}, {"class": "btn"}):
-        assert said(evidence(), markup)["alt"] == "Icon."
+        assert said(icon_evidence(), markup=markup)["alt"] == "Icon."
 
 
 # -- the shared vectors: what the page's code calls a control's icon ---------------------------------------------

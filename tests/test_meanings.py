@@ -31,8 +31,8 @@ def icon_evidence(meaning=None, p=0.9, threshold=0.6, kind="icon", text=(), pixe
     return ev
 
 
-def said(ev, policy=Policy()):
-    return result(ev, policy, Wording())
+def said(ev, policy=Policy(), markup=None):
+    return result(ev, policy, Wording(), markup)
 
 
 # -- the vocabulary ---------------------------------------------------------------------------------------------

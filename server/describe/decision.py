@@ -200,21 +200,20 @@ def meaning_of(ev: Evidence, policy: Policy) -> tuple[str, str, float, str]:
     return (brand.key, brand.label, 1.0, "text") if brand else ("", "", 0.0, "")
 
 
-def named_by_markup(markup: dict[str, str], best: str, p_best: float, p_photo: float, policy: Policy
-                    ) -> Decision | None:
+def named_by_markup(markup: dict[str, str], icon_like: bool, p_photo: float, policy: Policy) -> Decision | None:
     """The icon named as the page's markup names it (``markup.markup_name``), unless its pixels show a photo; an
-    image file's names only when they show an icon, a logo or a drawing (a photo "home.jpg" is no home icon:
-    ``markup.needs_icon_pixels``)."""
-    if p_photo >= policy.photo_min:
-        return None
-    if needs_icon_pixels(markup) and not (best in ICON_LIKE and p_best > p_photo):
+    image file's names only when they show an icon, a logo or a drawing (``icon_like``; a photo "home.jpg" is no
+    home icon: ``markup.needs_icon_pixels``)."""
+    if p_photo >= policy.photo_min or (needs_icon_pixels(markup) and not icon_like):
         return None
     name = markup_name(markup)
-    if name is None:
-        return None
-    m = name.meaning
-    return Decision("logo" if m.brand else "icon", False, False, "", True, None, meaning=m.key, label=m.label,
-                    p_meaning=1.0, source="markup")
+    return None if name is None else named_icon(name.meaning.key, name.meaning.label, 1.0, "markup")
+
+
+def named_icon(key: str, label: str, p: float, source: str) -> Decision:
+    """An icon said by its meaning, or a logo by its brand ("brand:..."): that, not the kind head, decides which."""
+    kind = "logo" if key.startswith("brand:") else "icon"
+    return Decision(kind, False, False, "", True, None, meaning=key, label=label, p_meaning=p, source=source)
 
 
 def decide(ev: Evidence, policy: Policy, markup: dict[str, str] | None = None) -> Decision:
@@ -225,19 +224,18 @@ def decide(ev: Evidence, policy: Policy, markup: dict[str, str] | None = None) -
     p_photo = probs.get("photo", 0.0)
     best = max(NON_PHOTO, key=lambda k: probs.get(k, 0.0))
     p_best = sum(probs.get(k, 0.0) for k in kind_group(best, policy))
-    by_markup = named_by_markup(markup, best, p_best, p_photo, policy) if markup else None
+    icon_like = best in ICON_LIKE and p_best > p_photo  # an icon, a logo or a drawing rather than a photo
+    by_markup = named_by_markup(markup, icon_like, p_photo, policy) if markup else None
     if by_markup is not None:
         return by_markup
     lines = language_lines(ev.text_lines, lists=best == "text" and p_photo < policy.photo_min)
     words = sum(len(line.split()) for line in lines)
     text = trim(" ".join(lines), policy.max_text_chars) if words >= policy.min_text_words else ""
     if p_photo < policy.photo_min:
-        if best in ICON_LIKE and p_best > p_photo:  # icon or logo: by its meaning or brand, when one is sure
+        if icon_like:  # icon or logo: by its meaning or brand, when one is sure
             key, label, p, source = meaning_of(ev, policy)
             if key:
-                kind = "logo" if key.startswith("brand:") else "icon"
-                return Decision(kind, False, False, "", True, None, meaning=key, label=label, p_meaning=p,
-                                source=source)
+                return named_icon(key, label, p, source)
         if p_best >= policy.kind_min and p_best > p_photo and ev.familiar(best):  # the likeliest kind only
             if best == "illustration" and ev.chart_probs.get("chart:map", 0.0) >= policy.map_min:
                 best = "chart"  # a map drawn as an illustration: "Map."

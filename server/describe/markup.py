@@ -35,6 +35,7 @@ SET_PREFIXES = frozenset(
 # every set's own class, and never for those words (GENERIC_UTILITY).
 GENERIC_PREFIXES = frozenset(("icon", "icons"))
 CLASS_PREFIXES = SET_PREFIXES | GENERIC_PREFIXES
+_LONGEST_FIRST = sorted(CLASS_PREFIXES, key=len, reverse=True)  # "fa-solid-..." is Font Awesome's before "fa-"
 # What those sets' other classes say: sizes, animations, rotations and styles, never the glyph (fa-fw, fa-2x,
 # fa-spin, fa-stack, mdi-24px, mdi-rotate-45, bi-fill...), and a page's own classes for what holds an icon
 # (Bootstrap's "icon-link", "icon-button").
@@ -95,13 +96,14 @@ def _class_names(classes: str) -> list[str]:
     "fa-bold" alone is Bold)."""
     found = []  # (rank, name)
     for token in classes.split():
-        for prefix in sorted((p for p in CLASS_PREFIXES if token.lower().startswith(p + "-")), key=len, reverse=True):
-            rest = token[len(prefix):].lstrip("-_").lower()
-            generic = prefix.lower() in GENERIC_PREFIXES
-            if rest and not UTILITY.fullmatch(rest) and not (generic and GENERIC_UTILITY.fullmatch(rest)):
-                style_only = all(t in STYLE_TOKENS for t in icon_tokens(rest, keep_style=True))
-                found.append((2 if style_only else int(generic), PLATFORM.sub("", rest)))
-            break
+        prefix = next((p for p in _LONGEST_FIRST if token.lower().startswith(p + "-")), None)
+        if prefix is None:
+            continue
+        rest = token[len(prefix):].lstrip("-_").lower()
+        generic = prefix in GENERIC_PREFIXES
+        if rest and not UTILITY.fullmatch(rest) and not (generic and GENERIC_UTILITY.fullmatch(rest)):
+            style_only = all(t in STYLE_TOKENS for t in icon_tokens(rest, keep_style=True))
+            found.append((2 if style_only else int(generic), PLATFORM.sub("", rest)))
     return [name for _, name in sorted(found, key=lambda rn: rn[0])]
 
 

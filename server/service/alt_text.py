@@ -254,8 +254,8 @@ class AltTextService:
                 raise ImageFailure(e.code, e.message, e.status) from None
 
     def _prepare(self, spec, deadline: float = float("inf"), counted: bool = False) -> dict | tuple:
-        """A finished result, or (cache key, model future, url, image, pixel stats, markup), for a spec or the _Work its
-        triage left. The image counts as coming (see ``coming``) from when its bytes are here until it is submitted
+        """A finished result, or (cache key, model future, url, image, pixel stats, markup), for a spec or the _Work
+        its triage left. The image counts as coming (see ``coming``) from when its bytes are here until it is submitted
         or has failed; ``counted``: the caller counted it already (uploaded bytes, counted for the whole request at
         once)."""
         coming = counted
@@ -332,8 +332,8 @@ class AltTextService:
             for field in ("meaning", "brand", "chart_type"):  # "meaning:search", "brand:github", "chart:bar"
                 if r[field]:
                     m.meanings.labels(f"{field.removesuffix('_type')}:{r[field]['id']}").inc()
-                if r[field] and r[field].get("source"):
-                    m.named_by.labels(r[field]["source"]).inc()
+                    if r[field].get("source"):  # meanings and brands: where the name came from
+                        m.named_by.labels(r[field]["source"]).inc()
             if r["withheld"]:
                 m.withheld.labels(r["reason"] or "none").inc()
 
