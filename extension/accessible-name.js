@@ -61,7 +61,7 @@ globalThis.altTextNames = (() => {
     const tag = el.localName;
     const isSvg = tag === "svg" && el.namespaceURI === "http://www.w3.org/2000/svg";
     // An image inside role=img is part of that image (its children are presentational).
-    if (el.parentElement && el.parentElement.closest('[role="img" i]')) return null;
+    if (parentOf(el) && closestComposed(parentOf(el), '[role="img" i]')) return null;
     if (tag === "img" && !isSvg) return "img";
     if (tag === "input" && (el.getAttribute("type") || "").toLowerCase() === "image") return "input";
     if (isSvg) {
@@ -71,9 +71,19 @@ globalThis.altTextNames = (() => {
     return role(el) === "img" ? "role" : null;
   }
 
+  /** An element's parent, across a shadow root's edge to its host: an icon web component (<iconify-icon>,
+   * <sl-icon>) draws its svg in its shadow root, and the button or link it sits in is outside. */
+  const parentOf = (e) => e.parentElement || (e.parentNode && e.parentNode.host) || null;
+
+  /** The closest of `el` and its ancestors, across shadow roots (parentOf), that matches `selector`. */
+  function closestComposed(el, selector) {
+    for (let e = el; e; e = parentOf(e)) if (e.nodeType === 1 && e.matches(selector)) return e;
+    return null;
+  }
+
   // An unlabelled svg inside a link or button that has its own text is an icon next to that text.
   function isIconBesideText(svg) {
-    const control = svg.closest("a, button, label, summary, [role=button], [role=link]");
+    const control = closestComposed(svg, "a, button, label, summary, [role=button], [role=link]");
     if (!control) return false;
     const text = collapse(control.textContent.replace(collapse(svg.textContent), ""));
     return text.length > 0 || hasAria(control);
@@ -127,7 +137,7 @@ globalThis.altTextNames = (() => {
 
   /** aria-hidden on it or an ancestor, display:none or visibility:hidden (own or inherited). */
   function isHidden(el) {
-    if (el.closest('[aria-hidden="true" i]')) return true;
+    if (closestComposed(el, '[aria-hidden="true" i]')) return true;
     if (typeof el.checkVisibility === "function") {
       return !el.checkVisibility({ visibilityProperty: true, checkVisibilityCSS: true });
     }
@@ -272,7 +282,8 @@ globalThis.altTextNames = (() => {
       if (["input", "select", "textarea", "video", "canvas", "iframe", "object", "embed"].includes(tag)) return true;
       if (pseudo(el)) return true;
       background(el);
-      for (const child of el.childNodes) {
+      // An open shadow root draws the element (an icon web component's svg); its slots show the light children.
+      for (const child of [...el.childNodes, ...(el.shadowRoot ? el.shadowRoot.childNodes : [])]) {
         if (child.nodeType === 3) {
           const text = collapse(child.data);
           if (!text) continue;
@@ -340,30 +351,41 @@ globalThis.altTextNames = (() => {
 
   /** The control whose icon `el` (an image) is, when that control is unnamed and shows nothing else. */
   function iconOwner(el) {
-    const control = controlKind(el) ? el : el.parentElement && el.parentElement.closest(CONTROL_SELECTOR);
+    const control = controlKind(el) ? el : parentOf(el) && closestComposed(parentOf(el), CONTROL_SELECTOR);
     if (!control) return null;
     const verdict = classifyControl(control);
     return verdict.state === "describe" && verdict.icon.element === el ? control : null;
   }
 
   const MARKUP_MAX = 300; // characters the service takes in one markup name
+  // Icon web components, whose attribute names the glyph they draw: <ion-icon name>, <iconify-icon icon>,
+  // <sl-icon name>, <vaadin-icon icon>, <iron-icon icon>, <mat-icon svgIcon>.
+  const ICON_ELEMENT = /^(?=[a-z][a-z0-9]*-)(?:[a-z][a-z0-9]*-)*icon(?:-[a-z0-9]+)*$/;
+  const ICON_ELEMENT_ATTRIBUTES = ["icon", "name", "svgicon"];
+
+  /** The glyph an icon web component's attribute names ("mdi:home"), "" for any other element. */
+  function iconElementName(el) {
+    if (!ICON_ELEMENT.test(el.localName)) return "";
+    return ICON_ELEMENT_ATTRIBUTES.map((a) => collapse(el.getAttribute(a))).find(Boolean) || "";
+  }
 
   /**
    * What the page's code calls a control's icon (`icon`: see controlContent), for the service to read (what each
    * name means is decided there, once: server/describe/markup.py): {class, ligature, symbol, file}, each where the
    * page gives one, or null. `class`: the classes of the icon and of its ancestors up to the control, the icon's
    * first (fa-solid fa-house, bi bi-cart, lucide lucide-menu); `ligature`: the word a ligature font draws;
-   * `symbol`: an svg's <use href>, else a data-icon attribute; `file`: an image's src as written, or a CSS
-   * image's URL. The audit collects the same (tests/vectors/markup.json).
+   * `symbol`: an svg's <use href>, else a data-icon attribute or an icon web component's (ICON_ELEMENT) name;
+   * `file`: an image's src as written, or a CSS image's URL. The audit collects the same
+   * (tests/vectors/markup.json).
    */
   function iconMarkup(icon) {
     const markup = {};
     const classes = [];
     let dataIcon = "";
-    for (let e = icon.element; e && e.nodeType === 1; e = e.parentElement) {
+    for (let e = icon.element; e && e.nodeType === 1; e = parentOf(e)) {
       const value = collapse(e.getAttribute("class"));
       if (value) classes.push(value);
-      dataIcon ||= collapse(e.getAttribute("data-icon"));
+      dataIcon ||= collapse(e.getAttribute("data-icon")) || iconElementName(e);
       if (controlKind(e)) break;
     }
     let cls = "";

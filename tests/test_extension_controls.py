@@ -1,6 +1,6 @@
 """Icon-only buttons and links, end to end: the real service with the default checkpoint, a local page that uses
 real icon sets (Font Awesome Free, Bootstrap Icons and Material Icons: their CSS, web fonts, svg files and sprite,
-served from extension/node_modules), and headless Chromium with the unpacked extension. Names are read from the accessibility
+and the <iconify-icon> web component, served from extension/node_modules), and headless Chromium with the unpacked extension. Names are read from the accessibility
 tree; the recording proxy of tests/test_extension_e2e.py shows what left the browser.
 
 Whether the model can name a given icon is the model's business: for each icon the test asks the service itself
@@ -28,7 +28,8 @@ from model import default_checkpoint_path
 EXTENSION = REPO / "extension"
 PACKAGES = {"/fa/": EXTENSION / "node_modules" / "@fortawesome" / "fontawesome-free",
             "/bi/": EXTENSION / "node_modules" / "bootstrap-icons",
-            "/mi/": EXTENSION / "node_modules" / "material-icons"}
+            "/mi/": EXTENSION / "node_modules" / "material-icons",
+            "/iconify/": EXTENSION / "node_modules" / "iconify-icon"}
 FIXTURES = REPO / "tests" / "fixtures" / "icons"
 
 if not all(p.is_dir() for p in PACKAGES.values()):
@@ -53,6 +54,7 @@ ICONS = {  # id -> how the icon is on the page
     "bg": "CSS background image",
     "dark": "white glyph on a blue button",
     "ligature": "Material Icons ligature (the text more_vert, drawn as one glyph)",
+    "component": "<iconify-icon icon=bi:download>: a web component's svg in its shadow root",
     "photo-link": "a 120 px photo in a link: a picture, sent by URL, described when the link gets no name",
 }
 # What the page's code calls each icon, as the extension sends it, and the name the control gets from that alone.
@@ -61,14 +63,15 @@ MARKUP = {"fa-glyph": {"class": "fa-solid fa-magnifying-glass"}, "fa-brand": {"c
           "hidden-glyph": {"class": "fa-solid fa-house"}, "sprite-use": {"symbol": "/bi/bootstrap-icons.svg#heart"},
           "dark": {"class": "bi bi-bell dark"}, "ligature": {"class": "material-icons", "ligature": "more_vert"},
           "img-no-alt": {"file": "/fa/svgs/solid/cart-shopping.svg"}, "input-no-alt": {"file": "/bi/icons/search.svg"},
-          "photo-link": {"file": "photo.png"}}
+          "component": {"symbol": "bi:download"}, "photo-link": {"file": "photo.png"}}
 MARKUP_NAMES = {"fa-glyph": "Search", "fa-brand": "GitHub", "bi-glyph": "List view", "role-button": "Settings",
-                "hidden-glyph": "Home", "sprite-use": "Favourite", "dark": "Notifications", "ligature": "More options"}
+                "hidden-glyph": "Home", "sprite-use": "Favourite", "dark": "Notifications", "ligature": "More options",
+                "component": "Download"}
 
 
 class IconSite(Site):
-    """The e2e test's site, serving the fixture pages with the icon packages under /fa/, /bi/ and /mi/, and a
-    photo made by the test."""
+    """The e2e test's site, serving the fixture pages with the icon packages under /fa/, /bi/, /mi/ and /iconify/,
+    and a photo made by the test."""
 
     made = None  # the folder of the pictures the test makes (photo.png)
 

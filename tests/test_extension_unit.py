@@ -275,12 +275,22 @@ def test_the_icon_of_an_unnamed_control_is_left_to_the_control(controls_page):
 
 
 MARKUP_VECTORS = json.loads((REPO / "tests" / "vectors" / "markup.json").read_text(encoding="utf-8"))["cases"]
-# Glyphs drawn by ::before (an empty <i>, as icon fonts use it) and ligature fonts, as the icon sets' CSS would.
+# Glyphs drawn by ::before (an empty <i>, as icon fonts use it) and ligature fonts, as the icon sets' CSS would, and
+# icon web components that draw an svg in an open shadow root, as <iconify-icon>, <sl-icon> and <vaadin-icon> do
+# (the real <iconify-icon> runs in tests/test_extension_controls.py).
 MARKUP_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><style>
   button, a {{ font: 16px Arial, sans-serif; }}
   i:empty::before {{ content: "\\f002"; }}
   .material-icons, .material-symbols-outlined {{ font-family: "Material Symbols Outlined"; font-size: 24px; }}
-</style></head><body>{cases}</body></html>"""
+</style><script>
+  for (const tag of ["iconify-icon", "sl-icon", "vaadin-icon"]) customElements.define(tag, class extends HTMLElement {{
+    connectedCallback() {{
+      if (this.shadowRoot) return;
+      this.attachShadow({{ mode: "open" }}).innerHTML = '<style>:host {{ display: inline-block; }}</style>' +
+        '<svg width="24" height="24" viewBox="0 0 24 24" aria-hidden="true"><path d="M4 4h16v16H4z"/></svg>';
+    }}
+  }});
+</script></head><body>{cases}</body></html>"""
 
 
 def test_icon_markup_is_collected_as_the_shared_vectors_say(playwright):

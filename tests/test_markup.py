@@ -167,6 +167,17 @@ def test_the_audit_suggests_the_name_the_markup_gives_without_the_model():
     assert markup_suggestion({**finding, "markup": {"class": 3}}) is None  # a hand-edited state file: no crash
 
 
+def test_an_icon_web_component_is_a_controls_icon_named_by_its_attribute():
+    """<sl-icon name="gear"> in an unnamed button: an icon (it draws an svg in its shadow root, which the static page
+    does not show), named by its attribute without the model; an element that is no icon component is no icon."""
+    (finding,) = check_page('<button class="btn"><sl-icon name="gear"></sl-icon></button>', PAGE)
+    assert (finding.rule, finding.icon, finding.markup) == ("button-name", "icon-element", {"class": "btn", "symbol": "gear"})
+    assert "(an icon web component (<ion-icon>" in finding.message
+    assert markup_suggestion(asdict(finding))["name"] == "Settings"
+    (other,) = check_page('<button><my-widget name="gear"></my-widget></button>', PAGE)
+    assert (other.icon, other.markup) == (None, None)
+
+
 def test_eval_markup_counts_the_glyphs_a_sets_markup_names(tmp_path):
     import sys
 

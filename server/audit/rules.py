@@ -71,6 +71,7 @@ ICONS = {
     "svg": "an inline SVG",
     "input-image": "an image button without alt",
     "icon-font": "an icon-font glyph",
+    "icon-element": "an icon web component (<ion-icon>, <iconify-icon>, <sl-icon> ...)",
     "background-image": "a CSS background image",
 }
 
@@ -623,6 +624,20 @@ _ICON_FONT_CLASS = re.compile(
     re.I)
 
 
+# Icon web components, whose attribute names the glyph they draw in their shadow root: <ion-icon name>,
+# <iconify-icon icon>, <sl-icon name>, <vaadin-icon icon>, <iron-icon icon>, <mat-icon svgIcon> (the extension's
+# ICON_ELEMENT; tests/vectors/markup.json).
+_ICON_ELEMENT = re.compile(r"(?=[a-z][a-z0-9]*-)(?:[a-z][a-z0-9]*-)*icon(?:-[a-z0-9]+)*")
+_ICON_ELEMENT_ATTRIBUTES = ("icon", "name", "svgicon")
+
+
+def _icon_element_name(node: Tag) -> str:
+    """The glyph an icon web component's attribute names ("mdi:home"), "" for any other element."""
+    if not _ICON_ELEMENT.fullmatch(node.name):
+        return ""
+    return next((v for a in _ICON_ELEMENT_ATTRIBUTES if (v := _clean(_attr(node, a)))), "")
+
+
 def _icon_itself(node) -> tuple[str, Tag, str | None] | None:
     """(ICONS key, the element, the raw URL of its pixels or None) when the node is an icon."""
     if not isinstance(node, Tag):
@@ -635,6 +650,8 @@ def _icon_itself(node) -> tuple[str, Tag, str | None] | None:
         return "input-image", node, _raw_image_ref(node)
     if node.name == "svg":
         return "svg", node, None
+    if _ICON_ELEMENT.fullmatch(node.name):
+        return "icon-element", node, None
     if any(_ICON_FONT_CLASS.fullmatch(c) for c in (_attr(node, "class") or "").split()):
         return "icon-font", node, None
     background = _clean(background_image_url(_attr(node, "style") or ""))
@@ -657,7 +674,7 @@ def icon_markup(kind: str, icon: Tag, ref: str | None = None) -> dict[str, str] 
     the extension's ``iconMarkup`` collects it (tests/vectors/markup.json; what the names mean is
     :mod:`server.describe.markup`'s to say): ``class``, the classes of the icon and of its ancestors up to the
     control, the icon's first; ``ligature``, the word an icon font's element draws; ``symbol``, an svg's
-    ``<use href>``, else a data-icon attribute; ``file``, an image's src as written, or its CSS image's URL."""
+    ``<use href>``, else a data-icon attribute or an icon web component's name; ``file``, an image's src as written, or its CSS image's URL."""
     if kind == "icon-font":  # a wrapper ("icon", "btn-icon") around the glyph or svg that is the icon itself
         inner = next((found for d in icon.find_all(True) if (found := _icon_itself(d))), None)
         if inner is not None:
@@ -668,7 +685,7 @@ def icon_markup(kind: str, icon: Tag, ref: str | None = None) -> dict[str, str] 
         if not isinstance(node, Tag) or node.name == "[document]":
             break
         classes.append(_clean(_attr(node, "class")) or "")
-        data_icon = data_icon or _clean(_attr(node, "data-icon")) or ""
+        data_icon = data_icon or _clean(_attr(node, "data-icon")) or _icon_element_name(node)
         if _control_rule(node) is not None or node.name == "input":
             break  # the control (or the image button, or a control whose own background is the icon): the last
     tokens = " ".join(c for c in classes if c).split()

@@ -18,7 +18,8 @@ chart type; :mod:`server.audit.judging`), which each described image keeps as ``
 A control's icon (findings with ``icon``: an unnamed button or link whose only content is an image, that image,
 an image button) needs a name, not a description: its suggestion is the pipeline's ``control_name`` ("Search",
 "Menu") for the attribute to set, and where the pipeline has none (it is not sure), no text at all; never a
-caption sentence as a control's name. An inline SVG or an icon font has no image file to describe.
+caption sentence as a control's name. An inline SVG, an icon font or an icon web component has no image file to
+describe.
 
 An unnamed graphic (rule ``graphic-unnamed``: a canvas or a role-less inline svg), or a named one to judge, has
 pixels where the crawl could get them: ``--render``'s screenshot of it, else (an svg) its own markup, sanitised, as
@@ -77,7 +78,8 @@ log = logging.getLogger(__name__)
 DECORATIVE_IMG = 'Probably decorative: use alt=""'
 DECORATIVE_HIDE = 'Probably decorative: hide it with aria-hidden="true"'
 NOT_AN_IMAGE_FILE = "No image file to describe (an inline SVG or an image-map area): write the text by hand."
-NO_ICON_FILE = "No image file to describe (an inline SVG or an icon font): write the name by hand."
+NO_ICON_FILE = ("No image file to describe (an inline SVG, an icon font or an icon web component): write the name "
+                "by hand.")
 NOTHING_SHOWN = "The control shows nothing to describe: write its name by hand."
 NO_CONTROL_NAME = "The model is not sure what this icon stands for."
 NO_CANVAS_PIXELS = ("A canvas is drawn by script: the audit sees its pixels only with --render. Write its name by "
