@@ -9,7 +9,10 @@ icon meanings, as shipped; ``server/describe/glyph.py``), for glyphs also the sa
 blocks inside the encoder (``--taps``, from the same pass), and is a linear layer (meanings; ``--hidden N``: one
 hidden layer, as for chart types) over the classes of
 ``server/describe/meanings.json`` that at least ``--min-families`` icon sets draw, plus "other" (icons that mean
-nothing in the vocabulary, and meanings too few sets draw to be learned).
+nothing in the vocabulary, and meanings too few sets draw to be learned). It learns each icon twice: as its set draws
+it, and redrawn in another style (``--styles``, scripts/glyph_styles.py: bolder, lighter, outlined or filled), so that
+a new set's stroke weight or fill is less new to it; it is validated, and its thresholds chosen, on the held-out
+families' icons as drawn.
 
 Validation: for each family (one icon set or theme), a head fitted on all the other families predicts it (with
 ``--folds N``, on all the families outside its group of about 1/N of the icons: 63 families make 63 fits too many). The
@@ -102,6 +105,58 @@ def extract(icons: Path, checkpoint: Path, view: str = "page", batch: int = 32, 
         merged.append((pooled, grid))
     (pooled, grid), *tapped = [(p.astype(np.float32), g.astype(np.float32)) for p, g in merged]
     return entries, pooled, grid, tapped
+
+
+def extract_styles(icons: Path, checkpoint: Path, files: list[str], batch: int = 32, taps: tuple[int, ...] = ()
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """(which of ``files`` were redrawn in another style, then their pooled, grid and tapped features as
+    :func:`extract` gives them) of each icon's glyph view redrawn in one other style (scripts/glyph_styles.py:
+    bolder, lighter, outlined or filled, the first that applies in an order fixed by the file's name), cached beside
+    the icons like extract's (a file per block; a file's style "" and zeros where none applies)."""
+    from glyph_styles import some_style  # beside this script; needs scipy (pip install .[icons])
+    caches = [icons / f"features-glyph-styles-{checkpoint.stem}.npz",
+              *(icons / f"features-glyph-styles-tap{b}-{checkpoint.stem}.npz" for b in taps)]
+    old = [_read_styles(c) for c in caches]
+    known = set.intersection(*(set(o[0]) for o in old)) if all(o is not None for o in old) else set()
+    style = {f: old[0][0][f][0] for f in known}
+    rows = {f: [(o[1][o[0][f][1]], o[2][o[0][f][1]]) for o in old] for f in known}  # per cache (pooled, grid)
+    todo = [f for f in files if f not in known]
+    if todo:
+        captioner = Captioner.load(checkpoint, device="cpu")
+        t0, pending = time.time(), []
+        for n, f in enumerate(todo):
+            style[f], view = some_style(glyph_view(decode_image((icons / f).read_bytes()), GLYPH_SIZE), f)
+            if view is not None:
+                pending.append((f, view))
+            if len(pending) == batch or (n == len(todo) - 1 and pending):
+                p, g, tapped = head_inputs(captioner, [v for _, v in pending], taps)
+                for j, (name, _) in enumerate(pending):
+                    rows[name] = [(a[j].astype(np.float16), b[j].astype(np.float16))
+                                  for a, b in [(p, g), *tapped]]
+                pending = []
+            if n % 2000 == 0:
+                log.info("styled features %d/%d (%.0f s)", n, len(todo), time.time() - t0)
+        shapes = next(iter(rows.values()))
+        done = list(style)
+        for k, cache in enumerate(caches):
+            zero = (np.zeros_like(shapes[k][0]), np.zeros_like(shapes[k][1]))
+            np.savez(cache, files=np.array(done), style=np.array([style[f] for f in done]),
+                     pooled=np.stack([rows.get(f, [zero] * len(caches))[k][0] for f in done]).astype(np.float16),
+                     grid=np.stack([rows.get(f, [zero] * len(caches))[k][1] for f in done]).astype(np.float16))
+    which = np.array([i for i, f in enumerate(files) if style[f]], dtype=np.int64)
+    (pooled, grid), *tapped = [(np.stack([rows[files[i]][k][0] for i in which]).astype(np.float32),
+                                np.stack([rows[files[i]][k][1] for i in which]).astype(np.float32))
+                               for k in range(len(caches))]
+    return which, pooled, grid, tapped
+
+
+def _read_styles(path: Path) -> tuple[dict[str, tuple[str, int]], np.ndarray, np.ndarray] | None:
+    """({file: (style, row)}, pooled, grid) of a styles cache; None when there is none."""
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return ({str(f): (str(st), i) for i, (f, st) in enumerate(zip(z["files"], z["style"]))}, z["pooled"],
+                z["grid"])
 
 
 def _read_cache(path: Path) -> tuple[dict[str, int], np.ndarray, np.ndarray] | None:
@@ -314,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--taps", default=None,
                     help="encoder blocks (comma-separated) whose maps the head reads too, glyph view only (default: "
                          f"{','.join(map(str, GLYPH_TAPS))} for meanings; 'none': the last grid only)")
+    ap.add_argument("--styles", action=argparse.BooleanOptionalAction, default=None,
+                    help="learn also from each icon's glyph redrawn in another style: bolder, lighter, outlined or "
+                         "filled (scripts/glyph_styles.py; glyph view only; default: on for meanings, as shipped)")
     ap.add_argument("--report", type=Path, default=Path("runs/meanings/report.json"))
     ap.add_argument("--no-write", action="store_true", help="validate only")
     args = ap.parse_args(argv)
@@ -334,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--taps: {e}")
     if args.taps and args.view != "glyph":
         ap.error("--taps reads glyph views: add --view glyph")
+    if args.styles is None:
+        args.styles = args.view == "glyph" and args.task == "meaning"
+    if args.styles and args.view != "glyph":
+        ap.error("--styles redraws glyph views: add --view glyph")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
 
@@ -345,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # a block the encoder has not, an encoder without blocks to tap
         ap.error(f"--taps: {e}")
     pooled, grid, tapped = pooled[rows], grid[rows], [(p[rows], g[rows]) for p, g in tapped]
+    styled = (extract_styles(args.icons, checkpoint, [e["file"] for e in entries], taps=args.taps)
+              if args.styles else None)
 
     head = MeaningHead.empty(classes)
     head.glyph = ({"size": GLYPH_SIZE, **({"taps": list(args.taps)} if args.taps else {})}
@@ -352,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     grid = grid if args.features == "pooled+grid" else None
     head.fit_projections(pooled, grid, args.pooled_components, args.grid_components, tapped)
     x = head.features(pooled, grid, tapped)
+    if styled is not None:  # (which icon each redrawn glyph is, its features on the same directions)
+        styled = (styled[0], head.features(styled[1], styled[2] if grid is not None else None, styled[3]))
+        log.info("%d icons redrawn in another style", len(styled[0]))
     log.info("%d icons, %d classes (%d meanings, %d brands), %d features, families: %s", len(y), len(classes),
              sum(c.startswith("meaning:") for c in classes), sum(c.startswith("brand:") for c in classes),
              x.shape[1], dict(Counter(fam)))
@@ -361,15 +428,26 @@ def main(argv: list[str] | None = None) -> int:
     for group in family_folds(fam, args.folds):
         test = np.isin(fam, group)
         t0 = time.time()
-        held[test] = predict(*fit_head(x[~test], y[~test], len(classes), args), x[test])
+        held[test] = predict(*fit_head(*with_styles(x, y, ~test, styled), len(classes), args), x[test])
         log.info("left out %s: top-1 %.3f on their named icons (%.0f s)", ", ".join(group),
                  float((held[test].argmax(1) == y[test])[y[test] != 0].mean()), time.time() - t0)
     report, tau, brand_tau = held_out_report(args, held, y, fam, classes)
     if args.no_write:
         return 0
-    head.hidden, head.linear = fit_head(x, y, len(classes), args)
+    head.hidden, head.linear = fit_head(*with_styles(x, y, np.ones(len(y), bool), styled), len(classes), args)
     head.threshold, head.brand_threshold = tau, brand_tau
     return store(args, checkpoint, head, report)
+
+
+def with_styles(x: np.ndarray, y: np.ndarray, train: np.ndarray, styled: tuple[np.ndarray, np.ndarray] | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(features, classes) to learn from: the icons ``train`` marks, and (``styled``: which icon, features) their
+    glyphs redrawn in another style, with the same class. The held-out families' are never among them."""
+    if styled is None:
+        return x[train], y[train]
+    which, xs = styled
+    keep = train[which]
+    return np.concatenate([x[train], xs[keep]]), np.concatenate([y[train], y[which[keep]]])
 
 
 def family_folds(fam: np.ndarray, folds: int) -> list[list[str]]:

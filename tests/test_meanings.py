@@ -472,3 +472,61 @@ def test_refitting_the_honesty_heads_keeps_the_meaning_and_chart_type_heads(tmp_
     np.testing.assert_allclose(kept["chart"].probs(pooled, None), heads.chart.probs(pooled, None), atol=1e-6)
     assert kept_named_heads(tmp_path / "h.safetensors", "b" * 64) == {}  # fitted for another checkpoint
     assert kept_named_heads(tmp_path / "missing.safetensors", "a" * 64) == {}
+
+
+def _drawn(draw) -> Image.Image:
+    """A 224-px glyph view (dark on white) drawn by ``draw(ImageDraw)``."""
+    from PIL import ImageDraw
+    im = Image.new("RGB", (224, 224), "white")
+    draw(ImageDraw.Draw(im))
+    return im
+
+
+def test_glyphs_are_redrawn_in_the_styles_other_sets_draw_them_in():
+    """scripts/glyph_styles.py: a ring drawn with a stroke gets bolder (its counter stays open), lighter and filled;
+    a solid disc gets outlined; a style that does not apply gives None."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from glyph_styles import STYLES, restyled, some_style
+    ring = _drawn(lambda d: d.ellipse((30, 30, 194, 194), outline="black", width=14))
+    disc = _drawn(lambda d: d.ellipse((30, 30, 194, 194), fill="black"))
+    ink = lambda im: (np.asarray(im.convert("L")) < 128).mean()  # noqa: E731
+    centre = lambda im: np.asarray(im.convert("L"))[112, 112]  # noqa: E731
+    bold, light, filled = (restyled(ring, s) for s in ("bold", "light", "fill"))
+    assert ink(bold) > ink(ring) > ink(light) > 0 and centre(bold) > 200  # the counter stays white
+    assert centre(filled) < 50 and ink(filled) > 2 * ink(ring)
+    outline = restyled(disc, "outline")
+    assert centre(outline) > 200 and 0 < ink(outline) < 0.5 * ink(disc)
+    assert restyled(ring, "outline") is None and restyled(disc, "bold") is None and restyled(disc, "fill") is None
+    assert restyled(Image.new("RGB", (224, 224), "white"), "bold") is None
+    assert bold.size == (224, 224) and bold.mode == "RGB"
+    style, view = some_style(ring, "set/ring.png")
+    assert style in STYLES and view is not None and some_style(ring, "set/ring.png")[0] == style  # fixed by name
+    assert some_style(Image.new("RGB", (224, 224), "white"), "x.png") == ("", None)
+    with pytest.raises(ValueError):
+        restyled(ring, "italic")
+
+
+def test_styled_glyph_features_are_cached_and_learned_with_their_icons_class(shapes_checkpoint, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import fit_meanings
+    folder = tmp_path / "set"
+    folder.mkdir()
+    _drawn(lambda d: d.ellipse((30, 30, 194, 194), outline="black", width=14)).save(folder / "ring.png")
+    Image.new("RGB", (64, 64), "white").save(folder / "blank.png")  # nothing to redraw
+    _drawn(lambda d: d.rectangle((40, 40, 184, 184), fill="black")).save(folder / "square.png")
+    files = ["ring.png", "blank.png", "square.png"]
+    which, pooled, grid, tapped = fit_meanings.extract_styles(folder, shapes_checkpoint, files)
+    assert which.tolist() == [0, 2] and pooled.shape[0] == 2 and grid.shape[:2] == (2, 9) and tapped == []
+    assert (folder / f"features-glyph-styles-{shapes_checkpoint.stem}.npz").exists()
+    real = fit_meanings.Captioner.load
+    fit_meanings.Captioner.load = lambda *a, **k: pytest.fail("cached features are encoded again")
+    try:
+        which2, pooled2, _, _ = fit_meanings.extract_styles(folder, shapes_checkpoint, files[::-1])
+    finally:
+        fit_meanings.Captioner.load = real
+    assert which2.tolist() == [0, 2]
+    np.testing.assert_allclose(pooled2, pooled[::-1], atol=1e-2)
+    x, y = np.arange(6.0).reshape(3, 2), np.array([1, 0, 2])
+    xs, ys = fit_meanings.with_styles(x, y, np.array([True, True, False]), (which, np.full((2, 2), 9.0)))
+    assert xs.tolist() == [[0, 1], [2, 3], [9, 9]] and ys.tolist() == [1, 0, 1]  # the held-out square's is left out
+    assert fit_meanings.with_styles(x, y, np.array([True, False, True]), None)[1].tolist() == [1, 2]

@@ -6,7 +6,7 @@ lucide-menu">``, a Material Symbols ligature ``<span>search</span>``, a sprite's
 Awesome's ``<svg data-icon="house">``, ``<img src="/icons/home.svg">``. Those are the file names icon sets give their
 glyphs, and the vocabulary reads them already: the lookup (``Vocabulary.label_for``) that labels the icons the meaning
 head learns from names the glyph the author chose, where the head, on a design it has never seen, is sure of a
-meaning for about a third of icons. The pipeline says such a name (``decision.decide``) unless the pixels show a
+meaning for about two icons in five. The pipeline says such a name (``decision.decide``) unless the pixels show a
 photo or nothing.
 
 The extension and the audit collect the names from the page (``KEYS``: ``class``, ``ligature``, ``symbol``,

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the evidence changes for the same image and model (new features, heads, OCR rules): it is part of the
 # cache namespace, so a new pipeline never serves an old one's answers.
-PIPELINE_VERSION = "describe-9"  # the decision and wording are not in it: they apply to cached evidence
+PIPELINE_VERSION = "describe-10"  # the decision and wording are not in it: they apply to cached evidence
 OCR_BELOW_P_PHOTO = 0.8  # OCR runs unless the image is this surely a photo
 # The fields of every result, in this order (the service adds cached, model and elapsed_ms; the CLI, input).
 RESULT_FIELDS = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "concepts", "hedged", "withheld",
