@@ -144,6 +144,8 @@ def extract_styles(icons: Path, checkpoint: Path, files: list[str], batch: int =
                      pooled=np.stack([rows.get(f, [zero] * len(caches))[k][0] for f in done]).astype(np.float16),
                      grid=np.stack([rows.get(f, [zero] * len(caches))[k][1] for f in done]).astype(np.float16))
     which = np.array([i for i, f in enumerate(files) if style[f]], dtype=np.int64)
+    if not len(which):
+        return which, np.zeros((0, 1), np.float32), np.zeros((0, 9, 1), np.float32), []
     (pooled, grid), *tapped = [(np.stack([rows[files[i]][k][0] for i in which]).astype(np.float32),
                                 np.stack([rows[files[i]][k][1] for i in which]).astype(np.float32))
                                for k in range(len(caches))]
@@ -407,8 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # a block the encoder has not, an encoder without blocks to tap
         ap.error(f"--taps: {e}")
     pooled, grid, tapped = pooled[rows], grid[rows], [(p[rows], g[rows]) for p, g in tapped]
-    styled = (extract_styles(args.icons, checkpoint, [e["file"] for e in entries], taps=args.taps)
-              if args.styles else None)
+    styled = None
+    if args.styles:
+        try:
+            styled = extract_styles(args.icons, checkpoint, [e["file"] for e in entries], taps=args.taps)
+        except ImportError as e:
+            ap.error(f"--styles needs {e.name} (pip install '.[icons]'), or fit without it: --no-styles")
+        if not len(styled[0]):
+            styled = None
 
     head = MeaningHead.empty(classes)
     head.glyph = ({"size": GLYPH_SIZE, **({"taps": list(args.taps)} if args.taps else {})}

@@ -525,6 +525,7 @@ def test_styled_glyph_features_are_cached_and_learned_with_their_icons_class(sha
     finally:
         fit_meanings.Captioner.load = real
     assert which2.tolist() == [0, 2]
+    assert fit_meanings.extract_styles(folder, shapes_checkpoint, ["blank.png"])[0].tolist() == []  # none redrawn
     np.testing.assert_allclose(pooled2, pooled[::-1], atol=1e-2)
     x, y = np.arange(6.0).reshape(3, 2), np.array([1, 0, 2])
     xs, ys = fit_meanings.with_styles(x, y, np.array([True, True, False]), (which, np.full((2, 2), 9.0)))

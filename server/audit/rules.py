@@ -674,7 +674,8 @@ def icon_markup(kind: str, icon: Tag, ref: str | None = None) -> dict[str, str] 
     the extension's ``iconMarkup`` collects it (tests/vectors/markup.json; what the names mean is
     :mod:`server.describe.markup`'s to say): ``class``, the classes of the icon and of its ancestors up to the
     control, the icon's first; ``ligature``, the word an icon font's element draws; ``symbol``, an svg's
-    ``<use href>``, else a data-icon attribute or an icon web component's name; ``file``, an image's src as written, or its CSS image's URL."""
+    ``<use href>``, else a data-icon attribute or an icon web component's name; ``file``, an image's src as
+    written, or its CSS image's URL."""
     if kind == "icon-font":  # a wrapper ("icon", "btn-icon") around the glyph or svg that is the icon itself
         inner = next((found for d in icon.find_all(True) if (found := _icon_itself(d))), None)
         if inner is not None:
