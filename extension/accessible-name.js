@@ -61,7 +61,7 @@ globalThis.altTextNames = (() => {
     const tag = el.localName;
     const isSvg = tag === "svg" && el.namespaceURI === "http://www.w3.org/2000/svg";
     // An image inside role=img is part of that image (its children are presentational).
-    if (parentOf(el) && closestComposed(parentOf(el), '[role="img" i]')) return null;
+    if (closestComposed(parentOf(el), '[role="img" i]')) return null;
     if (tag === "img" && !isSvg) return "img";
     if (tag === "input" && (el.getAttribute("type") || "").toLowerCase() === "image") return "input";
     if (isSvg) {
@@ -75,7 +75,8 @@ globalThis.altTextNames = (() => {
    * <sl-icon>) draws its svg in its shadow root, and the button or link it sits in is outside. */
   const parentOf = (e) => e.parentElement || (e.parentNode && e.parentNode.host) || null;
 
-  /** The closest of `el` and its ancestors, across shadow roots (parentOf), that matches `selector`. */
+  /** The closest of `el` and its ancestors, across shadow roots (parentOf), that matches `selector`; null for none
+   * (or no `el`). */
   function closestComposed(el, selector) {
     for (let e = el; e; e = parentOf(e)) if (e.nodeType === 1 && e.matches(selector)) return e;
     return null;
@@ -351,7 +352,7 @@ globalThis.altTextNames = (() => {
 
   /** The control whose icon `el` (an image) is, when that control is unnamed and shows nothing else. */
   function iconOwner(el) {
-    const control = controlKind(el) ? el : parentOf(el) && closestComposed(parentOf(el), CONTROL_SELECTOR);
+    const control = controlKind(el) ? el : closestComposed(parentOf(el), CONTROL_SELECTOR);
     if (!control) return null;
     const verdict = classifyControl(control);
     return verdict.state === "describe" && verdict.icon.element === el ? control : null;

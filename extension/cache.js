@@ -1,7 +1,7 @@
 /* Descriptions by image URL in chrome.storage.local, so a page seen again costs no request. Only http(s) URLs are
  * cached (blob: and data: URLs are per page or are the image itself). A control's icon sent with its markup (the
- * names the page's code gives it) is kept under its URL and that markup together: the answer depends on both. Old entries expire and the oldest are dropped
- * beyond MAX_ENTRIES to stay far below the storage quota. */
+ * names the page's code gives it) is kept under its URL and that markup together: the answer depends on both. Old
+ * entries expire and the oldest are dropped beyond MAX_ENTRIES to stay far below the storage quota. */
 
 const PREFIX = "cache:";
 const TTL_MS = 7 * 24 * 3600 * 1000; // as the service's own URL cache: images behind a URL do change

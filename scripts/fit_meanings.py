@@ -136,9 +136,9 @@ def extract_styles(icons: Path, checkpoint: Path, files: list[str], batch: int =
                 pending = []
             if n % 2000 == 0:
                 log.info("styled features %d/%d (%.0f s)", n, len(todo), time.time() - t0)
-        shapes = next(iter(rows.values()))
+        shapes = next(iter(rows.values()), None)  # None: no icon redrawn yet, nothing to cache the shape of
         done = list(style)
-        for k, cache in enumerate(caches):
+        for k, cache in enumerate(caches if shapes else ()):
             zero = (np.zeros_like(shapes[k][0]), np.zeros_like(shapes[k][1]))
             np.savez(cache, files=np.array(done), style=np.array([style[f] for f in done]),
                      pooled=np.stack([rows.get(f, [zero] * len(caches))[k][0] for f in done]).astype(np.float16),

@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import zlib
 
+import sys
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from server.describe.glyph import INK, centred  # noqa: E402
+
 STYLES = ("bold", "light", "outline", "fill")
 STROKE = 13  # px of half width at 224 px, under which a drawing is strokes, not filled shapes
 RIM = 6  # px an outline keeps of a filled shape
-MARGIN = 0.12  # as glyph.py's: of the glyph's longer side, on every side
 
 
 def _disk(r: int) -> np.ndarray:
@@ -69,19 +75,8 @@ def restyled(view: Image.Image, style: str) -> Image.Image | None:
         if filled.sum() < 1.3 * mask.sum() or ndimage.label(filled & ~mask)[1] > 2:
             return None
         out = np.maximum(ink, filled.astype(np.float32))
-    return _centred(np.clip(out, 0, 1), view.size[0])
-
-
-def _centred(ink: np.ndarray, size: int) -> Image.Image | None:
-    ys, xs = np.nonzero(ink > 0.15)
-    if not len(ys):
-        return None
-    crop = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-    h, w = crop.shape
-    side = int(round(max(h, w) * (1 + 2 * MARGIN)))
-    canvas = np.zeros((side, side), np.float32)
-    canvas[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = crop
-    return Image.fromarray(np.uint8(255 - canvas * 255), "L").resize((size, size), Image.BILINEAR).convert("RGB")
+    out = np.clip(out, 0, 1)
+    return centred(out, view.size[0]) if (out > INK).any() else None
 
 
 def some_style(view: Image.Image, key: str) -> tuple[str, Image.Image] | tuple[str, None]:

@@ -526,6 +526,10 @@ def test_styled_glyph_features_are_cached_and_learned_with_their_icons_class(sha
         fit_meanings.Captioner.load = real
     assert which2.tolist() == [0, 2]
     assert fit_meanings.extract_styles(folder, shapes_checkpoint, ["blank.png"])[0].tolist() == []  # none redrawn
+    blank_only = tmp_path / "blank"
+    blank_only.mkdir()
+    Image.new("RGB", (64, 64), "white").save(blank_only / "blank.png")
+    assert fit_meanings.extract_styles(blank_only, shapes_checkpoint, ["blank.png"])[0].tolist() == []
     np.testing.assert_allclose(pooled2, pooled[::-1], atol=1e-2)
     x, y = np.arange(6.0).reshape(3, 2), np.array([1, 0, 2])
     xs, ys = fit_meanings.with_styles(x, y, np.array([True, True, False]), (which, np.full((2, 2), 9.0)))

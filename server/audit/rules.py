@@ -667,8 +667,6 @@ def _icon(el: Tag, doc: _Doc, budget: _Budget) -> tuple[str, Tag, str | None] | 
     return _walk_content(el, doc.content_icon, _not_shown, _icon_itself, budget)
 
 
-
-
 def icon_markup(kind: str, icon: Tag, ref: str | None = None) -> dict[str, str] | None:
     """What the page's code calls a control's icon (``kind``, ``icon`` and ``ref`` as :func:`_icon` found them), as
     the extension's ``iconMarkup`` collects it (tests/vectors/markup.json; what the names mean is

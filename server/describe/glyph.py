@@ -57,7 +57,13 @@ def glyph_view(image: Image.Image, size: int = SIZE) -> Image.Image:
         inner = _ink(np.minimum(distance, np.sqrt(((pre - fill) ** 2).sum(-1))))
         if 0.03 < (inner > 0.5).mean() < 0.6:
             ink = inner
-            ys, xs = np.nonzero(ink > INK)
+    return centred(ink, size)
+
+
+def centred(ink: np.ndarray, size: int = SIZE) -> Image.Image:
+    """``ink`` (0..1, some of it above INK) as a glyph view: its box cropped, centred with MARGIN on every side, dark
+    on white, ``size`` x ``size`` RGB."""
+    ys, xs = np.nonzero(ink > INK)
     crop = ink[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
     h, w = crop.shape
     side = int(round(max(h, w) * (1 + 2 * MARGIN)))
