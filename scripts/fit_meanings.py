@@ -202,15 +202,17 @@ def relabelled(entries: list[dict], icons: Path) -> list[dict]:
     return out
 
 
-def select(manifest: list[dict], args) -> tuple[list[dict], np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def select(manifest: list[dict], args, without: set[str] = frozenset()
+           ) -> tuple[list[dict], np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(entries learned from, their rows in the manifest, class index, family, classes): the honesty set's dev and
-    test icons and "variant" icons left out, and at most 150 of a family's icons whose class is too rare ("other")."""
+    test icons, "variant" icons and the families ``without`` left out, and at most 150 of a family's icons whose class
+    is too rare ("other")."""
     vocab = Vocabulary.load()
     if args.task == "meaning":
         manifest = relabelled(manifest, args.icons)
     kept = {id(e) for e in honesty_held_out(manifest, args.honesty_list)}
-    rows = [i for i, e in enumerate(manifest) if id(e) in kept and not (  # "battery-40": neither "battery" nor other
-        args.task == "meaning" and e["label"] == OTHER and vocab.variant_of(e["name"]))]
+    rows = [i for i, e in enumerate(manifest) if id(e) in kept and e["family"] not in without and not (
+        args.task == "meaning" and e["label"] == OTHER and vocab.variant_of(e["name"]))]  # "battery-40": no class
     entries = [manifest[i] for i in rows]
     if args.task == "chart":  # a chart set's labels are types: "bar" -> "chart:bar"
         entries = [dict(e, label=e["label"] if ":" in e["label"] else "chart:" + e["label"]) for e in entries]
@@ -374,6 +376,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--styles", action=argparse.BooleanOptionalAction, default=None,
                     help="learn also from each icon's glyph redrawn in another style: bolder, lighter, outlined or "
                          "filled (scripts/glyph_styles.py; glyph view only; default: on for meanings, as shipped)")
+    ap.add_argument("--train-only", default="",
+                    help="families (comma-separated) learned from in every fold but never held out, so that a head "
+                         "with more families is measured on the same held-out families as one without them")
+    ap.add_argument("--without", default="",
+                    help="families (comma-separated) neither learned from nor measured: the head as it would be "
+                         "without them, on the same renders and cached features")
+    ap.add_argument("--thresholds-from", type=Path, default=None, metavar="REPORT",
+                    help="write the head with the thresholds an earlier run of the same settings chose on its "
+                         "held-out families (its --report), without holding families out again")
     ap.add_argument("--report", type=Path, default=Path("runs/meanings/report.json"))
     ap.add_argument("--no-write", action="store_true", help="validate only")
     args = ap.parse_args(argv)
@@ -403,7 +414,10 @@ def main(argv: list[str] | None = None) -> int:
 
     checkpoint = args.checkpoint or default_checkpoint_path()
     manifest = json.loads((args.icons / "manifest.json").read_text())["images"]
-    entries, rows, y, fam, classes = select(manifest, args)
+    without = {f for f in args.without.split(",") if f}
+    if without - {e["family"] for e in manifest}:
+        ap.error(f"--without: no such family: {', '.join(sorted(without - {e['family'] for e in manifest}))}")
+    entries, rows, y, fam, classes = select(manifest, args, without)
     try:
         _, pooled, grid, tapped = extract(args.icons, checkpoint, args.view, taps=args.taps)
     except ValueError as e:  # a block the encoder has not, an encoder without blocks to tap
@@ -431,19 +445,51 @@ def main(argv: list[str] | None = None) -> int:
              sum(c.startswith("meaning:") for c in classes), sum(c.startswith("brand:") for c in classes),
              x.shape[1], dict(Counter(fam)))
 
+    if args.thresholds_from is not None:
+        return store_with_thresholds_from(args, ap, checkpoint, head, x, y, styled, classes)
     args.report.parent.mkdir(parents=True, exist_ok=True)
+    train_only = {f for f in args.train_only.split(",") if f}
+    if train_only - set(fam):
+        ap.error(f"--train-only: no such family: {', '.join(sorted(train_only - set(fam)))}")
+    measured = ~np.isin(fam, sorted(train_only))
     held = np.zeros((len(y), len(classes)), np.float32)
-    for group in family_folds(fam, args.folds):
+    both = held.copy()  # the mean of the answers on the glyph as drawn and on it redrawn (where it was)
+    for group in family_folds(fam[measured], args.folds):
         test = np.isin(fam, group)
         t0 = time.time()
-        held[test] = predict(*fit_head(*with_styles(x, y, ~test, styled), len(classes), args), x[test])
+        head_of_fold = fit_head(*with_styles(x, y, ~test, styled), len(classes), args)
+        held[test] = both[test] = predict(*head_of_fold, x[test])
+        if styled is not None:
+            which = styled[0][test[styled[0]]]
+            both[which] = (held[which] + predict(*head_of_fold, styled[1][test[styled[0]]])) / 2
         log.info("left out %s: top-1 %.3f on their named icons (%.0f s)", ", ".join(group),
                  float((held[test].argmax(1) == y[test])[y[test] != 0].mean()), time.time() - t0)
-    report, tau, brand_tau = held_out_report(args, held, y, fam, classes)
+    if styled is not None:  # measured only: the service reads the glyph as drawn
+        held_out_report(argparse.Namespace(**{**vars(args), "report": args.report.with_suffix(".both.json")}),
+                        both[measured], y[measured], fam[measured], classes)
+    report, tau, brand_tau = held_out_report(args, held[measured], y[measured], fam[measured], classes)
     if args.no_write:
         return 0
     head.hidden, head.linear = fit_head(*with_styles(x, y, np.ones(len(y), bool), styled), len(classes), args)
     head.threshold, head.brand_threshold = tau, brand_tau
+    return store(args, checkpoint, head, report)
+
+
+def store_with_thresholds_from(args, ap, checkpoint: Path, head: MeaningHead, x: np.ndarray, y: np.ndarray,
+                               styled, classes: list[str]) -> int:
+    """Fit the head on every family and store it with the thresholds (and the held-out figures) of an earlier
+    run's report, which must have learned the same classes."""
+    try:
+        report = json.loads(args.thresholds_from.read_text())
+    except (OSError, ValueError) as e:
+        ap.error(f"--thresholds-from: cannot read {args.thresholds_from}: {e}")
+    if report.get("classes") != len(classes) or "threshold" not in report:
+        ap.error(f"--thresholds-from: {args.thresholds_from} is a report of {report.get('classes')} classes, "
+                 f"this head has {len(classes)}: fit them with the same icons, vocabulary and settings")
+    if args.no_write:
+        return 0
+    head.hidden, head.linear = fit_head(*with_styles(x, y, np.ones(len(y), bool), styled), len(classes), args)
+    head.threshold, head.brand_threshold = report["threshold"], report.get("brand_threshold")
     return store(args, checkpoint, head, report)
 
 

@@ -416,6 +416,44 @@ def test_ocr_reads_a_rendered_banner():
     assert read.text == "Summer sale today" and read.words == 3
 
 
+def _window(title: str, grey_title: bool = True) -> Image.Image:
+    """A screenshot of a window: a title bar in a small grey font on grey, a menu bar, a toolbar and a form."""
+    from PIL import ImageFont
+
+    font = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    small, normal = ImageFont.truetype(font, 12), ImageFont.truetype(font, 14)
+    im = Image.new("RGB", (780, 620), (239, 240, 241))
+    d = ImageDraw.Draw(im)
+    d.rectangle((0, 0, 780, 30), fill=(222, 224, 226))
+    d.text((390, 15), title, fill=(120, 120, 120) if grey_title else "black", font=small, anchor="mm")
+    d.text((12, 40), "File     Settings     Help", fill="black", font=normal)
+    d.text((12, 80), "New      Back      Arithmetic      Comparison      Conversion", fill="black", font=normal)
+    for i, label in enumerate(("Mixed number:", "Number of terms:", "Maximum denominator:")):
+        d.text((30, 160 + 40 * i), label, fill="black", font=normal)
+    return im
+
+
+@needs_tesseract
+def test_a_screenshots_window_title_is_read_from_its_title_bar():
+    """The whole image's read drops a title bar's small grey font; its top strip read on its own finds it, and only
+    the words in the separator's row: not the menus and the toolbar below."""
+    ocr = ocr_module.Ocr()
+    assert ocr.read_title_bar(_window("Exercise — KBruch")) == "Exercise — KBruch"
+    assert ocr.read_title_bar(_window("Configure - KHangMan", grey_title=False)) == "Configure - KHangMan"
+    assert ocr.read_title_bar(_window("KBruch")) == ""  # no "document — application": no title read here
+    assert ocr.read_title_bar(Image.new("RGB", (300, 200), "white")) == ""
+
+
+def test_a_title_is_the_run_of_words_beside_a_separator_in_its_row():
+    from server.describe.ocr import _title_around_separator as title
+
+    row = [(10, 10, 60, 12, "Exercise"), (76, 14, 10, 3, "—"), (92, 10, 50, 12, "KBruch"), (400, 10, 30, 12, "x")]
+    below = [(10, 40, 20, 12, "File"), (40, 40, 40, 12, "Settings")]
+    assert title(sorted(row + below)) == "Exercise — KBruch"
+    assert title(sorted(below + [(300, 10, 10, 3, "—")])) == ""  # a dash alone is no title
+    assert title([]) == ""
+
+
 @needs_tesseract
 def test_ocr_invents_no_text_on_a_text_free_photo():
     from pathlib import Path

@@ -300,6 +300,19 @@ def test_a_screenshot_title_is_its_first_line_when_it_reads_as_one(lines, title)
     assert r["alt"] == (f"Screenshot: “{title}”" if title else "Screenshot.")
 
 
+@pytest.mark.parametrize("bar, alt", [
+    ("Exercise — KBruch", "Screenshot: “Exercise — KBruch”"),  # before the toolbar OCR read first
+    ("$7302178.jpg - 2592x1944", "Screenshot: “New Back Arithmetic Comparison”"),  # no title: the first line
+    ("", "Screenshot: “New Back Arithmetic Comparison”"),
+])
+def test_a_screenshots_window_title_comes_before_its_first_line(bar, alt):
+    ev = icon_evidence(kind="screenshot", text=["New Back Arithmetic Comparison", "Options:"])
+    ev.title_bar = bar
+    assert said(ev)["alt"] == alt
+    ev.kind_probs = {k: (0.9 if k == "chart" else 0.1 / (len(KINDS) - 1)) for k in KINDS}
+    assert "KBruch" not in said(ev)["alt"]  # a chart's title is its own first line
+
+
 def test_a_one_colour_glyph_on_a_transparent_background_is_not_blank():
     im = Image.new("RGBA", (48, 48), (0, 0, 0, 0))
     for x in range(8, 40):
@@ -535,3 +548,44 @@ def test_styled_glyph_features_are_cached_and_learned_with_their_icons_class(sha
     xs, ys = fit_meanings.with_styles(x, y, np.array([True, True, False]), (which, np.full((2, 2), 9.0)))
     assert xs.tolist() == [[0, 1], [2, 3], [9, 9]] and ys.tolist() == [1, 0, 1]  # the held-out square's is left out
     assert fit_meanings.with_styles(x, y, np.array([True, False, True]), None)[1].tolist() == [1, 2]
+
+
+def test_families_learned_from_only_or_left_out_are_not_measured(shapes_checkpoint, tmp_path):
+    """--train-only families teach every fold and are never held out; --without families are not used at all: the
+    held-out figures of a head with more families are on the same families as the head without them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import fit_meanings
+    icons = tmp_path / "icons"
+    entries = []
+    drawings = {"home": lambda d, w: d.polygon([(40, 120), (112, 40), (184, 120), (184, 190), (40, 190)], outline="black",
+                                                width=w),
+                "search": lambda d, w: (d.ellipse((40, 40, 150, 150), outline="black", width=w),
+                                        d.line((135, 135, 190, 190), fill="black", width=w)),
+                "grid": lambda d, w: [d.rectangle((x, y, x + 60, y + 60), outline="black", width=w)
+                                      for x in (40, 120) for y in (40, 120)]}
+    for family, width in zip("abcde", (6, 10, 14, 18, 22)):
+        (icons / "images" / family).mkdir(parents=True)
+        for name, draw in drawings.items():
+            file = f"images/{family}/{name}.png"
+            _drawn(lambda d: draw(d, width)).save(icons / file)
+            entries.append({"file": file, "family": family, "label": "meaning:" + name, "name": name,
+                            "source": f"npm/{family}/{name}.svg", "set_style": ""})
+    (icons / "manifest.json").write_text(json.dumps({"images": entries}))
+    report = tmp_path / "report.json"
+    argv = ["--icons", str(icons), "--checkpoint", str(shapes_checkpoint), "--view", "glyph", "--taps", "none",
+            "--pooled-components", "4", "--grid-components", "2", "--epochs", "5", "--report", str(report),
+            "--no-write", "--train-only", "e", "--without", "d"]
+    assert fit_meanings.main(argv) == 0
+    assert set(json.loads(report.read_text())["per_family"]) == {"a", "b", "c"}
+    with np.load(report.with_suffix(".heldout.npz")) as held:
+        assert set(held["family"]) == {"a", "b", "c"} and len(held["y"]) == 9
+    both = json.loads(report.with_suffix(".both.json").read_text())  # the mean over the glyph and it restyled
+    assert both["all_families"]["named_icons"] == 9
+    assert fit_meanings.main([*argv, "--thresholds-from", str(report)]) == 0  # the same classes: accepted
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**json.loads(report.read_text()), "classes": 7}))
+    for flags in (["--train-only", "z"], ["--without", "z"], ["--thresholds-from", str(other)],
+                  ["--thresholds-from", str(tmp_path / "none.json")]):
+        with pytest.raises(SystemExit) as e:
+            fit_meanings.main([*argv[:-4], *flags])
+        assert e.value.code == 2

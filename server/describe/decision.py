@@ -240,7 +240,8 @@ def decide(ev: Evidence, policy: Policy, markup: dict[str, str] | None = None) -
             if best == "illustration" and ev.chart_probs.get("chart:map", 0.0) >= policy.map_min:
                 best = "chart"  # a map drawn as an illustration: "Map."
             if best in ("chart", "screenshot"):  # named by its title when OCR finds one, never by all it shows
-                title = trim(_title(ev.text_lines, best), policy.max_text_chars)
+                bar = ev.title_bar if best == "screenshot" and _reads_as_title(ev.title_bar) else ""
+                title = trim(bar or _title(ev.text_lines, best), policy.max_text_chars)
                 chart = sure_class(ev.chart_probs, ev.chart_labels, ev.chart_threshold) if best == "chart" else ("",) * 3
                 return Decision(best, False, False, title, True, None, titled=bool(title), chart_type=chart[0],
                                 chart_label=chart[1], p_chart=chart[2] or 0.0)

@@ -32,6 +32,7 @@ class Evidence:
     chart_threshold: float | None = None
     text_lines: list[str] = field(default_factory=list)  # OCR, confident words only
     ocr: str = "skipped"  # "read", "skipped" (text unlikely), "unavailable" (no Tesseract)
+    title_bar: str = ""  # a screenshot's window title ("Exercise — KBruch"), read from its top strip on its own
     pixels: PixelStats | None = None
 
     @property

@@ -26,7 +26,7 @@ from PIL import Image
 
 from . import ocr as ocr_module
 from .concepts import Concept, agreement, cue_masses, top_concepts
-from .decision import ICON_LIKE, Policy, decide
+from .decision import ICON_LIKE, NON_PHOTO, Policy, decide
 from .evidence import Evidence
 from .heads import KINDS, NAMED_HEADS, Heads, HeadsError, calibration_features, heads_for, heads_path, kind_features
 from .meaning_head import grid_summary
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the evidence changes for the same image and model (new features, heads, OCR rules): it is part of the
 # cache namespace, so a new pipeline never serves an old one's answers.
-PIPELINE_VERSION = "describe-10"  # the decision and wording are not in it: they apply to cached evidence
+PIPELINE_VERSION = "describe-11"  # the decision and wording are not in it: they apply to cached evidence
 OCR_BELOW_P_PHOTO = 0.8  # OCR runs unless the image is this surely a photo
 # The fields of every result, in this order (the service adds cached, model and elapsed_ms; the CLI, input).
 RESULT_FIELDS = ("alt", "kind", "text", "caption", "confidence", "raw_confidence", "concepts", "hedged", "withheld",
@@ -210,6 +210,8 @@ class Describer:
         elif image is not None and (ev.kind_probs or {"photo": 1.0}).get("photo", 0) < OCR_BELOW_P_PHOTO:
             read = self.ocr.read(image)
             ev.ocr, ev.text_lines = "read", read.lines
+            if max(NON_PHOTO, key=lambda k: ev.kind_probs.get(k, 0.0)) == "screenshot":
+                ev.title_bar = self.ocr.read_title_bar(image)  # one more Tesseract call, for screenshots only
         return ev
 
     def glyph_top(self, head, image: Image.Image | None, kind_probs: dict[str, float]) -> dict[str, float]:
