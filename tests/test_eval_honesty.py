@@ -37,3 +37,26 @@ def test_a_bare_kind_is_truthful_without_content_and_a_wrong_meaning_or_a_photo_
     captioned = judge({"kind": "illustration", "keywords": ["knight"]},
                       _result("Might be: a dog runs.", "photo", caption="A dog runs."))
     assert captioned["verdict"] == "false" and captioned["caption_spoken"]
+
+
+def test_ocr_time_counts_a_screenshots_title_bar_read_too():
+    """The timing wrapper stands in for the describer's OCR, so it must answer every read the pipeline makes."""
+    import time
+    from types import SimpleNamespace
+
+    from eval_honesty import Timed
+
+    class SlowOcr:
+        def read(self, im):
+            time.sleep(0.02)
+            return "text"
+
+        def read_title_bar(self, im):
+            time.sleep(0.02)
+            return "Exercise — KBruch"
+
+    describer = SimpleNamespace(ocr=SlowOcr())
+    timed = Timed(describer)
+    assert describer.ocr is timed
+    assert timed.read(None) == "text" and timed.read_title_bar(None) == "Exercise — KBruch"
+    assert timed.last >= 0.04

@@ -557,8 +557,8 @@ def test_families_learned_from_only_or_left_out_are_not_measured(shapes_checkpoi
     import fit_meanings
     icons = tmp_path / "icons"
     entries = []
-    drawings = {"home": lambda d, w: d.polygon([(40, 120), (112, 40), (184, 120), (184, 190), (40, 190)], outline="black",
-                                                width=w),
+    house = [(40, 120), (112, 40), (184, 120), (184, 190), (40, 190)]
+    drawings = {"home": lambda d, w: d.polygon(house, outline="black", width=w),
                 "search": lambda d, w: (d.ellipse((40, 40, 150, 150), outline="black", width=w),
                                         d.line((135, 135, 190, 190), fill="black", width=w)),
                 "grid": lambda d, w: [d.rectangle((x, y, x + 60, y + 60), outline="black", width=w)

@@ -242,7 +242,8 @@ def decide(ev: Evidence, policy: Policy, markup: dict[str, str] | None = None) -
             if best in ("chart", "screenshot"):  # named by its title when OCR finds one, never by all it shows
                 bar = ev.title_bar if best == "screenshot" and _reads_as_title(ev.title_bar) else ""
                 title = trim(bar or _title(ev.text_lines, best), policy.max_text_chars)
-                chart = sure_class(ev.chart_probs, ev.chart_labels, ev.chart_threshold) if best == "chart" else ("",) * 3
+                chart = (sure_class(ev.chart_probs, ev.chart_labels, ev.chart_threshold) if best == "chart"
+                         else ("",) * 3)
                 return Decision(best, False, False, title, True, None, titled=bool(title), chart_type=chart[0],
                                 chart_label=chart[1], p_chart=chart[2] or 0.0)
             if best == "logo" and text and len(text.split()) > policy.max_control_words:
