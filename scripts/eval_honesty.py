@@ -114,17 +114,16 @@ class Timed:
         if self.ocr is not None:
             describer.ocr = self
 
-    def read(self, im):
-        t0 = time.perf_counter()
-        try:
-            return self.ocr.read(im)
-        finally:
-            self.last = time.perf_counter() - t0
+    def read(self, im):  # ``last`` is set to 0 before each image
+        return self._timed(self.ocr.read, im)
 
     def read_title_bar(self, im):  # a screenshot's second read: its time counts with the first's
+        return self._timed(self.ocr.read_title_bar, im)
+
+    def _timed(self, read, im):
         t0 = time.perf_counter()
         try:
-            return self.ocr.read_title_bar(im)
+            return read(im)
         finally:
             self.last += time.perf_counter() - t0
 

@@ -64,6 +64,16 @@ class Ocr:
         self.lang, self.timeout = lang, timeout
         os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # one core per call: requests already run in parallel
 
+    def _data(self, im: Image.Image, psm: int) -> dict | None:
+        """Tesseract's words of ``im`` with their boxes, confidences and lines; None when it fails (crash, timeout)."""
+        try:
+            return self._tess.image_to_data(im, lang=self.lang, output_type=self._tess.Output.DICT,
+                                            timeout=self.timeout, config=f"--psm {psm}")
+        except (RuntimeError, OSError, subprocess.CalledProcessError, self._tess.TesseractError) as e:
+            # CalledProcessError: pytesseract's version check runs Tesseract first, and a broken install fails there
+            log.warning("OCR failed: %s", e)
+            return None
+
     def read_title_bar(self, im: Image.Image) -> str:
         """A screenshot's window title, "<document> — <application>", read from its top strip on its own ("" when
         none is found): a title bar is often a small grey font on grey that the whole image's read drops (KBruch's
@@ -74,11 +84,8 @@ class Ocr:
         scale = max(1.0, min(3.0, 4000 / strip.width))
         strip = ImageOps.autocontrast(strip.resize((round(strip.width * scale), round(strip.height * scale)),
                                                    Image.LANCZOS))
-        try:
-            d = self._tess.image_to_data(strip, lang=self.lang, output_type=self._tess.Output.DICT,
-                                         timeout=self.timeout, config="--psm 11")
-        except (RuntimeError, OSError, subprocess.CalledProcessError, self._tess.TesseractError) as e:
-            log.warning("OCR failed: %s", e)
+        d = self._data(strip, psm=11)  # sparse text: a title bar's few words, wherever they are
+        if d is None:
             return ""
         words = sorted((int(d["left"][i]), int(d["top"][i]), int(d["width"][i]), int(d["height"][i]), w)
                        for i, w in enumerate(t.strip() for t in d["text"])
@@ -91,12 +98,8 @@ class Ocr:
         if min(im.size) < MIN_SIDE:
             scale = min(MIN_SIDE / min(im.size), 4.0)
             im = im.resize((round(im.width * scale), round(im.height * scale)), Image.BICUBIC)
-        try:
-            d = self._tess.image_to_data(im, lang=self.lang, output_type=self._tess.Output.DICT,
-                                         timeout=self.timeout, config="--psm 3")
-        except (RuntimeError, OSError, subprocess.CalledProcessError, self._tess.TesseractError) as e:
-            # CalledProcessError: pytesseract's version check runs Tesseract first, and a broken install fails there
-            log.warning("OCR failed: %s", e)
+        d = self._data(im, psm=3)
+        if d is None:
             return OcrText()
         lines: dict[tuple, list[str]] = {}
         for text, conf, *key in zip(d["text"], d["conf"], d["block_num"], d["par_num"], d["line_num"]):
