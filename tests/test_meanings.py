@@ -301,7 +301,7 @@ def test_a_screenshot_title_is_its_first_line_when_it_reads_as_one(lines, title)
 
 
 @pytest.mark.parametrize("bar, alt", [
-    ("Exercise — KBruch", "Screenshot: “Exercise — KBruch”"),  # before the toolbar OCR read first
+    ("Exercise — KBruch", "Screenshot: “Exercise — KBruch”"),  # not the toolbar under it
     ("$7302178.jpg - 2592x1944", "Screenshot: “New Back Arithmetic Comparison”"),  # no title: the first line
     ("", "Screenshot: “New Back Arithmetic Comparison”"),
 ])
