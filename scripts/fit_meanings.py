@@ -415,9 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.checkpoint or default_checkpoint_path()
     manifest = json.loads((args.icons / "manifest.json").read_text())["images"]
     without = {f for f in args.without.split(",") if f}
-    if without - {e["family"] for e in manifest}:
-        ap.error(f"--without: no such family: {', '.join(sorted(without - {e['family'] for e in manifest}))}")
+    if unknown := without - {e["family"] for e in manifest}:
+        ap.error(f"--without: no such family: {', '.join(sorted(unknown))}")
     entries, rows, y, fam, classes = select(manifest, args, without)
+    train_only = {f for f in args.train_only.split(",") if f}  # checked here, before the long feature extraction
+    if unknown := train_only - set(fam):
+        ap.error(f"--train-only: no such family: {', '.join(sorted(unknown))}")
+    earlier = earlier_report(args, ap, len(classes)) if args.thresholds_from is not None else None
     try:
         _, pooled, grid, tapped = extract(args.icons, checkpoint, args.view, taps=args.taps)
     except ValueError as e:  # a block the encoder has not, an encoder without blocks to tap
@@ -445,13 +449,22 @@ def main(argv: list[str] | None = None) -> int:
              sum(c.startswith("meaning:") for c in classes), sum(c.startswith("brand:") for c in classes),
              x.shape[1], dict(Counter(fam)))
 
-    if args.thresholds_from is not None:
-        return store_with_thresholds_from(args, ap, checkpoint, head, x, y, styled, classes)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    train_only = {f for f in args.train_only.split(",") if f}
-    if train_only - set(fam):
-        ap.error(f"--train-only: no such family: {', '.join(sorted(train_only - set(fam)))}")
-    measured = ~np.isin(fam, sorted(train_only))
+    if earlier is not None:
+        report, tau, brand_tau = earlier, earlier["threshold"], earlier.get("brand_threshold")
+    else:
+        report, tau, brand_tau = held_out(args, x, y, fam, classes, styled, measured=~np.isin(fam, sorted(train_only)))
+    if args.no_write:
+        return 0
+    head.hidden, head.linear = fit_head(*with_styles(x, y, np.ones(len(y), bool), styled), len(classes), args)
+    head.threshold, head.brand_threshold = tau, brand_tau
+    return store(args, checkpoint, head, report)
+
+
+def held_out(args, x: np.ndarray, y: np.ndarray, fam: np.ndarray, classes: list[str], styled, measured: np.ndarray
+             ) -> tuple[dict, float, float | None]:
+    """(report, threshold, brand threshold) of heads fitted with the families ``measured`` marks held out in groups
+    (the others learned from in every fold); beside the report, the answers averaged over each glyph as drawn and
+    redrawn in another style (``.both.json``: measured only, the service reads the glyph as drawn)."""
     held = np.zeros((len(y), len(classes)), np.float32)
     both = held.copy()  # the mean of the answers on the glyph as drawn and on it redrawn (where it was)
     for group in family_folds(fam[measured], args.folds):
@@ -464,33 +477,23 @@ def main(argv: list[str] | None = None) -> int:
             both[which] = (held[which] + predict(*head_of_fold, styled[1][test[styled[0]]])) / 2
         log.info("left out %s: top-1 %.3f on their named icons (%.0f s)", ", ".join(group),
                  float((held[test].argmax(1) == y[test])[y[test] != 0].mean()), time.time() - t0)
-    if styled is not None:  # measured only: the service reads the glyph as drawn
+    if styled is not None:
         held_out_report(argparse.Namespace(**{**vars(args), "report": args.report.with_suffix(".both.json")}),
                         both[measured], y[measured], fam[measured], classes)
-    report, tau, brand_tau = held_out_report(args, held[measured], y[measured], fam[measured], classes)
-    if args.no_write:
-        return 0
-    head.hidden, head.linear = fit_head(*with_styles(x, y, np.ones(len(y), bool), styled), len(classes), args)
-    head.threshold, head.brand_threshold = tau, brand_tau
-    return store(args, checkpoint, head, report)
+    return held_out_report(args, held[measured], y[measured], fam[measured], classes)
 
 
-def store_with_thresholds_from(args, ap, checkpoint: Path, head: MeaningHead, x: np.ndarray, y: np.ndarray,
-                               styled, classes: list[str]) -> int:
-    """Fit the head on every family and store it with the thresholds (and the held-out figures) of an earlier
-    run's report, which must have learned the same classes."""
+def earlier_report(args, ap, n_classes: int) -> dict:
+    """The report of an earlier run (``--thresholds-from``) whose held-out thresholds the head is written with; it
+    must have learned as many classes as this run."""
     try:
         report = json.loads(args.thresholds_from.read_text())
     except (OSError, ValueError) as e:
         ap.error(f"--thresholds-from: cannot read {args.thresholds_from}: {e}")
-    if report.get("classes") != len(classes) or "threshold" not in report:
+    if report.get("classes") != n_classes or "threshold" not in report:
         ap.error(f"--thresholds-from: {args.thresholds_from} is a report of {report.get('classes')} classes, "
-                 f"this head has {len(classes)}: fit them with the same icons, vocabulary and settings")
-    if args.no_write:
-        return 0
-    head.hidden, head.linear = fit_head(*with_styles(x, y, np.ones(len(y), bool), styled), len(classes), args)
-    head.threshold, head.brand_threshold = report["threshold"], report.get("brand_threshold")
-    return store(args, checkpoint, head, report)
+                 f"this head has {n_classes}: fit them with the same icons, vocabulary and settings")
+    return report
 
 
 def with_styles(x: np.ndarray, y: np.ndarray, train: np.ndarray, styled: tuple[np.ndarray, np.ndarray] | None

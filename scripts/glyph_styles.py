@@ -13,9 +13,8 @@ outline heart becomes a solid heart; a floppy disk's many panes would become a b
 """
 from __future__ import annotations
 
-import zlib
-
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np

@@ -44,6 +44,11 @@ NON_PHOTO = ("text", "screenshot", "chart", "icon", "logo", "illustration")
 ICON_LIKE = ("icon", "logo", "illustration")  # kinds whose images the meaning head may name
 
 
+def likeliest_non_photo(kind_probs: dict[str, float]) -> str:
+    """What the image is if it is no photo: the likeliest of the other kinds."""
+    return max(NON_PHOTO, key=lambda k: kind_probs.get(k, 0.0))
+
+
 @dataclass(frozen=True)
 class Policy:
     withhold_below: float = 0.15  # calibrated confidence under which a caption is not spoken
@@ -222,7 +227,7 @@ def decide(ev: Evidence, policy: Policy, markup: dict[str, str] | None = None) -
         return Decision("blank", False, False, "", False, "blank")
     probs = ev.kind_probs or {"photo": 1.0}
     p_photo = probs.get("photo", 0.0)
-    best = max(NON_PHOTO, key=lambda k: probs.get(k, 0.0))
+    best = likeliest_non_photo(probs)
     p_best = sum(probs.get(k, 0.0) for k in kind_group(best, policy))
     icon_like = best in ICON_LIKE and p_best > p_photo  # an icon, a logo or a drawing rather than a photo
     by_markup = named_by_markup(markup, icon_like, p_photo, policy) if markup else None

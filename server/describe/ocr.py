@@ -115,7 +115,8 @@ def _title_around_separator(words: list[tuple[int, int, int, int, str]]) -> str:
     either side, each at most a word's height from the next: "Exercise — KBruch"; "" when there is none."""
     for sep in (w for w in words if w[4] in _SEPARATORS):
         middle = sep[1] + sep[3] / 2
-        row = [w for w in words if w is sep or w[4] not in _SEPARATORS and abs(w[1] + w[3] / 2 - middle) <= w[3] * 0.6]
+        row = [w for w in words
+               if w is sep or w[4] not in _SEPARATORS and abs(w[1] + w[3] / 2 - middle) <= w[3] * 0.6]
         heights = sorted(w[3] for w in row if w is not sep)
         if not heights:
             continue

@@ -26,7 +26,7 @@ from PIL import Image
 
 from . import ocr as ocr_module
 from .concepts import Concept, agreement, cue_masses, top_concepts
-from .decision import ICON_LIKE, NON_PHOTO, Policy, decide
+from .decision import ICON_LIKE, Policy, decide, likeliest_non_photo
 from .evidence import Evidence
 from .heads import KINDS, NAMED_HEADS, Heads, HeadsError, calibration_features, heads_for, heads_path, kind_features
 from .meaning_head import grid_summary
@@ -210,7 +210,7 @@ class Describer:
         elif image is not None and (ev.kind_probs or {"photo": 1.0}).get("photo", 0) < OCR_BELOW_P_PHOTO:
             read = self.ocr.read(image)
             ev.ocr, ev.text_lines = "read", read.lines
-            if max(NON_PHOTO, key=lambda k: ev.kind_probs.get(k, 0.0)) == "screenshot":
+            if likeliest_non_photo(ev.kind_probs) == "screenshot":
                 ev.title_bar = self.ocr.read_title_bar(image)  # one more Tesseract call, for screenshots only
         return ev
 
